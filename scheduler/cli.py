@@ -1,0 +1,192 @@
+"""Command line: argument parsing, wiring, process lifecycle and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from . import __version__
+from . import config
+from . import schedule as sched
+
+EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
+
+log = logging.getLogger("scheduler")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", metavar="PATH", help="dotenv file to read (default: ./.env if present)")
+    parser = argparse.ArgumentParser(
+        prog="python -m scheduler", parents=[common],
+        description="cron-sidecar: fires scheduled HTTP calls, one leader among replicas.",
+    )
+    parser.add_argument("--version", action="version", version=f"cron-sidecar {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", parents=[common], help="run the daemon (the default)")
+    run.add_argument("--dry-run", action="store_true", help="do everything but the HTTP call, which is logged")
+    check = sub.add_parser("check", parents=[common], help="validate the configuration and show the next slots")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument("--from", dest="from_", metavar="TIME", help="list slots strictly after this RFC 3339 instant")
+    check.add_argument("--count", type=int, default=3, metavar="N", help="slots per job (default 3)")
+    sub.add_parser("healthcheck", parents=[common], help="exit 0 when the local /healthz answers")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        settings = config.load(config.read_environment(args.env_file), stderr_is_tty=sys.stderr.isatty())
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        print(f"{len(exc.problems)} configuration problem(s); nothing was started", file=sys.stderr)
+        return EX_CONFIG
+    if command == "check":
+        return check(settings, args)
+    if command == "healthcheck":
+        return healthcheck(settings)
+    from .observe import setup_logging
+
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        return asyncio.run(run(settings, dry_run=getattr(args, "dry_run", False)))
+    except KeyboardInterrupt:
+        return EX_OK
+
+
+def check(settings: config.Settings, args) -> int:
+    if args.count < 1:
+        print("--count: expected a whole number >= 1", file=sys.stderr)
+        return EX_CONFIG
+    start = time.time()
+    if args.from_:
+        try:
+            start = sched.parse("at " + args.from_).slot  # type: ignore[union-attr]
+        except sched.ScheduleError as exc:
+            print(f"--from: {exc}", file=sys.stderr)
+            return EX_CONFIG
+    jobs = []
+    for job in settings.jobs:
+        nxt = []
+        for slot in sched.iter_slots(job.schedule, start):
+            nxt.append(slot)
+            if len(nxt) >= args.count:
+                break
+        jobs.append((job, nxt))
+    if args.json:
+        out = {"jobs": [
+            {"name": j.name, "schedule": j.schedule_text, "timezone": j.timezone, "url": j.url,
+             "enabled": j.enabled, "next": [sched.format_slot(s) for s in nxt]}
+            for j, nxt in jobs
+        ]}
+        print(json.dumps(out, indent=2))
+        return EX_OK
+    mode = "standalone (SQLite: " + settings.state_file + ")" if settings.standalone else "redis"
+    print(f"configuration OK: {len(jobs)} job(s), state: {mode}, namespace {settings.namespace}")
+    for j, nxt in jobs:
+        zone = ZoneInfo(j.timezone)
+        flag = "" if j.enabled else "  [disabled]"
+        print(f"\n{j.name}{flag}\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
+        if not nxt:
+            print("  next      (none: a one-shot whose time has passed)")
+        for s in nxt:
+            local = datetime.fromtimestamp(s, zone).isoformat()
+            print(f"  next      {local}  ({sched.format_slot(s)})")
+    return EX_OK
+
+
+def healthcheck(settings: config.Settings) -> int:
+    import httpx
+
+    if settings.http_port == 0:
+        print("healthcheck: SCHEDULER_HTTP_PORT is 0, so there is no endpoint to ask", file=sys.stderr)
+        return EX_FAILURE
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    try:
+        response = httpx.get(f"http://{host}:{settings.http_port}/healthz", timeout=3.0)
+    except httpx.HTTPError as exc:
+        print(f"healthcheck: {type(exc).__name__}", file=sys.stderr)
+        return EX_FAILURE
+    return EX_OK if response.status_code == 200 else EX_FAILURE
+
+
+def make_store(settings: config.Settings):
+    if settings.standalone:
+        from .local_store import LocalStore
+
+        return LocalStore(settings.state_file)
+    from .redis_store import RedisStore
+
+    return RedisStore(
+        settings.redis_url, settings.namespace, settings.lease_ttl_s,
+        sentinels=settings.redis_sentinels, sentinel_master=settings.redis_sentinel_master,
+    )
+
+
+async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
+    from .dispatch import Dispatcher
+    from .engine import Engine
+    from .observe import Health, Metrics, serve
+    from .store import StoreUnavailable
+
+    try:
+        store = make_store(settings)
+    except StoreUnavailable as exc:
+        print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    metrics, health = Metrics(), Health()
+    server = None
+    if settings.http_port:
+        try:
+            server = serve(settings.http_host, settings.http_port, metrics, health)
+        except OSError as exc:
+            log.error("cannot listen for /metrics and health", extra={"port": settings.http_port, "error": str(exc)})
+            await store.close()
+            return EX_FAILURE
+    dispatcher = Dispatcher(settings, dry_run=dry_run)
+    engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, engine, sig)
+    log.info(
+        "starting",
+        extra={
+            "version": __version__, "replica": store.replica_id,
+            "mode": "standalone" if settings.standalone else "redis",
+            "store": settings.state_file if settings.standalone else _redis_target(settings),
+            "namespace": settings.namespace, "jobs": len(engine.jobs), "dry_run": dry_run,
+        },
+    )
+    try:
+        await engine.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await dispatcher.aclose()
+        await store.close()
+        if server is not None:
+            server.shutdown()
+    log.info("stopped")
+    return EX_OK
+
+
+def _on_signal(engine, sig: signal.Signals) -> None:
+    if not engine.stopping.is_set():
+        log.info("shutting down", extra={"signal": sig.name})
+    engine.stop()
+
+
+def _redis_target(settings: config.Settings) -> str:
+    if settings.redis_sentinels:
+        hosts = ",".join(f"{h}:{p}" for h, p in settings.redis_sentinels)
+        return f"sentinel {hosts} master {settings.redis_sentinel_master}"
+    return config.mask_url(settings.redis_url or "")

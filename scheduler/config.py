@@ -1,0 +1,523 @@
+"""Configuration: the only reader of the environment.
+
+Everything is read, every problem is collected, and `load` either returns frozen settings
+or raises one `ConfigError` listing all of them. A secret's value never enters a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+from dotenv import dotenv_values
+
+from . import schedule as sched
+
+PREFIX = "SCHEDULER_"
+JOB_PREFIX = "SCHEDULER_JOB_"
+SECRETS = ("SCHEDULER_API_TOKEN", "SCHEDULER_SIGNING_SECRET", "SCHEDULER_REDIS_URL")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+CATCHUP = ("latest", "all", "none")
+CONCURRENCY = ("forbid", "allow", "replace")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Headers the scheduler owns; a job's HEADERS may not replace them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Authorization", "Idempotency-Key", "X-Scheduler-Job", "X-Scheduler-Slot",
+        "X-Scheduler-Attempt", "X-Scheduler-Fencing-Token", "webhook-id",
+        "webhook-timestamp", "webhook-signature", "Content-Length", "Host",
+    )
+)
+_NAME_RE = re.compile(r"^[A-Z0-9]+(?:_[A-Z0-9]+)*$")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+# name -> default (None: unset). Secrets also accept NAME_FILE.
+GLOBAL_DEFAULTS: dict[str, str | None] = {
+    "SCHEDULER_API_URL": "http://localhost:8000",
+    "SCHEDULER_API_TOKEN": None,
+    "SCHEDULER_SIGNING_SECRET": None,
+    "SCHEDULER_REDIS_URL": None,
+    "SCHEDULER_REDIS_SENTINELS": None,
+    "SCHEDULER_REDIS_SENTINEL_MASTER": None,
+    "SCHEDULER_NAMESPACE": "scheduler",
+    "SCHEDULER_STATE_FILE": "./scheduler-state.db",
+    "SCHEDULER_LEASE_TTL": "15s",
+    "SCHEDULER_LEASE_RENEW": "5s",
+    "SCHEDULER_TIMEZONE": "UTC",
+    "SCHEDULER_MAX_CONCURRENCY": "64",
+    "SCHEDULER_SHUTDOWN_GRACE": "30s",
+    "SCHEDULER_HTTP_PORT": "9464",
+    "SCHEDULER_HTTP_HOST": "0.0.0.0",
+    "SCHEDULER_LOG_FORMAT": None,  # json when stderr is not a TTY, else text
+    "SCHEDULER_LOG_LEVEL": "INFO",
+    "SCHEDULER_TLS_VERIFY": "true",
+}
+JOB_FIELDS: dict[str, str | None] = {
+    "SCHEDULE": None,
+    "URL": None,
+    "METHOD": "POST",
+    "TIMEOUT": "30s",
+    "RETRIES": "3",
+    "BODY": None,
+    "HEADERS": None,
+    "TIMEZONE": None,  # SCHEDULER_TIMEZONE
+    "JITTER": "0",
+    "CATCHUP": "latest",
+    "CATCHUP_WINDOW": None,  # unlimited
+    "CONCURRENCY": "forbid",
+    "ENABLED": "true",
+}
+# Longest first, so CATCHUP_WINDOW is never read as field WINDOW of job X_CATCHUP.
+_FIELDS_BY_LENGTH = sorted(JOB_FIELDS, key=len, reverse=True)
+
+
+class ConfigError(Exception):
+    """Every configuration problem found, one line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Secret(str):
+    """A string that never shows itself in a repr, a log record or a traceback's locals."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    schedule_text: str
+    schedule: sched.Schedule
+    url: str
+    method: str = "POST"
+    timeout_s: float = 30.0
+    retries: int = 3
+    body: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    timezone: str = "UTC"
+    jitter_s: float = 0.0
+    catchup: str = "latest"
+    catchup_window_s: float | None = None
+    concurrency: str = "forbid"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str = "http://localhost:8000"
+    api_token: Secret | None = None
+    signing_secret: Secret | None = None
+    redis_url: Secret | None = None
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    namespace: str = "scheduler"
+    state_file: str = "./scheduler-state.db"
+    lease_ttl_s: float = 15.0
+    lease_renew_s: float = 5.0
+    timezone: str = "UTC"
+    max_concurrency: int = 64
+    shutdown_grace_s: float = 30.0
+    http_port: int = 9464
+    http_host: str = "0.0.0.0"
+    log_format: str = "text"
+    log_level: str = "INFO"
+    tls_verify: bool | str = True
+    jobs: tuple[JobSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def standalone(self) -> bool:
+        return self.redis_url is None and not self.redis_sentinels
+
+
+def read_environment(env_file: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The merged SCHEDULER_* view: defaults < dotenv file < process environment."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, str] = {}
+    if env_file is not None:
+        if not Path(env_file).is_file():
+            raise ConfigError([f"--env-file: cannot read {env_file!r}: no such file"])
+        path: str | None = env_file
+    else:
+        path = ".env" if Path(".env").is_file() else None
+    if path is not None:
+        for key, value in dotenv_values(path).items():
+            if key.startswith(PREFIX):
+                merged[key] = "" if value is None else value
+    merged.update({k: v for k, v in environ.items() if k.startswith(PREFIX)})
+    return merged
+
+
+def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
+    """Validate a SCHEDULER_* mapping into Settings, or raise ConfigError with every problem."""
+    problems: list[str] = []
+    values = dict(env)
+    _resolve_secret_files(values, problems)
+    job_vars, unknown = _split_names(values)
+
+    for name in unknown:
+        problems.append(_unknown_message(name, job_vars))
+    for name, value in values.items():
+        if value == "" and name not in unknown:
+            problems.append(f"{name}: is empty; set a value or remove the variable to use the default")
+    g = _Reader(values, problems)
+
+    api_url = g.setting("SCHEDULER_API_URL", _http_url)
+    token = g.secret("SCHEDULER_API_TOKEN", _non_blank)
+    signing = g.secret("SCHEDULER_SIGNING_SECRET", _signing_secret)
+    redis_url = g.secret("SCHEDULER_REDIS_URL", _redis_url)
+    sentinels = g.setting("SCHEDULER_REDIS_SENTINELS", _host_ports)
+    master = g.setting("SCHEDULER_REDIS_SENTINEL_MASTER", _non_blank)
+    if bool(sentinels) != bool(master):
+        problems.append(
+            "SCHEDULER_REDIS_SENTINELS and SCHEDULER_REDIS_SENTINEL_MASTER: set both to use "
+            "Sentinel discovery, or neither"
+        )
+    namespace = g.setting("SCHEDULER_NAMESPACE", _namespace)
+    state_file = g.setting("SCHEDULER_STATE_FILE", _non_blank)
+    ttl = g.setting("SCHEDULER_LEASE_TTL", _positive_duration)
+    renew = g.setting("SCHEDULER_LEASE_RENEW", _positive_duration)
+    if ttl and renew and not renew < ttl / 2:
+        problems.append(
+            "SCHEDULER_LEASE_RENEW: must be less than half of SCHEDULER_LEASE_TTL "
+            f"(TTL is {ttl:g}s, so at most {ttl / 2:g}s exclusive)"
+        )
+    tz = g.setting("SCHEDULER_TIMEZONE", _zone)
+    settings = dict(
+        api_url=api_url,
+        api_token=token,
+        signing_secret=signing,
+        redis_url=redis_url,
+        redis_sentinels=sentinels or (),
+        redis_sentinel_master=master,
+        namespace=namespace,
+        state_file=state_file,
+        lease_ttl_s=ttl,
+        lease_renew_s=renew,
+        timezone=tz,
+        max_concurrency=g.setting("SCHEDULER_MAX_CONCURRENCY", _int_range(1, 100_000)),
+        shutdown_grace_s=g.setting("SCHEDULER_SHUTDOWN_GRACE", _duration),
+        http_port=g.setting("SCHEDULER_HTTP_PORT", _int_range(0, 65535)),
+        http_host=g.setting("SCHEDULER_HTTP_HOST", _non_blank),
+        log_format=g.setting("SCHEDULER_LOG_FORMAT", _choice(("json", "text")))
+        or ("text" if stderr_is_tty else "json"),
+        log_level=g.setting("SCHEDULER_LOG_LEVEL", _choice(LOG_LEVELS, upper=True)),
+        tls_verify=g.setting("SCHEDULER_TLS_VERIFY", _tls_verify),
+    )
+    jobs = [_load_job(name, fields, g, tz or "UTC", api_url) for name, fields in sorted(job_vars.items())]
+    if not job_vars:
+        problems.append("SCHEDULER_JOB_<NAME>_SCHEDULE: no jobs configured; define at least one job")
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**settings, jobs=tuple(j for j in jobs if j is not None))
+
+
+class _Reader:
+    """Reads one variable with a parser; a parser raises ValueError saying what is expected.
+
+    Parsers of secrets never put the value in that message, so every message can be shown.
+    """
+
+    def __init__(self, values: dict[str, str], problems: list[str]):
+        self.values = values
+        self.problems = problems
+
+    def get(self, name: str, parse: Callable[[str], object], default: str | None = None):
+        raw = self.values.get(name, default)
+        if raw is None or raw == "":  # unset without a default, or empty (reported already)
+            return None
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name}: {exc}")
+            return None
+
+    def setting(self, name: str, parse: Callable[[str], object]):
+        return self.get(name, parse, GLOBAL_DEFAULTS[name])
+
+    def secret(self, name: str, parse: Callable[[str], object]) -> Secret | None:
+        value = self.get(name, parse)
+        return None if value is None else Secret(value)
+
+
+def _resolve_secret_files(values: dict[str, str], problems: list[str]) -> None:
+    for name in SECRETS:
+        file_name = f"{name}_FILE"
+        if file_name not in values:
+            continue
+        path = values.pop(file_name)
+        if name in values:
+            problems.append(f"{name} and {file_name}: both are set; set only one")
+            continue
+        if path == "":
+            problems.append(f"{file_name}: is empty; expected the path of a file holding the secret")
+            continue
+        try:
+            values[name] = Path(path).read_text().rstrip("\r\n")
+        except OSError as exc:
+            problems.append(f"{file_name}: cannot read {path!r}: {exc.strerror or exc}")
+            continue
+        if values[name] == "":
+            del values[name]
+            problems.append(f"{file_name}: the file {path!r} is empty; expected it to hold the secret")
+
+
+def _split_names(values: dict[str, str]) -> tuple[dict[str, dict[str, str]], list[str]]:
+    jobs: dict[str, dict[str, str]] = {}
+    unknown: list[str] = []
+    for name in sorted(values):
+        if name in GLOBAL_DEFAULTS:
+            continue
+        if name.startswith(JOB_PREFIX):
+            rest = name[len(JOB_PREFIX):]
+            for fld in _FIELDS_BY_LENGTH:
+                if rest.endswith("_" + fld) and _NAME_RE.match(rest[: -len(fld) - 1]):
+                    jobs.setdefault(rest[: -len(fld) - 1], {})[fld] = values[name]
+                    break
+            else:
+                unknown.append(name)
+            continue
+        unknown.append(name)
+    for name in unknown:
+        values.pop(name, None)
+    return jobs, unknown
+
+
+def _unknown_message(name: str, job_vars: dict[str, dict[str, str]]) -> str:
+    candidates = list(GLOBAL_DEFAULTS) + [f"{n}_FILE" for n in SECRETS]
+    candidates += [f"{JOB_PREFIX}{job}_{fld}" for job in job_vars for fld in JOB_FIELDS]
+    if name.startswith(JOB_PREFIX):
+        # A job variable with an unknown field: suggest the closest field on the same job.
+        rest = name[len(JOB_PREFIX):]
+        if "_" in rest:
+            job, _, tail = rest.rpartition("_")
+            close = difflib.get_close_matches(tail, list(JOB_FIELDS), n=1, cutoff=0.5)
+            if close:
+                candidates.insert(0, f"{JOB_PREFIX}{job}_{close[0]}")
+    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
+    hint = f"; did you mean {match[0]}?" if match else ""
+    if name.startswith(JOB_PREFIX):
+        return (
+            f"{name}: unknown job variable; expected SCHEDULER_JOB_<NAME>_<FIELD> with NAME of "
+            f"A-Z, 0-9 and single underscores and FIELD one of {', '.join(JOB_FIELDS)}{hint}"
+        )
+    return f"{name}: unknown setting{hint}"
+
+
+def _load_job(key: str, fields: dict[str, str], g: _Reader, default_tz: str, api_url: str | None) -> JobSpec | None:
+    name = key.lower().replace("_", "-")
+    var = f"{JOB_PREFIX}{key}_".__add__
+    before = len(g.problems)
+    for required in ("SCHEDULE", "URL"):
+        if required not in fields:
+            g.problems.append(f"{var(required)}: required for job {name!r} (other variables of the job are set)")
+
+    def get(fld: str, parse: Callable[[str], object]):
+        return g.get(var(fld), parse, JOB_FIELDS[fld])
+
+    tz = get("TIMEZONE", _zone) or default_tz
+    spec = None
+    if "SCHEDULE" in fields and fields["SCHEDULE"] != "":
+        try:
+            spec = sched.parse(fields["SCHEDULE"], tz, name)
+        except sched.ScheduleError as exc:
+            g.problems.append(f"{var('SCHEDULE')}: {exc}")
+    url = get("URL", _job_url(api_url))
+    method = get("METHOD", _choice(METHODS, upper=True))
+    headers = get("HEADERS", _headers)
+    job = dict(
+        method=method,
+        timeout_s=get("TIMEOUT", _positive_duration),
+        retries=get("RETRIES", _int_range(0, 100)),
+        body=get("BODY", str),
+        headers=headers or (),
+        timezone=tz,
+        jitter_s=get("JITTER", _duration),
+        catchup=get("CATCHUP", _choice(CATCHUP)),
+        catchup_window_s=get("CATCHUP_WINDOW", _positive_duration),
+        concurrency=get("CONCURRENCY", _choice(CONCURRENCY)),
+        enabled=get("ENABLED", _bool),
+    )
+    if len(g.problems) > before or spec is None or url is None:
+        return None
+    return JobSpec(name=name, schedule_text=fields["SCHEDULE"], schedule=spec, url=url, **job)
+
+
+# Parsers: each returns the parsed value or raises ValueError saying what is expected.
+
+def _non_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a non-blank value")
+    return text
+
+
+def _duration(text: str) -> float:
+    return sched.parse_duration_s(text)
+
+
+def _positive_duration(text: str) -> float:
+    value = _duration(text)
+    if value <= 0:
+        raise ValueError(f"expected a duration greater than zero, got {text!r}")
+    return value
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number from {lo} to {hi}, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a whole number from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(options: tuple[str, ...], upper: bool = False) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().upper() if upper else text.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _zone(text: str) -> str:
+    try:
+        ZoneInfo(text.strip())
+    except Exception:
+        raise ValueError(f"expected an IANA time zone name like UTC or Europe/Berlin, got {text!r}") from None
+    return text.strip()
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {text!r}")
+    return text.strip()
+
+
+def _job_url(api_url: str | None) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        text = text.strip()
+        parts = urlsplit(text)
+        if parts.scheme:
+            return _http_url(text)
+        if parts.netloc or text.startswith("//"):
+            raise ValueError(f"expected a path like /tasks/x or an absolute http(s) URL, got {text!r}")
+        if api_url is None:
+            raise ValueError("cannot be joined to SCHEDULER_API_URL, which is invalid")
+        # The base's path is kept: /api + tasks/x -> /api/tasks/x (what operators expect,
+        # unlike urljoin, which would drop the base's last segment).
+        base = urlsplit(api_url)
+        path = base.path.rstrip("/") + "/" + parts.path.lstrip("/")
+        return urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+
+    return parse
+
+
+def _headers(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError('expected a JSON object of header names to strings, like {"X-Team": "ops"}') from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError('expected a JSON object of header names to strings, like {"X-Team": "ops"}')
+    bad = [k for k in data if k.lower() in RESERVED_HEADERS]
+    if bad:
+        raise ValueError(f"may not set {', '.join(bad)}: the scheduler sets these headers itself")
+    invalid = [k for k in data if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", k)]
+    if invalid:
+        raise ValueError(f"invalid header name {invalid[0]!r}")
+    if any("\n" in v or "\r" in v for v in data.values()):
+        raise ValueError("header values may not contain line breaks")
+    return tuple(data.items())
+
+
+def _signing_secret(text: str) -> str:
+    import base64
+    import binascii
+
+    if not text.startswith("whsec_"):
+        raise ValueError("expected a Standard Webhooks secret of the form whsec_<base64>")
+    try:
+        raw = base64.b64decode(text[len("whsec_"):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("expected base64 after the whsec_ prefix") from None
+    if len(raw) < 16:
+        raise ValueError("expected at least 16 bytes of key after the whsec_ prefix")
+    return text
+
+
+def _redis_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("expected a host in the URL, like redis://redis:6379/0")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("expected a socket path, like unix:///run/redis.sock")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("expected a numeric port in the URL") from None
+    return text.strip()
+
+
+def _host_ports(text: str) -> tuple[tuple[str, int], ...]:
+    out = []
+    for item in text.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port[,host:port...], got {item.strip()!r}")
+        out.append((host, int(port)))
+    return tuple(out)
+
+
+def _namespace(text: str) -> str:
+    if not _NAMESPACE_RE.match(text):
+        raise ValueError(f"expected 1-64 characters of A-Z a-z 0-9 _ . : -, got {text!r}")
+    return text
+
+
+def _tls_verify(text: str) -> bool | str:
+    value = text.strip()
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not Path(value).is_file():
+        raise ValueError(f"expected true, false or the path of a CA bundle file, got {text!r}")
+    return value
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced by ***, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))

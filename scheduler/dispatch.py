@@ -1,0 +1,190 @@
+"""One fire: build the request, send it, retry what is retryable, return an Outcome.
+
+The only module that knows about HTTP. It never touches the store: the engine passes a
+callback that records each attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Awaitable, Callable
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from . import __version__
+from .config import JobSpec, Settings
+from .schedule import format_slot
+from .store import Outcome
+
+log = logging.getLogger("scheduler.dispatch")
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0
+USER_AGENT = f"cron-sidecar/{__version__}"
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+@dataclass(frozen=True)
+class Fire:
+    job: JobSpec
+    slot: int
+    epoch: int
+    attempt: int = 1  # the first attempt number this fire sends (above 1 for a redelivery)
+    deadline: float | None = None  # wall-clock seconds; no retry starts at or after it
+
+    @property
+    def key(self) -> str:
+        """The idempotency key's inner string: job@slot."""
+        return f"{self.job.name}@{format_slot(self.slot)}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        dry_run: bool = False,
+    ):
+        self.token = settings.api_token
+        self.webhook = Webhook(settings.signing_secret) if settings.signing_secret else None
+        self.clock = clock
+        self.sleep = sleep
+        self.rand = rand
+        self.dry_run = dry_run
+        limits = httpx.Limits(
+            max_connections=settings.max_concurrency, max_keepalive_connections=settings.max_concurrency
+        )
+        self.client = httpx.AsyncClient(
+            transport=transport, follow_redirects=False, verify=settings.tls_verify, limits=limits, timeout=None
+        )
+
+    def build(self, fire: Fire, attempt: int) -> httpx.Request:
+        job = fire.job
+        slot = format_slot(fire.slot)
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Idempotency-Key": f'"{fire.key}"',
+            "X-Scheduler-Job": job.name,
+            "X-Scheduler-Slot": slot,
+            "X-Scheduler-Attempt": str(attempt),
+            "X-Scheduler-Fencing-Token": str(fire.epoch),
+        }
+        if job.body is not None:
+            body = job.body
+            headers["Content-Type"] = "application/json" if _is_json(body) else "text/plain; charset=utf-8"
+        elif job.method in BODY_METHODS:
+            body = json.dumps(
+                {"job": job.name, "slot": slot, "attempt": attempt, "fencing_token": fire.epoch, "idempotency_key": fire.key},
+                separators=(",", ":"),
+            )
+            headers["Content-Type"] = "application/json"
+        else:
+            body = ""
+        headers.update(job.headers)
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.webhook is not None:
+            # Standard Webhooks signs "id.timestamp.body"; the library takes a UTC datetime.
+            now = datetime.fromtimestamp(self.clock(), timezone.utc)
+            headers["webhook-id"] = fire.key
+            headers["webhook-timestamp"] = str(int(now.timestamp()))
+            headers["webhook-signature"] = self.webhook.sign(fire.key, now, body)
+        return self.client.build_request(job.method, job.url, headers=headers, content=body.encode())
+
+    async def send(self, fire: Fire, on_attempt: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
+        started = self.clock()
+        attempt = fire.attempt
+        last_attempt = fire.attempt + fire.job.retries
+        while True:
+            if on_attempt is not None:
+                await on_attempt(attempt)
+            status, error, retry_after = await self._attempt(fire, attempt)
+            if status is not None and 200 <= status < 300:
+                return self._outcome("ok", fire, attempt, started, status, None)
+            retryable = status is None or status in RETRYABLE_STATUS
+            if not retryable or attempt >= last_attempt:
+                return self._outcome("failed", fire, attempt, started, status, error)
+            n = attempt - fire.attempt + 1
+            delay = self.rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1))
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            if fire.deadline is not None and self.clock() + delay >= fire.deadline:
+                return self._outcome("failed", fire, attempt, started, status, f"{error}; no retry: it would pass the next slot")
+            log.info(
+                "retrying",
+                extra={"job": fire.job.name, "slot": format_slot(fire.slot), "attempt": attempt,
+                       "http_status": status, "error": error, "delay_s": round(delay, 3)},
+            )
+            await self.sleep(delay)
+            attempt += 1
+
+    async def _attempt(self, fire: Fire, attempt: int) -> tuple[int | None, str | None, float | None]:
+        """(HTTP status or None, error text or None, Retry-After seconds or None)."""
+        request = self.build(fire, attempt)
+        if self.dry_run:
+            log.info(
+                "dry run: would send",
+                extra={"job": fire.job.name, "slot": format_slot(fire.slot), "attempt": attempt,
+                       "method": request.method, "url": str(request.url),
+                       "headers": _loggable(request.headers), "body": request.content.decode(errors="replace")},
+            )
+            return 200, None, None
+        try:
+            async with asyncio.timeout(fire.job.timeout_s):
+                response = await self.client.send(request)
+                await response.aread()
+        except TimeoutError:
+            return None, f"timeout after {fire.job.timeout_s:g}s", None
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, None
+        status = response.status_code
+        if 200 <= status < 300:
+            return status, None, None
+        if 300 <= status < 400:
+            return status, f"HTTP {status}: redirect not followed", None
+        return status, f"HTTP {status}", _retry_after_s(response.headers.get("Retry-After"), self.clock())
+
+    def _outcome(self, status: str, fire: Fire, attempt: int, started: float, http_status, error) -> Outcome:
+        now = self.clock()
+        return Outcome(status, attempt, max(0.0, now - started), now, http_status, error)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _retry_after_s(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _loggable(headers: httpx.Headers) -> dict[str, str]:
+    hidden = {"authorization", "webhook-signature"}
+    return {k: ("***" if k.lower() in hidden else v) for k, v in headers.items()}

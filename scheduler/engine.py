@@ -1,0 +1,399 @@
+"""The leader loop: stand by until the lease is ours, then claim and fire due slots.
+
+The loop sleeps until the next due slot (no polling tick), keeps every job's next slot in
+a heap, claims everything due at one moment in one store call, and dispatches the claimed
+fires under a global concurrency limit. Time on the lease is measured on the monotonic
+clock from the start of the last successful renewal (SPEC 3, rule 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import schedule as sched
+from .config import JobSpec, Settings
+from .dispatch import Dispatcher, Fire
+from .observe import Health, Metrics
+from .schedule import format_slot
+from .store import FIRE, REDELIVER, SKIP, Claim, LeaseLost, Outcome, Store, StoreUnavailable
+
+log = logging.getLogger("scheduler.engine")
+
+CATCHUP_ALL_LIMIT = 100  # like Kubernetes CronJob's limit on missed schedules
+RETRY_BASE_S = 0.25  # store-outage backoff: base and cap
+RETRY_CAP_S = 5.0
+
+
+class Clock:
+    """Wall time for slots, monotonic time for the lease. Replaced in tests."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass
+class Lease:
+    ttl_s: float
+    renewed_at: float  # monotonic time at the start of the last successful acquire/renew
+    lost: bool = False
+
+    @property
+    def claim_deadline(self) -> float:
+        """Claims stop, and the leader steps down, once two thirds of the TTL have passed."""
+        return self.renewed_at + self.ttl_s * 2 / 3
+
+    def valid(self, now_mono: float) -> bool:
+        return not self.lost and now_mono < self.claim_deadline
+
+
+@dataclass(order=True)
+class _Due:
+    at: float  # wall-clock moment to fire (slot + jitter)
+    slot: int
+    job: str = field(compare=False)
+    scheduled: bool = field(default=True, compare=False)  # False: a one-off catch-up entry
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        dispatcher: Dispatcher,
+        *,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+        clock: Clock = Clock(),
+    ):
+        self.settings = settings
+        self.jobs: dict[str, JobSpec] = {j.name: j for j in settings.jobs if j.enabled}
+        self.store = store
+        self.dispatcher = dispatcher
+        self.metrics = metrics or Metrics()
+        self.health = health or Health()
+        self.clock = clock
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._limit = asyncio.Semaphore(settings.max_concurrency)
+        self.running: dict[tuple[str, int], asyncio.Task] = {}
+        self._replaced: set[asyncio.Task] = set()
+        self.epoch: int | None = None
+        self.lease: Lease | None = None
+
+    def stop(self) -> None:
+        """Called from a signal handler: only flips state; the loops notice at once."""
+        self.stopping.set()
+        self._wake.set()
+
+    # -- standby ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        ticker = asyncio.create_task(self._heartbeat())
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                started = self.clock.monotonic()
+                try:
+                    epoch = await self.store.acquire()
+                except StoreUnavailable as exc:
+                    self.health.store_ok = False
+                    failures += 1
+                    delay = _backoff(failures)
+                    log.warning("state store unreachable; retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
+                    await self._sleep(delay)
+                    continue
+                self.health.store_ok = True
+                failures = 0
+                if epoch is None:
+                    await self._standby_wait()
+                    continue
+                await self._lead(epoch, started)
+            await self._finish_in_flight()
+        finally:
+            ticker.cancel()
+
+    async def _standby_wait(self) -> None:
+        """Until the holder releases the lease, one renew period passes, or we are stopped."""
+        waiter = asyncio.ensure_future(self.store.wait_released(self.settings.lease_renew_s))
+        stopper = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (waiter, stopper):
+            t.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep that SIGTERM, a lost lease or new work cuts short."""
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), seconds)
+            except TimeoutError:
+                pass
+        self._wake.clear()
+        if self.stopping.is_set():
+            self._wake.set()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.health.beat()
+            await asyncio.sleep(1.0)
+
+    # -- leader ----------------------------------------------------------------------------
+
+    async def _lead(self, epoch: int, acquired_at: float) -> None:
+        self.epoch = epoch
+        self.lease = Lease(self.settings.lease_ttl_s, acquired_at)
+        log.info("became leader", extra={"epoch": epoch, "replica": self.store.replica_id})
+        self.metrics.leader.set(1)
+        self.metrics.transitions.labels("acquired").inc()
+        renewer = asyncio.create_task(self._renew_loop(self.lease))
+        try:
+            await self._leader_loop(epoch, self.lease)
+            if self.stopping.is_set():
+                # Keep renewing while in-flight fires finish, so no standby redelivers them.
+                await self._finish_in_flight()
+        finally:
+            renewer.cancel()
+            self.metrics.leader.set(0)
+            self.metrics.transitions.labels("lost").inc()
+        if self.stopping.is_set():
+            try:
+                await self.store.release()
+                log.info("released the lease", extra={"epoch": epoch})
+            except StoreUnavailable as exc:
+                log.warning("could not release the lease; it expires by itself", extra={"error": str(exc)})
+        else:
+            log.warning("stepped down", extra={"epoch": epoch, "reason": "lease lost" if self.lease.lost else "lease not renewed in time"})
+
+    async def _renew_loop(self, lease: Lease) -> None:
+        renew_s = self.settings.lease_renew_s
+        while True:
+            await asyncio.sleep(max(0.0, lease.renewed_at + renew_s - self.clock.monotonic()))
+            while True:
+                started = self.clock.monotonic()
+                try:
+                    held = await self.store.renew()
+                except StoreUnavailable as exc:
+                    self.health.store_ok = False
+                    log.warning("lease renewal failed; retrying", extra={"error": str(exc)})
+                    if not lease.valid(self.clock.monotonic()):
+                        self._wake.set()
+                        return
+                    await asyncio.sleep(min(0.5, renew_s / 4))
+                    continue
+                self.health.store_ok = True
+                if not held:
+                    lease.lost = True
+                    log.warning("lease taken by another replica", extra={"epoch": self.epoch})
+                    self._wake.set()
+                    return
+                lease.renewed_at = started
+                break
+
+    async def _leader_loop(self, epoch: int, lease: Lease) -> None:
+        state = await self._retry(self.store.load, lease)
+        if state is None:
+            return
+        now = self.clock.time()
+        heap: list[_Due] = []
+        for job in self.jobs.values():
+            mark = state.watermarks.get(job.name)
+            for slot in self._missed(job, mark, now):
+                heapq.heappush(heap, _Due(self._fire_at(job, slot), slot, job.name, scheduled=False))
+            nxt = sched.next_after(job.schedule, max(mark or 0, math.floor(now)))
+            if nxt is not None:
+                heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, job.name))
+        redeliver = [
+            Claim(f.job, f.slot, REDELIVER, f.attempt + 1)
+            for f in state.inflight
+            if f.job in self.jobs and (f.job, f.slot) not in self.running
+        ]
+        if redeliver and not await self._claim_and_fire(epoch, lease, redeliver):
+            return
+
+        while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
+            now = self.clock.time()
+            due: list[_Due] = []
+            while heap and heap[0].at <= now:
+                due.append(heapq.heappop(heap))
+            if not due:
+                until_next = heap[0].at - now if heap else 3600.0
+                until_deadline = lease.claim_deadline - self.clock.monotonic()
+                await self._sleep(min(until_next, until_deadline))
+                continue
+            claims = [self._claim_for(self.jobs[d.job], d.slot) for d in due]
+            for d in due:
+                if d.scheduled:
+                    nxt = sched.next_after(self.jobs[d.job].schedule, d.slot)
+                    if nxt is not None:
+                        heapq.heappush(heap, _Due(self._fire_at(self.jobs[d.job], nxt), nxt, d.job))
+            if not await self._claim_and_fire(epoch, lease, claims):
+                return
+
+    def _missed(self, job: JobSpec, mark: int | None, now: float) -> list[int]:
+        """Slots after the watermark and not after now that CATCHUP says to make up."""
+        if mark is None or job.catchup == "none":
+            return []  # first start: nothing in the past is fired
+        after = mark
+        if job.catchup_window_s is not None:
+            after = max(after, math.ceil(now - job.catchup_window_s) - 1)
+        limit = CATCHUP_ALL_LIMIT if job.catchup == "all" else 1
+        slots, more = sched.recent_slots(job.schedule, after, now, limit)
+        if more and job.catchup == "all":
+            log.warning(
+                "more missed slots than the catch-up limit; making up the newest only",
+                extra={"job": job.name, "limit": CATCHUP_ALL_LIMIT},
+            )
+        if slots:
+            log.info("catching up", extra={"job": job.name, "slots": len(slots), "policy": job.catchup})
+        return slots
+
+    def _fire_at(self, job: JobSpec, slot: int) -> float:
+        if not job.jitter_s:
+            return float(slot)
+        # The same offset on every replica: derived from job and slot, not from a random source.
+        digest = hashlib.sha256(f"{job.name}@{slot}".encode()).digest()
+        return slot + (int.from_bytes(digest[:8], "big") % (int(job.jitter_s * 1000) + 1)) / 1000
+
+    def _claim_for(self, job: JobSpec, slot: int) -> Claim:
+        active = [key for key in self.running if key[0] == job.name]
+        if active and job.concurrency == "forbid":
+            return Claim(job.name, slot, SKIP)
+        return Claim(job.name, slot, FIRE)
+
+    async def _claim_and_fire(self, epoch: int, lease: Lease, claims: list[Claim]) -> bool:
+        """Claim in one store call and start the claimed fires; False when leadership ended."""
+        if not lease.valid(self.clock.monotonic()):
+            return False
+        try:
+            results = await self._retry(lambda: self.store.claim(epoch, claims), lease)
+        except LeaseLost:
+            lease.lost = True
+            log.warning("claim refused: the lease is not ours", extra={"epoch": epoch})
+            return False
+        if results is None:
+            return False
+        for claim, won in zip(claims, results):
+            job = self.jobs[claim.job]
+            if not won:
+                log.debug("slot already claimed", extra={"job": job.name, "slot": format_slot(claim.slot)})
+                continue
+            if claim.kind == SKIP:
+                self.metrics.skips.labels(job.name, "overlap").inc()
+                log.info("skipped: previous fire still running", extra={"job": job.name, "slot": format_slot(claim.slot)})
+                continue
+            if job.concurrency == "replace" and claim.kind == FIRE:
+                for key, task in list(self.running.items()):
+                    if key[0] == job.name:
+                        self._replaced.add(task)
+                        task.cancel()
+            if claim.kind == REDELIVER:
+                log.info("redelivering a fire left in flight", extra={"job": job.name, "slot": format_slot(claim.slot), "attempt": claim.attempt})
+            fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=sched.next_after(job.schedule, claim.slot))
+            task = asyncio.create_task(self._fire(fire))
+            self.running[(job.name, claim.slot)] = task
+            self.metrics.inflight.set(len(self.running))
+        return True
+
+    async def _retry(self, call: Callable, lease: Lease):
+        """Run a store call, retrying outages while the lease lasts; None once it has run out."""
+        failures = 0
+        while True:
+            try:
+                result = await call()
+                self.health.store_ok = True
+                return result
+            except StoreUnavailable as exc:
+                self.health.store_ok = False
+                failures += 1
+                delay = min(_backoff(failures), lease.claim_deadline - self.clock.monotonic())
+                if delay <= 0 or self.stopping.is_set():
+                    return None
+                log.warning("state store call failed; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+
+    # -- one fire --------------------------------------------------------------------------
+
+    async def _fire(self, fire: Fire) -> None:
+        job, key = fire.job, (fire.job.name, fire.slot)
+        try:
+            async with self._limit:
+                lateness = self.clock.time() - fire.slot
+                self.metrics.lateness.labels(job.name).observe(max(0.0, lateness))
+
+                async def on_attempt(attempt: int) -> None:
+                    if attempt > fire.attempt:  # the claim itself recorded the first attempt
+                        self.metrics.retries.labels(job.name).inc()
+                        try:
+                            await self.store.note_attempt(fire.epoch, job.name, fire.slot, attempt)
+                        except StoreUnavailable:
+                            pass  # a redelivery then reuses an attempt number; the key is what matters
+
+                outcome = await self.dispatcher.send(fire, on_attempt)
+            await self._record(fire, outcome, lateness)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task in self._replaced:
+                self._replaced.discard(task)
+                now = self.clock.time()
+                await self._record(fire, Outcome("cancelled", fire.attempt, 0.0, now, None, "replaced by a newer slot"), None)
+            # Cancelled by shutdown: the fire stays in flight in the store and the next leader
+            # redelivers it with the same idempotency key.
+            raise
+        finally:
+            self.running.pop(key, None)
+            self.metrics.inflight.set(len(self.running))
+
+    async def _record(self, fire: Fire, outcome: Outcome, lateness: float | None) -> None:
+        job = fire.job
+        self.metrics.fires.labels(job.name, outcome.status).inc()
+        self.metrics.duration.labels(job.name).observe(outcome.duration_s)
+        if outcome.status == "ok":
+            self.metrics.last_success.labels(job.name).set(outcome.finished_at)
+        log.log(
+            logging.INFO if outcome.status == "ok" else logging.WARNING,
+            "fired",
+            extra={
+                "job": job.name, "slot": format_slot(fire.slot), "attempt": outcome.attempts,
+                "outcome": outcome.status, "http_status": outcome.http_status,
+                "duration_ms": round(outcome.duration_s * 1000, 1),
+                "lateness_ms": None if lateness is None else round(lateness * 1000, 1),
+                "epoch": fire.epoch, **({"error": outcome.error} if outcome.error else {}),
+            },
+        )
+        for attempt in range(5):
+            try:
+                await self.store.finish(job.name, fire.slot, outcome)
+                return
+            except StoreUnavailable as exc:
+                if attempt == 4:
+                    log.warning("could not record the outcome; the fire may be redelivered", extra={"job": job.name, "error": str(exc)})
+                    return
+                await asyncio.sleep(_backoff(attempt + 1))
+
+    async def _finish_in_flight(self) -> None:
+        """Wait up to SHUTDOWN_GRACE for fires in flight, then cancel the rest."""
+        tasks = set(self.running.values())
+        if not tasks:
+            return
+        log.info("waiting for fires in flight", extra={"count": len(tasks), "grace_s": self.settings.shutdown_grace_s})
+        done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_s)
+        if pending:
+            log.warning(f"cancelling {len(pending)} running fires", extra={"count": len(pending)})
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _backoff(failures: int) -> float:
+    """Capped exponential backoff with full jitter."""
+    return random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * 2 ** failures)) + 0.05

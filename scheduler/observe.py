@@ -1,0 +1,121 @@
+"""Logs, metrics and the /metrics /healthz /readyz server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+def _extras(record: logging.LogRecord) -> dict:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        out.update(_extras(record))
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        line = f"{ts} {record.levelname:<7} {record.getMessage()}" + (f"  {fields}" if fields else "")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Library chatter (connection pools, request lines) carries URLs and headers; keep it quiet.
+    for name in ("httpx", "httpcore", "asyncio"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+class Metrics:
+    """Every metric of the daemon, in a registry of its own."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.fires = Counter("scheduler_fires", "Fires finished, by job and outcome", ["job", "outcome"], registry=r)
+        self.lateness = Histogram(
+            "scheduler_lateness_seconds", "Time from a slot to the first attempt being sent", ["job"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.duration = Histogram("scheduler_fire_duration_seconds", "Time a fire took, retries included", ["job"], registry=r)
+        self.retries = Counter("scheduler_retries", "Attempts after the first, by job", ["job"], registry=r)
+        self.skips = Counter("scheduler_skips", "Slots not fired, by job and reason", ["job", "reason"], registry=r)
+        self.leader = Gauge("scheduler_leader", "1 while this replica holds the lease", registry=r)
+        self.transitions = Counter("scheduler_lease_transitions", "Leadership gained or lost", ["change"], registry=r)
+        self.last_success = Gauge("scheduler_last_success_timestamp_seconds", "Last successful fire", ["job"], registry=r)
+        self.inflight = Gauge("scheduler_inflight", "Fires in flight", registry=r)
+
+
+class Health:
+    """What /healthz and /readyz report. The engine beats; the store's reachability is noted."""
+
+    def __init__(self, stale_after_s: float = 10.0) -> None:
+        self.stale_after_s = stale_after_s
+        self.last_beat = time.monotonic()
+        self.store_ok = False
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_beat < self.stale_after_s
+
+
+def serve(host: str, port: int, metrics: Metrics, health: Health) -> ThreadingHTTPServer:
+    """Serve in a thread of its own, so a stuck event loop shows as a failing /healthz."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                ok = health.alive()
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"event loop stalled\n")
+            elif self.path == "/readyz":
+                ok = health.store_ok
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"state store unreachable\n")
+            else:
+                self._reply(404, b"not found\n")
+
+        def _reply(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # probes every few seconds are not news
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

@@ -1,0 +1,267 @@
+"""Slot math: pure functions of (schedule, instant).
+
+A slot is one scheduled instant of one job, as whole seconds since the Unix epoch (UTC).
+Nothing here reads the clock; every function takes the instant it reasons about.
+
+Cron expressions are matched with croniter on *naive* local wall-clock times, and the
+mapping from wall-clock time to instants is done here, because croniter's own handling of
+DST transitions is not what cron users expect in every zone. The rules are Vixie cron's:
+
+* a wall-clock time skipped by a forward jump fires right after the gap, for jobs whose
+  minute and hour fields are both fixed ("fixed-time" jobs); jobs with `*` in the minute
+  or hour field just run on the times that exist;
+* a wall-clock time repeated by a backward jump fires once (its first occurrence) for
+  fixed-time jobs, and on both occurrences for `*` jobs, which run on real elapsed time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterator, Union
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+# A backward jump longer than this is not searched for repeated wall-clock times. Real
+# zones repeat at most 2 hours (Antarctica/Troll); 3 leaves a margin.
+_MAX_REPEAT_S = 3 * 3600
+_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DAILY_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class ScheduleError(ValueError):
+    """An expression that does not parse; the message says what is expected."""
+
+
+def parse_duration_s(text: str) -> float:
+    """`90`, `90s`, `15m`, `1h30m`, `2d`, `250ms` -> seconds."""
+    text = text.strip()
+    if text.isdigit():
+        return float(int(text))
+    m = _DURATION_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"expected a duration like 90, 90s, 15m, 1h30m or 2d, got {text!r}")
+    d, h, mi, s, ms = (int(g) if g else 0 for g in m.groups())
+    return d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
+
+
+@dataclass(frozen=True)
+class Cron:
+    """One or more cron expressions evaluated in one zone; the next slot is the earliest."""
+
+    exprs: tuple[str, ...]
+    tz: str
+    seconds: bool  # 6 fields, seconds first
+    fixed: tuple[bool, ...]  # per expression: minute and hour both fixed (Vixie's rule)
+    hash_id: str = ""
+
+
+@dataclass(frozen=True)
+class Interval:
+    period_s: int
+
+
+@dataclass(frozen=True)
+class At:
+    slot: int
+
+
+Schedule = Union[Cron, Interval, At]
+
+
+def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
+    """Parse a schedule expression; `job` seeds `H` and `tz` is the zone for cron forms."""
+    raw = " ".join(text.split())
+    if not raw:
+        raise ScheduleError("expected a schedule, got an empty value")
+    try:
+        ZoneInfo(tz)
+    except Exception as exc:  # ZoneInfoNotFoundError, ValueError for odd keys
+        raise ScheduleError(f"unknown time zone {tz!r}") from exc
+    low = raw.lower()
+    if low.startswith("@every ") or low.startswith("every "):
+        return _interval(raw.split(" ", 1)[1])
+    if raw.isdigit():
+        return _interval(raw)
+    if low.startswith("at "):
+        return At(_parse_rfc3339(raw[3:].strip()))
+    if low.startswith("daily "):
+        times = [t.strip() for t in raw[6:].split(",")]
+        exprs = []
+        for t in times:
+            m = _DAILY_TIME_RE.match(t)
+            if not m:
+                raise ScheduleError(f"expected daily HH:MM[,HH:MM...], got time {t!r}")
+            exprs.append(f"{int(m.group(2))} {int(m.group(1))} * * *")
+        return Cron(tuple(dict.fromkeys(exprs)), tz, False, (True,) * len(set(exprs)))
+    if raw.startswith("@"):
+        if low not in MACROS:
+            raise ScheduleError(f"unknown macro {raw!r}; expected one of {', '.join(MACROS)} or @every")
+        raw = MACROS[low]
+    fields = raw.split(" ")
+    if len(fields) not in (5, 6):
+        raise ScheduleError(
+            "expected a cron expression of 5 fields (or 6 with seconds first), a macro, "
+            f"'every 15m', 'daily HH:MM' or 'at <RFC 3339>', got {len(fields)} fields"
+        )
+    seconds = len(fields) == 6
+    minute, hour = (fields[1], fields[2]) if seconds else (fields[0], fields[1])
+    if not croniter.is_valid(raw, hash_id=job or "job", second_at_beginning=seconds):
+        raise ScheduleError(f"invalid cron expression {raw!r}")
+    fixed = not minute.startswith("*") and not hour.startswith("*")
+    cron = Cron((raw,), tz, seconds, (fixed,), job or "job")
+    try:
+        next_after(cron, 0)
+    except Exception as exc:  # croniter gives up on expressions that never match
+        raise ScheduleError(f"cron expression {raw!r} never matches a date") from exc
+    return cron
+
+
+def _interval(text: str) -> Interval:
+    try:
+        period = parse_duration_s(text)
+    except ValueError as exc:
+        raise ScheduleError(f"expected an interval like 'every 90s' or 'every 1h30m', got {text!r}") from exc
+    if period < 1 or period != int(period):
+        raise ScheduleError(f"an interval must be a whole number of seconds >= 1, got {text!r}")
+    return Interval(int(period))
+
+
+def _parse_rfc3339(text: str) -> int:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise ScheduleError(f"expected an RFC 3339 instant like 2026-12-01T03:00:00Z, got {text!r}") from exc
+    if dt.tzinfo is None:
+        raise ScheduleError(f"an 'at' instant needs a UTC offset or Z, got {text!r}")
+    return int(dt.timestamp())
+
+
+def format_slot(slot: int) -> str:
+    """RFC 3339 UTC, whole seconds: 2026-11-22T03:00:00Z."""
+    return datetime.fromtimestamp(slot, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def next_after(schedule: Schedule, after: float) -> int | None:
+    """The first slot strictly later than `after`, or None when there is none (a spent `at`)."""
+    t = int(after // 1)  # slots are whole seconds; a slot equal to floor(after) is not later
+    if isinstance(schedule, Interval):
+        return (t // schedule.period_s + 1) * schedule.period_s
+    if isinstance(schedule, At):
+        return schedule.slot if schedule.slot > after else None
+    zone = ZoneInfo(schedule.tz)
+    best = [_next_cron(expr, schedule, fixed, zone, t) for expr, fixed in zip(schedule.exprs, schedule.fixed)]
+    return min(best)
+
+
+def slots_between(schedule: Schedule, after: float, until: float, limit: int | None = None) -> list[int]:
+    """Slots s with after < s <= until, oldest first; the newest `limit` when limited."""
+    out: list[int] = []
+    for slot in iter_slots(schedule, after):
+        if slot > until:
+            break
+        out.append(slot)
+        if limit is not None and len(out) > limit:
+            out.pop(0)
+    return out
+
+
+def iter_slots(schedule: Schedule, after: float) -> Iterator[int]:
+    slot = next_after(schedule, after)
+    while slot is not None:
+        yield slot
+        slot = next_after(schedule, slot)
+
+
+def _instants(naive: datetime, zone: ZoneInfo, fixed: bool) -> tuple[int, ...]:
+    """The instants at which the wall-clock time `naive` happens, under Vixie's DST rules."""
+    first = naive.replace(tzinfo=zone)
+    second = naive.replace(tzinfo=zone, fold=1)
+    off0, off1 = first.utcoffset(), second.utcoffset()
+    if off0 == off1:
+        return (int(first.timestamp()),)
+    u0, u1 = int(first.timestamp()), int(second.timestamp())
+    if u0 < u1:  # a repeated time: first occurrence (fold 0), then the second
+        return (u0,) if fixed else (u0, u1)
+    # A skipped time: fold=0 maps with the offset before the jump (past the gap), fold=1
+    # with the one after (before the gap); the jump itself lies in between.
+    return (_transition(zone, u1, u0),) if fixed else ()
+
+
+def _transition(zone: ZoneInfo, lo: int, hi: int) -> int:
+    """The first instant in (lo, hi] whose UTC offset differs from lo's."""
+    base = datetime.fromtimestamp(lo, zone).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, zone).utcoffset() == base:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _next_cron(expr: str, schedule: Cron, fixed: bool, zone: ZoneInfo, t: int) -> int:
+    here = datetime.fromtimestamp(t, zone)
+    start = here.replace(tzinfo=None)
+    # If a backward jump is ahead within reach, wall-clock times just before `here` will
+    # happen again: start the search early enough to see their second occurrence.
+    ahead = datetime.fromtimestamp(t + _MAX_REPEAT_S, zone)
+    drop = here.utcoffset() - ahead.utcoffset()
+    if drop > timedelta(0):
+        start -= drop
+    it = croniter(
+        expr,
+        start - timedelta(seconds=1),
+        hash_id=schedule.hash_id,
+        second_at_beginning=schedule.seconds,
+        ret_type=datetime,
+    )
+    best: int | None = None
+    while True:
+        naive = it.get_next(datetime)
+        instants = _instants(naive, zone, fixed)
+        later = [u for u in instants if u > t]
+        if later:
+            best = min(later) if best is None else min(best, *later)
+        # Instants are monotonic in wall-clock time except inside a repeated period, so
+        # the first candidate that happens exactly once and after t ends the search.
+        if len(instants) == 1 and later and _unambiguous(naive, zone):
+            return best
+        if best is not None and instants and min(instants) - _MAX_REPEAT_S > best:
+            return best
+
+
+def _unambiguous(naive: datetime, zone: ZoneInfo) -> bool:
+    return naive.replace(tzinfo=zone).utcoffset() == naive.replace(tzinfo=zone, fold=1).utcoffset()
+
+
+def recent_slots(schedule: Schedule, after: float, until: float, limit: int) -> tuple[list[int], bool]:
+    """The newest `limit` slots s with after < s <= until, oldest first, and whether older
+    ones in that range were left out.
+
+    Searches backwards from `until` in growing windows, so a long outage of a per-second
+    job costs a few hundred steps, not one per missed slot.
+    """
+    span = 60.0
+    while True:
+        lo = max(after, until - span)
+        found: list[int] = []
+        for slot in iter_slots(schedule, lo):
+            if slot > until:
+                break
+            found.append(slot)
+        if len(found) > limit or lo == after:
+            return found[-limit:] if limit else [], len(found) > limit
+        span *= 16

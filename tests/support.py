@@ -1,0 +1,861 @@
+"""Shared test helpers: real redis-server processes, a recording HTTP receiver,
+and runners for the ``scheduler`` command line and daemon.
+
+Nothing here imports the ``scheduler`` package; the CLI and the daemon are
+always exercised as separate processes.
+
+Every child process started by this module is registered and killed at
+interpreter exit at the latest.  On Linux, processes started from the main
+thread additionally get ``PR_SET_PDEATHSIG`` so they die with the test runner
+even if the runner itself is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "REPO_ROOT",
+    "Daemon",
+    "Receiver",
+    "RedisServer",
+    "Request",
+    "child_env",
+    "free_port",
+    "run_cli",
+    "wait_until",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# ---------------------------------------------------------------------------
+# small utilities
+# ---------------------------------------------------------------------------
+
+_handed_out_ports: set[int] = set()
+_port_lock = threading.Lock()
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is currently free.
+
+    Ports already returned by this function in this process are not returned
+    again, so two servers started back to back never get the same port.
+    """
+    with _port_lock:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _handed_out_ports:
+                _handed_out_ports.add(port)
+                return port
+    raise RuntimeError("could not find a free port")
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "",
+) -> Any:
+    """Call ``predicate`` until it returns a truthy value and return that value.
+
+    Raises ``AssertionError`` (with ``message``) if the deadline passes.  If the
+    predicate raised on its last call, that exception is chained.
+    """
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    last_value: Any = None
+    while True:
+        try:
+            last_value = predicate()
+            last_exc = None
+            if last_value:
+                return last_value
+        except Exception as exc:  # noqa: BLE001 - keep polling
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    detail = message or getattr(predicate, "__name__", "condition")
+    text = f"timed out after {timeout:.2f}s waiting for: {detail}"
+    if last_exc is not None:
+        text += f" (last error: {last_exc!r})"
+    else:
+        text += f" (last value: {last_value!r})"
+    raise AssertionError(text) from last_exc
+
+
+# ---------------------------------------------------------------------------
+# child process bookkeeping
+# ---------------------------------------------------------------------------
+
+_live_procs: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+_PR_SET_PDEATHSIG = 1
+try:  # resolved up front: nothing may be loaded after fork()
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):  # pragma: no cover
+    _prctl = None
+
+
+def _make_preexec() -> Callable[[], None] | None:
+    # PDEATHSIG fires when the *thread* that forked exits, so only use it when
+    # spawning from the main thread, which lives as long as the process does.
+    if _prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # parent already gone
+            os._exit(1)
+
+    return preexec
+
+
+def _spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_make_preexec(),
+        **kwargs,
+    )
+    with _live_lock:
+        _live_procs.add(proc)
+    return proc
+
+
+def _reap(proc: subprocess.Popen | None, sig: int = signal.SIGKILL, timeout: float = 10.0) -> int | None:
+    """Send ``sig`` (if still running), wait for exit, unregister."""
+    if proc is None:
+        return None
+    try:
+        if proc.poll() is None:
+            try:
+                proc.send_signal(sig)
+                if sig != signal.SIGKILL:
+                    proc.send_signal(signal.SIGCONT)  # deliver it even when stopped
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+    finally:
+        with _live_lock:
+            _live_procs.discard(proc)
+
+
+def _signal(proc: subprocess.Popen | None, sig: int) -> None:
+    if proc is None or proc.poll() is not None:
+        raise RuntimeError("process is not running")
+    proc.send_signal(sig)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    with _live_lock:
+        procs = list(_live_procs)
+    for proc in procs:
+        try:
+            _reap(proc, signal.SIGKILL, timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def child_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """Environment for a child Python process running the package.
+
+    Starts from a minimal base (PATH, HOME, LANG and PYTHONPATH=<repo root>);
+    nothing else from the test runner's environment (in particular no
+    ``SCHEDULER_*`` variables) leaks in.  ``env`` is applied on top; a value of
+    ``None`` removes the variable.
+    """
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(Path.home())),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    for key, value in (env or {}).items():
+        if value is None:
+            base.pop(key, None)
+        else:
+            base[key] = str(value)
+    return base
+
+
+# ---------------------------------------------------------------------------
+# redis-server
+# ---------------------------------------------------------------------------
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+class RedisServer:
+    """A real ``redis-server`` on 127.0.0.1, in its own temporary directory.
+
+    Persistence is off by default (``--save "" --appendonly no``).  With
+    ``appendonly=True`` the AOF is written with ``appendfsync always``, so data
+    acknowledged before a ``kill()`` survives a ``restart()``.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        appendonly: bool = False,
+        password: str | None = None,
+        extra_args: Iterable[str] = (),
+        binary: str | None = None,
+        ready_timeout: float = 10.0,
+        start: bool = True,
+    ) -> None:
+        self._fixed_port = port is not None
+        self.port = port if port is not None else free_port()
+        self.appendonly = appendonly
+        self.password = password
+        self.extra_args = list(extra_args)
+        self.binary = binary or shutil.which("redis-server") or "redis-server"
+        self.ready_timeout = ready_timeout
+        self.dir = Path(tempfile.mkdtemp(prefix="redis-test-"))
+        self.log_path = self.dir / "redis.log"
+        self.proc: subprocess.Popen | None = None
+        self._clients: list[redis.Redis] = []
+        self._closed = False
+        if start:
+            self.start()
+
+    # -- info ---------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        auth = ""
+        if self.password is not None:
+            auth = ":" + urllib.parse.quote(self.password, safe="") + "@"
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A sync ``redis.Redis`` (decode_responses=True); kwargs override.
+
+        Unlike redis-py's default (10 retries with backoff, i.e. seconds before
+        an error surfaces), a failing command raises at once: poll with
+        ``wait_until`` instead.  The client still reconnects on the next
+        command, e.g. after ``restart()``.  Closed by ``close()``."""
+        options: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "password": self.password,
+            "decode_responses": True,
+            "retry": _no_retry(),
+        }
+        options.update(kwargs)
+        c = redis.Redis(**options)
+        self._clients.append(c)
+        return c
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _argv(self) -> list[str]:
+        argv = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", str(self.dir),
+            "--daemonize", "no",
+            "--protected-mode", "no",
+            "--logfile", "",
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+        ]
+        if self.appendonly:
+            argv += ["--appendfsync", "always"]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
+        return argv + self.extra_args
+
+    def _ping(self) -> bool:
+        probe = redis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            retry=_no_retry(),
+        )
+        try:
+            return bool(probe.ping())
+        finally:
+            probe.close()
+
+    def start(self) -> "RedisServer":
+        """Start the server (if not running) and wait until it answers PING."""
+        if self._closed:
+            raise RuntimeError("RedisServer is closed")
+        if self.running:
+            return self
+        # A port picked by free_port() can be taken by someone else before
+        # redis binds it; on a fresh server just pick another one.
+        attempts = 1 if (self._fixed_port or self.proc is not None) else 5
+        deadline = time.monotonic() + self.ready_timeout
+        for attempt in range(attempts):
+            with open(self.log_path, "ab") as logf:
+                self.proc = _spawn(self._argv(), stdout=logf, stderr=subprocess.STDOUT, cwd=self.dir)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    if self._ping():
+                        return self
+                except redis.RedisError:
+                    pass
+                time.sleep(0.01)
+            else:
+                _reap(self.proc)
+                raise AssertionError(
+                    f"redis-server on port {self.port} not ready after {self.ready_timeout}s\n{self.log()}"
+                )
+            _reap(self.proc)
+            if attempt + 1 < attempts:
+                self.port = free_port()
+        raise AssertionError(f"redis-server on port {self.port} exited during startup\n{self.log()}")
+
+    def kill(self) -> int | None:
+        """SIGKILL the server and wait for it to exit."""
+        return _reap(self.proc, signal.SIGKILL)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Graceful shutdown (SIGTERM, works when paused too) and wait."""
+        return _reap(self.proc, signal.SIGTERM, timeout=timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing."""
+        _signal(self.proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause()``."""
+        _signal(self.proc, signal.SIGCONT)
+
+    def restart(self) -> "RedisServer":
+        """Start again on the same port and dir (stopping gracefully first if running)."""
+        if self.running:
+            self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.kill()
+        finally:
+            for c in self._clients:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            self._clients.clear()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __repr__(self) -> str:
+        return f"<RedisServer {self.url} pid={self.pid} running={self.running}>"
+
+
+# ---------------------------------------------------------------------------
+# HTTP receiver
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # includes the query string
+    headers: dict[str, str]  # lower-cased names; repeated headers joined by ", "
+    body: bytes
+    received_at: float = field(default_factory=time.time)  # time.time()
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+Response = tuple[int, Mapping[str, str], Any]
+HandlerFn = Callable[[Request], "int | tuple"]
+
+
+def _default_handler(request: Request) -> Response:
+    return 200, {"Content-Type": "application/json"}, b"{}"
+
+
+def _normalize_response(result: Any) -> tuple[int, dict[str, str], bytes]:
+    headers: dict[str, str] = {}
+    body: Any = b""
+    if isinstance(result, int):
+        status = result
+    elif isinstance(result, tuple) and len(result) == 3:
+        status, headers, body = result
+    elif isinstance(result, tuple) and len(result) == 2:
+        status, body = result
+    else:
+        raise TypeError(f"handler must return int or (status, headers, body), got {result!r}")
+    headers = dict(headers or {})
+    if body is None:
+        body = b""
+    elif isinstance(body, str):
+        body = body.encode()
+    elif not isinstance(body, (bytes, bytearray)):
+        body = json.dumps(body).encode()
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+    return int(status), headers, bytes(body)
+
+
+def _read_chunked(rfile: Any) -> bytes:
+    out = bytearray()
+    while True:
+        line = rfile.readline(65537)
+        if not line:
+            raise ConnectionError("EOF in chunked body")
+        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(out)
+        out += rfile.read(size)
+        rfile.readline()
+
+
+class _ReceiverHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    receiver: "Receiver"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+            return  # client went away (or the receiver is closing)
+        super().handle_error(request, client_address)
+
+
+class _ReceiverHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "TestReceiver/1.0"
+    server: _ReceiverHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.receiver._connection_opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.receiver._connection_closed(self.connection)
+
+    def _handle(self) -> None:
+        received_at = time.time()
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = _read_chunked(self.rfile)
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if len(body) < length:
+                self.close_connection = True
+                return
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        request = Request(self.command, self.path, headers, body, received_at)
+        receiver = self.server.receiver
+        receiver._record(request)
+
+        try:
+            status, resp_headers, resp_body = _normalize_response(receiver._handler(request))
+        except Exception:  # noqa: BLE001
+            tb = traceback.format_exc()
+            receiver.errors.append(tb)
+            status, resp_headers, resp_body = 500, {"Content-Type": "text/plain"}, tb.encode()
+
+        self.send_response(status)
+        no_body = status < 200 or status in (204, 304)
+        lower = {k.lower() for k in resp_headers}
+        for k, v in resp_headers.items():
+            self.send_header(k, str(v))
+        if not no_body and "content-length" not in lower:
+            self.send_header("Content-Length", str(len(resp_body)))
+        self.end_headers()
+        if not no_body and self.command != "HEAD":
+            self.wfile.write(resp_body)
+        self.wfile.flush()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+
+class Receiver:
+    """A real HTTP/1.1 server (keep-alive, threaded) recording every request.
+
+    Requests are recorded as soon as their body has been read, *before* the
+    handler runs, so a slow handler's request is visible while it sleeps.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, handler: HandlerFn | None = None) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[Request] = []
+        self._handler: HandlerFn = handler or _default_handler
+        self._conns: set[socket.socket] = set()
+        self._connections_total = 0
+        self.errors: list[str] = []  # tracebacks of handler exceptions (answered with 500)
+        self._server = _ReceiverHTTPServer((self.host, 0), _ReceiverHandler)
+        self._server.receiver = self
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"receiver-{self.port}",
+            daemon=True,
+        )
+        self._closed = False
+        self._thread.start()
+
+    # -- recording ----------------------------------------------------------
+
+    def _record(self, request: Request) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _connection_opened(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+            self._connections_total += 1
+
+    def _connection_closed(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.discard(conn)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def requests(self) -> list[Request]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def connections(self) -> int:
+        """Number of TCP connections accepted so far (keep-alive reuse shows as fewer)."""
+        with self._lock:
+            return self._connections_total
+
+    def clear(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self.errors.clear()
+
+    def by_header(self, name: str) -> dict[str, list[Request]]:
+        """Group recorded requests by the value of a header (missing: left out)."""
+        grouped: dict[str, list[Request]] = {}
+        key = name.lower()
+        for r in self.requests:
+            if key in r.headers:
+                grouped.setdefault(r.headers[key], []).append(r)
+        return grouped
+
+    def wait_for(
+        self,
+        predicate: Callable[[list[Request]], Any],
+        timeout: float = 10.0,
+        message: str = "",
+    ) -> Any:
+        """Poll ``predicate(self.requests)`` until truthy; return its value."""
+        return wait_until(
+            lambda: predicate(self.requests),
+            timeout=timeout,
+            message=message or "receiver condition",
+        )
+
+    def wait_for_count(self, n: int, timeout: float = 10.0) -> list[Request]:
+        """Wait until at least ``n`` requests were recorded; return them all."""
+        self.wait_for(lambda rs: len(rs) >= n, timeout, f"at least {n} request(s) at {self.url}")
+        return self.requests
+
+    # -- responding ---------------------------------------------------------
+
+    def set_handler(self, fn: HandlerFn | None) -> None:
+        """``fn(request) -> int | (status, headers, body)``; ``None`` restores
+        the default (200, ``{}`` as JSON).  ``body`` may be bytes, str, or a
+        JSON-serialisable object.  ``fn`` runs in the connection's thread and
+        may sleep without blocking other requests."""
+        self._handler = fn or _default_handler
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:  # unblock threads parked on idle keep-alive connections
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Receiver":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __repr__(self) -> str:
+        return f"<Receiver {self.url} requests={len(self._requests)}>"
+
+
+# ---------------------------------------------------------------------------
+# CLI / daemon processes
+# ---------------------------------------------------------------------------
+
+
+def run_cli(
+    args: Sequence[str],
+    env: Mapping[str, str | None] | None = None,
+    timeout: float = 30,
+    cwd: str | os.PathLike[str] | None = None,
+    *,
+    input: str | None = None,  # noqa: A002
+    module: str = "scheduler",
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m scheduler *args`` with a minimal environment (see
+    ``child_env``) and return the CompletedProcess (text stdout/stderr).
+    Does not check the exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *[str(a) for a in args]],
+        env=child_env(env),
+        cwd=cwd,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Daemon:
+    """``python -m scheduler run`` as a child process.
+
+    stdout and stderr both go to one temporary file (never a pipe, so the
+    child can't block on it); read it with ``output()``.  PYTHONUNBUFFERED=1
+    is set so the output is visible as soon as it is written.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str | None] | None = None,
+        *,
+        args: Sequence[str] = ("run",),
+        cwd: str | os.PathLike[str] | None = None,
+        module: str = "scheduler",
+        start: bool = True,
+    ) -> None:
+        self.argv = [sys.executable, "-m", module, *[str(a) for a in args]]
+        self.env = child_env({"PYTHONUNBUFFERED": "1", **(env or {})})
+        self.cwd = cwd
+        self._dir = Path(tempfile.mkdtemp(prefix="daemon-test-"))
+        self.log_path = self._dir / "output.log"
+        self.log_path.touch()
+        self.proc: subprocess.Popen | None = None
+        self._final_output: str | None = None
+        self._closed = False
+        if start:
+            self.start()
+
+    def start(self) -> "Daemon":
+        """Start the process (again, after it exited: output is appended)."""
+        if self._closed:
+            raise RuntimeError("Daemon is closed")
+        if self.running:
+            raise RuntimeError("daemon already running")
+        if self.proc is not None:
+            _reap(self.proc)
+        with open(self.log_path, "ab") as logf:
+            self.proc = _spawn(self.argv, env=self.env, cwd=self.cwd, stdout=logf, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    def output(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        if self._final_output is not None:
+            return self._final_output
+        try:
+            return self.log_path.read_bytes().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_output(self, pattern: str | re.Pattern[str], timeout: float = 10.0) -> str:
+        """Wait until ``pattern`` (substring or compiled regex) appears in the
+        output; returns the output.  Fails early if the process exits first."""
+
+        def found(text: str) -> bool:
+            return bool(pattern.search(text)) if isinstance(pattern, re.Pattern) else pattern in text
+
+        def check() -> tuple[bool, str] | None:
+            exited = not self.running
+            text = self.output()
+            if found(text):
+                return True, text
+            return (False, text) if exited else None
+
+        try:
+            ok, text = wait_until(check, timeout=timeout, message=f"{pattern!r} in daemon output")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- daemon output ---\n{self.output()}") from None
+        if not ok:
+            raise AssertionError(f"daemon exited with {self.returncode} before printing {pattern!r}\n{text}")
+        return text
+
+    def kill(self) -> int | None:
+        """SIGKILL and wait for exit; returns the exit code (-9)."""
+        return _reap(self.proc, signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """Send SIGTERM (and SIGCONT, so it is delivered even if paused); does
+        not wait.  No-op if the process has already exited."""
+        if self.running:
+            self.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            self.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+
+    def pause(self) -> None:
+        _signal(self.proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        _signal(self.proc, signal.SIGCONT)
+
+    def send_signal(self, sig: int) -> None:
+        _signal(self.proc, sig)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        """Wait for exit and return the exit code (negative: killed by signal).
+        Raises ``subprocess.TimeoutExpired`` if still running after ``timeout``."""
+        if self.proc is None:
+            raise RuntimeError("daemon was never started")
+        code = self.proc.wait(timeout)
+        with _live_lock:
+            _live_procs.discard(self.proc)
+        return code
+
+    def close(self) -> None:
+        """Kill if still running and release the temp dir (output() keeps working)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.kill()
+        finally:
+            self._final_output = self.output()
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> "Daemon":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __repr__(self) -> str:
+        return f"<Daemon pid={self.pid} running={self.running} rc={self.returncode}>"
