@@ -1,0 +1,211 @@
+"""The Redis store against a real redis-server: lease, fencing epoch, claims, state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from scheduler.redis_store import RedisStore
+from scheduler.store import FIRE, REDELIVER, SKIP, Claim, LeaseLost, Outcome, StoreUnavailable
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def store(server, ttl_s=2.0, namespace="t", replica_id=None) -> RedisStore:
+    return RedisStore(server.url, namespace, ttl_s, replica_id=replica_id)
+
+
+def test_lease_is_exclusive_and_epoch_increments(redis_server):
+    async def go():
+        a, b = store(redis_server, replica_id="a"), store(redis_server, replica_id="b")
+        assert await a.acquire() == 1
+        assert await b.acquire() is None
+        assert await a.renew() is True
+        assert await b.renew() is False
+        await a.release()
+        assert await b.acquire() == 2
+        await a.close(), await b.close()
+
+    run(go())
+    assert redis_server.client().get("{t}:leader") == "b"
+    assert redis_server.client().get("{t}:epoch") == "2"
+
+
+def test_renew_never_extends_a_lease_another_replica_holds(redis_server):
+    async def go():
+        a, b = store(redis_server, replica_id="a"), store(redis_server, replica_id="b")
+        await a.acquire()
+        redis_server.client().delete("{t}:leader")  # as if it expired
+        assert await b.acquire() == 2
+        assert await a.renew() is False
+        await a.release()  # compare-and-delete: must not remove b's lease
+        await a.close(), await b.close()
+
+    run(go())
+    assert redis_server.client().get("{t}:leader") == "b"
+
+
+def test_stale_leader_cannot_claim_after_losing_the_lease(redis_server):
+    async def go():
+        a, b = store(redis_server, replica_id="a"), store(redis_server, replica_id="b")
+        epoch_a = await a.acquire()
+        assert await a.claim(epoch_a, [Claim("j", 100)]) == [True]
+        redis_server.client().delete("{t}:leader")
+        epoch_b = await b.acquire()
+        with pytest.raises(LeaseLost):
+            await a.claim(epoch_a, [Claim("j", 101)])
+        assert await b.claim(epoch_b, [Claim("j", 101)]) == [True]
+        await a.close(), await b.close()
+
+    run(go())
+    assert redis_server.client().hget("{t}:slots", "j") == "101"
+
+
+def test_claim_advances_watermark_once_per_slot_and_records_in_flight(redis_server):
+    async def go():
+        a = store(redis_server)
+        e = await a.acquire()
+        got = await a.claim(e, [Claim("x", 10), Claim("y", 10), Claim("z", 10, SKIP)])
+        assert got == [True, True, True]
+        # Older or equal slots are refused; a newer one is taken.
+        assert await a.claim(e, [Claim("x", 9), Claim("y", 11), Claim("z", 10, SKIP)]) == [False, True, False]
+        state = await a.load()
+        assert state.watermarks == {"x": 10, "y": 11, "z": 10}
+        assert {(f.job, f.slot, f.epoch, f.attempt) for f in state.inflight} == {("x", 10, e, 1), ("y", 10, e, 1), ("y", 11, e, 1)}
+        await a.finish("y", 10, Outcome("ok", 1, 0.01, time.time(), 200))
+        state = await a.load()
+        assert {(f.job, f.slot) for f in state.inflight} == {("x", 10), ("y", 11)}
+        await a.close()
+
+    run(go())
+    job = redis_server.client().hgetall("{t}:job:y")
+    assert job["status"] == "ok" and job["http_status"] == "200" and job["consecutive_failures"] == "0"
+
+
+def test_retried_claim_of_the_same_epoch_is_still_ours(redis_server):
+    """A claim whose reply was lost is retried; the retry must not lose the slot."""
+
+    async def go():
+        a = store(redis_server)
+        e = await a.acquire()
+        assert await a.claim(e, [Claim("x", 10)]) == [True]
+        assert await a.claim(e, [Claim("x", 10)]) == [True]
+        await a.finish("x", 10, Outcome("ok", 1, 0.01, time.time(), 200))
+        assert await a.claim(e, [Claim("x", 10)]) == [False]  # finished: never again
+        await a.close()
+
+    run(go())
+
+
+def test_redelivery_takes_over_an_in_flight_record_with_next_attempt(redis_server):
+    async def go():
+        a, b = store(redis_server, replica_id="a"), store(redis_server, replica_id="b")
+        ea = await a.acquire()
+        await a.claim(ea, [Claim("x", 10)])
+        redis_server.client().delete("{t}:leader")
+        eb = await b.acquire()
+        state = await b.load()
+        (f,) = state.inflight
+        assert (f.job, f.slot, f.epoch, f.attempt) == ("x", 10, ea, 1)
+        assert await b.claim(eb, [Claim("x", 10, REDELIVER, 2)]) == [True]
+        assert await b.claim(eb, [Claim("x", 11, REDELIVER, 2)]) == [False]  # nothing in flight there
+        (f,) = (await b.load()).inflight
+        assert (f.epoch, f.attempt) == (eb, 2)
+        await a.close(), await b.close()
+
+    run(go())
+
+
+def calls(client) -> dict[str, int]:
+    """Commands by name, as counted by the server (INFO commandstats)."""
+    return {k[len("cmdstat_"):]: v["calls"] for k, v in client.info("commandstats").items()}
+
+
+def delta(before: dict[str, int], after: dict[str, int], names) -> int:
+    return sum(after.get(n, 0) - before.get(n, 0) for n in names)
+
+
+def test_claims_for_one_moment_are_one_command(redis_server):
+    client = redis_server.client()
+
+    async def go():
+        a = store(redis_server)
+        e = await a.acquire()
+        await a.claim(e, [Claim("warm", 1)])  # loads the script
+        before = calls(client)
+        assert await a.claim(e, [Claim(f"job{i}", 5) for i in range(500)]) == [True] * 500
+        after = calls(client)
+        await a.close()
+        return delta(before, after, ["evalsha", "eval"])
+
+    assert run(go()) == 1
+
+
+@pytest.mark.parametrize("jobs", [1, 2000])
+def test_loading_state_costs_the_same_whatever_the_number_of_jobs(redis_server, jobs):
+    client = redis_server.client()
+
+    async def go():
+        a = store(redis_server)
+        e = await a.acquire()
+        await a.claim(e, [Claim(f"job{i}", 5) for i in range(jobs)])
+        await a.load()  # warm the connection
+        before = calls(client)
+        state = await a.load()
+        after = calls(client)
+        await a.close()
+        assert len(state.watermarks) == jobs
+        return sum(after.values()) - sum(before.values()) - 1  # less the INFO that read `before`
+
+    assert run(go()) == 3  # HGETALL slots, HGETALL inflight, SMEMBERS paused
+
+
+def test_release_wakes_a_waiting_standby_at_once(redis_server):
+    async def go():
+        a, b = store(redis_server, replica_id="a"), store(redis_server, replica_id="b")
+        await a.acquire()
+        await b.wait_released(0.05)  # subscribes
+        waiter = asyncio.create_task(b.wait_released(30))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await a.release()
+        await asyncio.wait_for(waiter, 10)
+        woke_after = time.monotonic() - started
+        assert await b.acquire() == 2
+        await a.close(), await b.close()
+        return woke_after
+
+    assert run(go()) < 10  # woken by the release message, not by the 30 s timeout
+
+
+def test_unreachable_redis_raises_store_unavailable_quickly(redis_server):
+    async def go():
+        a = store(redis_server)
+        await a.acquire()
+        redis_server.pause()
+        try:
+            with pytest.raises(StoreUnavailable):
+                await a.renew()
+        finally:
+            redis_server.resume()
+        await a.close()
+
+    run(go())
+
+
+def test_keys_stay_in_the_namespace(redis_server):
+    async def go():
+        a = store(redis_server, namespace="ns1")
+        e = await a.acquire()
+        await a.claim(e, [Claim("x", 10)])
+        await a.finish("x", 10, Outcome("failed", 1, 0.01, time.time(), 503, "HTTP 503"))
+        await a.release()
+        await a.close()
+
+    run(go())
+    keys = redis_server.client().keys("*")
+    assert keys and all(k.startswith("{ns1}:") for k in keys)
