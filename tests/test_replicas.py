@@ -1,0 +1,258 @@
+"""End to end: real daemons, a real redis-server, a real HTTP receiver.
+
+Each test runs replicas of `python -m scheduler run` as processes, injects a fault, and
+checks what the receiver got: every slot once as a first attempt, no hole between
+consecutive slots, and only the leader of the moment firing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from datetime import datetime
+
+import pytest
+
+from scheduler import __version__
+from scheduler import schedule as sched
+from tests.support import wait_until
+
+TOKEN = "tok-e2e-5b1f"
+
+
+def env_for(redis, receiver, namespace, jobs: dict[str, dict[str, str]], **settings) -> dict[str, str]:
+    env = {
+        "SCHEDULER_REDIS_URL": redis.url,
+        "SCHEDULER_API_URL": receiver.url,
+        "SCHEDULER_API_TOKEN": TOKEN,
+        "SCHEDULER_NAMESPACE": namespace,
+        "SCHEDULER_LEASE_TTL": "3s",
+        "SCHEDULER_LEASE_RENEW": "1s",
+        "SCHEDULER_HTTP_PORT": "0",
+        "SCHEDULER_LOG_FORMAT": "json",
+        "SCHEDULER_SHUTDOWN_GRACE": "5s",
+    }
+    for name, fields in jobs.items():
+        for field, value in fields.items():
+            env[f"SCHEDULER_JOB_{name.upper().replace('-', '_')}_{field}"] = value
+    env.update({f"SCHEDULER_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def slot_of(request) -> int:
+    return int(datetime.fromisoformat(request.header("x-scheduler-slot").replace("Z", "+00:00")).timestamp())
+
+
+def fence(request) -> int:
+    return int(request.header("x-scheduler-fencing-token"))
+
+
+def assert_exactly_once(requests, schedules: dict[str, sched.Schedule]) -> dict[str, list[int]]:
+    """No slot sent twice as a first attempt; per job, consecutive slots with no hole."""
+    firsts = Counter(r.header("idempotency-key") for r in requests if r.header("x-scheduler-attempt") == "1")
+    dupes = {k: n for k, n in firsts.items() if n > 1}
+    assert not dupes, f"slots fired twice as attempt 1: {dupes}"
+    by_job: dict[str, set[int]] = defaultdict(set)
+    for r in requests:
+        by_job[r.header("x-scheduler-job")].add(slot_of(r))
+    out = {}
+    for job, spec in schedules.items():
+        slots = sorted(by_job[job])
+        for a, b in zip(slots, slots[1:]):
+            assert sched.next_after(spec, a) == b, (
+                f"{job}: hole between {sched.format_slot(a)} and {sched.format_slot(b)}"
+            )
+        out[job] = slots
+    return out
+
+
+def leader_pid(redis, namespace) -> int | None:
+    holder = redis.client().get("{%s}:leader" % namespace)
+    return int(holder.split(":")[-2]) if holder else None
+
+
+def the_leader(redis, namespace, daemons):
+    pid = wait_until(lambda: leader_pid(redis, namespace), timeout=15, message="no leader elected")
+    (leader,) = [d for d in daemons if d.pid == pid]
+    return leader
+
+
+def log_events(daemon, event: str) -> list[dict]:
+    out = []
+    for line in daemon.output().splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            if rec.get("event") == event:
+                out.append(rec)
+    return out
+
+
+def ts(record: dict) -> float:
+    return datetime.fromisoformat(record["ts"]).timestamp()
+
+
+def test_two_replicas_fire_every_slot_exactly_once_with_spec_headers(redis_server, receiver, daemon_factory, tmp_path):
+    jobs = {
+        "interval": {"SCHEDULE": "every 2s", "URL": "/tasks/interval"},
+        "seconds": {"SCHEDULE": "*/3 * * * * *", "URL": "/tasks/seconds", "METHOD": "PUT"},
+        "minute": {"SCHEDULE": "* * * * *", "URL": "/tasks/minute"},
+    }
+    env = env_for(redis_server, receiver, "once", jobs)
+    daemons = [daemon_factory(env, cwd=tmp_path) for _ in range(2)]
+    leader = the_leader(redis_server, "once", daemons)
+    # Run past one minute boundary, then a few more slots of the fast jobs.
+    receiver.wait_for(lambda rs: any(r.path == "/tasks/minute" for r in rs), timeout=75)
+    n = len(receiver.requests)
+    receiver.wait_for(lambda rs: len(rs) >= n + 4, timeout=15)
+    for d in daemons:
+        d.terminate()
+    for d in daemons:
+        assert d.wait(15) == 0
+
+    requests = receiver.requests
+    slots = assert_exactly_once(requests, {n: sched.parse(j["SCHEDULE"], "UTC", n) for n, j in jobs.items()})
+    assert len(slots["interval"]) >= 3 and len(slots["seconds"]) >= 2 and len(slots["minute"]) >= 1
+    assert {fence(r) for r in requests} == {1}, "only the one leader fired"
+    assert leader.pid in [d.pid for d in daemons]
+    assert not log_events([d for d in daemons if d is not leader][0], "fired"), "the standby fired"
+
+    r = next(r for r in requests if r.path == "/tasks/seconds")
+    slot = r.header("x-scheduler-slot")
+    key = f"seconds@{slot}"
+    assert r.method == "PUT"
+    assert r.header("authorization") == f"Bearer {TOKEN}"
+    assert r.header("idempotency-key") == f'"{key}"'
+    assert r.header("x-scheduler-job") == "seconds"
+    assert r.header("x-scheduler-attempt") == "1"
+    assert r.header("x-scheduler-fencing-token") == "1"
+    assert r.header("user-agent") == f"cron-sidecar/{__version__}"
+    assert r.header("content-type") == "application/json"
+    assert datetime.fromisoformat(slot.replace("Z", "+00:00")).timestamp() % 3 == 0
+    assert r.json() == {"job": "seconds", "slot": slot, "attempt": 1, "fencing_token": 1, "idempotency_key": key}
+    assert "webhook-signature" not in r.headers  # no signing secret configured
+
+
+def test_standby_takes_over_within_ttl_plus_one_retry_after_kill_9(redis_server, receiver, daemon_factory, tmp_path):
+    jobs = {"tick": {"SCHEDULE": "every 1s", "URL": "/tick", "CATCHUP": "all"}}
+    env = env_for(redis_server, receiver, "crash", jobs)
+    daemons = [daemon_factory(env, cwd=tmp_path) for _ in range(2)]
+    leader = the_leader(redis_server, "crash", daemons)
+    receiver.wait_for_count(3, timeout=15)
+    old_epoch = max(fence(r) for r in receiver.requests)
+    killed_at = time.time()
+    leader.kill()
+    new = receiver.wait_for(lambda rs: [r for r in rs if fence(r) > old_epoch], timeout=15)
+    takeover_s = min(r.received_at for r in new) - killed_at
+    n = len(receiver.requests)
+    receiver.wait_for(lambda rs: len(rs) >= n + 3, timeout=10)
+    survivor = next(d for d in daemons if d is not leader)
+    survivor.terminate()
+    assert survivor.wait(15) == 0
+
+    # TTL 3 s + one standby retry period of 1 s; the extra second absorbs process start-up noise.
+    assert takeover_s <= 3 + 1 + 1, f"takeover took {takeover_s:.2f}s"
+    assert_exactly_once(receiver.requests, {"tick": sched.parse("every 1s")})
+
+
+def test_graceful_handover_loses_no_slot_and_takes_under_a_second(redis_server, receiver, daemon_factory, tmp_path):
+    # A long renew period: only the release notification can make the handover fast.
+    jobs = {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}}
+    env = env_for(redis_server, receiver, "handover", jobs, lease_ttl="15s", lease_renew="5s")
+    daemons = [daemon_factory(env, cwd=tmp_path) for _ in range(2)]
+    leader = the_leader(redis_server, "handover", daemons)
+    standby = next(d for d in daemons if d is not leader)
+    receiver.wait_for_count(3, timeout=15)
+    wait_until(lambda: redis_server.client().pubsub_numsub("{handover}:released")[0][1] == 1,
+               timeout=10, message="the standby never subscribed to lease releases")
+    leader.terminate()
+    assert leader.wait(15) == 0
+    wait_until(lambda: log_events(standby, "became leader"), timeout=10, message="standby never took over")
+    n = len(receiver.requests)
+    receiver.wait_for(lambda rs: len(rs) >= n + 3, timeout=10)
+    standby.terminate()
+    assert standby.wait(15) == 0
+
+    (released,) = log_events(leader, "released the lease")
+    (became,) = log_events(standby, "became leader")
+    handover_s = ts(became) - ts(released)
+    assert handover_s < 1.0, f"handover took {handover_s:.3f}s"
+    assert len({fence(r) for r in receiver.requests}) == 2
+    assert_exactly_once(receiver.requests, {"tick": sched.parse("every 1s")})
+
+
+def test_leader_paused_past_its_lease_never_fires_a_slot_the_new_leader_claimed(
+    redis_server, receiver, daemon_factory, tmp_path
+):
+    jobs = {"tick": {"SCHEDULE": "every 1s", "URL": "/tick", "CATCHUP": "all"}}
+    env = env_for(redis_server, receiver, "pause", jobs)
+    daemons = [daemon_factory(env, cwd=tmp_path) for _ in range(2)]
+    leader = the_leader(redis_server, "pause", daemons)
+    receiver.wait_for_count(3, timeout=15)
+    old_epoch = max(fence(r) for r in receiver.requests)
+    leader.pause()
+    try:
+        receiver.wait_for(lambda rs: sum(fence(r) > old_epoch for r in rs) >= 2, timeout=15)
+    finally:
+        leader.resume()
+    wait_until(lambda: log_events(leader, "stepped down") or log_events(leader, "claim refused: the lease is not ours"),
+               timeout=10, message="the paused leader did not notice it lost the lease")
+    n = len(receiver.requests)
+    receiver.wait_for(lambda rs: len(rs) >= n + 3, timeout=10)
+    for d in daemons:
+        d.terminate()
+    for d in daemons:
+        assert d.wait(15) == 0
+
+    requests = receiver.requests
+    new_slots = {slot_of(r) for r in requests if fence(r) > old_epoch and r.header("x-scheduler-attempt") == "1"}
+    stale = [r for r in requests if fence(r) == old_epoch and slot_of(r) in new_slots]
+    assert not stale, f"the old leader fired slots the new leader claimed: {[slot_of(r) for r in stale]}"
+    assert_exactly_once(requests, {"tick": sched.parse("every 1s")})
+
+
+def test_leader_survives_a_redis_outage_and_resumes(redis_factory, receiver, daemon_factory, tmp_path):
+    redis = redis_factory(appendonly=True)
+    jobs = {"tick": {"SCHEDULE": "every 1s", "URL": "/tick", "CATCHUP": "all"}}
+    env = env_for(redis, receiver, "outage", jobs)
+    daemon = daemon_factory(env, cwd=tmp_path)
+    receiver.wait_for_count(2, timeout=15)
+    redis.kill()
+    daemon.wait_for_output("unreachable", timeout=15)
+    quiet = len(receiver.requests)
+    wait_until(lambda: log_events(daemon, "stepped down"), timeout=10, message="leader kept going without Redis")
+    stopped = len(receiver.requests)
+    assert stopped - quiet <= 4  # only what was already claimed before the lease ran out
+    assert daemon.running, "the daemon must not exit while Redis is down"
+    redis.restart()
+    receiver.wait_for(lambda rs: len(rs) >= stopped + 3, timeout=20)
+    daemon.terminate()
+    assert daemon.wait(15) == 0
+    firsts = Counter(r.header("idempotency-key") for r in receiver.requests if r.header("x-scheduler-attempt") == "1")
+    assert max(firsts.values()) == 1
+
+
+def test_two_standalone_replicas_on_one_state_file_never_both_fire(receiver, daemon_factory, tmp_path):
+    env = {
+        "SCHEDULER_API_URL": receiver.url,
+        "SCHEDULER_STATE_FILE": str(tmp_path / "state.db"),
+        "SCHEDULER_HTTP_PORT": "0",
+        "SCHEDULER_LOG_FORMAT": "json",
+        "SCHEDULER_JOB_TICK_SCHEDULE": "every 1s",
+        "SCHEDULER_JOB_TICK_URL": "/tick",
+        "SCHEDULER_JOB_TICK_CATCHUP": "all",
+    }
+    a = daemon_factory(env, cwd=tmp_path)
+    a.wait_for_output("became leader", timeout=10)
+    b = daemon_factory(env, cwd=tmp_path)
+    b.wait_for_output("starting", timeout=10)
+    receiver.wait_for_count(4, timeout=15)
+    assert not log_events(b, "became leader"), "the second replica took the lock while the first held it"
+    a.kill()
+    b.wait_for_output("became leader", timeout=10)
+    n = len(receiver.requests)
+    receiver.wait_for(lambda rs: len(rs) >= n + 3, timeout=10)
+    b.terminate()
+    assert b.wait(15) == 0
+    assert {fence(r) for r in receiver.requests} == {1, 2}
+    assert_exactly_once(receiver.requests, {"tick": sched.parse("every 1s")})
