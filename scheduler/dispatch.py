@@ -40,10 +40,13 @@ class Fire:
     epoch: int
     attempt: int = 1  # the first attempt number this fire sends (above 1 for a redelivery)
     deadline: float | None = None  # wall-clock seconds; no retry starts at or after it
+    trigger: str | None = None  # a manual fire's request id
 
     @property
     def key(self) -> str:
-        """The idempotency key's inner string: job@slot."""
+        """The idempotency key's inner string: job@slot, or job@manual:<id> for a trigger."""
+        if self.trigger:
+            return f"{self.job.name}@manual:{self.trigger}"
         return f"{self.job.name}@{format_slot(self.slot)}"
 
 

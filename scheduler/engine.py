@@ -23,7 +23,7 @@ from .config import JobSpec, Settings
 from .dispatch import Dispatcher, Fire
 from .observe import Health, Metrics
 from .schedule import format_slot
-from .store import FIRE, REDELIVER, SKIP, Claim, LeaseLost, Outcome, Store, StoreUnavailable
+from .store import CLAIMED, FIRE, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, LeaseLost, Outcome, Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 
@@ -86,7 +86,7 @@ class Engine:
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(settings.max_concurrency)
-        self.running: dict[tuple[str, int], asyncio.Task] = {}
+        self.running: dict[str, tuple[Claim, asyncio.Task]] = {}  # by in-flight field
         self._replaced: set[asyncio.Task] = set()
         self.epoch: int | None = None
         self.lease: Lease | None = None
@@ -156,13 +156,16 @@ class Engine:
         self.metrics.leader.set(1)
         self.metrics.transitions.labels("acquired").inc()
         renewer = asyncio.create_task(self._renew_loop(self.lease))
+        watcher = asyncio.create_task(self._watch_triggers(epoch, self.lease))
         try:
             await self._leader_loop(epoch, self.lease)
+            watcher.cancel()
             if self.stopping.is_set():
                 # Keep renewing while in-flight fires finish, so no standby redelivers them.
                 await self._finish_in_flight()
         finally:
             renewer.cancel()
+            watcher.cancel()
             self.metrics.leader.set(0)
             self.metrics.transitions.labels("lost").inc()
         if self.stopping.is_set():
@@ -213,9 +216,9 @@ class Engine:
             if nxt is not None:
                 heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, job.name))
         redeliver = [
-            Claim(f.job, f.slot, REDELIVER, f.attempt + 1)
+            Claim(f.job, f.slot, REDELIVER, f.attempt + 1, f.trigger)
             for f in state.inflight
-            if f.job in self.jobs and (f.job, f.slot) not in self.running
+            if f.job in self.jobs and Claim(f.job, f.slot, trigger=f.trigger).field not in self.running
         ]
         if redeliver and not await self._claim_and_fire(epoch, lease, redeliver):
             return
@@ -265,10 +268,12 @@ class Engine:
         return slot + (int.from_bytes(digest[:8], "big") % (int(job.jitter_s * 1000) + 1)) / 1000
 
     def _claim_for(self, job: JobSpec, slot: int) -> Claim:
-        active = [key for key in self.running if key[0] == job.name]
-        if active and job.concurrency == "forbid":
+        if job.concurrency == "forbid" and self._running_of(job.name):
             return Claim(job.name, slot, SKIP)
         return Claim(job.name, slot, FIRE)
+
+    def _running_of(self, job: str) -> list[asyncio.Task]:
+        return [task for claim, task in self.running.values() if claim.job == job]
 
     async def _claim_and_fire(self, epoch: int, lease: Lease, claims: list[Claim]) -> bool:
         """Claim in one store call and start the claimed fires; False when leadership ended."""
@@ -282,27 +287,50 @@ class Engine:
             return False
         if results is None:
             return False
-        for claim, won in zip(claims, results):
+        for claim, result in zip(claims, results):
             job = self.jobs[claim.job]
-            if not won:
-                log.debug("slot already claimed", extra={"job": job.name, "slot": format_slot(claim.slot)})
+            slot = format_slot(claim.slot)
+            if result == PAUSED:
+                self.metrics.skips.labels(job.name, "paused").inc()
+                log.info("skipped: job is paused", extra={"job": job.name, "slot": slot})
+                continue
+            if result != CLAIMED:
+                log.debug("already claimed", extra={"job": job.name, "slot": slot, "kind": claim.kind})
                 continue
             if claim.kind == SKIP:
                 self.metrics.skips.labels(job.name, "overlap").inc()
-                log.info("skipped: previous fire still running", extra={"job": job.name, "slot": format_slot(claim.slot)})
+                log.info("skipped: previous fire still running", extra={"job": job.name, "slot": slot})
                 continue
             if job.concurrency == "replace" and claim.kind == FIRE:
-                for key, task in list(self.running.items()):
-                    if key[0] == job.name:
-                        self._replaced.add(task)
-                        task.cancel()
+                for task in self._running_of(job.name):
+                    self._replaced.add(task)
+                    task.cancel()
             if claim.kind == REDELIVER:
-                log.info("redelivering a fire left in flight", extra={"job": job.name, "slot": format_slot(claim.slot), "attempt": claim.attempt})
-            fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=sched.next_after(job.schedule, claim.slot))
-            task = asyncio.create_task(self._fire(fire))
-            self.running[(job.name, claim.slot)] = task
+                log.info("redelivering a fire left in flight", extra={"job": job.name, "slot": slot, "attempt": claim.attempt})
+            elif claim.kind == TRIGGER:
+                log.info("manual trigger", extra={"job": job.name, "trigger": claim.trigger})
+            deadline = None if claim.trigger else sched.next_after(job.schedule, claim.slot)
+            fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=deadline, trigger=claim.trigger)
+            self.running[claim.field] = (claim, asyncio.create_task(self._fire(claim, fire)))
             self.metrics.inflight.set(len(self.running))
         return True
+
+    async def _watch_triggers(self, epoch: int, lease: Lease) -> None:
+        """Take manual fire requests as they come (woken by the trigger command)."""
+        while True:
+            try:
+                requests = await self.store.pending_triggers()
+            except StoreUnavailable:
+                requests = []
+            claims = [
+                Claim(r.job, r.requested_at, TRIGGER, 1, r.id)
+                for r in requests
+                if r.job in self.jobs and Claim(r.job, r.requested_at, trigger=r.id).field not in self.running
+            ]
+            if claims and not await self._claim_and_fire(epoch, lease, claims):
+                self._wake.set()
+                return
+            await self.store.wait_wake(self.settings.lease_renew_s)
 
     async def _retry(self, call: Callable, lease: Lease):
         """Run a store call, retrying outages while the lease lasts; None once it has run out."""
@@ -323,37 +351,38 @@ class Engine:
 
     # -- one fire --------------------------------------------------------------------------
 
-    async def _fire(self, fire: Fire) -> None:
-        job, key = fire.job, (fire.job.name, fire.slot)
+    async def _fire(self, claim: Claim, fire: Fire) -> None:
+        job = fire.job
         try:
             async with self._limit:
                 lateness = self.clock.time() - fire.slot
-                self.metrics.lateness.labels(job.name).observe(max(0.0, lateness))
+                if not fire.trigger:
+                    self.metrics.lateness.labels(job.name).observe(max(0.0, lateness))
 
                 async def on_attempt(attempt: int) -> None:
                     if attempt > fire.attempt:  # the claim itself recorded the first attempt
                         self.metrics.retries.labels(job.name).inc()
                         try:
-                            await self.store.note_attempt(fire.epoch, job.name, fire.slot, attempt)
+                            await self.store.note_attempt(fire.epoch, claim, attempt)
                         except StoreUnavailable:
                             pass  # a redelivery then reuses an attempt number; the key is what matters
 
                 outcome = await self.dispatcher.send(fire, on_attempt)
-            await self._record(fire, outcome, lateness)
+            await self._record(claim, fire, outcome, None if fire.trigger else lateness)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task in self._replaced:
                 self._replaced.discard(task)
                 now = self.clock.time()
-                await self._record(fire, Outcome("cancelled", fire.attempt, 0.0, now, None, "replaced by a newer slot"), None)
+                await self._record(claim, fire, Outcome("cancelled", fire.attempt, 0.0, now, None, "replaced by a newer slot"), None)
             # Cancelled by shutdown: the fire stays in flight in the store and the next leader
             # redelivers it with the same idempotency key.
             raise
         finally:
-            self.running.pop(key, None)
+            self.running.pop(claim.field, None)
             self.metrics.inflight.set(len(self.running))
 
-    async def _record(self, fire: Fire, outcome: Outcome, lateness: float | None) -> None:
+    async def _record(self, claim: Claim, fire: Fire, outcome: Outcome, lateness: float | None) -> None:
         job = fire.job
         self.metrics.fires.labels(job.name, outcome.status).inc()
         self.metrics.duration.labels(job.name).observe(outcome.duration_s)
@@ -367,12 +396,13 @@ class Engine:
                 "outcome": outcome.status, "http_status": outcome.http_status,
                 "duration_ms": round(outcome.duration_s * 1000, 1),
                 "lateness_ms": None if lateness is None else round(lateness * 1000, 1),
-                "epoch": fire.epoch, **({"error": outcome.error} if outcome.error else {}),
+                "epoch": fire.epoch, **({"trigger": fire.trigger} if fire.trigger else {}),
+                **({"error": outcome.error} if outcome.error else {}),
             },
         )
         for attempt in range(5):
             try:
-                await self.store.finish(job.name, fire.slot, outcome)
+                await self.store.finish(claim, outcome)
                 return
             except StoreUnavailable as exc:
                 if attempt == 4:
@@ -382,7 +412,7 @@ class Engine:
 
     async def _finish_in_flight(self) -> None:
         """Wait up to SHUTDOWN_GRACE for fires in flight, then cancel the rest."""
-        tasks = set(self.running.values())
+        tasks = {task for _, task in self.running.values()}
         if not tasks:
             return
         log.info("waiting for fires in flight", extra={"count": len(tasks), "grace_s": self.settings.shutdown_grace_s})

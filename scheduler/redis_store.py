@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .store import Claim, InFlight, LeaseLost, Outcome, State, StoreUnavailable, new_replica_id
+from .store import Claim, InFlight, LeaseLost, Outcome, State, StoreUnavailable, TriggerRequest, new_replica_id
 
 # Short enough that no single call can outlive a lease renewal period.
 SOCKET_TIMEOUT_S = 2.0
@@ -53,18 +53,33 @@ return 0
 
 # All claims of one moment in one step. The lease check and every watermark advance happen
 # atomically, so a replica that lost its lease can never claim, and no slot is claimed
-# twice. Returns -1 when the lease is not ours, else one 0/1 per claim.
+# twice. Returns -1 when the lease is not ours, else per claim 0 (stale), 1 (claimed) or
+# 2 (paused: the watermark advances, nothing is recorded in flight).
+# KEYS: leader slots inflight paused trigger triggered
+# ARGV: replica epoch now_ms, then per claim: kind job slot attempt trigger_id
 CLAIM = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local epoch, now = ARGV[2], ARGV[3]
 local out = {}
-for i = 4, #ARGV, 4 do
-  local kind, job, slot, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 4, #ARGV, 5 do
+  local kind, job, slot, attempt, tid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local field = job .. '@' .. slot
-  local record = '{"epoch":' .. epoch .. ',"attempt":' .. attempt .. ',"claimed_at":' .. now .. '}'
+  if tid ~= '' then field = job .. '@manual:' .. tid end
+  local record = '{"epoch":' .. epoch .. ',"attempt":' .. attempt .. ',"slot":' .. slot ..
+    ',"claimed_at":' .. now .. '}'
   local ok = 0
   if kind == 'redeliver' then
     if redis.call('HEXISTS', KEYS[3], field) == 1 then
+      redis.call('HSET', KEYS[3], field, record)
+      ok = 1
+    end
+  elseif kind == 'trigger' then
+    -- A request id fires once, whichever leader takes it and however often it was sent.
+    for _, raw in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
+      local ok, rec = pcall(cjson.decode, raw)
+      if ok and tostring(rec['id']) == tid then redis.call('LREM', KEYS[5], 0, raw) end
+    end
+    if redis.call('HSETNX', KEYS[6], tid, now) == 1 then
       redis.call('HSET', KEYS[3], field, record)
       ok = 1
     end
@@ -72,8 +87,12 @@ for i = 4, #ARGV, 4 do
     local mark = tonumber(redis.call('HGET', KEYS[2], job))
     if not mark or tonumber(slot) > mark then
       redis.call('HSET', KEYS[2], job, slot)
-      if kind == 'fire' then redis.call('HSET', KEYS[3], field, record) end
-      ok = 1
+      if redis.call('SISMEMBER', KEYS[4], job) == 1 then
+        ok = 2
+      else
+        if kind == 'fire' then redis.call('HSET', KEYS[3], field, record) end
+        ok = 1
+      end
     elseif kind == 'fire' and tonumber(slot) == mark then
       -- A retry of a claim whose reply was lost: it is ours if recorded under our epoch.
       local cur = redis.call('HGET', KEYS[3], field)
@@ -109,6 +128,30 @@ redis.call('HSET', KEYS[2], 'status', ARGV[2], 'slot', ARGV[3], 'finished_at', A
 return fails
 """
 
+# Queue a manual fire unless the same id was already taken, or one for the job is still
+# queued or in flight (then the caller is told which one it joins). Wakes the leader.
+# KEYS: trigger inflight triggered  ARGV: job id raw_request wake_channel
+REQUEST_TRIGGER = """
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then
+  return cjson.encode({id = ARGV[2]})
+end
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local ok, rec = pcall(cjson.decode, raw)
+  if ok and rec['job'] == ARGV[1] then return raw end
+end
+local prefix = ARGV[1] .. '@manual:'
+for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if string.sub(field, 1, #prefix) == prefix then
+    local rec = cjson.decode(redis.call('HGET', KEYS[2], field))
+    rec['id'] = string.sub(field, #prefix + 1)
+    return cjson.encode(rec)
+  end
+end
+redis.call('RPUSH', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], 'trigger')
+return false
+"""
+
 
 class RedisStore:
     def __init__(
@@ -131,6 +174,9 @@ class RedisStore:
         self.k_inflight = f"{ns}:inflight"
         self.k_paused = f"{ns}:paused"
         self.k_released = f"{ns}:released"
+        self.k_wake = f"{ns}:wake"
+        self.k_trigger = f"{ns}:trigger"
+        self.k_triggered = f"{ns}:triggered"
         self.job_prefix = f"{ns}:job:"
         opts = dict(
             socket_timeout=SOCKET_TIMEOUT_S,
@@ -158,6 +204,7 @@ class RedisStore:
         self._claim = self.redis.register_script(CLAIM)
         self._note = self.redis.register_script(NOTE_ATTEMPT)
         self._finish = self.redis.register_script(FINISH)
+        self._request = self.redis.register_script(REQUEST_TRIGGER)
         self._pubsub = None
 
     async def _call(self, coro):
@@ -178,20 +225,28 @@ class RedisStore:
         await self._call(self._release(keys=[self.k_leader, self.k_released], args=[self.replica_id]))
 
     async def wait_released(self, timeout_s: float) -> None:
+        await self._wait_message(self.k_released, timeout_s)
+
+    async def wait_wake(self, timeout_s: float) -> None:
+        await self._wait_message(self.k_wake, timeout_s)
+
+    async def _wait_message(self, channel: str, timeout_s: float) -> None:
+        """Until a message on `channel` or the timeout. One subscription serves both
+        channels: a replica waits on one of them at a time, and drops the other's news."""
+        deadline = time.monotonic() + timeout_s
         try:
             if self._pubsub is None:
                 self._pubsub = self.redis.pubsub()
-                await self._pubsub.subscribe(self.k_released)
-            deadline = time.monotonic() + timeout_s
+                await self._pubsub.subscribe(self.k_released, self.k_wake)
             while (left := deadline - time.monotonic()) > 0:
-                async with asyncio.timeout(left + 0.5):
+                async with asyncio.timeout(left + SOCKET_TIMEOUT_S):
                     msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
-                if msg is not None:
+                if msg is not None and msg.get("channel") == channel:
                     return
         except (RedisError, OSError, TimeoutError):
-            # The subscription died with the connection; poll on the next call.
+            # The subscription died with its connection; the next call subscribes again.
             await self._drop_pubsub()
-            await asyncio.sleep(max(0.0, min(timeout_s, 1.0)))
+            await asyncio.sleep(max(0.0, min(deadline - time.monotonic(), 1.0)))
 
     async def _drop_pubsub(self) -> None:
         if self._pubsub is not None:
@@ -207,33 +262,85 @@ class RedisStore:
             pipe.hgetall(self.k_inflight)
             pipe.smembers(self.k_paused)
             slots, inflight, paused = await self._call(pipe.execute())
-        state = State(watermarks={job: int(slot) for job, slot in slots.items()}, paused=set(paused))
-        for key, value in inflight.items():
-            job, _, slot = key.rpartition("@")
-            rec = json.loads(value)
-            state.inflight.append(InFlight(job, int(slot), int(rec["epoch"]), int(rec["attempt"])))
-        return state
+        return State(
+            watermarks={job: int(slot) for job, slot in slots.items()},
+            inflight=[_parse_inflight(k, v) for k, v in inflight.items()],
+            paused=set(paused),
+        )
 
-    async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[bool]:
+    async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
         if not claims:
             return []
         args: list = [self.replica_id, epoch, int(time.time() * 1000)]
         for c in claims:
-            args += [c.kind, c.job, c.slot, c.attempt]
-        result = await self._call(self._claim(keys=[self.k_leader, self.k_slots, self.k_inflight], args=args))
+            args += [c.kind, c.job, c.slot, c.attempt, c.trigger or ""]
+        keys = [self.k_leader, self.k_slots, self.k_inflight, self.k_paused, self.k_trigger, self.k_triggered]
+        result = await self._call(self._claim(keys=keys, args=args))
         if result == -1:
             raise LeaseLost()
-        return [bool(x) for x in result]
+        return [int(x) for x in result]
 
-    async def note_attempt(self, epoch: int, job: str, slot: int, attempt: int) -> None:
-        await self._call(self._note(keys=[self.k_inflight], args=[f"{job}@{slot}", epoch, attempt]))
+    async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
+        await self._call(self._note(keys=[self.k_inflight], args=[claim.field, epoch, attempt]))
 
-    async def finish(self, job: str, slot: int, outcome: Outcome) -> None:
+    async def finish(self, claim: Claim, outcome: Outcome) -> None:
         args = [
-            f"{job}@{slot}", outcome.status, slot, f"{outcome.finished_at:.3f}",
+            claim.field, outcome.status, claim.slot, f"{outcome.finished_at:.3f}",
             int(outcome.duration_s * 1000), outcome.http_status or "", outcome.error or "", outcome.attempts,
         ]
-        await self._call(self._finish(keys=[self.k_inflight, self.job_prefix + job], args=args))
+        await self._call(self._finish(keys=[self.k_inflight, self.job_prefix + claim.job], args=args))
+
+    async def pending_triggers(self) -> list[TriggerRequest]:
+        raws = await self._call(self.redis.lrange(self.k_trigger, 0, -1))
+        out = []
+        for raw in raws:
+            try:
+                rec = json.loads(raw)
+                req = TriggerRequest(str(rec["id"]), str(rec["job"]), int(rec["requested_at"]))
+            except (ValueError, KeyError, TypeError):
+                await self._call(self.redis.lrem(self.k_trigger, 0, raw))  # not ours to read
+                continue
+            out.append(req)
+        return out
+
+    async def set_paused(self, job: str, paused: bool) -> bool:
+        if paused:
+            changed = await self._call(self.redis.sadd(self.k_paused, job))
+        else:
+            changed = await self._call(self.redis.srem(self.k_paused, job))
+        return bool(changed)
+
+    async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
+        raw = json.dumps({"id": request.id, "job": request.job, "requested_at": request.requested_at})
+        keys = [self.k_trigger, self.k_inflight, self.k_triggered]
+        found = await self._call(self._request(keys=keys, args=[request.job, request.id, raw, self.k_wake]))
+        if not found:
+            return None
+        rec = json.loads(found)
+        return TriggerRequest(str(rec["id"]), request.job, int(rec.get("requested_at") or rec.get("slot") or 0))
+
+    async def status(self, jobs: Sequence[str]) -> dict:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.k_leader)
+            pipe.pttl(self.k_leader)
+            pipe.get(self.k_epoch)
+            pipe.hgetall(self.k_slots)
+            pipe.hgetall(self.k_inflight)
+            pipe.smembers(self.k_paused)
+            pipe.lrange(self.k_trigger, 0, -1)
+            for job in jobs:
+                pipe.hgetall(self.job_prefix + job)
+            leader, pttl, epoch, slots, inflight, paused, triggers, *records = await self._call(pipe.execute())
+        return {
+            "leader": leader,
+            "lease_left_s": pttl / 1000 if leader and pttl and pttl > 0 else None,
+            "epoch": int(epoch) if epoch else None,
+            "watermarks": {j: int(s) for j, s in slots.items()},
+            "inflight": [_parse_inflight(k, v) for k, v in inflight.items()],
+            "paused": set(paused),
+            "pending_triggers": [json.loads(t) for t in triggers],
+            "jobs": {job: _typed(rec) for job, rec in zip(jobs, records)},
+        }
 
     async def ping(self) -> bool:
         try:
@@ -245,3 +352,22 @@ class RedisStore:
         await self._drop_pubsub()
         await self.redis.aclose()
 
+
+def _parse_inflight(field: str, value: str) -> InFlight:
+    job, _, rest = field.rpartition("@")
+    rec = json.loads(value)
+    if rest.startswith("manual:"):
+        return InFlight(job, int(rec["slot"]), int(rec["epoch"]), int(rec["attempt"]), rest[len("manual:"):])
+    return InFlight(job, int(rest), int(rec["epoch"]), int(rec["attempt"]))
+
+
+def _typed(record: dict[str, str]) -> dict:
+    out: dict = {}
+    for key, value in record.items():
+        if key in ("slot", "duration_ms", "http_status", "attempts", "consecutive_failures"):
+            out[key] = int(value) if value else None
+        elif key in ("finished_at", "last_success_at"):
+            out[key] = float(value) if value else None
+        else:
+            out[key] = value or None
+    return out

@@ -16,6 +16,7 @@ DST transitions is not what cron users expect in every zone. The rules are Vixie
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -221,13 +222,8 @@ def _next_cron(expr: str, schedule: Cron, fixed: bool, zone: ZoneInfo, t: int) -
     drop = here.utcoffset() - ahead.utcoffset()
     if drop > timedelta(0):
         start -= drop
-    it = croniter(
-        expr,
-        start - timedelta(seconds=1),
-        hash_id=schedule.hash_id,
-        second_at_beginning=schedule.seconds,
-        ret_type=datetime,
-    )
+    it = _matcher(expr, schedule.hash_id, schedule.seconds)
+    it.set_current(start - timedelta(seconds=1), force=True)
     best: int | None = None
     while True:
         naive = it.get_next(datetime)
@@ -241,6 +237,14 @@ def _next_cron(expr: str, schedule: Cron, fixed: bool, zone: ZoneInfo, t: int) -
             return best
         if best is not None and instants and min(instants) - _MAX_REPEAT_S > best:
             return best
+
+
+@functools.lru_cache(maxsize=65536)
+def _matcher(expr: str, hash_id: str, seconds: bool) -> croniter:
+    """A croniter per expression, reset before each use: expanding an expression costs
+    several times more than finding the next match, and the same ones are asked again
+    and again. Only ever used synchronously, so sharing one instance is safe."""
+    return croniter(expr, datetime(2000, 1, 1), hash_id=hash_id, second_at_beginning=seconds, ret_type=datetime)
 
 
 def _unambiguous(naive: datetime, zone: ZoneInfo) -> bool:

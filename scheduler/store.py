@@ -12,7 +12,10 @@ import socket
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-FIRE, SKIP, REDELIVER = "fire", "skip", "redeliver"
+FIRE, SKIP, REDELIVER, TRIGGER = "fire", "skip", "redeliver", "trigger"
+# What a claim came to: not claimed (an older or already claimed slot, a spent trigger id),
+# claimed, or passed over because the job is paused (its watermark still advances).
+STALE, CLAIMED, PAUSED = 0, 1, 2
 
 
 class LeaseLost(Exception):
@@ -27,12 +30,18 @@ class StoreUnavailable(Exception):
 class Claim:
     """One slot to claim. `fire` advances the watermark and records the fire in flight;
     `skip` only advances the watermark; `redeliver` takes over an in-flight record left by
-    an earlier leader (same slot, next attempt, this leader's epoch)."""
+    an earlier leader (same slot, next attempt, this leader's epoch); `trigger` takes a
+    manual fire request (`trigger` is its id; `slot` the second it was asked for) once."""
 
     job: str
     slot: int
     kind: str = FIRE
     attempt: int = 1
+    trigger: str | None = None
+
+    @property
+    def field(self) -> str:
+        return inflight_field(self.job, self.slot, self.trigger)
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,19 @@ class InFlight:
     slot: int
     epoch: int
     attempt: int
+    trigger: str | None = None
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    id: str
+    job: str
+    requested_at: int  # whole seconds; the fire's slot
+
+
+def inflight_field(job: str, slot: int, trigger: str | None = None) -> str:
+    """How an in-flight fire is named in the store: job@<unix slot>, or job@manual:<id>."""
+    return f"{job}@manual:{trigger}" if trigger else f"{job}@{slot}"
 
 
 @dataclass(frozen=True)
@@ -80,14 +102,32 @@ class Store(Protocol):
     async def load(self) -> State:
         """Watermarks, in-flight fires and pauses, in a constant number of round trips."""
 
-    async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[bool]:
-        """Claim many slots in one atomic step; raises LeaseLost when the lease is not ours."""
+    async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
+        """Claim many slots in one atomic step: STALE, CLAIMED or PAUSED for each.
+        Raises LeaseLost when the lease is not ours."""
 
-    async def note_attempt(self, epoch: int, job: str, slot: int, attempt: int) -> None:
+    async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         """Record that attempt `attempt` of an in-flight fire is being sent."""
 
-    async def finish(self, job: str, slot: int, outcome: Outcome) -> None:
+    async def finish(self, claim: Claim, outcome: Outcome) -> None:
         """Record a fire's outcome and drop it from the in-flight set."""
+
+    async def pending_triggers(self) -> list[TriggerRequest]:
+        """Manual fire requests not yet claimed."""
+
+    async def wait_wake(self, timeout_s: float) -> None:
+        """Return after timeout_s, or earlier when a control command asks the leader to look."""
+
+    # Control commands (any replica, or the CLI): they never need the lease.
+
+    async def set_paused(self, job: str, paused: bool) -> bool:
+        """Pause or resume a job; False when it already was in that state."""
+
+    async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
+        """Queue a manual fire; returns the pending or in-flight request it joins, if any."""
+
+    async def status(self, jobs: Sequence[str]) -> dict:
+        """Leader, epoch, lease time left, watermarks, in-flight fires, pauses, outcomes."""
 
     async def ping(self) -> bool: ...
 

@@ -76,7 +76,7 @@ def test_claim_advances_watermark_once_per_slot_and_records_in_flight(redis_serv
         state = await a.load()
         assert state.watermarks == {"x": 10, "y": 11, "z": 10}
         assert {(f.job, f.slot, f.epoch, f.attempt) for f in state.inflight} == {("x", 10, e, 1), ("y", 10, e, 1), ("y", 11, e, 1)}
-        await a.finish("y", 10, Outcome("ok", 1, 0.01, time.time(), 200))
+        await a.finish(Claim("y", 10), Outcome("ok", 1, 0.01, time.time(), 200))
         state = await a.load()
         assert {(f.job, f.slot) for f in state.inflight} == {("x", 10), ("y", 11)}
         await a.close()
@@ -94,7 +94,7 @@ def test_retried_claim_of_the_same_epoch_is_still_ours(redis_server):
         e = await a.acquire()
         assert await a.claim(e, [Claim("x", 10)]) == [True]
         assert await a.claim(e, [Claim("x", 10)]) == [True]
-        await a.finish("x", 10, Outcome("ok", 1, 0.01, time.time(), 200))
+        await a.finish(Claim("x", 10), Outcome("ok", 1, 0.01, time.time(), 200))
         assert await a.claim(e, [Claim("x", 10)]) == [False]  # finished: never again
         await a.close()
 
@@ -202,7 +202,7 @@ def test_keys_stay_in_the_namespace(redis_server):
         a = store(redis_server, namespace="ns1")
         e = await a.acquire()
         await a.claim(e, [Claim("x", 10)])
-        await a.finish("x", 10, Outcome("failed", 1, 0.01, time.time(), 503, "HTTP 503"))
+        await a.finish(Claim("x", 10), Outcome("failed", 1, 0.01, time.time(), 503, "HTTP 503"))
         await a.release()
         await a.close()
 

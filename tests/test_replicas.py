@@ -163,8 +163,8 @@ def test_graceful_handover_loses_no_slot_and_takes_under_a_second(redis_server, 
     leader = the_leader(redis_server, "handover", daemons)
     standby = next(d for d in daemons if d is not leader)
     receiver.wait_for_count(3, timeout=15)
-    wait_until(lambda: redis_server.client().pubsub_numsub("{handover}:released")[0][1] == 1,
-               timeout=10, message="the standby never subscribed to lease releases")
+    wait_until(lambda: redis_server.client().pubsub_numsub("{handover}:released")[0][1] == 2,
+               timeout=10, message="the replicas never subscribed to lease releases")
     leader.terminate()
     assert leader.wait(15) == 0
     wait_until(lambda: log_events(standby, "became leader"), timeout=10, message="standby never took over")
