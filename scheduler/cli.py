@@ -16,14 +16,17 @@ from . import __version__
 from . import config
 from . import schedule as sched
 
-EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
+EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
 
 log = logging.getLogger("scheduler")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --env-file is accepted before and after the command; SUPPRESS keeps the subcommand's
+    # copy from overwriting a value given before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--env-file", metavar="PATH", help="dotenv file to read (default: ./.env if present)")
+    common.add_argument("--env-file", metavar="PATH", default=argparse.SUPPRESS,
+                        help="dotenv file to read (default: ./.env if present)")
     parser = argparse.ArgumentParser(
         prog="python -m scheduler", parents=[common],
         description="cron-sidecar: fires scheduled HTTP calls, one leader among replicas.",
@@ -37,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--from", dest="from_", metavar="TIME", help="list slots strictly after this RFC 3339 instant")
     check.add_argument("--count", type=int, default=3, metavar="N", help="slots per job (default 3)")
     sub.add_parser("healthcheck", parents=[common], help="exit 0 when the local /healthz answers")
+    status = sub.add_parser("status", parents=[common], help="leader, lease, and each job's last outcome and next slot")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    for name, what in (("pause", "stop firing a job (its slots are skipped)"), ("resume", "fire a paused job again")):
+        sub.add_parser(name, parents=[common], help=what).add_argument("job")
+    trigger = sub.add_parser("trigger", parents=[common], help="ask the leader to fire a job now, once")
+    trigger.add_argument("job")
+    trigger.add_argument("--id", help="request id; a request id fires at most once (default: a new one)")
     return parser
 
 
@@ -44,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     try:
-        settings = config.load(config.read_environment(args.env_file), stderr_is_tty=sys.stderr.isatty())
+        environment = config.read_environment(getattr(args, "env_file", None))
+        settings = config.load(environment, stderr_is_tty=sys.stderr.isatty())
     except config.ConfigError as exc:
         for problem in exc.problems:
             print(f"config error: {problem}", file=sys.stderr)
@@ -54,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return check(settings, args)
     if command == "healthcheck":
         return healthcheck(settings)
+    if command in ("status", "pause", "resume", "trigger"):
+        return asyncio.run(control(settings, command, args))
     from .observe import setup_logging
 
     setup_logging(settings.log_format, settings.log_level)
@@ -117,6 +130,32 @@ def healthcheck(settings: config.Settings) -> int:
         print(f"healthcheck: {type(exc).__name__}", file=sys.stderr)
         return EX_FAILURE
     return EX_OK if response.status_code == 200 else EX_FAILURE
+
+
+async def control(settings: config.Settings, command: str, args) -> int:
+    """status, pause, resume, trigger: talk to the state store directly, never take the lease."""
+    from .control import run_control
+    from .store import StoreUnavailable
+
+    names = [j.name for j in settings.jobs]
+    job = getattr(args, "job", None)
+    if job is not None and job not in names:
+        close = ", ".join(names)
+        print(f"{command}: no job named {job!r}; configured jobs: {close}", file=sys.stderr)
+        return EX_USAGE
+    try:
+        store = make_store(settings)
+    except StoreUnavailable as exc:
+        print(f"{command}: cannot open the state store: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    try:
+        return await run_control(settings, store, command, args)
+    except StoreUnavailable as exc:
+        target = settings.state_file if settings.standalone else _redis_target(settings)
+        print(f"{command}: cannot reach the state store ({target}): {exc}", file=sys.stderr)
+        return EX_FAILURE
+    finally:
+        await store.close()
 
 
 def make_store(settings: config.Settings):

@@ -162,7 +162,7 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
     """Validate a SCHEDULER_* mapping into Settings, or raise ConfigError with every problem."""
     problems: list[str] = []
     values = dict(env)
-    _resolve_secret_files(values, problems)
+    from_files = _resolve_secret_files(values, problems)
     job_vars, unknown = _split_names(values)
 
     for name in unknown:
@@ -170,7 +170,7 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
     for name, value in values.items():
         if value == "" and name not in unknown:
             problems.append(f"{name}: is empty; set a value or remove the variable to use the default")
-    g = _Reader(values, problems)
+    g = _Reader(values, problems, from_files)
 
     api_url = g.setting("SCHEDULER_API_URL", _http_url)
     token = g.secret("SCHEDULER_API_TOKEN", _non_blank)
@@ -228,9 +228,10 @@ class _Reader:
     Parsers of secrets never put the value in that message, so every message can be shown.
     """
 
-    def __init__(self, values: dict[str, str], problems: list[str]):
+    def __init__(self, values: dict[str, str], problems: list[str], from_files: set[str] = frozenset()):
         self.values = values
         self.problems = problems
+        self.from_files = from_files  # secrets read from NAME_FILE: problems name that variable
 
     def get(self, name: str, parse: Callable[[str], object], default: str | None = None):
         raw = self.values.get(name, default)
@@ -239,7 +240,8 @@ class _Reader:
         try:
             return parse(raw)
         except ValueError as exc:
-            self.problems.append(f"{name}: {exc}")
+            where = f"{name}_FILE: the file's content" if name in self.from_files else name
+            self.problems.append(f"{where}: {exc}")
             return None
 
     def setting(self, name: str, parse: Callable[[str], object]):
@@ -250,7 +252,9 @@ class _Reader:
         return None if value is None else Secret(value)
 
 
-def _resolve_secret_files(values: dict[str, str], problems: list[str]) -> None:
+def _resolve_secret_files(values: dict[str, str], problems: list[str]) -> set[str]:
+    """Replace NAME_FILE by NAME with the file's content; returns the names read so."""
+    read: set[str] = set()
     for name in SECRETS:
         file_name = f"{name}_FILE"
         if file_name not in values:
@@ -270,6 +274,9 @@ def _resolve_secret_files(values: dict[str, str], problems: list[str]) -> None:
         if values[name] == "":
             del values[name]
             problems.append(f"{file_name}: the file {path!r} is empty; expected it to hold the secret")
+            continue
+        read.add(name)
+    return read
 
 
 def _split_names(values: dict[str, str]) -> tuple[dict[str, dict[str, str]], list[str]]:

@@ -77,14 +77,14 @@ class Dispatcher:
     def build(self, fire: Fire, attempt: int) -> httpx.Request:
         job = fire.job
         slot = format_slot(fire.slot)
-        headers = {
+        headers = httpx.Headers({
             "User-Agent": USER_AGENT,
             "Idempotency-Key": f'"{fire.key}"',
             "X-Scheduler-Job": job.name,
             "X-Scheduler-Slot": slot,
             "X-Scheduler-Attempt": str(attempt),
             "X-Scheduler-Fencing-Token": str(fire.epoch),
-        }
+        })
         if job.body is not None:
             body = job.body
             headers["Content-Type"] = "application/json" if _is_json(body) else "text/plain; charset=utf-8"
@@ -96,7 +96,7 @@ class Dispatcher:
             headers["Content-Type"] = "application/json"
         else:
             body = ""
-        headers.update(job.headers)
+        headers.update(dict(job.headers))  # case-insensitive: a job's Content-Type replaces ours
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.webhook is not None:

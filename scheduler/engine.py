@@ -23,7 +23,7 @@ from .config import JobSpec, Settings
 from .dispatch import Dispatcher, Fire
 from .observe import Health, Metrics
 from .schedule import format_slot
-from .store import CLAIMED, FIRE, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, LeaseLost, Outcome, Store, StoreUnavailable
+from .store import CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, LeaseLost, Outcome, Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 
@@ -62,7 +62,6 @@ class _Due:
     at: float  # wall-clock moment to fire (slot + jitter)
     slot: int
     job: str = field(compare=False)
-    scheduled: bool = field(default=True, compare=False)  # False: a one-off catch-up entry
 
 
 class Engine:
@@ -208,19 +207,27 @@ class Engine:
             return
         now = self.clock.time()
         heap: list[_Due] = []
-        for job in self.jobs.values():
-            mark = state.watermarks.get(job.name)
-            for slot in self._missed(job, mark, now):
-                heapq.heappush(heap, _Due(self._fire_at(job, slot), slot, job.name, scheduled=False))
-            nxt = sched.next_after(job.schedule, max(mark or 0, math.floor(now)))
-            if nxt is not None:
-                heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, job.name))
-        redeliver = [
+        # Fires left in flight by an earlier leader first, then missed slots oldest first.
+        first = [
             Claim(f.job, f.slot, REDELIVER, f.attempt + 1, f.trigger)
-            for f in state.inflight
+            for f in sorted(state.inflight, key=lambda f: f.slot)
             if f.job in self.jobs and Claim(f.job, f.slot, trigger=f.trigger).field not in self.running
         ]
-        if redeliver and not await self._claim_and_fire(epoch, lease, redeliver):
+        for job in self.jobs.values():
+            mark = state.watermarks.get(job.name)
+            if mark is None:
+                # First sight of this job: nothing in the past fires, but from now on an
+                # outage is made up according to CATCHUP.
+                first.append(Claim(job.name, math.floor(now), INIT))
+                cursor = math.floor(now)
+            else:
+                # A slot whose jittered moment may still be ahead is not missed yet.
+                cursor = max(mark, math.floor(now - job.jitter_s))
+                first += [Claim(job.name, slot, FIRE) for slot in self._missed(job, mark, cursor)]
+            nxt = sched.next_after(job.schedule, cursor)
+            if nxt is not None:
+                heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, job.name))
+        if first and not await self._claim_and_fire(epoch, lease, first):
             return
 
         while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
@@ -235,17 +242,16 @@ class Engine:
                 continue
             claims = [self._claim_for(self.jobs[d.job], d.slot) for d in due]
             for d in due:
-                if d.scheduled:
-                    nxt = sched.next_after(self.jobs[d.job].schedule, d.slot)
-                    if nxt is not None:
-                        heapq.heappush(heap, _Due(self._fire_at(self.jobs[d.job], nxt), nxt, d.job))
+                nxt = sched.next_after(self.jobs[d.job].schedule, d.slot)
+                if nxt is not None:
+                    heapq.heappush(heap, _Due(self._fire_at(self.jobs[d.job], nxt), nxt, d.job))
             if not await self._claim_and_fire(epoch, lease, claims):
                 return
 
-    def _missed(self, job: JobSpec, mark: int | None, now: float) -> list[int]:
+    def _missed(self, job: JobSpec, mark: int, now: float) -> list[int]:
         """Slots after the watermark and not after now that CATCHUP says to make up."""
-        if mark is None or job.catchup == "none":
-            return []  # first start: nothing in the past is fired
+        if job.catchup == "none":
+            return []
         after = mark
         if job.catchup_window_s is not None:
             after = max(after, math.ceil(now - job.catchup_window_s) - 1)
@@ -261,11 +267,7 @@ class Engine:
         return slots
 
     def _fire_at(self, job: JobSpec, slot: int) -> float:
-        if not job.jitter_s:
-            return float(slot)
-        # The same offset on every replica: derived from job and slot, not from a random source.
-        digest = hashlib.sha256(f"{job.name}@{slot}".encode()).digest()
-        return slot + (int.from_bytes(digest[:8], "big") % (int(job.jitter_s * 1000) + 1)) / 1000
+        return slot + jitter_offset_s(job.name, slot, job.jitter_s) if job.jitter_s else float(slot)
 
     def _claim_for(self, job: JobSpec, slot: int) -> Claim:
         if job.concurrency == "forbid" and self._running_of(job.name):
@@ -287,12 +289,15 @@ class Engine:
             return False
         if results is None:
             return False
+        chained: dict[str, asyncio.Task] = {}
         for claim, result in zip(claims, results):
             job = self.jobs[claim.job]
             slot = format_slot(claim.slot)
             if result == PAUSED:
                 self.metrics.skips.labels(job.name, "paused").inc()
                 log.info("skipped: job is paused", extra={"job": job.name, "slot": slot})
+                continue
+            if claim.kind == INIT:
                 continue
             if result != CLAIMED:
                 log.debug("already claimed", extra={"job": job.name, "slot": slot, "kind": claim.kind})
@@ -303,15 +308,21 @@ class Engine:
                 continue
             if job.concurrency == "replace" and claim.kind == FIRE:
                 for task in self._running_of(job.name):
-                    self._replaced.add(task)
-                    task.cancel()
+                    if task is not chained.get(job.name):
+                        self._replaced.add(task)
+                        task.cancel()
             if claim.kind == REDELIVER:
                 log.info("redelivering a fire left in flight", extra={"job": job.name, "slot": slot, "attempt": claim.attempt})
             elif claim.kind == TRIGGER:
                 log.info("manual trigger", extra={"job": job.name, "trigger": claim.trigger})
-            deadline = None if claim.trigger else sched.next_after(job.schedule, claim.slot)
+            # Retries stop at the job's next slot still to come (for a made-up slot too).
+            deadline = None if claim.trigger else sched.next_after(job.schedule, max(claim.slot, self.clock.time()))
             fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=deadline, trigger=claim.trigger)
-            self.running[claim.field] = (claim, asyncio.create_task(self._fire(claim, fire)))
+            # Several fires of one job claimed together (redeliveries, catch-up) go out one
+            # after another, oldest first.
+            task = asyncio.create_task(self._fire(claim, fire, after=chained.get(job.name)))
+            chained[job.name] = task
+            self.running[claim.field] = (claim, task)
             self.metrics.inflight.set(len(self.running))
         return True
 
@@ -351,9 +362,11 @@ class Engine:
 
     # -- one fire --------------------------------------------------------------------------
 
-    async def _fire(self, claim: Claim, fire: Fire) -> None:
+    async def _fire(self, claim: Claim, fire: Fire, after: asyncio.Task | None = None) -> None:
         job = fire.job
         try:
+            if after is not None:
+                await asyncio.wait({after})  # its outcome, even a cancellation, is its own
             async with self._limit:
                 lateness = self.clock.time() - fire.slot
                 if not fire.trigger:
@@ -422,6 +435,13 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:
+    """How long after its slot a jittered fire goes out: derived from job and slot, never
+    from a random source, so every replica (and every restart) picks the same moment."""
+    digest = hashlib.sha256(f"{job}@{slot}".encode()).digest()
+    return (int.from_bytes(digest[:8], "big") % (int(jitter_s * 1000) + 1)) / 1000
 
 
 def _backoff(failures: int) -> float:

@@ -15,7 +15,7 @@ import time
 from typing import Sequence
 
 from .store import (
-    CLAIMED, FIRE, PAUSED, REDELIVER, STALE, TRIGGER, Claim, InFlight, LeaseLost, Outcome, State,
+    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, STALE, TRIGGER, Claim, InFlight, LeaseLost, Outcome, State,
     StoreUnavailable, TriggerRequest, new_replica_id,
 )
 
@@ -110,6 +110,8 @@ class LocalStore:
             cur = db.execute("UPDATE inflight SET epoch = ?, attempt = ?, claimed_at = ? WHERE field = ?",
                              (epoch, c.attempt, now, c.field))
             return CLAIMED if cur.rowcount == 1 else STALE
+        if c.kind == INIT:
+            return db.execute("INSERT OR IGNORE INTO slots VALUES (?, ?)", (c.job, c.slot)).rowcount
         if c.kind == TRIGGER:
             db.execute("DELETE FROM trigger WHERE id = ?", (c.trigger,))
             if db.execute("INSERT OR IGNORE INTO triggered VALUES (?, ?)", (c.trigger, now)).rowcount != 1:

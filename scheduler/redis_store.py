@@ -73,6 +73,8 @@ for i = 4, #ARGV, 5 do
       redis.call('HSET', KEYS[3], field, record)
       ok = 1
     end
+  elseif kind == 'init' then
+    ok = redis.call('HSETNX', KEYS[2], job, slot)
   elseif kind == 'trigger' then
     -- A request id fires once, whichever leader takes it and however often it was sent.
     for _, raw in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do

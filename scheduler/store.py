@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-FIRE, SKIP, REDELIVER, TRIGGER = "fire", "skip", "redeliver", "trigger"
+FIRE, SKIP, REDELIVER, TRIGGER, INIT = "fire", "skip", "redeliver", "trigger", "init"
 # What a claim came to: not claimed (an older or already claimed slot, a spent trigger id),
 # claimed, or passed over because the job is paused (its watermark still advances).
 STALE, CLAIMED, PAUSED = 0, 1, 2
@@ -31,7 +31,9 @@ class Claim:
     """One slot to claim. `fire` advances the watermark and records the fire in flight;
     `skip` only advances the watermark; `redeliver` takes over an in-flight record left by
     an earlier leader (same slot, next attempt, this leader's epoch); `trigger` takes a
-    manual fire request (`trigger` is its id; `slot` the second it was asked for) once."""
+    manual fire request (`trigger` is its id; `slot` the second it was asked for) once;
+    `init` sets the watermark of a job that has none (a leader saw it from that second on,
+    so an outage after it is made up by CATCHUP)."""
 
     job: str
     slot: int

@@ -492,6 +492,9 @@ def _read_chunked(rfile: Any) -> bytes:
 class _ReceiverHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog of 5 drops SYNs when a burst of fires opens
+    # connections at once; the client then waits a full second to retransmit.
+    request_queue_size = 1024
     receiver: "Receiver"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
