@@ -87,6 +87,7 @@ class Engine:
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self.running: dict[str, tuple[Claim, asyncio.Task]] = {}  # by in-flight field
         self._replaced: set[asyncio.Task] = set()
+        self._backlog: set[asyncio.Task] = set()  # fires claimed at leadership start
         self.epoch: int | None = None
         self.lease: Lease | None = None
 
@@ -227,7 +228,7 @@ class Engine:
             nxt = sched.next_after(job.schedule, cursor)
             if nxt is not None:
                 heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, job.name))
-        if first and not await self._claim_and_fire(epoch, lease, first):
+        if first and not await self._claim_and_fire(epoch, lease, first, backlog=True):
             return
 
         while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
@@ -270,14 +271,18 @@ class Engine:
         return slot + jitter_offset_s(job.name, slot, job.jitter_s) if job.jitter_s else float(slot)
 
     def _claim_for(self, job: JobSpec, slot: int) -> Claim:
-        if job.concurrency == "forbid" and self._running_of(job.name):
+        running = self._running_of(job.name)
+        # forbid skips a slot while the job's previous fire runs. The backlog made up at
+        # leadership start does not count: a slot due behind it waits its turn instead of
+        # being lost to a burst the outage caused.
+        if job.concurrency == "forbid" and any(t not in self._backlog for t in running):
             return Claim(job.name, slot, SKIP)
         return Claim(job.name, slot, FIRE)
 
     def _running_of(self, job: str) -> list[asyncio.Task]:
         return [task for claim, task in self.running.values() if claim.job == job]
 
-    async def _claim_and_fire(self, epoch: int, lease: Lease, claims: list[Claim]) -> bool:
+    async def _claim_and_fire(self, epoch: int, lease: Lease, claims: list[Claim], backlog: bool = False) -> bool:
         """Claim in one store call and start the claimed fires; False when leadership ended."""
         if not lease.valid(self.clock.monotonic()):
             return False
@@ -320,8 +325,13 @@ class Engine:
             fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=deadline, trigger=claim.trigger)
             # Several fires of one job claimed together (redeliveries, catch-up) go out one
             # after another, oldest first.
-            task = asyncio.create_task(self._fire(claim, fire, after=chained.get(job.name)))
+            after = chained.get(job.name)
+            if after is None and job.concurrency == "forbid" and claim.kind == FIRE:
+                after = next(reversed(self._running_of(job.name)), None)  # the backlog's last
+            task = asyncio.create_task(self._fire(claim, fire, after=after))
             chained[job.name] = task
+            if backlog:
+                self._backlog.add(task)
             self.running[claim.field] = (claim, task)
             self.metrics.inflight.set(len(self.running))
         return True
@@ -392,6 +402,7 @@ class Engine:
             # redelivers it with the same idempotency key.
             raise
         finally:
+            self._backlog.discard(asyncio.current_task())
             self.running.pop(claim.field, None)
             self.metrics.inflight.set(len(self.running))
 
