@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(control(settings, command, args))
     from .observe import setup_logging
 
-    setup_logging(settings.log_format, settings.log_level)
+    setup_logging(settings.log_format, settings.log_level, config.secret_values(settings))
     try:
         return asyncio.run(run(settings, dry_run=getattr(args, "dry_run", False)))
     except KeyboardInterrupt:
@@ -174,7 +174,7 @@ def make_store(settings: config.Settings):
 async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from .dispatch import Dispatcher
     from .engine import Engine
-    from .observe import Health, Metrics, serve
+    from .observe import Health, Metrics, OverdueCollector, serve
     from .store import StoreUnavailable
 
     try:
@@ -193,6 +193,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
             return EX_FAILURE
     dispatcher = Dispatcher(settings, dry_run=dry_run)
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
+    metrics.registry.register(OverdueCollector(engine.overdue_source))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, engine, sig)

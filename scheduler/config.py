@@ -518,6 +518,21 @@ def _tls_verify(text: str) -> bool | str:
     return value
 
 
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret string, and the parts of one that could show up alone, for redaction."""
+    out: list[str] = []
+    for value in (settings.api_token, settings.signing_secret, settings.redis_url):
+        if value:
+            out.append(str(value))
+    if settings.signing_secret:
+        out.append(str(settings.signing_secret)[len("whsec_"):])
+    if settings.redis_url:
+        password = urlsplit(str(settings.redis_url)).password
+        if password:
+            out.append(password)
+    return out
+
+
 def mask_url(url: str) -> str:
     """A URL with its password replaced by ***, for logs."""
     parts = urlsplit(url)

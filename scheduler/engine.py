@@ -90,7 +90,21 @@ class Engine:
         self._backlog: set[asyncio.Task] = set()  # fires claimed at leadership start
         self.epoch: int | None = None
         self.lease: Lease | None = None
+        self.is_leader = False
+        self.period_s: dict[str, float] = {}  # time between a job's current slots
+        self.last_success: dict[str, float] = {}
+        self.watch_since: float | None = None  # when this replica began leading
+        self._warned = False
 
+    def overdue_source(self) -> list[tuple[str, float | None, float | None]]:
+        """(job, period, last success or start of leadership) for the overdue gauge; a
+        standby knows nothing of the fires and reports no job."""
+        if not self.is_leader:
+            return []
+        return [
+            (job, self.period_s.get(job), self.last_success.get(job, self.watch_since))
+            for job in list(self.jobs)
+        ]
     def stop(self) -> None:
         """Called from a signal handler: only flips state; the loops notice at once."""
         self.stopping.set()
@@ -115,6 +129,10 @@ class Engine:
                     continue
                 self.health.store_ok = True
                 failures = 0
+                if not self._warned:
+                    self._warned = True
+                    for warning in await self._store_warnings():
+                        log.warning(warning)
                 if epoch is None:
                     await self._standby_wait()
                     continue
@@ -122,6 +140,12 @@ class Engine:
             await self._finish_in_flight()
         finally:
             ticker.cancel()
+
+    async def _store_warnings(self) -> list[str]:
+        try:
+            return await self.store.warnings()
+        except StoreUnavailable:
+            return []
 
     async def _standby_wait(self) -> None:
         """Until the holder releases the lease, one renew period passes, or we are stopped."""
@@ -153,7 +177,10 @@ class Engine:
         self.epoch = epoch
         self.lease = Lease(self.settings.lease_ttl_s, acquired_at)
         log.info("became leader", extra={"epoch": epoch, "replica": self.store.replica_id})
+        self.is_leader = True
+        self.watch_since = self.clock.time()
         self.metrics.leader.set(1)
+        self.metrics.epoch.set(epoch)
         self.metrics.transitions.labels("acquired").inc()
         renewer = asyncio.create_task(self._renew_loop(self.lease))
         watcher = asyncio.create_task(self._watch_triggers(epoch, self.lease))
@@ -166,8 +193,9 @@ class Engine:
         finally:
             renewer.cancel()
             watcher.cancel()
+            self.is_leader = False
             self.metrics.leader.set(0)
-            self.metrics.transitions.labels("lost").inc()
+            self.metrics.transitions.labels("released" if self.stopping.is_set() else "lost").inc()
         if self.stopping.is_set():
             try:
                 await self.store.release()
@@ -203,9 +231,14 @@ class Engine:
                 break
 
     async def _leader_loop(self, epoch: int, lease: Lease) -> None:
-        state = await self._retry(self.store.load, lease)
+        state = await self._retry(lambda: self.store.load(list(self.jobs)), lease)
         if state is None:
             return
+        for job, health in state.health.items():
+            self.metrics.failures.labels(job).set(health.consecutive_failures)
+            if health.last_success_at is not None:
+                self.last_success[job] = health.last_success_at
+                self.metrics.last_success.labels(job).set(health.last_success_at)
         now = self.clock.time()
         heap: list[_Due] = []
         # Fires left in flight by an earlier leader first, then missed slots oldest first.
@@ -228,6 +261,9 @@ class Engine:
             nxt = sched.next_after(job.schedule, cursor)
             if nxt is not None:
                 heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, job.name))
+                after = sched.next_after(job.schedule, nxt)
+                if after is not None:
+                    self.period_s[job.name] = after - nxt
         if first and not await self._claim_and_fire(epoch, lease, first, backlog=True):
             return
 
@@ -246,6 +282,7 @@ class Engine:
                 nxt = sched.next_after(self.jobs[d.job].schedule, d.slot)
                 if nxt is not None:
                     heapq.heappush(heap, _Due(self._fire_at(self.jobs[d.job], nxt), nxt, d.job))
+                    self.period_s[d.job] = nxt - d.slot
             if not await self._claim_and_fire(epoch, lease, claims):
                 return
 
@@ -411,6 +448,7 @@ class Engine:
         self.metrics.fires.labels(job.name, outcome.status).inc()
         self.metrics.duration.labels(job.name).observe(outcome.duration_s)
         if outcome.status == "ok":
+            self.last_success[job.name] = outcome.finished_at
             self.metrics.last_success.labels(job.name).set(outcome.finished_at)
         log.log(
             logging.INFO if outcome.status == "ok" else logging.WARNING,
@@ -426,7 +464,7 @@ class Engine:
         )
         for attempt in range(5):
             try:
-                await self.store.finish(claim, outcome)
+                self.metrics.failures.labels(job.name).set(await self.store.finish(claim, outcome))
                 return
             except StoreUnavailable as exc:
                 if attempt == 4:

@@ -15,7 +15,7 @@ import time
 from typing import Sequence
 
 from .store import (
-    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, STALE, TRIGGER, Claim, InFlight, LeaseLost, Outcome, State,
+    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, STALE, TRIGGER, Claim, InFlight, JobHealth, LeaseLost, Outcome, State,
     StoreUnavailable, TriggerRequest, new_replica_id,
 )
 
@@ -85,12 +85,17 @@ class LocalStore:
     async def wait_released(self, timeout_s: float) -> None:
         await asyncio.sleep(min(timeout_s, POLL_S))
 
-    async def load(self) -> State:
+    async def load(self, jobs: Sequence[str]) -> State:
         db = self.db
+        records = {name: json.loads(rec) for name, rec in db.execute("SELECT name, record FROM jobs")}
         return State(
             watermarks=dict(db.execute("SELECT job, slot FROM slots").fetchall()),
             inflight=[InFlight(*row) for row in db.execute("SELECT job, slot, epoch, attempt, trigger FROM inflight")],
             paused={r[0] for r in db.execute("SELECT name FROM paused")},
+            health={
+                job: JobHealth(records[job].get("last_success_at"), int(records[job].get("consecutive_failures", 0)))
+                for job in jobs if job in records
+            },
         )
 
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
@@ -135,7 +140,7 @@ class LocalStore:
         with self._tx() as db:
             db.execute("UPDATE inflight SET attempt = ? WHERE field = ? AND epoch = ?", (attempt, claim.field, epoch))
 
-    async def finish(self, claim: Claim, outcome: Outcome) -> None:
+    async def finish(self, claim: Claim, outcome: Outcome) -> int:
         with self._tx() as db:
             db.execute("DELETE FROM inflight WHERE field = ?", (claim.field,))
             row = db.execute("SELECT record FROM jobs WHERE name = ?", (claim.job,)).fetchone()
@@ -151,6 +156,10 @@ class LocalStore:
                 error=outcome.error, attempts=outcome.attempts,
             )
             db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (claim.job, json.dumps(rec)))
+        return rec["consecutive_failures"]
+
+    async def warnings(self) -> list[str]:
+        return []
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         rows = self.db.execute("SELECT id, job, requested_at FROM trigger ORDER BY seq").fetchall()
@@ -182,7 +191,7 @@ class LocalStore:
     async def status(self, jobs: Sequence[str]) -> dict:
         db = self.db
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        state = await self.load()
+        state = await self.load(jobs)
         records = {name: json.loads(rec) for name, rec in db.execute("SELECT name, record FROM jobs")}
         return {
             "leader": meta.get("leader") if self._lock_is_held() else None,

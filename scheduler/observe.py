@@ -20,8 +20,31 @@ def _extras(record: logging.LogRecord) -> dict:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD}
 
 
-class JsonFormatter(logging.Formatter):
+class Redactor(logging.Filter):
+    """Replaces every known secret with *** in each record, whatever path it came by
+    (a message, an extra field, an exception from a library that quotes a URL)."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+class _Scrubbing(logging.Formatter):
+    redactor: Redactor | None = None
+
     def format(self, record: logging.LogRecord) -> str:
+        line = self._format(record)
+        return self.redactor.scrub(line) if self.redactor else line
+
+
+class JsonFormatter(_Scrubbing):
+    def _format(self, record: logging.LogRecord) -> str:
         out = {
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -34,8 +57,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+class TextFormatter(_Scrubbing):
+    def _format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
         fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         line = f"{ts} {record.levelname:<7} {record.getMessage()}" + (f"  {fields}" if fields else "")
@@ -44,9 +67,11 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def setup_logging(fmt: str, level: str) -> None:
+def setup_logging(fmt: str, level: str, secrets: list[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    formatter.redactor = Redactor(list(secrets))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -72,6 +97,38 @@ class Metrics:
         self.transitions = Counter("scheduler_lease_transitions", "Leadership gained or lost", ["change"], registry=r)
         self.last_success = Gauge("scheduler_last_success_timestamp_seconds", "Last successful fire", ["job"], registry=r)
         self.inflight = Gauge("scheduler_inflight", "Fires in flight", registry=r)
+        self.failures = Gauge("scheduler_consecutive_failures", "Failed fires since the last success", ["job"], registry=r)
+        self.epoch = Gauge("scheduler_epoch", "Fencing epoch of this replica's current or last lease", registry=r)
+
+
+class OverdueCollector:
+    """`scheduler_job_overdue` and `scheduler_job_period_seconds`, computed at scrape time.
+
+    A job is overdue when its last success is older than two of its periods. The period
+    comes from the job's own schedule, so changing the schedule moves the alert with it."""
+
+    def __init__(self, source):
+        self.source = source  # () -> iterable of (job, period_s or None, last_success or None)
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        overdue = GaugeMetricFamily("scheduler_job_overdue", "1 when the last success is older than two periods", labels=["job"])
+        period = GaugeMetricFamily("scheduler_job_period_seconds", "Time between the job's current slots", labels=["job"])
+        now = time.time()
+        for job, period_s, last_ok in self.source():
+            if period_s is None:
+                continue
+            period.add_metric([job], period_s)
+            overdue.add_metric([job], 1.0 if is_overdue(now, period_s, last_ok) else 0.0)
+        yield period
+        yield overdue
+
+
+def is_overdue(now: float, period_s: float | None, last_success: float | None, since: float | None = None) -> bool:
+    """Older than two periods: the last success, or, before any, the moment watching began."""
+    ref = last_success if last_success is not None else since
+    return period_s is not None and ref is not None and now - ref > 2 * period_s
 
 
 class Health:

@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .store import Claim, InFlight, LeaseLost, Outcome, State, StoreUnavailable, TriggerRequest, new_replica_id
+from .store import Claim, InFlight, JobHealth, LeaseLost, Outcome, State, StoreUnavailable, TriggerRequest, new_replica_id
 
 # Short enough that no single call can outlive a lease renewal period.
 SOCKET_TIMEOUT_S = 2.0
@@ -258,16 +258,22 @@ class RedisStore:
                 pass
             self._pubsub = None
 
-    async def load(self) -> State:
+    async def load(self, jobs: Sequence[str]) -> State:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.k_slots)
             pipe.hgetall(self.k_inflight)
             pipe.smembers(self.k_paused)
-            slots, inflight, paused = await self._call(pipe.execute())
+            for job in jobs:
+                pipe.hmget(self.job_prefix + job, "last_success_at", "consecutive_failures")
+            slots, inflight, paused, *health = await self._call(pipe.execute())
         return State(
             watermarks={job: int(slot) for job, slot in slots.items()},
             inflight=[_parse_inflight(k, v) for k, v in inflight.items()],
             paused=set(paused),
+            health={
+                job: JobHealth(float(ok) if ok else None, int(fails or 0))
+                for job, (ok, fails) in zip(jobs, health)
+            },
         )
 
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
@@ -285,12 +291,12 @@ class RedisStore:
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         await self._call(self._note(keys=[self.k_inflight], args=[claim.field, epoch, attempt]))
 
-    async def finish(self, claim: Claim, outcome: Outcome) -> None:
+    async def finish(self, claim: Claim, outcome: Outcome) -> int:
         args = [
             claim.field, outcome.status, claim.slot, f"{outcome.finished_at:.3f}",
             int(outcome.duration_s * 1000), outcome.http_status or "", outcome.error or "", outcome.attempts,
         ]
-        await self._call(self._finish(keys=[self.k_inflight, self.job_prefix + claim.job], args=args))
+        return int(await self._call(self._finish(keys=[self.k_inflight, self.job_prefix + claim.job], args=args)))
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         raws = await self._call(self.redis.lrange(self.k_trigger, 0, -1))
@@ -343,6 +349,26 @@ class RedisStore:
             "pending_triggers": [json.loads(t) for t in triggers],
             "jobs": {job: _typed(rec) for job, rec in zip(jobs, records)},
         }
+
+    async def warnings(self) -> list[str]:
+        out = []
+        try:
+            policy = (await self._call(self.redis.config_get("maxmemory-policy"))).get("maxmemory-policy", "")
+            aof = (await self._call(self.redis.config_get("appendonly"))).get("appendonly", "")
+            save = (await self._call(self.redis.config_get("save"))).get("save", "")
+        except StoreUnavailable:
+            return ["could not read the Redis configuration (CONFIG GET refused?); eviction and persistence unchecked"]
+        if policy and policy != "noeviction":
+            out.append(
+                f"Redis maxmemory-policy is {policy}: under memory pressure Redis may evict the scheduler's "
+                "keys (watermarks, lease), so slots could fire twice or be lost; use noeviction"
+            )
+        if aof != "yes" and not save.strip():
+            out.append(
+                "Redis persistence is off (appendonly no, no save points): a Redis restart forgets every "
+                "watermark and in-flight fire; enable appendonly yes"
+            )
+        return out
 
     async def ping(self) -> bool:
         try:

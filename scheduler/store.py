@@ -79,11 +79,18 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class JobHealth:
+    last_success_at: float | None = None
+    consecutive_failures: int = 0
+
+
 @dataclass
 class State:
     watermarks: dict[str, int] = field(default_factory=dict)
     inflight: list[InFlight] = field(default_factory=list)
     paused: set[str] = field(default_factory=set)
+    health: dict[str, JobHealth] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -101,8 +108,9 @@ class Store(Protocol):
     async def wait_released(self, timeout_s: float) -> None:
         """Return after timeout_s, or earlier when the holder releases the lease."""
 
-    async def load(self) -> State:
-        """Watermarks, in-flight fires and pauses, in a constant number of round trips."""
+    async def load(self, jobs: Sequence[str]) -> State:
+        """Watermarks, in-flight fires, pauses and each job's last success and failure
+        streak, in a constant number of round trips."""
 
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
         """Claim many slots in one atomic step: STALE, CLAIMED or PAUSED for each.
@@ -111,8 +119,12 @@ class Store(Protocol):
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         """Record that attempt `attempt` of an in-flight fire is being sent."""
 
-    async def finish(self, claim: Claim, outcome: Outcome) -> None:
-        """Record a fire's outcome and drop it from the in-flight set."""
+    async def finish(self, claim: Claim, outcome: Outcome) -> int:
+        """Record a fire's outcome and drop it from the in-flight set; returns the job's
+        consecutive failures after it."""
+
+    async def warnings(self) -> list[str]:
+        """What about the store's own configuration could lose or repeat runs."""
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         """Manual fire requests not yet claimed."""

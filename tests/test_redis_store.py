@@ -73,11 +73,11 @@ def test_claim_advances_watermark_once_per_slot_and_records_in_flight(redis_serv
         assert got == [True, True, True]
         # Older or equal slots are refused; a newer one is taken.
         assert await a.claim(e, [Claim("x", 9), Claim("y", 11), Claim("z", 10, SKIP)]) == [False, True, False]
-        state = await a.load()
+        state = await a.load([])
         assert state.watermarks == {"x": 10, "y": 11, "z": 10}
         assert {(f.job, f.slot, f.epoch, f.attempt) for f in state.inflight} == {("x", 10, e, 1), ("y", 10, e, 1), ("y", 11, e, 1)}
         await a.finish(Claim("y", 10), Outcome("ok", 1, 0.01, time.time(), 200))
-        state = await a.load()
+        state = await a.load([])
         assert {(f.job, f.slot) for f in state.inflight} == {("x", 10), ("y", 11)}
         await a.close()
 
@@ -108,12 +108,12 @@ def test_redelivery_takes_over_an_in_flight_record_with_next_attempt(redis_serve
         await a.claim(ea, [Claim("x", 10)])
         redis_server.client().delete("{t}:leader")
         eb = await b.acquire()
-        state = await b.load()
+        state = await b.load([])
         (f,) = state.inflight
         assert (f.job, f.slot, f.epoch, f.attempt) == ("x", 10, ea, 1)
         assert await b.claim(eb, [Claim("x", 10, REDELIVER, 2)]) == [True]
         assert await b.claim(eb, [Claim("x", 11, REDELIVER, 2)]) == [False]  # nothing in flight there
-        (f,) = (await b.load()).inflight
+        (f,) = (await b.load([])).inflight
         assert (f.epoch, f.attempt) == (eb, 2)
         await a.close(), await b.close()
 
@@ -153,9 +153,9 @@ def test_loading_state_costs_the_same_whatever_the_number_of_jobs(redis_server, 
         a = store(redis_server)
         e = await a.acquire()
         await a.claim(e, [Claim(f"job{i}", 5) for i in range(jobs)])
-        await a.load()  # warm the connection
+        await a.load([])  # warm the connection
         before = calls(client)
-        state = await a.load()
+        state = await a.load([])
         after = calls(client)
         await a.close()
         assert len(state.watermarks) == jobs
