@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--from", dest="from_", metavar="TIME", help="list slots strictly after this RFC 3339 instant")
     check.add_argument("--count", type=int, default=3, metavar="N", help="slots per job (default 3)")
     sub.add_parser("healthcheck", parents=[common], help="exit 0 when the local /healthz answers")
+    sub.add_parser("demo", help="see it work: the daemon firing two jobs at a built-in app (no setup)")
     status = sub.add_parser("status", parents=[common], help="leader, lease, and each job's last outcome and next slot")
     status.add_argument("--json", action="store_true", help="print JSON")
     for name, what in (("pause", "stop firing a job (its slots are skipped)"), ("resume", "fire a paused job again")):
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
+    if command == "demo":
+        from .demo import main as demo
+
+        return demo()
     try:
         environment = config.read_environment(getattr(args, "env_file", None))
         settings = config.load(environment, stderr_is_tty=sys.stderr.isatty())

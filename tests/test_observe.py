@@ -1,0 +1,172 @@
+"""Metrics, health endpoints, store warnings and the demo, against real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import threading
+import time
+
+import httpx
+
+from tests.e2e import env_for
+from tests.support import Daemon, free_port, wait_until
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text -> {'name{labels}': value}."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def value(metrics: dict[str, float], name: str, **labels) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for key, v in metrics.items():
+        if key.split("{")[0] == name and all(f'{k}="{val}"' in key for k, val in labels.items()):
+            return v
+    raise KeyError(f"{name}{{{want}}} not exported")
+
+
+def test_every_metric_family_moves_during_a_run(redis_server, receiver, daemon_factory, tmp_path):
+    def handler(request):
+        if request.path == "/fail":
+            return 503
+        if request.path == "/slow":
+            time.sleep(2.5)
+        return 200
+
+    receiver.set_handler(handler)
+    port = free_port()
+    jobs = {
+        "ok": {"SCHEDULE": "every 1s", "URL": "/ok"},
+        "fail": {"SCHEDULE": "every 2s", "URL": "/fail", "RETRIES": "1"},
+        "slow": {"SCHEDULE": "every 1s", "URL": "/slow"},
+    }
+    env = env_for(redis_server, receiver, "metrics", jobs, http_port=str(port), http_host="127.0.0.1")
+    daemon_factory(env, cwd=tmp_path)
+    wait_until(lambda: value(scrape(port), "scheduler_leader") == 1, timeout=15)
+    first = scrape(port)
+    receiver.wait_for(lambda rs: sum(r.path == "/fail" for r in rs) >= 4, timeout=20)
+    wait_until(lambda: value(scrape(port), "scheduler_fires_total", job="fail", outcome="failed") >= 2, timeout=10)
+    later = scrape(port)
+
+    def grew(name, **labels):
+        before = first.get(next((k for k in first if k.split("{")[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items())), ""), 0.0)
+        return value(later, name, **labels) > before
+
+    assert grew("scheduler_fires_total", job="ok", outcome="ok")
+    assert grew("scheduler_fires_total", job="fail", outcome="failed")
+    assert grew("scheduler_lateness_seconds_count", job="ok")
+    assert grew("scheduler_fire_duration_seconds_count", job="ok")
+    assert grew("scheduler_retries_total", job="fail")
+    assert grew("scheduler_skips_total", job="slow", reason="overlap")
+    assert grew("scheduler_last_success_timestamp_seconds", job="ok")
+    assert value(later, "scheduler_consecutive_failures", job="fail") >= 2
+    assert value(later, "scheduler_consecutive_failures", job="ok") == 0
+    assert value(later, "scheduler_leader") == 1
+    assert value(later, "scheduler_epoch") == 1
+    assert value(later, "scheduler_lease_transitions_total", change="acquired") == 1
+    assert "scheduler_inflight" in later
+    assert value(later, "scheduler_job_period_seconds", job="fail") == 2
+    assert value(later, "scheduler_job_overdue", job="ok") == 0
+    # No success in more than two periods (2 s each): overdue.
+    wait_until(lambda: value(scrape(port), "scheduler_job_overdue", job="fail") == 1, timeout=10)
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+
+
+def test_healthz_fails_while_the_event_loop_is_blocked(tmp_path):
+    from scheduler import config
+    from scheduler.dispatch import Dispatcher
+    from scheduler.engine import Engine
+    from scheduler.local_store import LocalStore
+    from scheduler.observe import Health, Metrics, serve
+
+    settings = config.load({
+        "SCHEDULER_JOB_X_SCHEDULE": "@hourly", "SCHEDULER_JOB_X_URL": "/x",
+        "SCHEDULER_STATE_FILE": str(tmp_path / "s.db"),
+    })
+    health = Health(stale_after_s=0.8)
+    port = free_port()
+    server = serve("127.0.0.1", port, Metrics(), health)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def main():
+        engine = Engine(settings, LocalStore(settings.state_file), Dispatcher(settings), health=health)
+        ready.set()
+        task = asyncio.create_task(engine.run())
+        while not stopping.is_set():
+            await asyncio.sleep(0.05)
+        engine.stop()
+        await task
+
+    stopping = threading.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        ready.wait(5)
+        url = f"http://127.0.0.1:{port}/healthz"
+        wait_until(lambda: httpx.get(url).status_code == 200, timeout=5)
+        blocked = threading.Event()
+
+        def block():
+            blocked.set()
+            time.sleep(2.5)  # a stuck loop: nothing else on it runs meanwhile
+
+        loop.call_soon_threadsafe(block)
+        blocked.wait(5)
+        wait_until(lambda: httpx.get(url).status_code == 503, timeout=5, message="/healthz never noticed the stall")
+        wait_until(lambda: httpx.get(url).status_code == 200, timeout=10, message="/healthz never recovered")
+    finally:
+        stopping.set()
+        thread.join(10)
+        server.shutdown()
+
+
+def test_readyz_fails_while_redis_is_down_and_recovers(redis_factory, receiver, daemon_factory, tmp_path):
+    redis = redis_factory(appendonly=True)
+    port = free_port()
+    env = env_for(redis, receiver, "ready", {"t": {"SCHEDULE": "every 1s", "URL": "/t"}},
+                  http_port=str(port), http_host="127.0.0.1")
+    daemon = daemon_factory(env, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}/readyz"
+    wait_until(lambda: httpx.get(url).status_code == 200, timeout=15)
+    redis.kill()
+    wait_until(lambda: httpx.get(url).status_code == 503, timeout=15, message="/readyz stayed ready without Redis")
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # alive, just not ready
+    redis.restart()
+    wait_until(lambda: httpx.get(url).status_code == 200, timeout=20, message="/readyz did not recover")
+    assert daemon.running
+
+
+def test_warns_when_redis_can_evict_or_forget_state(redis_factory, receiver, daemon_factory, tmp_path):
+    risky = redis_factory(extra_args=["--maxmemory-policy", "allkeys-lru"])  # and no persistence
+    safe = redis_factory(appendonly=True)
+    jobs = {"t": {"SCHEDULE": "every 1s", "URL": "/t"}}
+    a = daemon_factory(env_for(risky, receiver, "risky", jobs), cwd=tmp_path)
+    b = daemon_factory(env_for(safe, receiver, "safe", jobs), cwd=tmp_path)
+    a.wait_for_output("became leader", timeout=15)
+    b.wait_for_output("became leader", timeout=15)
+    assert re.search(r"maxmemory-policy is allkeys-lru", a.output())
+    assert "persistence is off" in a.output()
+    assert "maxmemory-policy" not in b.output() and "persistence is off" not in b.output()
+
+
+def test_demo_shows_verified_fires_and_exits_cleanly_on_sigint(tmp_path):
+    demo = Daemon({}, args=("demo",), cwd=tmp_path)
+    try:
+        demo.wait_for_output(re.compile(r"app received POST /demo/heartbeat .*token=ok  signature=ok"), timeout=20)
+        demo.wait_for_output(re.compile(r"app received GET /demo/report .*token=ok  signature=ok"), timeout=20)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(15) == 0
+        assert "BAD" not in demo.output()
+        assert "released the lease" in demo.output()
+    finally:
+        demo.close()
