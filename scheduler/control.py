@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from . import schedule as sched
 from .config import Settings
+from .observe import is_overdue
 from .store import Store, TriggerRequest
 
 
@@ -65,6 +66,13 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
         mark = info["watermarks"].get(job.name)
         nxt = sched.next_after(job.schedule, max(mark or 0, now)) if job.enabled else None
         last = info["jobs"].get(job.name) or {}
+        after = sched.next_after(job.schedule, nxt) if nxt else None
+        period = after - nxt if after and nxt else None
+        fails = last.get("consecutive_failures") or 0
+        overdue = job.enabled and job.name not in info["paused"] and (
+            is_overdue(now, period, last.get("last_success_at"))
+            or (last.get("last_success_at") is None and fails >= 2)
+        )
         jobs.append({
             "name": job.name,
             "schedule": job.schedule_text,
@@ -78,7 +86,9 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
             "last_finished_at": _iso(last.get("finished_at")),
             "last_success_at": _iso(last.get("last_success_at")),
             "last_error": last.get("error"),
-            "consecutive_failures": last.get("consecutive_failures") or 0,
+            "consecutive_failures": fails,
+            "period_s": period,
+            "overdue": bool(overdue),
             "in_flight": inflight.get(job.name, []),
         })
     return {
@@ -104,7 +114,7 @@ def render_status(report: dict) -> str:
     for j in report["jobs"]:
         state = (
             "disabled" if not j["enabled"] else "paused" if j["paused"] else "running" if j["in_flight"]
-            else "done" if j["next_slot"] is None else "active"
+            else "overdue" if j["overdue"] else "done" if j["next_slot"] is None else "active"
         )
         rows.append((
             j["name"], state, j["last_slot"] or "-", j["last_outcome"] or "-",
