@@ -170,3 +170,34 @@ def test_demo_shows_verified_fires_and_exits_cleanly_on_sigint(tmp_path):
         assert "released the lease" in demo.output()
     finally:
         demo.close()
+
+
+def test_status_shows_a_job_overdue_after_two_periods_without_success(receiver, daemon_factory, tmp_path):
+    from tests.support import run_cli
+
+    receiver.set_handler(lambda r: 500 if r.path == "/broken" else 200)
+    env = {
+        "SCHEDULER_API_URL": receiver.url,
+        "SCHEDULER_STATE_FILE": str(tmp_path / "state.db"),
+        "SCHEDULER_HTTP_PORT": "0",
+        "SCHEDULER_JOB_BROKEN_SCHEDULE": "every 1s",
+        "SCHEDULER_JOB_BROKEN_URL": "/broken",
+        "SCHEDULER_JOB_BROKEN_RETRIES": "0",
+        "SCHEDULER_JOB_FINE_SCHEDULE": "every 1s",
+        "SCHEDULER_JOB_FINE_URL": "/fine",
+    }
+    daemon_factory(env, cwd=tmp_path)
+    receiver.wait_for(lambda rs: sum(r.path == "/broken" for r in rs) >= 3, timeout=15)
+
+    def states():
+        import json
+
+        out = run_cli(["status", "--json"], env, cwd=tmp_path)
+        return {j["name"]: j for j in json.loads(out.stdout)["jobs"]}
+
+    wait_until(lambda: states()["broken"]["overdue"], timeout=10)
+    jobs = states()
+    assert jobs["broken"]["consecutive_failures"] >= 2 and jobs["broken"]["period_s"] == 1
+    assert not jobs["fine"]["overdue"]
+    text = run_cli(["status"], env, cwd=tmp_path).stdout
+    assert re.search(r"broken\s+(overdue|running)", text)
