@@ -95,6 +95,8 @@ class Engine:
         self.last_success: dict[str, float] = {}
         self.watch_since: float | None = None  # when this replica began leading
         self._warned = False
+        self._outcomes: list[tuple[Claim, Outcome, asyncio.Future]] = []
+        self._writing = False
 
     def overdue_source(self) -> list[tuple[str, float | None, float | None]]:
         """(job, period, last success or start of leadership) for the overdue gauge; a
@@ -466,13 +468,41 @@ class Engine:
         )
         for attempt in range(5):
             try:
-                self.metrics.failures.labels(job.name).set(await self.store.finish(claim, outcome))
+                self.metrics.failures.labels(job.name).set(await self._write_outcome(claim, outcome))
                 return
             except StoreUnavailable as exc:
                 if attempt == 4:
                     log.warning("could not record the outcome; the fire may be redelivered", extra={"job": job.name, "error": str(exc)})
                     return
                 await asyncio.sleep(_backoff(attempt + 1))
+
+    async def _write_outcome(self, claim: Claim, outcome: Outcome) -> int:
+        """Outcomes go to the store in batches: one is written at once; those that finish
+        while a write is under way go together in the next one. No delay at low rates, one
+        store call for many fires at high ones."""
+        done = asyncio.get_running_loop().create_future()
+        self._outcomes.append((claim, outcome, done))
+        if not self._writing:
+            self._writing = True
+            asyncio.create_task(self._write_outcomes())
+        return await done
+
+    async def _write_outcomes(self) -> None:
+        try:
+            while self._outcomes:
+                batch, self._outcomes = self._outcomes, []
+                try:
+                    results = await self.store.finish([(c, o) for c, o, _ in batch])
+                except StoreUnavailable as exc:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for (_, _, done), fails in zip(batch, results):
+                    if not done.done():
+                        done.set_result(fails)
+        finally:
+            self._writing = False
 
     async def _finish_in_flight(self) -> None:
         """Wait up to SHUTDOWN_GRACE for fires in flight, then cancel the rest."""

@@ -140,23 +140,26 @@ class LocalStore:
         with self._tx() as db:
             db.execute("UPDATE inflight SET attempt = ? WHERE field = ? AND epoch = ?", (attempt, claim.field, epoch))
 
-    async def finish(self, claim: Claim, outcome: Outcome) -> int:
+    async def finish(self, outcomes: Sequence[tuple[Claim, Outcome]]) -> list[int]:
+        out = []
         with self._tx() as db:
-            db.execute("DELETE FROM inflight WHERE field = ?", (claim.field,))
-            row = db.execute("SELECT record FROM jobs WHERE name = ?", (claim.job,)).fetchone()
-            rec = json.loads(row[0]) if row else {}
-            if outcome.status == "ok":
-                rec["consecutive_failures"] = 0
-                rec["last_success_at"] = outcome.finished_at
-            else:
-                rec["consecutive_failures"] = int(rec.get("consecutive_failures", 0)) + 1
-            rec.update(
-                status=outcome.status, slot=claim.slot, finished_at=outcome.finished_at,
-                duration_ms=int(outcome.duration_s * 1000), http_status=outcome.http_status,
-                error=outcome.error, attempts=outcome.attempts,
-            )
-            db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (claim.job, json.dumps(rec)))
-        return rec["consecutive_failures"]
+            for claim, outcome in outcomes:
+                db.execute("DELETE FROM inflight WHERE field = ?", (claim.field,))
+                row = db.execute("SELECT record FROM jobs WHERE name = ?", (claim.job,)).fetchone()
+                rec = json.loads(row[0]) if row else {}
+                if outcome.status == "ok":
+                    rec["consecutive_failures"] = 0
+                    rec["last_success_at"] = outcome.finished_at
+                else:
+                    rec["consecutive_failures"] = int(rec.get("consecutive_failures", 0)) + 1
+                rec.update(
+                    status=outcome.status, slot=claim.slot, finished_at=outcome.finished_at,
+                    duration_ms=int(outcome.duration_s * 1000), http_status=outcome.http_status, error=outcome.error,
+                    attempts=outcome.attempts,
+                )
+                db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (claim.job, json.dumps(rec)))
+                out.append(rec["consecutive_failures"])
+        return out
 
     async def warnings(self) -> list[str]:
         return []

@@ -117,17 +117,25 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
 return 1
 """
 
+# Outcomes of many fires in one call: KEYS[1] is the in-flight hash, KEYS[1 + i] the i-th
+# fire's job hash; 8 ARGV per fire. Returns each job's failure streak after its outcome.
 FINISH = """
-redis.call('HDEL', KEYS[1], ARGV[1])
-local fails = 0
-if ARGV[2] == 'ok' then
-  redis.call('HSET', KEYS[2], 'consecutive_failures', 0, 'last_success_at', ARGV[4])
-else
-  fails = redis.call('HINCRBY', KEYS[2], 'consecutive_failures', 1)
+local out = {}
+for i = 2, #KEYS do
+  local a = (i - 2) * 8
+  local field, status, slot, at = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  redis.call('HDEL', KEYS[1], field)
+  local fails = 0
+  if status == 'ok' then
+    redis.call('HSET', KEYS[i], 'consecutive_failures', 0, 'last_success_at', at)
+  else
+    fails = redis.call('HINCRBY', KEYS[i], 'consecutive_failures', 1)
+  end
+  redis.call('HSET', KEYS[i], 'status', status, 'slot', slot, 'finished_at', at,
+    'duration_ms', ARGV[a + 5], 'http_status', ARGV[a + 6], 'error', ARGV[a + 7], 'attempts', ARGV[a + 8])
+  out[#out + 1] = fails
 end
-redis.call('HSET', KEYS[2], 'status', ARGV[2], 'slot', ARGV[3], 'finished_at', ARGV[4],
-  'duration_ms', ARGV[5], 'http_status', ARGV[6], 'error', ARGV[7], 'attempts', ARGV[8])
-return fails
+return out
 """
 
 # Queue a manual fire unless the same id was already taken, or one for the job is still
@@ -291,12 +299,17 @@ class RedisStore:
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         await self._call(self._note(keys=[self.k_inflight], args=[claim.field, epoch, attempt]))
 
-    async def finish(self, claim: Claim, outcome: Outcome) -> int:
-        args = [
-            claim.field, outcome.status, claim.slot, f"{outcome.finished_at:.3f}",
-            int(outcome.duration_s * 1000), outcome.http_status or "", outcome.error or "", outcome.attempts,
-        ]
-        return int(await self._call(self._finish(keys=[self.k_inflight, self.job_prefix + claim.job], args=args)))
+    async def finish(self, outcomes: Sequence[tuple[Claim, Outcome]]) -> list[int]:
+        if not outcomes:
+            return []
+        keys, args = [self.k_inflight], []
+        for claim, o in outcomes:
+            keys.append(self.job_prefix + claim.job)
+            args += [
+                claim.field, o.status, claim.slot, f"{o.finished_at:.3f}", int(o.duration_s * 1000),
+                o.http_status or "", o.error or "", o.attempts,
+            ]
+        return [int(x) for x in await self._call(self._finish(keys=keys, args=args))]
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         raws = await self._call(self.redis.lrange(self.k_trigger, 0, -1))

@@ -119,9 +119,9 @@ class Store(Protocol):
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         """Record that attempt `attempt` of an in-flight fire is being sent."""
 
-    async def finish(self, claim: Claim, outcome: Outcome) -> int:
-        """Record a fire's outcome and drop it from the in-flight set; returns the job's
-        consecutive failures after it."""
+    async def finish(self, outcomes: Sequence[tuple[Claim, Outcome]]) -> list[int]:
+        """Record fires' outcomes and drop them from the in-flight set, in one step; returns
+        each job's consecutive failures after its outcome."""
 
     async def warnings(self) -> list[str]:
         """What about the store's own configuration could lose or repeat runs."""

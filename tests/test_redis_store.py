@@ -76,7 +76,7 @@ def test_claim_advances_watermark_once_per_slot_and_records_in_flight(redis_serv
         state = await a.load([])
         assert state.watermarks == {"x": 10, "y": 11, "z": 10}
         assert {(f.job, f.slot, f.epoch, f.attempt) for f in state.inflight} == {("x", 10, e, 1), ("y", 10, e, 1), ("y", 11, e, 1)}
-        await a.finish(Claim("y", 10), Outcome("ok", 1, 0.01, time.time(), 200))
+        await a.finish([(Claim("y", 10), Outcome("ok", 1, 0.01, time.time(), 200))])
         state = await a.load([])
         assert {(f.job, f.slot) for f in state.inflight} == {("x", 10), ("y", 11)}
         await a.close()
@@ -94,7 +94,7 @@ def test_retried_claim_of_the_same_epoch_is_still_ours(redis_server):
         e = await a.acquire()
         assert await a.claim(e, [Claim("x", 10)]) == [True]
         assert await a.claim(e, [Claim("x", 10)]) == [True]
-        await a.finish(Claim("x", 10), Outcome("ok", 1, 0.01, time.time(), 200))
+        await a.finish([(Claim("x", 10), Outcome("ok", 1, 0.01, time.time(), 200))])
         assert await a.claim(e, [Claim("x", 10)]) == [False]  # finished: never again
         await a.close()
 
@@ -202,10 +202,36 @@ def test_keys_stay_in_the_namespace(redis_server):
         a = store(redis_server, namespace="ns1")
         e = await a.acquire()
         await a.claim(e, [Claim("x", 10)])
-        await a.finish(Claim("x", 10), Outcome("failed", 1, 0.01, time.time(), 503, "HTTP 503"))
+        await a.finish([(Claim("x", 10), Outcome("failed", 1, 0.01, time.time(), 503, "HTTP 503"))])
         await a.release()
         await a.close()
 
     run(go())
     keys = redis_server.client().keys("*")
     assert keys and all(k.startswith("{ns1}:") for k in keys)
+
+
+def test_outcomes_of_many_fires_are_one_command_and_count_failure_streaks(redis_server):
+    client = redis_server.client()
+
+    async def go():
+        a = store(redis_server)
+        e = await a.acquire()
+        await a.claim(e, [Claim("x", 10), Claim("y", 10), Claim("x", 11)])
+        await a.finish([])  # nothing to write: no command
+        before = calls(client)
+        fails = await a.finish([
+            (Claim("x", 10), Outcome("failed", 2, 0.5, 100.0, 500, "HTTP 500")),
+            (Claim("y", 10), Outcome("ok", 1, 0.01, 101.0, 204)),
+            (Claim("x", 11), Outcome("failed", 1, 0.5, 102.0, None, "timeout")),
+        ])
+        after = calls(client)
+        assert fails == [1, 0, 2]
+        assert (await a.load(["x", "y"])).inflight == []
+        await a.close()
+        return delta(before, after, ["evalsha", "eval"])
+
+    assert run(go()) == 1
+    x = client.hgetall("{t}:job:x")
+    assert x["status"] == "failed" and x["error"] == "timeout" and x["consecutive_failures"] == "2" and x["slot"] == "11"
+    assert client.hget("{t}:job:y", "last_success_at") == "101.000"
