@@ -219,6 +219,7 @@ def test_outcomes_of_many_fires_are_one_command_and_count_failure_streaks(redis_
         e = await a.acquire()
         await a.claim(e, [Claim("x", 10), Claim("y", 10), Claim("x", 11)])
         await a.finish([])  # nothing to write: no command
+        await a.finish([(Claim("warm", 1), Outcome("ok", 1, 0.01, 99.0, 200))])  # loads the script
         before = calls(client)
         fails = await a.finish([
             (Claim("x", 10), Outcome("failed", 2, 0.5, 100.0, 500, "HTTP 500")),
