@@ -38,6 +38,7 @@ MACROS = {
 # A backward jump longer than this is not searched for repeated wall-clock times. Real
 # zones repeat at most 2 hours (Antarctica/Troll); 3 leaves a margin.
 _MAX_REPEAT_S = 3 * 3600
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu", "GMT", "Etc/GMT"})
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DAILY_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -214,6 +215,11 @@ def _transition(zone: ZoneInfo, lo: int, hi: int) -> int:
 
 
 def _next_cron(expr: str, schedule: Cron, fixed: bool, zone: ZoneInfo, t: int) -> int:
+    it = _matcher(expr, schedule.hash_id, schedule.seconds)
+    if schedule.tz in _UTC_NAMES:
+        # No transitions: wall-clock time is the instant; skip the DST search.
+        it.set_current(datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None), force=True)
+        return int(it.get_next(datetime).replace(tzinfo=timezone.utc).timestamp())
     here = datetime.fromtimestamp(t, zone)
     start = here.replace(tzinfo=None)
     # If a backward jump is ahead within reach, wall-clock times just before `here` will
@@ -222,7 +228,6 @@ def _next_cron(expr: str, schedule: Cron, fixed: bool, zone: ZoneInfo, t: int) -
     drop = here.utcoffset() - ahead.utcoffset()
     if drop > timedelta(0):
         start -= drop
-    it = _matcher(expr, schedule.hash_id, schedule.seconds)
     it.set_current(start - timedelta(seconds=1), force=True)
     best: int | None = None
     while True:
