@@ -88,6 +88,7 @@ class Engine:
         self.running: dict[str, tuple[Claim, asyncio.Task]] = {}  # by in-flight field
         self._replaced: set[asyncio.Task] = set()
         self._backlog: set[asyncio.Task] = set()  # fires claimed at leadership start
+        self._sent: set[str] = set()  # fires whose call is over, their outcome being recorded
         self.epoch: int | None = None
         self.lease: Lease | None = None
         self.is_leader = False
@@ -228,7 +229,7 @@ class Engine:
                 self.health.store_ok = True
                 if not held:
                     lease.lost = True
-                    log.warning("lease taken by another replica", extra={"epoch": self.epoch})
+                    log.warning("lease no longer ours (expired, taken, or the Redis master moved)", extra={"epoch": self.epoch})
                     self._wake.set()
                     return
                 lease.renewed_at = started
@@ -273,20 +274,32 @@ class Engine:
 
         while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
             now = self.clock.time()
-            due: list[_Due] = []
+            due: dict[str, list[int]] = {}
             while heap and heap[0].at <= now:
-                due.append(heapq.heappop(heap))
+                d = heapq.heappop(heap)
+                job = self.jobs[d.job]
+                slots = due.setdefault(d.job, [d.slot])
+                nxt = sched.next_after(job.schedule, d.slot)
+                if nxt is not None and nxt <= now - job.jitter_s:
+                    # A loop that fell behind (a paused process, a blocked loop) finds several
+                    # slots of a job due at once: take them together, not one per pass.
+                    late, more = sched.recent_slots(job.schedule, d.slot, now - job.jitter_s, CATCHUP_ALL_LIMIT)
+                    if more:
+                        log.warning("more overdue slots than the catch-up limit; taking the newest",
+                                    extra={"job": job.name, "limit": CATCHUP_ALL_LIMIT})
+                        slots[:] = late
+                    else:
+                        slots += late
+                    nxt = sched.next_after(job.schedule, slots[-1])
+                if nxt is not None:
+                    heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, d.job))
+                    self.period_s[d.job] = nxt - slots[-1]
             if not due:
                 until_next = heap[0].at - now if heap else 3600.0
                 until_deadline = lease.claim_deadline - self.clock.monotonic()
                 await self._sleep(min(until_next, until_deadline))
                 continue
-            claims = [self._claim_for(self.jobs[d.job], d.slot) for d in due]
-            for d in due:
-                nxt = sched.next_after(self.jobs[d.job].schedule, d.slot)
-                if nxt is not None:
-                    heapq.heappush(heap, _Due(self._fire_at(self.jobs[d.job], nxt), nxt, d.job))
-                    self.period_s[d.job] = nxt - d.slot
+            claims = [c for name, slots in due.items() for c in self._claims_for(self.jobs[name], slots, now)]
             if not await self._claim_and_fire(epoch, lease, claims):
                 return
 
@@ -311,17 +324,27 @@ class Engine:
     def _fire_at(self, job: JobSpec, slot: int) -> float:
         return slot + jitter_offset_s(job.name, slot, job.jitter_s) if job.jitter_s else float(slot)
 
-    def _claim_for(self, job: JobSpec, slot: int) -> Claim:
+    def _claims_for(self, job: JobSpec, slots: list[int], now: float) -> list[Claim]:
+        """Claims for the slots of one job due now, oldest first. The newest is the one due;
+        older ones were missed while the loop was behind and follow CATCHUP."""
         running = self._running_of(job.name)
         # forbid skips a slot while the job's previous fire runs. The backlog made up at
         # leadership start does not count: a slot due behind it waits its turn instead of
         # being lost to a burst the outage caused.
         if job.concurrency == "forbid" and any(t not in self._backlog for t in running):
-            return Claim(job.name, slot, SKIP)
-        return Claim(job.name, slot, FIRE)
+            return [Claim(job.name, slot, SKIP, reason="overlap") for slot in slots]
+        *older, newest = slots
+        oldest_kept = now - job.catchup_window_s if job.catchup_window_s is not None else -math.inf
+        claims = [
+            Claim(job.name, slot, FIRE) if job.catchup == "all" and slot >= oldest_kept
+            else Claim(job.name, slot, SKIP, reason="missed")
+            for slot in older
+        ]
+        return claims + [Claim(job.name, newest, FIRE)]
 
     def _running_of(self, job: str) -> list[asyncio.Task]:
-        return [task for claim, task in self.running.values() if claim.job == job]
+        """The job's fires whose HTTP call is still under way (not those only recording)."""
+        return [task for claim, task in self.running.values() if claim.job == job and claim.field not in self._sent]
 
     async def _claim_and_fire(self, epoch: int, lease: Lease, claims: list[Claim], backlog: bool = False) -> bool:
         """Claim in one store call and start the claimed fires; False when leadership ended."""
@@ -329,9 +352,9 @@ class Engine:
             return False
         try:
             results = await self._retry(lambda: self.store.claim(epoch, claims), lease)
-        except LeaseLost:
+        except LeaseLost as exc:
             lease.lost = True
-            log.warning("claim refused: the lease is not ours", extra={"epoch": epoch})
+            log.warning("claim refused: the lease is not ours", extra={"epoch": epoch, "reason": str(exc) or "lease not held"})
             return False
         if results is None:
             return False
@@ -349,8 +372,10 @@ class Engine:
                 log.debug("already claimed", extra={"job": job.name, "slot": slot, "kind": claim.kind})
                 continue
             if claim.kind == SKIP:
-                self.metrics.skips.labels(job.name, "overlap").inc()
-                log.info("skipped: previous fire still running", extra={"job": job.name, "slot": slot})
+                reason = claim.reason or "overlap"
+                self.metrics.skips.labels(job.name, reason).inc()
+                what = "previous fire still running" if reason == "overlap" else "missed while the loop was behind"
+                log.info(f"skipped: {what}", extra={"job": job.name, "slot": slot, "policy": job.catchup})
                 continue
             if job.concurrency == "replace" and claim.kind == FIRE:
                 for task in self._running_of(job.name):
@@ -407,6 +432,8 @@ class Engine:
                 failures += 1
                 delay = min(_backoff(failures), lease.claim_deadline - self.clock.monotonic())
                 if delay <= 0 or self.stopping.is_set():
+                    log.warning("state store unreachable until the lease ran out; giving up this step",
+                                extra={"error": str(exc), "epoch": self.epoch})
                     return None
                 log.warning("state store call failed; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(delay)
@@ -432,6 +459,7 @@ class Engine:
                             pass  # a redelivery then reuses an attempt number; the key is what matters
 
                 outcome = await self.dispatcher.send(fire, on_attempt)
+            self._sent.add(claim.field)  # for CONCURRENCY, the fire is over; only its record remains
             await self._record(claim, fire, outcome, None if fire.trigger else lateness)
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -444,6 +472,7 @@ class Engine:
             raise
         finally:
             self._backlog.discard(asyncio.current_task())
+            self._sent.discard(claim.field)
             self.running.pop(claim.field, None)
             self.metrics.inflight.set(len(self.running))
 

@@ -15,7 +15,7 @@ import time
 from typing import Sequence
 
 from .store import (
-    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, STALE, TRIGGER, Claim, InFlight, JobHealth, LeaseLost, Outcome, State,
+    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, InFlight, JobHealth, LeaseLost, Outcome, State,
     StoreUnavailable, TriggerRequest, new_replica_id,
 )
 
@@ -65,7 +65,9 @@ class LocalStore:
             self._lock_fd = fd
         with self._tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-            epoch = (int(row[0]) if row else 0) + 1
+            # A new state file starts from the clock in ms, as the Redis store does, so
+            # tokens keep growing even if the file is lost.
+            epoch = (int(row[0]) if row else int(time.time() * 1000)) + 1
             db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (str(epoch),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('leader', ?)", (self.replica_id,))
         return epoch
@@ -128,7 +130,7 @@ class LocalStore:
             if c.kind == FIRE and c.slot == row[0]:
                 mine = db.execute("SELECT 1 FROM inflight WHERE field = ? AND epoch = ?", (c.field, epoch)).fetchone()
                 return CLAIMED if mine else STALE
-            return STALE
+            return CLAIMED if c.kind == SKIP and c.slot == row[0] else STALE
         db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?)", (c.job, c.slot))
         if db.execute("SELECT 1 FROM paused WHERE name = ?", (c.job,)).fetchone():
             return PAUSED

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Sequence
 
@@ -18,17 +19,27 @@ from redis.exceptions import RedisError
 
 from .store import Claim, InFlight, JobHealth, LeaseLost, Outcome, State, StoreUnavailable, TriggerRequest, new_replica_id
 
+log = logging.getLogger("scheduler.redis")
+
 # Short enough that no single call can outlive a lease renewal period.
 SOCKET_TIMEOUT_S = 2.0
 
 # SET NX PX, and on success INCR the fencing epoch in the same atomic step, so an epoch is
 # never handed to two holders. A replica that still holds its own key (it lost track of
 # it, for instance after a timeout on a renewal that did succeed) takes a new epoch too.
+#
+# A missing epoch (a new namespace, or a Redis that lost its data) starts from the server's
+# clock in milliseconds rather than from 0, so fencing tokens keep growing even across a
+# loss of state: a target that refuses tokens lower than one it has seen keeps working.
 ACQUIRE = """
 local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 if not ok then
   if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[2], now[1] * 1000 + math.floor(now[2] / 1000))
 end
 return redis.call('INCR', KEYS[2])
 """
@@ -99,6 +110,8 @@ for i = 4, #ARGV, 5 do
       -- A retry of a claim whose reply was lost: it is ours if recorded under our epoch.
       local cur = redis.call('HGET', KEYS[3], field)
       if cur and tostring(cjson.decode(cur)['epoch']) == epoch then ok = 1 end
+    elseif kind == 'skip' and tonumber(slot) == mark then
+      ok = 1  -- a skip sent again: only the leader claims, so the mark is its own
     end
   end
   out[#out + 1] = ok
@@ -207,6 +220,7 @@ class RedisStore:
             self._sentinel = Sentinel(list(sentinels), **opts)
             self.redis = self._sentinel.master_for(sentinel_master, **opts, **kw)
         else:
+            self._sentinel = None
             self.redis = aioredis.Redis.from_url(url, **opts)
         self._acquire = self.redis.register_script(ACQUIRE)
         self._renew = self.redis.register_script(RENEW)
@@ -216,6 +230,7 @@ class RedisStore:
         self._finish = self.redis.register_script(FINISH)
         self._request = self.redis.register_script(REQUEST_TRIGGER)
         self._pubsub = None
+        self._pubsub_stale = False
 
     async def _call(self, coro):
         try:
@@ -223,12 +238,35 @@ class RedisStore:
                 return await coro
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            # A client in a state it does not expect (say, a connection torn by a failover)
+            # is an unreachable store too: the loop retries, the process never dies of it.
+            raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from None
+
+    async def _master_moved(self) -> bool:
+        """With Sentinel: ask the sentinels where the master is now. After a failover the old
+        master can stay up, and a master to the connections it has, for seconds; whatever
+        is written there is lost. redis-py asks only when it opens a connection, so the
+        lease keeper and the claims ask before they write."""
+        if self._sentinel is None:
+            return False
+        pool = self.redis.connection_pool
+        before = pool.master_address
+        now = await self._call(pool.get_master_address())  # drops idle connections on a move
+        if before is None or now == before:
+            return False
+        self._pubsub_stale = True  # its reader drops it; closing it here would pull it from under that reader
+        log.warning("Redis master moved", extra={"from": f"{before[0]}:{before[1]}", "to": f"{now[0]}:{now[1]}"})
+        return True
 
     async def acquire(self) -> int | None:
+        await self._master_moved()
         epoch = await self._call(self._acquire(keys=[self.k_leader, self.k_epoch], args=[self.replica_id, self.lease_ttl_ms]))
         return None if epoch is None else int(epoch)
 
     async def renew(self) -> bool:
+        if await self._master_moved():
+            return False  # the lease and the claims since the move may be gone: start over
         return bool(await self._call(self._renew(keys=[self.k_leader], args=[self.replica_id, self.lease_ttl_ms])))
 
     async def release(self) -> None:
@@ -245,10 +283,13 @@ class RedisStore:
         channels: a replica waits on one of them at a time, and drops the other's news."""
         deadline = time.monotonic() + timeout_s
         try:
+            if self._pubsub_stale:
+                self._pubsub_stale = False
+                await self._drop_pubsub()
             if self._pubsub is None:
                 self._pubsub = self.redis.pubsub()
                 await self._pubsub.subscribe(self.k_released, self.k_wake)
-            while (left := deadline - time.monotonic()) > 0:
+            while (left := deadline - time.monotonic()) > 0 and not self._pubsub_stale:
                 async with asyncio.timeout(left + SOCKET_TIMEOUT_S):
                     msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
                 if msg is not None and msg.get("channel") == channel:
@@ -287,6 +328,8 @@ class RedisStore:
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
         if not claims:
             return []
+        if await self._master_moved():
+            raise LeaseLost("the Redis master moved")
         args: list = [self.replica_id, epoch, int(time.time() * 1000)]
         for c in claims:
             args += [c.kind, c.job, c.slot, c.attempt, c.trigger or ""]

@@ -40,6 +40,7 @@ class Claim:
     kind: str = FIRE
     attempt: int = 1
     trigger: str | None = None
+    reason: str | None = field(default=None, compare=False)  # why a skip; for logs only
 
     @property
     def field(self) -> str:

@@ -22,25 +22,46 @@ def store(server, ttl_s=2.0, namespace="t", replica_id=None) -> RedisStore:
 def test_lease_is_exclusive_and_epoch_increments(redis_server):
     async def go():
         a, b = store(redis_server, replica_id="a"), store(redis_server, replica_id="b")
-        assert await a.acquire() == 1
+        first = await a.acquire()
         assert await b.acquire() is None
         assert await a.renew() is True
         assert await b.renew() is False
         await a.release()
-        assert await b.acquire() == 2
+        assert await b.acquire() == first + 1
         await a.close(), await b.close()
+        return first
 
-    run(go())
+    first = run(go())
     assert redis_server.client().get("{t}:leader") == "b"
-    assert redis_server.client().get("{t}:epoch") == "2"
+    assert redis_server.client().get("{t}:epoch") == str(first + 1)
+
+
+def test_epoch_keeps_growing_when_redis_loses_its_data(redis_server):
+    """Fencing tokens start from the server clock (ms), not 0, so a target that refuses a
+    token lower than one it has seen keeps accepting fires after Redis forgets everything."""
+
+    async def go():
+        a = store(redis_server, replica_id="a")
+        first = await a.acquire()
+        await a.release()
+        second = await a.acquire()
+        redis_server.client().flushall()
+        third = await a.acquire()
+        await a.close()
+        return first, second, third
+
+    first, second, third = run(go())
+    assert second == first + 1
+    assert third > second
+    assert abs(first / 1000 - time.time()) < 60  # seeded from the clock in milliseconds
 
 
 def test_renew_never_extends_a_lease_another_replica_holds(redis_server):
     async def go():
         a, b = store(redis_server, replica_id="a"), store(redis_server, replica_id="b")
-        await a.acquire()
+        first = await a.acquire()
         redis_server.client().delete("{t}:leader")  # as if it expired
-        assert await b.acquire() == 2
+        assert await b.acquire() == first + 1
         assert await a.renew() is False
         await a.release()  # compare-and-delete: must not remove b's lease
         await a.close(), await b.close()
@@ -71,8 +92,9 @@ def test_claim_advances_watermark_once_per_slot_and_records_in_flight(redis_serv
         e = await a.acquire()
         got = await a.claim(e, [Claim("x", 10), Claim("y", 10), Claim("z", 10, SKIP)])
         assert got == [True, True, True]
-        # Older or equal slots are refused; a newer one is taken.
-        assert await a.claim(e, [Claim("x", 9), Claim("y", 11), Claim("z", 10, SKIP)]) == [False, True, False]
+        # Older or equal slots are refused, a newer one is taken; a skip sent again at the
+        # watermark is the leader's own (its first reply was lost).
+        assert await a.claim(e, [Claim("x", 9), Claim("y", 11), Claim("z", 10, SKIP), Claim("z", 9, SKIP)]) == [0, 1, 1, 0]
         state = await a.load([])
         assert state.watermarks == {"x": 10, "y": 11, "z": 10}
         assert {(f.job, f.slot, f.epoch, f.attempt) for f in state.inflight} == {("x", 10, e, 1), ("y", 10, e, 1), ("y", 11, e, 1)}
@@ -108,6 +130,7 @@ def test_redelivery_takes_over_an_in_flight_record_with_next_attempt(redis_serve
         await a.claim(ea, [Claim("x", 10)])
         redis_server.client().delete("{t}:leader")
         eb = await b.acquire()
+        assert eb == ea + 1
         state = await b.load([])
         (f,) = state.inflight
         assert (f.job, f.slot, f.epoch, f.attempt) == ("x", 10, ea, 1)
@@ -167,7 +190,7 @@ def test_loading_state_costs_the_same_whatever_the_number_of_jobs(redis_server, 
 def test_release_wakes_a_waiting_standby_at_once(redis_server):
     async def go():
         a, b = store(redis_server, replica_id="a"), store(redis_server, replica_id="b")
-        await a.acquire()
+        first = await a.acquire()
         await b.wait_released(0.05)  # subscribes
         waiter = asyncio.create_task(b.wait_released(30))
         await asyncio.sleep(0.1)
@@ -175,7 +198,7 @@ def test_release_wakes_a_waiting_standby_at_once(redis_server):
         await a.release()
         await asyncio.wait_for(waiter, 10)
         woke_after = time.monotonic() - started
-        assert await b.acquire() == 2
+        assert await b.acquire() == first + 1
         await a.close(), await b.close()
         return woke_after
 

@@ -37,7 +37,8 @@ def test_two_replicas_fire_every_slot_exactly_once_with_spec_headers(redis_serve
     requests = receiver.requests
     slots = assert_exactly_once(requests, {n: sched.parse(j["SCHEDULE"], "UTC", n) for n, j in jobs.items()})
     assert len(slots["interval"]) >= 3 and len(slots["seconds"]) >= 2 and len(slots["minute"]) >= 1
-    assert {fence(r) for r in requests} == {1}, "only the one leader fired"
+    epoch = int(redis_server.client().get("{once}:epoch"))
+    assert {fence(r) for r in requests} == {epoch}, "only the one leader fired"
     assert leader.pid in [d.pid for d in daemons]
     assert not log_events([d for d in daemons if d is not leader][0], "fired"), "the standby fired"
 
@@ -49,11 +50,11 @@ def test_two_replicas_fire_every_slot_exactly_once_with_spec_headers(redis_serve
     assert r.header("idempotency-key") == f'"{key}"'
     assert r.header("x-scheduler-job") == "seconds"
     assert r.header("x-scheduler-attempt") == "1"
-    assert r.header("x-scheduler-fencing-token") == "1"
+    assert r.header("x-scheduler-fencing-token") == str(epoch)
     assert r.header("user-agent") == f"cron-sidecar/{__version__}"
     assert r.header("content-type") == "application/json"
     assert datetime.fromisoformat(slot.replace("Z", "+00:00")).timestamp() % 3 == 0
-    assert r.json() == {"job": "seconds", "slot": slot, "attempt": 1, "fencing_token": 1, "idempotency_key": key}
+    assert r.json() == {"job": "seconds", "slot": slot, "attempt": 1, "fencing_token": epoch, "idempotency_key": key}
     assert "webhook-signature" not in r.headers  # no signing secret configured
 
 
@@ -178,5 +179,6 @@ def test_two_standalone_replicas_on_one_state_file_never_both_fire(receiver, dae
     receiver.wait_for(lambda rs: len(rs) >= n + 3, timeout=10)
     b.terminate()
     assert b.wait(15) == 0
-    assert {fence(r) for r in receiver.requests} == {1, 2}
+    first, second = sorted({fence(r) for r in receiver.requests})
+    assert second == first + 1
     assert_exactly_once(receiver.requests, {"tick": sched.parse("every 1s")})
