@@ -1,0 +1,1 @@
+"""Benchmarks and the fault-injection harness (run as scripts; importable by the tests)."""

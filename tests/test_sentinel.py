@@ -1,0 +1,237 @@
+"""Redis Sentinel for real: a master, a replica and three sentinels (all from the same
+`redis-server` binary, on loopback ports), a daemon that finds its master through the
+sentinels, and a failover by `kill -9` of the master while the daemon fires every second.
+
+What must hold: the daemon follows the promotion and keeps firing, and no slot reaches the
+receiver twice as a first attempt (a fire cut off by the failover may come again, but only
+as a redelivery with the same Idempotency-Key and a higher attempt number).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from scheduler import schedule as sched
+from tests.e2e import TOKEN, assert_exactly_once, fence, slot_of
+from tests.support import RedisServer, free_port, wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not on PATH")
+
+MASTER_NAME = "mymaster"
+QUORUM = 2
+
+
+class Sentinel:
+    """`redis-server sentinel.conf --sentinel` in a temporary directory of its own."""
+
+    def __init__(self, master_port: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="sentinel-test-"))
+        self.log_path = self.dir / "sentinel.log"
+        self.proc: subprocess.Popen | None = None
+        for _ in range(5):  # a port from free_port() can be taken before redis binds it
+            self.port = free_port()
+            conf = self.dir / "sentinel.conf"  # sentinel rewrites it: it must be writable
+            conf.write_text(
+                f"port {self.port}\n"
+                "bind 127.0.0.1\n"
+                "protected-mode no\n"
+                "daemonize no\n"
+                f'dir "{self.dir}"\n'
+                'logfile ""\n'
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {QUORUM}\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+                f"sentinel failover-timeout {MASTER_NAME} 3000\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+            )
+            with open(self.log_path, "ab") as logf:
+                self.proc = subprocess.Popen(
+                    [shutil.which("redis-server") or "redis-server", str(conf), "--sentinel"],
+                    cwd=self.dir, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            try:
+                wait_until(self._ping, timeout=5, message=f"sentinel on port {self.port}")
+                return
+            except AssertionError:
+                self.stop()
+        text = self.log()
+        self.close()
+        raise AssertionError(f"no sentinel came up\n{text}")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    def _ping(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"sentinel exited\n{self.log()}")
+        with self.client() as c:
+            return bool(c.ping())
+
+    def master_addr(self) -> tuple[str, int] | None:
+        with self.client() as c:
+            addr = c.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
+        return (addr[0], int(addr[1])) if addr else None
+
+    def master_info(self) -> dict:
+        with self.client() as c:
+            flat = c.execute_command("SENTINEL", "master", MASTER_NAME)
+        if isinstance(flat, dict):
+            return {str(k): v for k, v in flat.items()}
+        return dict(zip(flat[::2], flat[1::2]))
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def sentinel_setup():
+    """(master, replica, [sentinel x3]) with the replica in sync and every sentinel aware
+    of the replica and of the two other sentinels, so a failover can be agreed on."""
+    started: list = []
+    try:
+        master = RedisServer()
+        started.append(master)
+        replica = RedisServer(extra_args=["--replicaof", master.host, str(master.port)])
+        started.append(replica)
+        wait_until(lambda: replica.client().info("replication").get("master_link_status") == "up",
+                   timeout=10, message="replica in sync with the master")
+        sentinels = []
+        for _ in range(3):
+            s = Sentinel(master.port)
+            started.append(s)
+            sentinels.append(s)
+
+        def ready() -> bool:
+            for s in sentinels:
+                info = s.master_info()
+                if int(info.get("num-slaves", 0)) < 1 or int(info.get("num-other-sentinels", 0)) < 2:
+                    return False
+            return True
+
+        wait_until(ready, timeout=15, interval=0.2, message="sentinels know the replica and each other")
+        yield master, replica, sentinels
+    finally:
+        for thing in started:  # pytest shows this output when the test fails
+            if isinstance(thing, Sentinel):
+                print(f"----- sentinel on port {thing.port} -----\n{thing.log()}")
+        for thing in reversed(started):
+            thing.close()
+
+
+def daemon_env(sentinels, receiver) -> dict[str, str]:
+    return {
+        "SCHEDULER_REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in sentinels),
+        "SCHEDULER_REDIS_SENTINEL_MASTER": MASTER_NAME,
+        "SCHEDULER_API_URL": receiver.url,
+        "SCHEDULER_API_TOKEN": TOKEN,
+        "SCHEDULER_NAMESPACE": "sentinel",
+        "SCHEDULER_LEASE_TTL": "3s",
+        "SCHEDULER_LEASE_RENEW": "1s",
+        "SCHEDULER_HTTP_PORT": "0",
+        "SCHEDULER_LOG_FORMAT": "json",
+        "SCHEDULER_SHUTDOWN_GRACE": "5s",
+        "SCHEDULER_JOB_TICK_SCHEDULE": "every 1s",
+        "SCHEDULER_JOB_TICK_URL": "/tick",
+        "SCHEDULER_JOB_TICK_CATCHUP": "all",
+    }
+
+
+def test_daemon_follows_a_sentinel_failover_and_keeps_firing(sentinel_setup, receiver, daemon_factory, tmp_path):
+    master, replica, sentinels = sentinel_setup
+    assert sentinels[0].master_addr() == ("127.0.0.1", master.port)
+    env = daemon_env(sentinels, receiver)
+    daemon = daemon_factory(env, cwd=tmp_path)
+    receiver.wait_for_count(3, timeout=15)
+    # The lease lives on the master the sentinels named, and reached the replica.
+    assert master.client().get("{sentinel}:leader")
+    wait_until(lambda: replica.client().get("{sentinel}:leader"), timeout=5, message="lease replicated")
+    old_epoch = max(fence(r) for r in receiver.requests)
+
+    master.kill()  # kill -9
+    killed_at = time.time()
+    promoted = wait_until(
+        lambda: sentinels[0].master_addr() == ("127.0.0.1", replica.port),
+        timeout=20, interval=0.1, message="sentinel promoted the replica",
+    )
+    assert promoted
+    promoted_at = time.time()
+    assert replica.client().info("replication")["role"] == "master"
+
+    # It keeps firing after the promotion, from the new master.
+    after = receiver.wait_for(
+        lambda rs: [r for r in rs if r.received_at > promoted_at], timeout=15,
+        message="a fire after the promotion",
+    )
+    n = len(receiver.requests)
+    receiver.wait_for(lambda rs: len(rs) >= n + 3, timeout=10, message="three more fires after the promotion")
+    daemon.terminate()
+    assert daemon.wait(15) == 0, daemon.output()
+
+    requests = receiver.requests
+    assert after
+    assert replica.client().hget("{sentinel}:slots", "tick"), "the watermark lives on the new master"
+    assert max(fence(r) for r in requests) > old_epoch, "the daemon took a new epoch on the new master"
+    assert all(r.header("authorization") == f"Bearer {TOKEN}" for r in requests)
+    # Every slot once as a first attempt, and no hole: missed slots were made up (CATCHUP=all).
+    assert_exactly_once(requests, {"tick": sched.parse("every 1s")})
+    print(f"failover: killed at {killed_at:.3f}, promoted after {promoted_at - killed_at:.2f}s, "
+          f"{len(requests)} requests, epochs {sorted({fence(r) for r in requests})}")
+
+
+def test_planned_sentinel_failover_repeats_at_most_the_promotion_window(sentinel_setup, receiver, daemon_factory, tmp_path):
+    """SENTINEL FAILOVER promotes the replica while the old master still accepts writes
+    until the sentinels announce the switch; a claim written there in that window is
+    lost with the old master's data. The daemon asks the sentinels before every renewal
+    and claim, so the window is at most a slot or two, and a repeated slot carries the same
+    Idempotency-Key and a higher fencing token (exactly-once effect at a deduping target)."""
+    master, replica, sentinels = sentinel_setup
+    daemons = [daemon_factory(daemon_env(sentinels, receiver), cwd=tmp_path) for _ in range(2)]
+    receiver.wait_for_count(3, timeout=15)
+    with sentinels[0].client() as c:
+        assert c.execute_command("SENTINEL", "FAILOVER", MASTER_NAME) in (True, "OK")
+    started = time.time()
+    wait_until(lambda: sentinels[0].master_addr() == ("127.0.0.1", replica.port),
+               timeout=20, interval=0.1, message="sentinel promoted the replica")
+    promoted_s = time.time() - started
+    wait_until(lambda: master.client().info("replication")["role"] == "slave",
+               timeout=30, interval=0.2, message="sentinel turned the old master into a replica")
+    demoted_s = time.time() - started
+    n = len(receiver.requests)
+    receiver.wait_for(lambda rs: len(rs) >= n + 3, timeout=15, message="fires after the old master was demoted")
+    for d in daemons:
+        d.terminate()
+    for d in daemons:
+        assert d.wait(15) == 0, d.output()
+    requests = receiver.requests
+    print(f"planned failover: promoted after {promoted_s:.2f}s, old master demoted after {demoted_s:.2f}s; "
+          f"epochs {sorted({fence(r) for r in requests})}")
+    firsts: dict[str, list] = {}
+    for r in requests:
+        if r.header("x-scheduler-attempt") == "1":
+            firsts.setdefault(r.header("idempotency-key"), []).append(r)
+    repeated = {k: rs for k, rs in firsts.items() if len(rs) > 1}
+    assert len(repeated) <= 2, f"more than the promotion window repeated: {sorted(repeated)}"
+    for rs in repeated.values():
+        assert len(rs) == 2 and fence(rs[1]) > fence(rs[0]), "a repeat must carry a higher fencing token"
+    slots = sorted({slot_of(r) for r in requests})
+    assert slots == list(range(slots[0], slots[-1] + 1)), "a slot was lost"
