@@ -10,13 +10,16 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
+import aiohttp
 import httpx
+from multidict import CIMultiDict
 from standardwebhooks.webhooks import Webhook
 
 from . import __version__
@@ -50,6 +53,14 @@ class Fire:
         return f"{self.job.name}@{format_slot(self.slot)}"
 
 
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    headers: CIMultiDict  # case-insensitive: a job's Content-Type replaces ours
+    content: bytes
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -67,17 +78,15 @@ class Dispatcher:
         self.sleep = sleep
         self.rand = rand
         self.dry_run = dry_run
-        limits = httpx.Limits(
-            max_connections=settings.max_concurrency, max_keepalive_connections=settings.max_concurrency
-        )
-        self.client = httpx.AsyncClient(
-            transport=transport, follow_redirects=False, verify=settings.tls_verify, limits=limits, timeout=None
-        )
+        # aiohttp carries the load (measured: several times less CPU per request than
+        # httpx's pool with hundreds of calls in flight); an httpx transport passed in,
+        # such as httpx.MockTransport, is used as given.
+        self.http = _HttpxClient(settings, transport) if transport is not None else _AiohttpClient(settings)
 
-    def build(self, fire: Fire, attempt: int) -> httpx.Request:
+    def build(self, fire: Fire, attempt: int) -> Request:
         job = fire.job
         slot = format_slot(fire.slot)
-        headers = httpx.Headers({
+        headers = CIMultiDict({
             "User-Agent": USER_AGENT,
             "Idempotency-Key": f'"{fire.key}"',
             "X-Scheduler-Job": job.name,
@@ -96,7 +105,8 @@ class Dispatcher:
             headers["Content-Type"] = "application/json"
         else:
             body = ""
-        headers.update(dict(job.headers))  # case-insensitive: a job's Content-Type replaces ours
+        for name, value in job.headers:
+            headers[name] = value
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.webhook is not None:
@@ -105,7 +115,7 @@ class Dispatcher:
             headers["webhook-id"] = fire.key
             headers["webhook-timestamp"] = str(int(now.timestamp()))
             headers["webhook-signature"] = self.webhook.sign(fire.key, now, body)
-        return self.client.build_request(job.method, job.url, headers=headers, content=body.encode())
+        return Request(job.method, job.url, headers, body.encode())
 
     async def send(self, fire: Fire, on_attempt: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
         started = self.clock()
@@ -141,28 +151,72 @@ class Dispatcher:
             log.info(
                 "dry run: would send",
                 extra={"job": fire.job.name, "slot": format_slot(fire.slot), "attempt": attempt,
-                       "method": request.method, "url": str(request.url),
+                       "method": request.method, "url": request.url,
                        "headers": _loggable(request.headers), "body": request.content.decode(errors="replace")},
             )
             return 200, None, None
         try:
             async with asyncio.timeout(fire.job.timeout_s):
-                response = await self.client.send(request)
-                await response.aread()
+                status, headers = await self.http.send(request)
         except TimeoutError:
             return None, f"timeout after {fire.job.timeout_s:g}s", None
-        except httpx.HTTPError as exc:
+        except self.http.errors as exc:
             return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, None
-        status = response.status_code
         if 200 <= status < 300:
             return status, None, None
         if 300 <= status < 400:
             return status, f"HTTP {status}: redirect not followed", None
-        return status, f"HTTP {status}", _retry_after_s(response.headers.get("Retry-After"), self.clock())
+        return status, f"HTTP {status}", _retry_after_s(headers.get("Retry-After"), self.clock())
 
     def _outcome(self, status: str, fire: Fire, attempt: int, started: float, http_status, error) -> Outcome:
         now = self.clock()
         return Outcome(status, attempt, max(0.0, now - started), now, http_status, error)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class _AiohttpClient:
+    """One shared session, opened in the running loop on first use."""
+
+    errors = (aiohttp.ClientError, OSError)
+
+    def __init__(self, settings: Settings):
+        self.limit = settings.max_concurrency
+        verify = settings.tls_verify
+        self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        self.session: aiohttp.ClientSession | None = None
+
+    async def send(self, request: Request) -> tuple[int, Mapping[str, str]]:
+        if self.session is None:
+            connector = aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, ssl=self.ssl, ttl_dns_cache=60)
+            # No Accept-Encoding/Accept we did not ask for, and no cookie jar: every call
+            # stands alone.
+            self.session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "Content-Type"),
+            )
+        async with self.session.request(
+            request.method, request.url, headers=request.headers, data=request.content or None, allow_redirects=False
+        ) as response:
+            await response.read()
+            return response.status, response.headers
+
+    async def aclose(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+class _HttpxClient:
+    errors = (httpx.HTTPError,)
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport):
+        self.client = httpx.AsyncClient(transport=transport, follow_redirects=False, verify=settings.tls_verify, timeout=None)
+
+    async def send(self, request: Request) -> tuple[int, Mapping[str, str]]:
+        response = await self.client.request(request.method, request.url, headers=list(request.headers.items()), content=request.content)
+        await response.aread()
+        return response.status_code, response.headers
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -188,6 +242,6 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _loggable(headers: httpx.Headers) -> dict[str, str]:
+def _loggable(headers: Mapping[str, str]) -> dict[str, str]:
     hidden = {"authorization", "webhook-signature"}
     return {k: ("***" if k.lower() in hidden else v) for k, v in headers.items()}
