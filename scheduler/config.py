@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
@@ -36,8 +36,10 @@ RESERVED_HEADERS = frozenset(
         "webhook-timestamp", "webhook-signature", "Content-Length", "Host",
     )
 )
-_NAME_RE = re.compile(r"^[A-Z0-9]+(?:_[A-Z0-9]+)*$")
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_NAME_RE = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)*")  # used with fullmatch: no trailing newline
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # name -> default (None: unset). Secrets also accept NAME_FILE.
 GLOBAL_DEFAULTS: dict[str, str | None] = {
@@ -267,9 +269,12 @@ def _resolve_secret_files(values: dict[str, str], problems: list[str]) -> set[st
             problems.append(f"{file_name}: is empty; expected the path of a file holding the secret")
             continue
         try:
-            values[name] = Path(path).read_text().rstrip("\r\n")
-        except OSError as exc:
-            problems.append(f"{file_name}: cannot read {path!r}: {exc.strerror or exc}")
+            values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            problems.append(f"{file_name}: the file {path!r} is not UTF-8 text")
+            continue
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            problems.append(f"{file_name}: cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}")
             continue
         if values[name] == "":
             del values[name]
@@ -288,7 +293,7 @@ def _split_names(values: dict[str, str]) -> tuple[dict[str, dict[str, str]], lis
         if name.startswith(JOB_PREFIX):
             rest = name[len(JOB_PREFIX):]
             for fld in _FIELDS_BY_LENGTH:
-                if rest.endswith("_" + fld) and _NAME_RE.match(rest[: -len(fld) - 1]):
+                if rest.endswith("_" + fld) and _NAME_RE.fullmatch(rest[: -len(fld) - 1]):
                     jobs.setdefault(rest[: -len(fld) - 1], {})[fld] = values[name]
                     break
             else:
@@ -312,7 +317,8 @@ def _unknown_message(name: str, job_vars: dict[str, dict[str, str]]) -> str:
             if close:
                 candidates.insert(0, f"{JOB_PREFIX}{job}_{close[0]}")
     match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
-    hint = f"; did you mean {match[0]}?" if match else ""
+    hint = f"; did you mean {_show(match[0], quote=False)}?" if match else ""
+    name = _show(name, quote=False)
     if name.startswith(JOB_PREFIX):
         return (
             f"{name}: unknown job variable; expected SCHEDULER_JOB_<NAME>_<FIELD> with NAME of "
@@ -448,18 +454,18 @@ def _job_url(api_url: str | None) -> Callable[[str], str]:
 def _headers(text: str) -> tuple[tuple[str, str], ...]:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise ValueError('expected a JSON object of header names to strings, like {"X-Team": "ops"}') from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ValueError('expected a JSON object of header names to strings, like {"X-Team": "ops"}')
     bad = [k for k in data if k.lower() in RESERVED_HEADERS]
     if bad:
         raise ValueError(f"may not set {', '.join(bad)}: the scheduler sets these headers itself")
-    invalid = [k for k in data if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", k)]
+    invalid = [k for k in data if not _TOKEN_RE.fullmatch(k)]
     if invalid:
         raise ValueError(f"invalid header name {invalid[0]!r}")
-    if any("\n" in v or "\r" in v for v in data.values()):
-        raise ValueError("header values may not contain line breaks")
+    if any(_CONTROL_RE.search(v) for v in data.values()):
+        raise ValueError("header values may not contain line breaks or other control characters")
     return tuple(data.items())
 
 
@@ -504,7 +510,7 @@ def _host_ports(text: str) -> tuple[tuple[str, int], ...]:
 
 
 def _namespace(text: str) -> str:
-    if not _NAMESPACE_RE.match(text):
+    if not _NAMESPACE_RE.fullmatch(text):
         raise ValueError(f"expected 1-64 characters of A-Z a-z 0-9 _ . : -, got {text!r}")
     return text
 
@@ -513,8 +519,12 @@ def _tls_verify(text: str) -> bool | str:
     value = text.strip()
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
-    if not Path(value).is_file():
-        raise ValueError(f"expected true, false or the path of a CA bundle file, got {text!r}")
+    try:
+        found = Path(value).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL
+        found = False
+    if not found:
+        raise ValueError(f"expected true, false or the path of a CA bundle file, got {_show(text)}")
     return value
 
 
@@ -534,12 +544,22 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 def mask_url(url: str) -> str:
-    """A URL with its password replaced by ***, for logs."""
+    """A URL with its password (user:password@ or ?password=) replaced by ***, for logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _show(text: str, quote: bool = True) -> str:
+    """Text fit for a one-line message: control characters escaped; a value (quoted) is
+    also cut when long, a variable name (unquoted) never is."""
+    shown = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    if quote and len(shown) > 80:
+        shown = shown[:77] + "..."
+    return repr(shown) if quote else shown

@@ -237,7 +237,7 @@ def _retry_after_s(value: str | None, now: float) -> float | None:
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
 

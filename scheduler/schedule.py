@@ -39,8 +39,13 @@ MACROS = {
 # zones repeat at most 2 hours (Antarctica/Troll); 3 leaves a margin.
 _MAX_REPEAT_S = 3 * 3600
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu", "GMT", "Etc/GMT"})
-_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DAILY_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
+MAX_DURATION_S = 10 * 366 * 86400
+# Slots are shown as RFC 3339 years 0001-9999; keep every one a schedule can name well inside.
+MAX_SLOT = int(datetime(9000, 1, 1, tzinfo=timezone.utc).timestamp())
+_DAILY_TIME_RE = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+# `a-a` (a range of one value): croniter 7 reads it as the whole field; it means `a`.
+_ONE_VALUE_RANGE = re.compile(r"(?<![\w-])(\w+)-(\w+)(/\d+)?(?=$|,)")
 
 
 class ScheduleError(ValueError):
@@ -50,13 +55,18 @@ class ScheduleError(ValueError):
 def parse_duration_s(text: str) -> float:
     """`90`, `90s`, `15m`, `1h30m`, `2d`, `250ms` -> seconds."""
     text = text.strip()
-    if text.isdigit():
-        return float(int(text))
-    m = _DURATION_RE.match(text)
-    if not text or not m or not any(m.groups()):
-        raise ValueError(f"expected a duration like 90, 90s, 15m, 1h30m or 2d, got {text!r}")
-    d, h, mi, s, ms = (int(g) if g else 0 for g in m.groups())
-    return d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
+    m = _DURATION_RE.fullmatch(text) if len(text) <= 40 else None
+    if text.isdigit() and len(text) <= 12:
+        value = float(int(text))
+    elif not text or not m or not any(m.groups()):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise ValueError(f"expected a duration like 90, 90s, 15m, 1h30m or 2d, got {shown!r}")
+    else:
+        d, h, mi, s, ms = (int(g) if g else 0 for g in m.groups())
+        value = d * 86400 + h * 3600 + mi * 60 + s + ms / 1000
+    if value > MAX_DURATION_S:
+        raise ValueError(f"expected a duration of at most 10 years, got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,7 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
         times = [t.strip() for t in raw[6:].split(",")]
         exprs = []
         for t in times:
-            m = _DAILY_TIME_RE.match(t)
+            m = _DAILY_TIME_RE.fullmatch(t)
             if not m:
                 raise ScheduleError(f"expected daily HH:MM[,HH:MM...], got time {t!r}")
             exprs.append(f"{int(m.group(2))} {int(m.group(1))} * * *")
@@ -118,6 +128,8 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
             "expected a cron expression of 5 fields (or 6 with seconds first), a macro, "
             f"'every 15m', 'daily HH:MM' or 'at <RFC 3339>', got {len(fields)} fields"
         )
+    fields = [_ONE_VALUE_RANGE.sub(_collapse_range, f) for f in fields]
+    raw = " ".join(fields)
     seconds = len(fields) == 6
     minute, hour = (fields[1], fields[2]) if seconds else (fields[0], fields[1])
     if not croniter.is_valid(raw, hash_id=job or "job", second_at_beginning=seconds):
@@ -129,6 +141,11 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     except Exception as exc:  # croniter gives up on expressions that never match
         raise ScheduleError(f"cron expression {raw!r} never matches a date") from exc
     return cron
+
+
+def _collapse_range(m: re.Match) -> str:
+    a, b = m.group(1), m.group(2)
+    return a if a.lower() == b.lower() else m.group(0)
 
 
 def _interval(text: str) -> Interval:
@@ -148,7 +165,10 @@ def _parse_rfc3339(text: str) -> int:
         raise ScheduleError(f"expected an RFC 3339 instant like 2026-12-01T03:00:00Z, got {text!r}") from exc
     if dt.tzinfo is None:
         raise ScheduleError(f"an 'at' instant needs a UTC offset or Z, got {text!r}")
-    return int(dt.timestamp())
+    slot = int(dt.timestamp())
+    if not 0 <= slot <= MAX_SLOT:
+        raise ScheduleError(f"an 'at' instant must lie between 1970 and 9000, got {text!r}")
+    return slot
 
 
 def format_slot(slot: int) -> str:
@@ -221,27 +241,44 @@ def _next_cron(expr: str, schedule: Cron, fixed: bool, zone: ZoneInfo, t: int) -
         it.set_current(datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None), force=True)
         return int(it.get_next(datetime).replace(tzinfo=timezone.utc).timestamp())
     here = datetime.fromtimestamp(t, zone)
-    start = here.replace(tzinfo=None)
-    # If a backward jump is ahead within reach, wall-clock times just before `here` will
-    # happen again: start the search early enough to see their second occurrence.
-    ahead = datetime.fromtimestamp(t + _MAX_REPEAT_S, zone)
-    drop = here.utcoffset() - ahead.utcoffset()
-    if drop > timedelta(0):
-        start -= drop
-    it.set_current(start - timedelta(seconds=1), force=True)
-    best: int | None = None
+    wall = here.replace(tzinfo=None)
+    it.set_current(wall - timedelta(seconds=1), force=True)
+    again: int | None = None
     while True:
         naive = it.get_next(datetime)
         instants = _instants(naive, zone, fixed)
         later = [u for u in instants if u > t]
-        if later:
-            best = min(later) if best is None else min(best, *later)
-        # Instants are monotonic in wall-clock time except inside a repeated period, so
-        # the first candidate that happens exactly once and after t ends the search.
-        if len(instants) == 1 and later and _unambiguous(naive, zone):
-            return best
-        if best is not None and instants and min(instants) - _MAX_REPEAT_S > best:
-            return best
+        if len(instants) == 2 and instants[0] == t and again is None:
+            # t is this repeated time's first occurrence; its second comes after the jump,
+            # and the next wall-clock match may come sooner.
+            again = instants[1]
+            continue
+        if later or again is not None:
+            # Wall-clock order is instant order, but for one thing: a time in a repeated
+            # period happens first at its fold-0 instant, then again after the jump; taking
+            # the earliest instant of the first candidate that has one is right, except below.
+            best = min(later + ([again] if again is not None else []))
+            break
+    if fixed:
+        return best  # fixed-time jobs fire only at first occurrences: no earlier repeat
+    # t may lie in the first pass of a repeated period whose later wall-clock times had no
+    # match: then wall-clock times *before* `here` (from the period's start) happen again
+    # after the jump, possibly before `best`.
+    ahead = datetime.fromtimestamp(t + _MAX_REPEAT_S, zone)
+    drop = int((here.utcoffset() - ahead.utcoffset()).total_seconds())
+    if drop <= 0:
+        return best
+    jump = _transition(zone, t, t + _MAX_REPEAT_S)
+    if not (jump - drop <= t < jump <= best):
+        return best
+    repeat_start = datetime.fromtimestamp(jump - drop, zone).replace(tzinfo=None)
+    it.set_current(repeat_start - timedelta(seconds=1), force=True)
+    naive = it.get_next(datetime)
+    if naive < wall:
+        again = int(naive.replace(tzinfo=zone, fold=1).timestamp())
+        if t < again < best:
+            return again
+    return best
 
 
 @functools.lru_cache(maxsize=65536)

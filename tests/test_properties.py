@@ -288,8 +288,16 @@ def allowed_subjects(env) -> set[str]:
     return allowed
 
 
+def shown(name: str) -> str:
+    """A name as a one-line message shows it: control and non-printable characters escaped."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
 def starts_with_a_name(problem: str, allowed: set[str]) -> bool:
-    return any(problem.startswith(name + ": ") or problem.startswith(name + " and ") for name in allowed)
+    return any(
+        problem.startswith(form + ": ") or problem.startswith(form + " and ")
+        for name in allowed for form in {name, shown(name)}
+    )
 
 
 def check_settings(s, env) -> None:
