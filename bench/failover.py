@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Failover: kill -9 the leader, and stop it gracefully (SIGTERM), again and again, with a
+job due every second; measure at the receiver what the application sees.
+
+Per event: the gap from the signal to the first request sent by the new leader (a higher
+X-Scheduler-Fencing-Token), the added delay beyond the normal 1 s cadence (largest gap
+between consecutive slots' arrivals around the event, minus 1 s), slots never delivered,
+and slots delivered twice. A short lease is used (TTL 3 s, renew 1 s by default), so a
+crash is detected in seconds; the bound for a crash is TTL + one renew period.
+
+    uv run python bench/failover.py
+    uv run python bench/failover.py --reps 3 --ttl 6s --renew 2s --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as c  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=10, help="repetitions of each kind of event (default 10)")
+    ap.add_argument("--kinds", default="crash,graceful", help="which events, in order (default crash,graceful)")
+    ap.add_argument("--jobs", type=int, default=1, help="jobs due every second (default 1)")
+    ap.add_argument("--schedule", default="* * * * * *", help="their schedule (default '* * * * * *')")
+    ap.add_argument("--replicas", type=int, default=2, help="replicas (default 2)")
+    ap.add_argument("--ttl", default="3s", help="SCHEDULER_LEASE_TTL (default 3s)")
+    ap.add_argument("--renew", default="1s", help="SCHEDULER_LEASE_RENEW (default 1s)")
+    ap.add_argument("--settle", type=float, default=2.0, help="steady seconds between events (default 2)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the random phase of each signal within its second")
+    ap.add_argument("--log-level", default="INFO", help="SCHEDULER_LOG_LEVEL (default INFO; the leadership lines are used)")
+    ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/failover-<time>.json)")
+    c.add_receiver_arg(ap)
+    c.add_src_arg(ap)
+    a = ap.parse_args()
+    c.set_src(a.src)
+    kinds = [k.strip() for k in a.kinds.split(",") if k.strip()]
+    if not kinds or any(k not in ("crash", "graceful") for k in kinds):
+        ap.error("--kinds: crash and/or graceful")
+    ttl, renew = c.duration_s(a.ttl), c.duration_s(a.renew)
+    budget = 90 + a.reps * len(kinds) * (ttl + renew + a.settle + 15)
+    return c.run_bounded(lambda: run(a, kinds, ttl, renew), budget)
+
+
+def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> int:
+    rng = random.Random(a.seed)
+    workdir = c.make_workdir("bench-failover-")
+    logs = c.log_dir("failover")
+    redis = c.RedisServer()
+    receiver = c.make_receiver(a.receiver)
+    env_file = c.write_env_file(workdir / "jobs.env", {n: a.schedule for n in c.job_names(a.jobs, "TICK")})
+    settings = {
+        "SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url,
+        "SCHEDULER_LOG_LEVEL": a.log_level, "SCHEDULER_LOG_FORMAT": "json", "SCHEDULER_HTTP_PORT": "0",
+        "SCHEDULER_LEASE_TTL": a.ttl, "SCHEDULER_LEASE_RENEW": a.renew,
+    }
+    print(f"{a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, TTL {a.ttl}, renew {a.renew}, "
+          f"redis :{redis.port}, logs {logs}", flush=True)
+    serial = 0
+
+    def start_replica() -> c.Daemon:
+        nonlocal serial
+        serial += 1
+        return c.Daemon(env_file, settings, logs / f"replica-{serial}.log")
+
+    replicas = [start_replica()]
+    c.wait_for(lambda: c.leader_of(redis.client)[1] == replicas[0].pid, 60, what="the first replica to lead")
+    replicas += [start_replica() for _ in range(a.replicas - 1)]
+    c.wait_for(lambda: c.subscribers(redis.client) >= a.replicas, 60, what="every replica to subscribe")
+    c.wait_for(lambda: receiver.count() >= 3 * a.jobs, 30, what="steady fires")
+    time.sleep(a.settle)
+
+    events = []
+    plan = [k for k in kinds for _ in range(a.reps)]
+    for n, kind in enumerate(plan, 1):
+        _, pid = c.leader_of(redis.client)
+        old = next((r for r in replicas if r.pid == pid), None)
+        if old is None:
+            raise RuntimeError(f"the lease holder (pid {pid}) is none of the replicas started")
+        old_epoch = int(redis.client.get("{scheduler}:epoch") or 0)
+        phase = rng.uniform(0.02, 0.98)
+        c.sleep_until(int(time.time()) + 1 + phase)
+        start = receiver.count()
+        exited: list[float] = []
+        watcher = threading.Thread(target=lambda p=old.proc: (p.wait(), exited.append(time.time())), daemon=True)
+        t_ev = time.time()
+        if kind == "crash":
+            old.proc.send_signal(signal.SIGKILL)
+        else:
+            old.proc.send_signal(signal.SIGTERM)
+        watcher.start()
+
+        def new_leader_fire():
+            return next((x for x in receiver.since(start) if x.fencing.isdigit() and int(x.fencing) > old_epoch), None)
+
+        first_new = c.wait_for(new_leader_fire, ttl + renew + 15, 0.005, f"a fire by a new leader after {kind} #{n}")
+        watcher.join(40)
+        rc = old.proc.poll()
+        t_exit = exited[0] if exited else None
+        c.stop_process(old.proc)  # unregisters it (SIGKILL after 10 s if a graceful stop hangs)
+        replicas.remove(old)
+        new_pid = c.leader_of(redis.client)[1]
+        new = next((r for r in replicas if r.pid == new_pid), None)
+        took = None
+        if new is not None:
+            for ev in c.log_events(new.log_path):
+                if ev.get("event") == "became leader" and int(ev.get("epoch") or 0) > old_epoch:
+                    took = c.log_time(ev)
+        ev = {
+            "n": n, "kind": kind, "t": round(t_ev, 3), "phase_in_second": round(phase, 3),
+            "old_pid": old.pid, "old_epoch": old_epoch, "new_pid": new_pid, "new_epoch": int(first_new.fencing),
+            "gap_s": round(first_new.t - t_ev, 3),
+            "first_new_fire_slot": first_new.slot, "first_new_fire_attempt": first_new.attempt,
+            "became_leader_after_s": None if took is None else round(took - t_ev, 3),
+            "old_exit_code": rc if kind == "graceful" else -9,
+            "old_exit_after_s": round(t_exit - t_ev, 3) if kind == "graceful" and t_exit else None,
+        }
+        events.append(ev)
+        print(f"  {n:2d} {kind:8s} phase {phase:.2f}: new leader's first fire after {ev['gap_s']:.3f} s "
+              f"(slot {first_new.slot[11:19]}, attempt {first_new.attempt}), became leader after "
+              f"{c.fmt(ev['became_leader_after_s'], ' s', 3)}", flush=True)
+        replicas.append(start_replica())
+        c.wait_for(lambda: c.subscribers(redis.client) >= a.replicas, 60, what="the restarted replica to subscribe")
+        time.sleep(a.settle)
+
+    time.sleep(1.5)
+    alive = [r.alive() for r in replicas]
+    final_exits = [r.terminate() for r in replicas]
+    arrivals = list(receiver.arrivals)
+    receiver.stop()
+    problems = c.log_problems(sorted(logs.glob("replica-*.log")))
+    analyse(a, events, arrivals, ttl, renew)
+
+    rows = []
+    for kind in kinds:
+        evs = [e for e in events if e["kind"] == kind]
+        if not evs:
+            continue
+        gaps = [e["gap_s"] for e in evs]
+        added = [e["added_delay_s"] for e in evs]
+        lost = sum(e["slots_lost"] for e in evs)
+        made_up = sum(e["slots_made_up"] for e in evs)
+        dup = sum(e["duplicates"] for e in evs)
+        if kind == "crash":
+            bound = ttl + renew
+            rows += [
+                ("crash: kill -9 -> first fire by the new leader", f"median {c.percentile(gaps, 50):.3f} s, max {max(gaps):.3f} s",
+                 f"<= TTL + renew = {bound:g} s: {c.verdict(max(gaps) <= bound)}"),
+                ("crash: kill -9 -> 'became leader' logged", _spread([e["became_leader_after_s"] for e in evs]), ""),
+                ("crash: added delay beyond 1 s cadence", f"median {c.percentile(added, 50):.3f} s, max {max(added):.3f} s", ""),
+                ("crash: slots lost (total over reps)", f"{lost} (in {sum(1 for e in evs if e['slots_lost'])} of {len(evs)} reps)",
+                 "CATCHUP=latest makes up only the newest missed slot"),
+                ("crash: slots made up by the new leader", made_up, "slots already due when it took over"),
+                ("crash: duplicates (same key twice)", dup, "a fire in flight at the kill is redelivered"),
+            ]
+        else:
+            exits = sorted({e["old_exit_code"] for e in evs}, key=str)
+            rows += [
+                ("graceful: SIGTERM -> first fire by the new leader", f"median {c.percentile(gaps, 50):.3f} s, max {max(gaps):.3f} s", ""),
+                ("graceful: SIGTERM -> 'became leader' logged", _spread([e["became_leader_after_s"] for e in evs]), ""),
+                ("graceful: added delay beyond 1 s cadence", f"median {c.percentile(added, 50):.3f} s, max {max(added):.3f} s",
+                 f"<= 0.5 s: {c.verdict(max(added) <= 0.5)}"),
+                ("graceful: slots lost (total over reps)", lost, f"0: {c.verdict(lost == 0)}"),
+                ("graceful: duplicates", dup, ""),
+                ("graceful: old leader exit code / exit after", f"{exits} / {_spread([e['old_exit_after_s'] for e in evs])}", ""),
+            ]
+    baseline_lost = events[0]["baseline_lost"] if events else 0
+    rows += [
+        ("slots lost outside any event", baseline_lost, ""),
+        ("replicas alive at end; exit codes", f"{alive}; {final_exits}", ""),
+        ("daemon warnings/errors logged", c.summarize_problems(problems), ""),
+    ]
+    c.print_table(f"failover: {a.reps} x {'/'.join(kinds)}, {a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, "
+                  f"TTL {a.ttl}, renew {a.renew}", rows, ("figure", "value", "target / note"))
+    c.print_table("per event", [
+        (e["n"], e["kind"], f"{e['phase_in_second']:.2f}", f"{e['gap_s']:.3f}", c.fmt(e["became_leader_after_s"], "", 3),
+         f"{e['added_delay_s']:.3f}", e["slots_lost"], e["slots_made_up"], e["duplicates"])
+        for e in events
+    ], ("#", "kind", "phase", "gap s", "leader after s", "added s", "lost", "made up", "dupes"))
+    res = {
+        "benchmark": "failover", "environment": c.environment_info(),
+        "config": {"receiver": a.receiver, "reps": a.reps, "kinds": kinds, "jobs": a.jobs, "schedule": a.schedule, "replicas": a.replicas,
+                   "lease_ttl": a.ttl, "lease_renew": a.renew, "settle_s": a.settle, "seed": a.seed, "log_level": a.log_level},
+        "events": events, "alive_at_end": alive, "exit_codes": final_exits,
+        "log_problems": problems, "logs": str(logs),
+    }
+    path = c.write_json(a.json or c.default_json_path("failover"), res)
+    print(f"\nresults: {path}")
+    return 0
+
+
+def _spread(values) -> str:
+    vs = [v for v in values if v is not None]
+    if not vs:
+        return "n/a"
+    return f"median {c.percentile(vs, 50):.3f} s, max {max(vs):.3f} s"
+
+
+def analyse(a, events: list[dict], arrivals: list[c.Arrival], ttl: float, renew: float) -> None:
+    """Attribute every slot to the event before it; count per event the slots never
+    delivered, made up by the new leader (already due when it took over), delivered twice,
+    and the largest gap between consecutive slots' first arrivals, minus the 1 s cadence."""
+    per_job: dict[str, dict[int, list[c.Arrival]]] = {}
+    for x in arrivals:
+        per_job.setdefault(x.job, {}).setdefault(c.parse_slot(x.slot), []).append(x)
+    starts = [int(e["t"]) - 1 for e in events]  # a slot due in the second before the signal counts too
+    for e in events:
+        e.update(slots_lost=0, slots_made_up=0, duplicates=0, added_delay_s=0.0, max_lateness_s=0.0)
+    baseline_lost = 0
+
+    def owner(slot: int) -> dict | None:
+        idx = None
+        for i, s in enumerate(starts):
+            if slot >= s:
+                idx = i
+        return None if idx is None else events[idx]
+
+    for job, slots in per_job.items():
+        lo, hi = min(slots), max(slots)
+        firsts: list[tuple[int, float]] = []
+        for s in range(lo, hi + 1):
+            e = owner(s)
+            got = slots.get(s)
+            if not got:
+                if e is None:
+                    baseline_lost += 1
+                else:
+                    e["slots_lost"] += 1
+                continue
+            first = min(x.t for x in got)
+            firsts.append((s, first))
+            if e is not None:
+                e["duplicates"] += len(got) - len({x.key for x in got})
+                took = e["t"] + (e["became_leader_after_s"] if e["became_leader_after_s"] is not None else e["gap_s"])
+                fencing = min((x for x in got), key=lambda x: x.t).fencing
+                if fencing == str(e["new_epoch"]) and s < took:
+                    e["slots_made_up"] += 1
+                e["max_lateness_s"] = round(max(e["max_lateness_s"], first - s), 3)
+        # Largest arrival gap between consecutive delivered slots, within each event's span
+        # (from the signal to the first fire of its new leader, plus 2 s).
+        for e in events:
+            t_end = e["t"] + e["gap_s"] + 2.0
+            gaps = [t2 - t1 for (_, t1), (_, t2) in zip(firsts, firsts[1:]) if t2 >= e["t"] - 1.0 and t1 <= t_end]
+            if gaps:
+                e["added_delay_s"] = round(max(e["added_delay_s"], max(gaps) - 1.0), 3)
+    for e in events:
+        e["baseline_lost"] = baseline_lost
+
+
+if __name__ == "__main__":
+    sys.exit(main())

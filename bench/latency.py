@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Steady-state latency: N jobs all due every second, a leader and standbys on a real Redis.
+
+Measured at the receiver: delivered %, duplicates (by Idempotency-Key), lateness (arrival
+at the receiver - X-Scheduler-Slot); at the leader: CPU % of one core and RSS from /proc;
+at Redis: commands per fire (see `--help` of --monitor-s for the method).
+
+    uv run python bench/latency.py                       # both presets: 20 jobs/30 s, 1000 jobs/60 s
+    uv run python bench/latency.py --preset large --profile /tmp/leader.collapsed
+    uv run python bench/latency.py --jobs 200 --duration 20 --replicas 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as c  # noqa: E402
+
+PRESETS = {
+    "small": {"jobs": 20, "duration": 30, "targets": {"p99_ms": 15}},
+    "large": {
+        "jobs": 1000, "duration": 60,
+        "targets": {"delivered_pct": 100.0, "duplicates": 0, "p99_ms": 150, "leader_cpu_pct": 25, "cmds_per_fire": 2},
+    },
+}
+
+METHOD = (
+    "Redis commands per fire: INFO commandstats and total_commands_processed also count the "
+    "calls a Lua script makes, and Redis 7.0 has no per-client counter, so client commands are "
+    "counted from a MONITOR sample (redis-cli monitor, taken right after the measured window so it "
+    "cannot slow it down): a line '[db ip:port]' is a command a client sent, '[db lua]' a call inside "
+    "a script; the leader's connections are found from /proc/<pid>/fd and /proc/net/tcp. Divided by "
+    "the fires that arrived at the receiver during the sample. EVALSHA/EVAL calls per fire over the "
+    "whole window come from INFO commandstats (exact: a script cannot call EVAL)."
+)
+
+
+def expected_slots(schedule: str, w0: int, w1: int, workdir: Path) -> list[int]:
+    """Slots of one job with this schedule in [w0, w1), from the daemon's own `check`."""
+    env_file = c.write_env_file(workdir / "one.env", {"PROBE": schedule})
+    from_ = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w0 - 1))
+    out = subprocess.run(
+        [sys.executable, "-m", "scheduler", "check", "--env-file", str(env_file), "--json", "--from", from_,
+         "--count", str(w1 - w0 + 2)],
+        cwd=c.SRC, env=c.daemon_env({}), capture_output=True, text=True, timeout=60,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"scheduler check failed: {out.stderr.strip()}")
+    slots = [c.parse_slot(s) for s in json.loads(out.stdout)["jobs"][0]["next"]]
+    return [s for s in slots if w0 <= s < w1]
+
+
+def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets: dict) -> dict:
+    max_conc = a.max_concurrency or max(64, 1 << (jobs - 1).bit_length())
+    workdir = c.make_workdir("bench-latency-")
+    logs = c.log_dir(f"latency-{name}")
+    redis = c.RedisServer()
+    receiver = c.make_receiver(a.receiver, a.hold_ms)
+    names = c.job_names(jobs)
+    env_file = c.write_env_file(workdir / "jobs.env", {n: a.schedule for n in names})
+    settings = {
+        "SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url,
+        "SCHEDULER_MAX_CONCURRENCY": str(max_conc), "SCHEDULER_LOG_LEVEL": a.log_level,
+        "SCHEDULER_LOG_FORMAT": "json", "SCHEDULER_HTTP_PORT": "0",
+        "SCHEDULER_LEASE_TTL": a.ttl, "SCHEDULER_LEASE_RENEW": a.renew,
+    }
+    print(f"[{name}] {jobs} jobs '{a.schedule}', {a.replicas} replicas, MAX_CONCURRENCY={max_conc}, "
+          f"LOG_LEVEL={a.log_level}, redis :{redis.port}, {a.receiver} receiver :{receiver.port}, logs {logs}", flush=True)
+
+    leader = c.Daemon(env_file, settings, logs / "replica-1.log")
+    _, pid = c.wait_for(lambda: c.leader_of(redis.client)[1] and c.leader_of(redis.client), 60,
+                        what="the first replica to take the lease")
+    if pid != leader.pid:
+        raise RuntimeError(f"lease holder pid {pid} is not the first replica {leader.pid}")
+    standbys = [c.Daemon(env_file, settings, logs / f"replica-{i}.log") for i in range(2, a.replicas + 1)]
+    c.wait_for(lambda: c.subscribers(redis.client) >= a.replicas, 60, what="every replica to subscribe")
+    c.wait_for(lambda: receiver.count() > 0, 30, what="the first fire")
+    time.sleep(a.warmup)
+
+    w0 = int(time.time()) + 3  # leaves time for `check` below
+    w1 = w0 + duration
+    slots = expected_slots(a.schedule, w0, w1, workdir)
+    c.sleep_until(w0 - 0.1)
+    cpu = c.CpuWindow(leader.pid)
+    sb_cpu = [c.CpuWindow(s.pid) for s in standbys]
+    stats0 = redis.commandstats()
+    epoch0 = int(redis.client.get("{scheduler}:epoch") or 0)
+    cpu.start()
+    for w in sb_cpu:
+        w.start()
+    spy = c.start_py_spy(leader.pid, duration, Path(a.profile)) if a.profile else None
+    c.sleep_until(w1 - 0.1)
+    cpu.stop()
+    for w in sb_cpu:
+        w.stop()
+    stats1 = redis.commandstats()
+    epoch1 = int(redis.client.get("{scheduler}:epoch") or 0)
+    time.sleep(a.grace)
+
+    # MONITOR sample after the window, so its cost does not touch the figures above. The
+    # lease holder's connections are the ones counted; if the lease changed hands during
+    # the sample, there is no per-leader figure.
+    holder0 = c.leader_of(redis.client)[1]
+    peers0 = c.tcp_peers_of(holder0, redis.port) if holder0 else set()
+    t0, t1, mon_path = c.monitor_sample(redis.port, a.monitor_s, workdir / "monitor.txt")
+    holder1 = c.leader_of(redis.client)[1]
+    stable = holder0 is not None and holder0 == holder1
+    leader_peers = (peers0 | c.tcp_peers_of(holder1, redis.port)) if stable else set()
+    sample_arrivals = [x for x in receiver.arrivals if t0 <= x.t <= t1]
+    names_by_sha = c.script_names()
+    mon_leader = c.parse_monitor(mon_path, t0, t1, leader_peers, names_by_sha)
+    mon_all = c.parse_monitor(mon_path, t0, t1, None, names_by_sha)
+
+    if spy is not None:
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+    alive = {"leader": leader.alive(), "standbys": [s.alive() for s in standbys]}
+    t_stop = time.monotonic()
+    exits = {"standbys": [s.terminate() for s in standbys], "leader": leader.terminate()}  # -9: not gone 40 s after SIGTERM
+    stop_s = time.monotonic() - t_stop
+    arrivals = list(receiver.arrivals)
+    receiver.stop()
+    redis.stop()
+
+    # -- analysis ------------------------------------------------------------------------
+    in_window = [x for x in arrivals if w0 <= c.parse_slot(x.slot) < w1]
+    first, dupes = c.first_arrivals(in_window)
+    expected = len(slots) * jobs
+    late = [x.t - c.parse_slot(x.slot) for x in first.values()]
+    by_slot: dict[str, list[float]] = {}
+    for x in first.values():
+        by_slot.setdefault(x.slot, []).append(x.t)
+    first_of_slot = [min(ts) - c.parse_slot(s) for s, ts in by_slot.items()]
+    spread = [max(ts) - min(ts) for ts in by_slot.values()]
+    retried = sum(1 for x in in_window if x.attempt not in ("", "1"))
+    scripts = sum(stats1.get(k, 0) - stats0.get(k, 0) for k in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
+    fires_sample = len(sample_arrivals)
+    problems = c.log_problems([leader.log_path, *(s.log_path for s in standbys)])
+    delivered_pct = 100.0 * len(first) / expected if expected else None
+    lat = c.stats_ms(late)
+    res = {
+        "name": name,
+        "config": {
+            "receiver": a.receiver, "jobs": jobs, "schedule": a.schedule, "duration_s": duration, "replicas": a.replicas,
+            "max_concurrency": max_conc, "log_level": a.log_level, "lease_ttl": a.ttl, "lease_renew": a.renew,
+            "receiver_hold_ms": a.hold_ms, "window": [w0, w1], "warmup_s": a.warmup, "grace_s": a.grace,
+        },
+        "expected_fires": expected,
+        "delivered": len(first),
+        "delivered_pct": None if delivered_pct is None else round(delivered_pct, 3),
+        "duplicates": dupes,
+        "attempts_above_1": retried,
+        "lateness_ms": lat,
+        "first_of_slot_lateness_ms": c.stats_ms(first_of_slot),
+        "slot_spread_ms": c.stats_ms(spread),
+        "lease_acquisitions_in_window": epoch1 - epoch0,
+        "leader": cpu.as_dict(),
+        "standbys": [w.as_dict() for w in sb_cpu],
+        "redis": {
+            "method": METHOD,
+            "script_calls_in_window": scripts,
+            "script_calls_per_fire": round(scripts / len(first), 3) if first else None,
+            "monitor_sample_s": round(t1 - t0, 2),
+            "fires_in_sample": fires_sample,
+            "sample_lease_holder_pid": holder0 if stable else None,
+            "sample_lease_holder_is_first_replica": stable and holder0 == leader.pid,
+            "leader_client_commands": mon_leader.client_commands if stable else None,
+            "leader_commands_per_fire": round(mon_leader.client_commands / fires_sample, 3) if fires_sample and stable else None,
+            "all_client_commands": mon_all.client_commands,
+            "all_commands_per_fire": round(mon_all.client_commands / fires_sample, 3) if fires_sample else None,
+            "script_inner_calls_per_fire": round(mon_all.script_inner_calls / fires_sample, 2) if fires_sample else None,
+            "leader_commands_by_name": mon_leader.by_command,
+            "leader_connections": sorted(leader_peers),
+        },
+        "receiver": {"max_open_requests": receiver.max_open, "connections": len(receiver.connections)},
+        "alive_at_end": alive,
+        "exit_codes": exits, "shutdown_s": round(stop_s, 2),
+        "log_problems": problems,
+        "logs": str(logs),
+    }
+    if a.profile:
+        res["profile"] = {"raw": a.profile, **c.summarize_collapsed(Path(a.profile))}
+    checks = {
+        "delivered_pct": (delivered_pct, lambda v, t: v is not None and v >= t),
+        "duplicates": (dupes, lambda v, t: v <= t),
+        "p99_ms": (lat["p99"], lambda v, t: v is not None and v <= t),
+        "leader_cpu_pct": (cpu.percent, lambda v, t: v is not None and v <= t),
+        "cmds_per_fire": (res["redis"]["leader_commands_per_fire"], lambda v, t: v is not None and v <= t),
+    }
+    res["targets"] = {k: {"target": t, "value": checks[k][0],
+                          "pass": None if checks[k][0] is None else checks[k][1](checks[k][0], t)}
+                      for k, t in targets.items()}
+    report(res)
+    return res
+
+
+def report(r: dict) -> None:
+    cfg, red, lead = r["config"], r["redis"], r["leader"]
+    lat, fos, spr = r["lateness_ms"], r["first_of_slot_lateness_ms"], r["slot_spread_ms"]
+    t = r["targets"]
+
+    def tgt(key: str, text: str) -> str:
+        return f"{text}: {c.verdict(t[key]['pass'])}" if key in t else ""
+
+    rows = [
+        ("jobs x slots (expected fires)", f"{cfg['jobs']} x {r['expected_fires'] // max(1, cfg['jobs'])} = {r['expected_fires']}", ""),
+        ("delivered", f"{r['delivered']} ({c.fmt(r['delivered_pct'], '%', 2)})", tgt("delivered_pct", "100%")),
+        ("duplicates (same Idempotency-Key again)", r["duplicates"], tgt("duplicates", "0")),
+        ("requests with attempt > 1", r["attempts_above_1"], ""),
+        ("lateness p50 / p90", f"{c.fmt(lat['p50'], ' ms', 2)} / {c.fmt(lat['p90'], ' ms', 2)}", ""),
+        ("lateness p99", c.fmt(lat["p99"], " ms", 2), tgt("p99_ms", f"<= {t.get('p99_ms', {}).get('target')} ms")),
+        ("lateness min / max", f"{c.fmt(lat['min'], ' ms', 2)} / {c.fmt(lat['max'], ' ms', 2)}", ""),
+        ("first fire of each slot: p50 / max", f"{c.fmt(fos['p50'], ' ms', 2)} / {c.fmt(fos['max'], ' ms', 2)}", ""),
+        ("spread first->last job of a slot p50 / max", f"{c.fmt(spr['p50'], ' ms', 2)} / {c.fmt(spr['max'], ' ms', 2)}", ""),
+        ("lease acquisitions during the window", r["lease_acquisitions_in_window"], "0 = the first replica led throughout"),
+        ("leader CPU (% of one core)", c.fmt(lead["cpu_percent_of_core"], " %", 1), tgt("leader_cpu_pct", "<= 25%")),
+        ("leader RSS / peak RSS", f"{c.mb(lead['rss_kb'])} / {c.mb(lead['peak_rss_kb'])}", ""),
+    ]
+    for i, sb in enumerate(r["standbys"], 2):
+        rows.append((f"standby {i} CPU / RSS", f"{c.fmt(sb['cpu_percent_of_core'], ' %', 2)} / {c.mb(sb['rss_kb'])}", ""))
+    by = ", ".join(f"{k} {v}" for k, v in sorted(red["leader_commands_by_name"].items(), key=lambda kv: -kv[1]))
+    rows += [
+        ("Redis cmds/fire, leader (MONITOR)", c.fmt(red["leader_commands_per_fire"], "", 3), tgt("cmds_per_fire", "<= 2")),
+        ("Redis cmds/fire, all replicas (MONITOR)", c.fmt(red["all_commands_per_fire"], "", 3), ""),
+        ("  sample", f"{red['monitor_sample_s']} s, {red['fires_in_sample']} fires; leader: "
+                     f"{by or 'none' if red['sample_lease_holder_pid'] else 'lease changed hands during the sample'}", ""),
+        ("  calls inside scripts per fire", c.fmt(red["script_inner_calls_per_fire"], "", 2), ""),
+        ("EVALSHA/EVAL per fire, window (commandstats)", c.fmt(red["script_calls_per_fire"], "", 3), ""),
+        ("receiver: max open requests / connections", f"{r['receiver']['max_open_requests']} / {r['receiver']['connections']}", ""),
+        ("replicas alive at end; exit codes", f"{r['alive_at_end']}; {r['exit_codes']} (SIGTERM to exit: {r['shutdown_s']} s)",
+         "-9: killed 40 s after SIGTERM"),
+        ("daemon warnings/errors logged", c.summarize_problems(r["log_problems"]), ""),
+    ]
+    title = (f"latency [{r['name']}]: {cfg['jobs']} jobs '{cfg['schedule']}', {cfg['duration_s']} s, {cfg['replicas']} replicas, "
+             f"MAX_CONCURRENCY={cfg['max_concurrency']}, LOG_LEVEL={cfg['log_level']}, {cfg['receiver']} receiver, TTL {cfg['lease_ttl']}/renew {cfg['lease_renew']}")
+    c.print_table(title, rows, ("figure", "value", "target"))
+    if "profile" in r:
+        p = r["profile"]
+        c.print_table(f"leader profile (py-spy, {p['total_samples']} non-idle samples): self time",
+                      [(x["function"], f"{x['percent']} %") for x in p["self"][:12]], ("function", "% samples"))
+        c.print_table("leader profile: inclusive",
+                      [(x["function"], f"{x['percent']} %") for x in p["inclusive"][:20]], ("function", "% samples"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=("small", "large", "all"), help="small: 20 jobs/30 s; large: 1000 jobs/60 s; "
+                    "all (the default without --jobs): both")
+    ap.add_argument("--jobs", type=int, help="number of jobs (a custom run)")
+    ap.add_argument("--duration", type=int, help="measured window, seconds (default 30 for a custom run)")
+    ap.add_argument("--schedule", default="* * * * * *", help="every job's schedule (default '* * * * * *')")
+    ap.add_argument("--replicas", type=int, default=2, help="replicas: 1 leader + standbys (default 2)")
+    ap.add_argument("--max-concurrency", type=int, help="SCHEDULER_MAX_CONCURRENCY (default: max(64, jobs rounded up to a power of 2))")
+    ap.add_argument("--log-level", default="WARNING", help="SCHEDULER_LOG_LEVEL (default WARNING)")
+    ap.add_argument("--ttl", default="15s", help="SCHEDULER_LEASE_TTL (default 15s)")
+    ap.add_argument("--renew", default="5s", help="SCHEDULER_LEASE_RENEW (default 5s)")
+    ap.add_argument("--hold-ms", type=float, default=0.0, help="receiver waits this long before answering (default 0)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds of fires before the window (default 3)")
+    ap.add_argument("--grace", type=float, default=3.0, help="seconds after the window for late arrivals (default 3)")
+    ap.add_argument("--monitor-s", type=float, default=5.0, help="MONITOR sample after the window, seconds (default 5)")
+    ap.add_argument("--profile", metavar="PATH", help="record the leader with py-spy during the window (collapsed stacks)")
+    ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/latency-<time>.json)")
+    c.add_receiver_arg(ap)
+    c.add_src_arg(ap)
+    a = ap.parse_args()
+    c.set_src(a.src)
+    if a.jobs is None and a.duration is None:
+        runs = [(p, PRESETS[p]["jobs"], PRESETS[p]["duration"], PRESETS[p]["targets"])
+                for p in (("small", "large") if a.preset in (None, "all") else (a.preset,))]
+    else:
+        jobs = a.jobs or 20
+        runs = [("custom", jobs, a.duration or 30, PRESETS["large" if jobs > 100 else "small"]["targets"])]
+    if a.profile and len(runs) > 1:
+        ap.error("--profile needs a single run: add --preset small|large or --jobs")
+    budget = sum(120 + d + a.warmup + a.grace + a.monitor_s + j / 20 for _, j, d, _ in runs)
+    out: dict = {"benchmark": "latency", "environment": c.environment_info(), "runs": []}
+
+    def go() -> int:
+        for name, jobs, duration, targets in runs:
+            out["runs"].append(run_one(name, a, jobs, duration, targets))
+            c.cleanup()
+        path = c.write_json(a.json or c.default_json_path("latency"), out)
+        print(f"\nmethod: {METHOD}\n\nresults: {path}")
+        return 0
+
+    return c.run_bounded(go, budget)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
