@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -17,6 +18,7 @@ from . import config
 from . import schedule as sched
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
+SHUTDOWN_BACKSTOP_S = 10.0
 
 log = logging.getLogger("scheduler")
 
@@ -227,7 +229,17 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
 def _on_signal(engine, sig: signal.Signals) -> None:
     if not engine.stopping.is_set():
         log.info("shutting down", extra={"signal": sig.name})
+        # The drain is bounded by SHUTDOWN_GRACE; this is the backstop if something hangs
+        # past it (a store call, a stuck loop), so an orchestrator never has to SIGKILL.
+        limit = engine.settings.shutdown_grace_s + SHUTDOWN_BACKSTOP_S
+        asyncio.get_running_loop().call_later(limit, _overran, limit)
     engine.stop()
+
+
+def _overran(limit: float) -> None:
+    log.error("shutdown did not finish in time; exiting now", extra={"after_s": limit})
+    logging.shutdown()
+    os._exit(EX_FAILURE)
 
 
 def _redis_target(settings: config.Settings) -> str:

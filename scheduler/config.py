@@ -153,7 +153,13 @@ def read_environment(env_file: str | None, environ: Mapping[str, str] | None = N
     else:
         path = ".env" if Path(".env").is_file() else None
     if path is not None:
-        for key, value in dotenv_values(path).items():
+        # Interpolation costs time quadratic in the number of variables (10,000 jobs: half a
+        # minute); a file with no ${...} has nothing to interpolate.
+        try:
+            interpolate = "${" in Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            interpolate = True
+        for key, value in dotenv_values(path, interpolate=interpolate).items():
             if key.startswith(PREFIX):
                 merged[key] = "" if value is None else value
     merged.update({k: v for k, v in environ.items() if k.startswith(PREFIX)})

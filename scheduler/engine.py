@@ -88,7 +88,10 @@ class Engine:
         self.running: dict[str, tuple[Claim, asyncio.Task]] = {}  # by in-flight field
         self._replaced: set[asyncio.Task] = set()
         self._backlog: set[asyncio.Task] = set()  # fires claimed at leadership start
-        self._sent: set[str] = set()  # fires whose call is over, their outcome being recorded
+        # job -> {in-flight field: task} of fires whose HTTP call is under way (not those
+        # only recording their outcome): what CONCURRENCY looks at, in O(1) per job.
+        self._active: dict[str, dict[str, asyncio.Task]] = {}
+        self._upcoming: dict[str, int] = {}  # job -> its next slot in the heap: the retry deadline
         self.epoch: int | None = None
         self.lease: Lease | None = None
         self.is_leader = False
@@ -155,8 +158,7 @@ class Engine:
         waiter = asyncio.ensure_future(self.store.wait_released(self.settings.lease_renew_s))
         stopper = asyncio.ensure_future(self.stopping.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for t in (waiter, stopper):
-            t.cancel()
+        await _cancel(waiter, stopper)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep that SIGTERM, a lost lease or new work cuts short."""
@@ -191,13 +193,12 @@ class Engine:
         watcher = asyncio.create_task(self._watch_triggers(epoch, self.lease))
         try:
             await self._leader_loop(epoch, self.lease)
-            watcher.cancel()
+            await _cancel(watcher)
             if self.stopping.is_set():
                 # Keep renewing while in-flight fires finish, so no standby redelivers them.
                 await self._finish_in_flight()
         finally:
-            renewer.cancel()
-            watcher.cancel()
+            await _cancel(renewer, watcher)
             self.is_leader = False
             self.metrics.leader.set(0)
             self.metrics.transitions.labels("released" if self.stopping.is_set() else "lost").inc()
@@ -266,6 +267,7 @@ class Engine:
             nxt = sched.next_after(job.schedule, cursor)
             if nxt is not None:
                 heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, job.name))
+                self._upcoming[job.name] = nxt
                 after = sched.next_after(job.schedule, nxt)
                 if after is not None:
                     self.period_s[job.name] = after - nxt
@@ -293,7 +295,10 @@ class Engine:
                     nxt = sched.next_after(job.schedule, slots[-1])
                 if nxt is not None:
                     heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, d.job))
+                    self._upcoming[d.job] = nxt
                     self.period_s[d.job] = nxt - slots[-1]
+                else:
+                    self._upcoming.pop(d.job, None)
             if not due:
                 until_next = heap[0].at - now if heap else 3600.0
                 until_deadline = lease.claim_deadline - self.clock.monotonic()
@@ -343,8 +348,9 @@ class Engine:
         return claims + [Claim(job.name, newest, FIRE)]
 
     def _running_of(self, job: str) -> list[asyncio.Task]:
-        """The job's fires whose HTTP call is still under way (not those only recording)."""
-        return [task for claim, task in self.running.values() if claim.job == job and claim.field not in self._sent]
+        """The job's fires whose HTTP call is still under way, oldest first."""
+        active = self._active.get(job)
+        return list(active.values()) if active else []
 
     async def _claim_and_fire(self, epoch: int, lease: Lease, claims: list[Claim], backlog: bool = False) -> bool:
         """Claim in one store call and start the claimed fires; False when leadership ended."""
@@ -387,7 +393,7 @@ class Engine:
             elif claim.kind == TRIGGER:
                 log.info("manual trigger", extra={"job": job.name, "trigger": claim.trigger})
             # Retries stop at the job's next slot still to come (for a made-up slot too).
-            deadline = None if claim.trigger else sched.next_after(job.schedule, max(claim.slot, self.clock.time()))
+            deadline = None if claim.trigger else self._upcoming.get(job.name)
             fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=deadline, trigger=claim.trigger)
             # Several fires of one job claimed together (redeliveries, catch-up) go out one
             # after another, oldest first.
@@ -399,6 +405,7 @@ class Engine:
             if backlog:
                 self._backlog.add(task)
             self.running[claim.field] = (claim, task)
+            self._active.setdefault(job.name, {})[claim.field] = task
             self.metrics.inflight.set(len(self.running))
         return True
 
@@ -408,6 +415,9 @@ class Engine:
             try:
                 requests = await self.store.pending_triggers()
             except StoreUnavailable:
+                requests = []
+            except Exception:  # never let the watcher die quietly: log, and look again later
+                log.exception("reading manual triggers failed")
                 requests = []
             claims = [
                 Claim(r.job, r.requested_at, TRIGGER, 1, r.id)
@@ -459,7 +469,7 @@ class Engine:
                             pass  # a redelivery then reuses an attempt number; the key is what matters
 
                 outcome = await self.dispatcher.send(fire, on_attempt)
-            self._sent.add(claim.field)  # for CONCURRENCY, the fire is over; only its record remains
+            self._call_ended(claim)  # for CONCURRENCY the fire is over; only its record remains
             await self._record(claim, fire, outcome, None if fire.trigger else lateness)
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -472,9 +482,16 @@ class Engine:
             raise
         finally:
             self._backlog.discard(asyncio.current_task())
-            self._sent.discard(claim.field)
+            self._call_ended(claim)
             self.running.pop(claim.field, None)
             self.metrics.inflight.set(len(self.running))
+
+    def _call_ended(self, claim: Claim) -> None:
+        active = self._active.get(claim.job)
+        if active is not None:
+            active.pop(claim.field, None)
+            if not active:
+                del self._active[claim.job]
 
     async def _record(self, claim: Claim, fire: Fire, outcome: Outcome, lateness: float | None) -> None:
         job = fire.job
@@ -545,6 +562,14 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _cancel(*tasks: asyncio.Future) -> None:
+    """Cancel and wait until each has stopped, so none is still reading a connection that
+    the next step uses."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:

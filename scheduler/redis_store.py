@@ -21,6 +21,8 @@ from .store import Claim, InFlight, JobHealth, LeaseLost, Outcome, State, StoreU
 
 log = logging.getLogger("scheduler.redis")
 
+POOL_SIZE = 32  # connections for claims, outcomes and reads; outcomes are batched
+
 # Short enough that no single call can outlive a lease renewal period.
 SOCKET_TIMEOUT_S = 2.0
 
@@ -212,19 +214,30 @@ class RedisStore:
         if sentinels:
             from redis.asyncio.sentinel import Sentinel
 
-            conn = aioredis.Redis.from_url(url) if url else None
             kw = {}
-            if conn is not None:
-                ck = conn.connection_pool.connection_kwargs
+            if url:
+                ck = aioredis.ConnectionPool.from_url(url).connection_kwargs
                 kw = {k: ck[k] for k in ("username", "password", "db") if ck.get(k) is not None}
             self._sentinel = Sentinel(list(sentinels), **opts)
-            self.redis = self._sentinel.master_for(sentinel_master, **opts, **kw)
+
+            def client(size: int) -> aioredis.Redis:
+                return self._sentinel.master_for(sentinel_master, max_connections=size, **opts, **kw)
         else:
             self._sentinel = None
-            self.redis = aioredis.Redis.from_url(url, **opts)
-        self._acquire = self.redis.register_script(ACQUIRE)
-        self._renew = self.redis.register_script(RENEW)
-        self._release = self.redis.register_script(RELEASE)
+
+            def client(size: int) -> aioredis.Redis:
+                # A caller waits for a free connection instead of failing: a burst of
+                # outcomes must never fail for want of a connection.
+                pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=SOCKET_TIMEOUT_S, **opts)
+                return aioredis.Redis(connection_pool=pool)
+
+        self.redis = client(POOL_SIZE)
+        # The lease is kept on connections of its own, so no burst of other calls can
+        # make a renewal wait its turn past the lease.
+        self.lease_redis = client(2)
+        self._acquire = self.lease_redis.register_script(ACQUIRE)
+        self._renew = self.lease_redis.register_script(RENEW)
+        self._release = self.lease_redis.register_script(RELEASE)
         self._claim = self.redis.register_script(CLAIM)
         self._note = self.redis.register_script(NOTE_ATTEMPT)
         self._finish = self.redis.register_script(FINISH)
@@ -250,11 +263,15 @@ class RedisStore:
         lease keeper and the claims ask before they write."""
         if self._sentinel is None:
             return False
-        pool = self.redis.connection_pool
-        before = pool.master_address
-        now = await self._call(pool.get_master_address())  # drops idle connections on a move
-        if before is None or now == before:
+        moved = None
+        for pool in (self.redis.connection_pool, self.lease_redis.connection_pool):
+            before = pool.master_address
+            now = await self._call(pool.get_master_address())  # drops idle connections on a move
+            if before is not None and now != before:
+                moved = (before, now)
+        if moved is None:
             return False
+        before, now = moved
         self._pubsub_stale = True  # its reader drops it; closing it here would pull it from under that reader
         log.warning("Redis master moved", extra={"from": f"{before[0]}:{before[1]}", "to": f"{now[0]}:{now[1]}"})
         return True
@@ -294,7 +311,7 @@ class RedisStore:
                     msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
                 if msg is not None and msg.get("channel") == channel:
                     return
-        except (RedisError, OSError, TimeoutError):
+        except Exception:  # RedisError, OSError, a timeout, or a client in a state it did not expect
             # The subscription died with its connection; the next call subscribes again.
             await self._drop_pubsub()
             await asyncio.sleep(max(0.0, min(deadline - time.monotonic(), 1.0)))
@@ -435,6 +452,7 @@ class RedisStore:
     async def close(self) -> None:
         await self._drop_pubsub()
         await self.redis.aclose()
+        await self.lease_redis.aclose()
 
 
 def _parse_inflight(field: str, value: str) -> InFlight:

@@ -183,9 +183,12 @@ def next_after(schedule: Schedule, after: float) -> int | None:
         return (t // schedule.period_s + 1) * schedule.period_s
     if isinstance(schedule, At):
         return schedule.slot if schedule.slot > after else None
-    zone = ZoneInfo(schedule.tz)
-    best = [_next_cron(expr, schedule, fixed, zone, t) for expr, fixed in zip(schedule.exprs, schedule.fixed)]
-    return min(best)
+    return min(
+        # `H` is the only part that depends on the job; without it, jobs sharing an
+        # expression share the answer, and many jobs often do.
+        _next_cron(expr, schedule.hash_id if "H" in expr else "", schedule.seconds, fixed, schedule.tz, t)
+        for expr, fixed in zip(schedule.exprs, schedule.fixed)
+    )
 
 
 def slots_between(schedule: Schedule, after: float, until: float, limit: int | None = None) -> list[int]:
@@ -234,12 +237,14 @@ def _transition(zone: ZoneInfo, lo: int, hi: int) -> int:
     return hi
 
 
-def _next_cron(expr: str, schedule: Cron, fixed: bool, zone: ZoneInfo, t: int) -> int:
-    it = _matcher(expr, schedule.hash_id, schedule.seconds)
-    if schedule.tz in _UTC_NAMES:
+@functools.lru_cache(maxsize=16384)
+def _next_cron(expr: str, hash_id: str, seconds: bool, fixed: bool, tz: str, t: int) -> int:
+    it = _matcher(expr, hash_id, seconds)
+    if tz in _UTC_NAMES:
         # No transitions: wall-clock time is the instant; skip the DST search.
         it.set_current(datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None), force=True)
         return int(it.get_next(datetime).replace(tzinfo=timezone.utc).timestamp())
+    zone = ZoneInfo(tz)
     here = datetime.fromtimestamp(t, zone)
     wall = here.replace(tzinfo=None)
     it.set_current(wall - timedelta(seconds=1), force=True)
