@@ -78,9 +78,19 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(settings.log_format, settings.log_level, config.secret_values(settings))
     try:
-        return asyncio.run(run(settings, dry_run=getattr(args, "dry_run", False)))
+        with event_loop_runner() as runner:
+            return runner.run(run(settings, dry_run=getattr(args, "dry_run", False)))
     except KeyboardInterrupt:
         return EX_OK
+
+
+def event_loop_runner() -> asyncio.Runner:
+    """uvloop when it is installed (the `fast` extra), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def check(settings: config.Settings, args) -> int:

@@ -86,9 +86,10 @@ class Dispatcher:
     def build(self, fire: Fire, attempt: int) -> Request:
         job = fire.job
         slot = format_slot(fire.slot)
+        key = fire.key
         headers = CIMultiDict({
             "User-Agent": USER_AGENT,
-            "Idempotency-Key": f'"{fire.key}"',
+            "Idempotency-Key": f'"{key}"',
             "X-Scheduler-Job": job.name,
             "X-Scheduler-Slot": slot,
             "X-Scheduler-Attempt": str(attempt),
@@ -99,7 +100,7 @@ class Dispatcher:
             headers["Content-Type"] = "application/json" if _is_json(body) else "text/plain; charset=utf-8"
         elif job.method in BODY_METHODS:
             body = json.dumps(
-                {"job": job.name, "slot": slot, "attempt": attempt, "fencing_token": fire.epoch, "idempotency_key": fire.key},
+                {"job": job.name, "slot": slot, "attempt": attempt, "fencing_token": fire.epoch, "idempotency_key": key},
                 separators=(",", ":"),
             )
             headers["Content-Type"] = "application/json"
@@ -112,9 +113,9 @@ class Dispatcher:
         if self.webhook is not None:
             # Standard Webhooks signs "id.timestamp.body"; the library takes a UTC datetime.
             now = datetime.fromtimestamp(self.clock(), timezone.utc)
-            headers["webhook-id"] = fire.key
+            headers["webhook-id"] = key
             headers["webhook-timestamp"] = str(int(now.timestamp()))
-            headers["webhook-signature"] = self.webhook.sign(fire.key, now, body)
+            headers["webhook-signature"] = self.webhook.sign(key, now, body)
         return Request(job.method, job.url, headers, body.encode())
 
     async def send(self, fire: Fire, on_attempt: Callable[[int], Awaitable[None]] | None = None) -> Outcome:

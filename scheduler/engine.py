@@ -241,10 +241,10 @@ class Engine:
         if state is None:
             return
         for job, health in state.health.items():
-            self.metrics.failures.labels(job).set(health.consecutive_failures)
+            self.metrics.job(job).failures.set(health.consecutive_failures)
             if health.last_success_at is not None:
                 self.last_success[job] = health.last_success_at
-                self.metrics.last_success.labels(job).set(health.last_success_at)
+                self.metrics.job(job).last_success.set(health.last_success_at)
         now = self.clock.time()
         heap: list[_Due] = []
         # Fires left in flight by an earlier leader first, then missed slots oldest first.
@@ -369,7 +369,7 @@ class Engine:
             job = self.jobs[claim.job]
             slot = format_slot(claim.slot)
             if result == PAUSED:
-                self.metrics.skips.labels(job.name, "paused").inc()
+                self.metrics.job(job.name).skipped("paused")
                 log.info("skipped: job is paused", extra={"job": job.name, "slot": slot})
                 continue
             if claim.kind == INIT:
@@ -379,7 +379,7 @@ class Engine:
                 continue
             if claim.kind == SKIP:
                 reason = claim.reason or "overlap"
-                self.metrics.skips.labels(job.name, reason).inc()
+                self.metrics.job(job.name).skipped(reason)
                 what = "previous fire still running" if reason == "overlap" else "missed while the loop was behind"
                 log.info(f"skipped: {what}", extra={"job": job.name, "slot": slot, "policy": job.catchup})
                 continue
@@ -406,7 +406,7 @@ class Engine:
                 self._backlog.add(task)
             self.running[claim.field] = (claim, task)
             self._active.setdefault(job.name, {})[claim.field] = task
-            self.metrics.inflight.set(len(self.running))
+        self.metrics.inflight.set(len(self.running))
         return True
 
     async def _watch_triggers(self, epoch: int, lease: Lease) -> None:
@@ -458,11 +458,11 @@ class Engine:
             async with self._limit:
                 lateness = self.clock.time() - fire.slot
                 if not fire.trigger:
-                    self.metrics.lateness.labels(job.name).observe(max(0.0, lateness))
+                    self.metrics.job(job.name).lateness.observe(max(0.0, lateness))
 
                 async def on_attempt(attempt: int) -> None:
                     if attempt > fire.attempt:  # the claim itself recorded the first attempt
-                        self.metrics.retries.labels(job.name).inc()
+                        self.metrics.job(job.name).retries.inc()
                         try:
                             await self.store.note_attempt(fire.epoch, claim, attempt)
                         except StoreUnavailable:
@@ -495,26 +495,25 @@ class Engine:
 
     async def _record(self, claim: Claim, fire: Fire, outcome: Outcome, lateness: float | None) -> None:
         job = fire.job
-        self.metrics.fires.labels(job.name, outcome.status).inc()
-        self.metrics.duration.labels(job.name).observe(outcome.duration_s)
+        metrics = self.metrics.job(job.name)
+        metrics.fired(outcome.status)
+        metrics.duration.observe(outcome.duration_s)
         if outcome.status == "ok":
             self.last_success[job.name] = outcome.finished_at
-            self.metrics.last_success.labels(job.name).set(outcome.finished_at)
-        log.log(
-            logging.INFO if outcome.status == "ok" else logging.WARNING,
-            "fired",
-            extra={
+            metrics.last_success.set(outcome.finished_at)
+        level = logging.INFO if outcome.status == "ok" else logging.WARNING
+        if log.isEnabledFor(level):  # the record's fields cost more than a skipped call
+            log.log(level, "fired", extra={
                 "job": job.name, "slot": format_slot(fire.slot), "attempt": outcome.attempts,
                 "outcome": outcome.status, "http_status": outcome.http_status,
                 "duration_ms": round(outcome.duration_s * 1000, 1),
                 "lateness_ms": None if lateness is None else round(lateness * 1000, 1),
                 "epoch": fire.epoch, **({"trigger": fire.trigger} if fire.trigger else {}),
                 **({"error": outcome.error} if outcome.error else {}),
-            },
-        )
+            })
         for attempt in range(5):
             try:
-                self.metrics.failures.labels(job.name).set(await self._write_outcome(claim, outcome))
+                metrics.failures.set(await self._write_outcome(claim, outcome))
                 return
             except StoreUnavailable as exc:
                 if attempt == 4:

@@ -99,6 +99,41 @@ class Metrics:
         self.inflight = Gauge("scheduler_inflight", "Fires in flight", registry=r)
         self.failures = Gauge("scheduler_consecutive_failures", "Failed fires since the last success", ["job"], registry=r)
         self.epoch = Gauge("scheduler_epoch", "Fencing epoch of this replica's current or last lease", registry=r)
+        self._jobs: dict[str, JobMetrics] = {}
+
+    def job(self, name: str) -> "JobMetrics":
+        """One job's metric children, looked up once: labels() costs a lock and a hash per
+        call, and a busy leader records several metrics for every fire."""
+        found = self._jobs.get(name)
+        if found is None:
+            found = self._jobs[name] = JobMetrics(self, name)
+        return found
+
+
+class JobMetrics:
+    __slots__ = ("lateness", "duration", "retries", "last_success", "failures", "_fires", "_skips", "_metrics", "_name")
+
+    def __init__(self, metrics: Metrics, name: str):
+        self.lateness = metrics.lateness.labels(name)
+        self.duration = metrics.duration.labels(name)
+        self.retries = metrics.retries.labels(name)
+        self.last_success = metrics.last_success.labels(name)
+        self.failures = metrics.failures.labels(name)
+        self._fires: dict = {}
+        self._skips: dict = {}
+        self._metrics, self._name = metrics, name
+
+    def fired(self, outcome: str) -> None:
+        child = self._fires.get(outcome)
+        if child is None:
+            child = self._fires[outcome] = self._metrics.fires.labels(self._name, outcome)
+        child.inc()
+
+    def skipped(self, reason: str) -> None:
+        child = self._skips.get(reason)
+        if child is None:
+            child = self._skips[reason] = self._metrics.skips.labels(self._name, reason)
+        child.inc()
 
 
 class OverdueCollector:

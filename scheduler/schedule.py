@@ -171,6 +171,7 @@ def _parse_rfc3339(text: str) -> int:
     return slot
 
 
+@functools.lru_cache(maxsize=4096)  # many jobs share a slot; a fire names its slot several times
 def format_slot(slot: int) -> str:
     """RFC 3339 UTC, whole seconds: 2026-11-22T03:00:00Z."""
     return datetime.fromtimestamp(slot, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
