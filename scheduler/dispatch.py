@@ -196,6 +196,7 @@ class _AiohttpClient:
             self.session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
                 skip_auto_headers=("Accept-Encoding", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(total=None),  # the caller times each attempt
             )
         async with self.session.request(
             request.method, request.url, headers=request.headers, data=request.content or None, allow_redirects=False
