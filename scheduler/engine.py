@@ -28,6 +28,7 @@ from .store import CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim,
 log = logging.getLogger("scheduler.engine")
 
 CATCHUP_ALL_LIMIT = 100  # like Kubernetes CronJob's limit on missed schedules
+CLAIM_CHUNK = 500  # claims per store call when many are due at once
 RETRY_BASE_S = 0.25  # store-outage backoff: base and cap
 RETRY_CAP_S = 5.0
 
@@ -353,7 +354,21 @@ class Engine:
         return list(active.values()) if active else []
 
     async def _claim_and_fire(self, epoch: int, lease: Lease, claims: list[Claim], backlog: bool = False) -> bool:
-        """Claim in one store call and start the claimed fires; False when leadership ended."""
+        """Claim and start the claimed fires; False when leadership ended. A large batch goes
+        in chunks, each started before the next is claimed, so the first calls of ten
+        thousand due jobs leave at once rather than after every claim is written."""
+        chained: dict[str, asyncio.Task] = {}
+        for start in range(0, len(claims), CLAIM_CHUNK):
+            if not await self._claim_chunk(epoch, lease, claims[start:start + CLAIM_CHUNK], backlog, chained):
+                return False
+            if start + CLAIM_CHUNK < len(claims):
+                await asyncio.sleep(0)
+        return True
+
+    async def _claim_chunk(
+        self, epoch: int, lease: Lease, claims: list[Claim], backlog: bool, chained: dict[str, asyncio.Task]
+    ) -> bool:
+        """Claim in one store call and start the claimed fires."""
         if not lease.valid(self.clock.monotonic()):
             return False
         try:
@@ -364,7 +379,6 @@ class Engine:
             return False
         if results is None:
             return False
-        chained: dict[str, asyncio.Task] = {}
         for claim, result in zip(claims, results):
             job = self.jobs[claim.job]
             slot = format_slot(claim.slot)

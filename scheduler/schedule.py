@@ -132,7 +132,7 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     raw = " ".join(fields)
     seconds = len(fields) == 6
     minute, hour = (fields[1], fields[2]) if seconds else (fields[0], fields[1])
-    if not croniter.is_valid(raw, hash_id=job or "job", second_at_beginning=seconds):
+    if not _valid_cron(raw, seconds):
         raise ScheduleError(f"invalid cron expression {raw!r}")
     fixed = not minute.startswith("*") and not hour.startswith("*")
     cron = Cron((raw,), tz, seconds, (fixed,), job or "job")
@@ -141,6 +141,11 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     except Exception as exc:  # croniter gives up on expressions that never match
         raise ScheduleError(f"cron expression {raw!r} never matches a date") from exc
     return cron
+
+
+@functools.lru_cache(maxsize=4096)  # many jobs often share an expression
+def _valid_cron(expr: str, seconds: bool) -> bool:
+    return croniter.is_valid(expr, hash_id="job", second_at_beginning=seconds)
 
 
 def _collapse_range(m: re.Match) -> str:
