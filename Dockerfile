@@ -30,13 +30,13 @@ WORKDIR /src
 # Dependencies first: this layer is rebuilt only when the lock file changes.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project --no-editable
+    uv sync --frozen --no-dev --extra fast --no-install-project --no-editable
 
 # Then the project itself, as a regular (non-editable) install: /src is not needed later.
 COPY README.md ./
 COPY scheduler ./scheduler
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable
+    uv sync --frozen --no-dev --extra fast --no-editable
 
 # ---- runtime --------------------------------------------------------------------------
 FROM python:3.11-slim AS runtime
