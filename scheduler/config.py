@@ -77,6 +77,7 @@ JOB_FIELDS: dict[str, str | None] = {
     "CONCURRENCY": "forbid",
     "ENABLED": "true",
 }
+_PARSED_DEFAULTS: dict[str, object] = {}
 # Longest first, so CATCHUP_WINDOW is never read as field WINDOW of job X_CATCHUP.
 _FIELDS_BY_LENGTH = sorted(JOB_FIELDS, key=len, reverse=True)
 
@@ -342,6 +343,10 @@ def _load_job(key: str, fields: dict[str, str], g: _Reader, default_tz: str, api
             g.problems.append(f"{var(required)}: required for job {name!r} (other variables of the job are set)")
 
     def get(fld: str, parse: Callable[[str], object]):
+        if fld not in fields:  # a default: parsed once for all jobs, not once per job
+            if fld not in _PARSED_DEFAULTS:
+                _PARSED_DEFAULTS[fld] = None if JOB_FIELDS[fld] is None else parse(JOB_FIELDS[fld])
+            return _PARSED_DEFAULTS[fld]
         return g.get(var(fld), parse, JOB_FIELDS[fld])
 
     tz = get("TIMEZONE", _zone) or default_tz
