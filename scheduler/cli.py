@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -223,6 +224,9 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
             "namespace": settings.namespace, "jobs": len(engine.jobs), "dry_run": dry_run,
         },
     )
+    # Everything built so far lives as long as the process: keep the collector from walking
+    # it again on every full collection, which shows up as pauses of several milliseconds.
+    gc.freeze()
     try:
         await engine.run()
     finally:
