@@ -504,7 +504,7 @@ def _redis_url(text: str) -> str:
     if parts.scheme == "unix" and not parts.path:
         raise ValueError("expected a socket path, like unix:///run/redis.sock")
     try:
-        parts.port
+        _ = parts.port  # urllib checks the port only when asked
     except ValueError:
         raise ValueError("expected a numeric port in the URL") from None
     return text.strip()
