@@ -300,10 +300,6 @@ def _matcher(expr: str, hash_id: str, seconds: bool) -> croniter:
     return croniter(expr, datetime(2000, 1, 1), hash_id=hash_id, second_at_beginning=seconds, ret_type=datetime)
 
 
-def _unambiguous(naive: datetime, zone: ZoneInfo) -> bool:
-    return naive.replace(tzinfo=zone).utcoffset() == naive.replace(tzinfo=zone, fold=1).utcoffset()
-
-
 def recent_slots(schedule: Schedule, after: float, until: float, limit: int) -> tuple[list[int], bool]:
     """The newest `limit` slots s with after < s <= until, oldest first, and whether older
     ones in that range were left out.
