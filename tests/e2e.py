@@ -24,6 +24,21 @@ def env_for(redis, receiver, namespace, jobs: dict[str, dict[str, str]], **setti
         "SCHEDULER_LOG_FORMAT": "json",
         "SCHEDULER_SHUTDOWN_GRACE": "5s",
     }
+    return _with_jobs(env, jobs, settings)
+
+
+def standalone_env(receiver, state_file, jobs: dict[str, dict[str, str]], **settings) -> dict[str, str]:
+    """A daemon without Redis: state in the SQLite file `state_file`."""
+    env = {
+        "SCHEDULER_API_URL": receiver.url,
+        "SCHEDULER_STATE_FILE": str(state_file),
+        "SCHEDULER_HTTP_PORT": "0",
+        "SCHEDULER_LOG_FORMAT": "json",
+    }
+    return _with_jobs(env, jobs, settings)
+
+
+def _with_jobs(env: dict[str, str], jobs: dict[str, dict[str, str]], settings: dict[str, str]) -> dict[str, str]:
     for name, fields in jobs.items():
         for field, value in fields.items():
             env[f"SCHEDULER_JOB_{name.upper().replace('-', '_')}_{field}"] = value

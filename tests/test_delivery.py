@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from scheduler import schedule as sched
-from tests.e2e import TOKEN, assert_exactly_once, env_for, fence, log_events, slot_of, ts
+from tests.e2e import TOKEN, assert_exactly_once, env_for, fence, log_events, slot_of, standalone_env, ts
 from tests.support import run_cli, wait_until
 
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHMtMTIzNDU2Nzg5MA=="
@@ -266,16 +266,8 @@ def test_control_commands_fail_clearly_when_the_store_is_unreachable(receiver, t
 
 
 def test_control_commands_work_in_standalone_mode(receiver, daemon_factory, tmp_path):
-    env = {
-        "SCHEDULER_API_URL": receiver.url,
-        "SCHEDULER_STATE_FILE": str(tmp_path / "state.db"),
-        "SCHEDULER_HTTP_PORT": "0",
-        "SCHEDULER_LOG_FORMAT": "json",
-        "SCHEDULER_JOB_TICK_SCHEDULE": "every 1s",
-        "SCHEDULER_JOB_TICK_URL": "/tick",
-        "SCHEDULER_JOB_ONCE_SCHEDULE": "0 0 1 1 *",
-        "SCHEDULER_JOB_ONCE_URL": "/once",
-    }
+    jobs = {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}, "once": {"SCHEDULE": "0 0 1 1 *", "URL": "/once"}}
+    env = standalone_env(receiver, tmp_path / "state.db", jobs)
     daemon = daemon_factory(env, cwd=tmp_path)
     receiver.wait_for_count(2, timeout=15)
     assert run_cli(["pause", "tick"], env, cwd=tmp_path).returncode == 0

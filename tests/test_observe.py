@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.e2e import env_for
+from tests.e2e import env_for, standalone_env
 from tests.support import Daemon, free_port, wait_until
 
 
@@ -176,16 +176,8 @@ def test_status_shows_a_job_overdue_after_two_periods_without_success(receiver, 
     from tests.support import run_cli
 
     receiver.set_handler(lambda r: 500 if r.path == "/broken" else 200)
-    env = {
-        "SCHEDULER_API_URL": receiver.url,
-        "SCHEDULER_STATE_FILE": str(tmp_path / "state.db"),
-        "SCHEDULER_HTTP_PORT": "0",
-        "SCHEDULER_JOB_BROKEN_SCHEDULE": "every 1s",
-        "SCHEDULER_JOB_BROKEN_URL": "/broken",
-        "SCHEDULER_JOB_BROKEN_RETRIES": "0",
-        "SCHEDULER_JOB_FINE_SCHEDULE": "every 1s",
-        "SCHEDULER_JOB_FINE_URL": "/fine",
-    }
+    jobs = {"broken": {"SCHEDULE": "every 1s", "URL": "/broken", "RETRIES": "0"}, "fine": {"SCHEDULE": "every 1s", "URL": "/fine"}}
+    env = standalone_env(receiver, tmp_path / "state.db", jobs)
     daemon_factory(env, cwd=tmp_path)
     receiver.wait_for(lambda rs: sum(r.path == "/broken" for r in rs) >= 3, timeout=15)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from scheduler import __version__
 from scheduler import schedule as sched
-from tests.e2e import TOKEN, assert_exactly_once, env_for, fence, log_events, slot_of, the_leader, ts
+from tests.e2e import TOKEN, assert_exactly_once, env_for, fence, log_events, slot_of, standalone_env, the_leader, ts
 from tests.support import wait_until
 
 def test_two_replicas_fire_every_slot_exactly_once_with_spec_headers(redis_server, receiver, daemon_factory, tmp_path):
@@ -158,15 +158,7 @@ def test_leader_survives_a_redis_outage_and_resumes(redis_factory, receiver, dae
 
 
 def test_two_standalone_replicas_on_one_state_file_never_both_fire(receiver, daemon_factory, tmp_path):
-    env = {
-        "SCHEDULER_API_URL": receiver.url,
-        "SCHEDULER_STATE_FILE": str(tmp_path / "state.db"),
-        "SCHEDULER_HTTP_PORT": "0",
-        "SCHEDULER_LOG_FORMAT": "json",
-        "SCHEDULER_JOB_TICK_SCHEDULE": "every 1s",
-        "SCHEDULER_JOB_TICK_URL": "/tick",
-        "SCHEDULER_JOB_TICK_CATCHUP": "all",
-    }
+    env = standalone_env(receiver, tmp_path / "state.db", {"tick": {"SCHEDULE": "every 1s", "URL": "/tick", "CATCHUP": "all"}})
     a = daemon_factory(env, cwd=tmp_path)
     a.wait_for_output("became leader", timeout=10)
     b = daemon_factory(env, cwd=tmp_path)
