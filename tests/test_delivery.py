@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from scheduler import schedule as sched
-from tests.e2e import TOKEN, assert_exactly_once, env_for, fence, log_events, slot_of, standalone_env, ts
+from tests.e2e import assert_exactly_once, env_for, fence, log_events, slot_of, standalone_env, ts
 from tests.support import run_cli, wait_until
 
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHMtMTIzNDU2Nzg5MA=="

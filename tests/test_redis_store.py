@@ -8,7 +8,7 @@ import time
 import pytest
 
 from scheduler.redis_store import RedisStore
-from scheduler.store import FIRE, REDELIVER, SKIP, Claim, LeaseLost, Outcome, StoreUnavailable
+from scheduler.store import REDELIVER, SKIP, Claim, LeaseLost, Outcome, StoreUnavailable
 
 
 def run(coro):
