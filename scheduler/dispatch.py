@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import random
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -101,10 +102,9 @@ class Dispatcher:
             body = job.body
             headers["Content-Type"] = "application/json" if _is_json(body) else "text/plain; charset=utf-8"
         elif job.method in BODY_METHODS:
-            body = json.dumps(
-                {"job": job.name, "slot": slot, "attempt": attempt, "fencing_token": fire.epoch, "idempotency_key": key},
-                separators=(",", ":"),
-            )
+            # What json.dumps(..., separators=(",", ":")) gives, without its cost per fire.
+            body = (f'{{"job":{_json_string(job.name)},"slot":"{slot}","attempt":{attempt},'
+                    f'"fencing_token":{fire.epoch},"idempotency_key":{_json_string(key)}}}')
             headers["Content-Type"] = "application/json"
         else:
             body = ""
@@ -162,8 +162,7 @@ class Dispatcher:
             )
             return 200, None, None
         try:
-            async with asyncio.timeout(fire.job.timeout_s):
-                status, retry_after = await self.http.send(request)
+            status, retry_after = await self.http.send(request, fire.job.timeout_s)
         except TimeoutError:
             return None, f"timeout after {fire.job.timeout_s:g}s", None
         except self.http.errors as exc:
@@ -199,17 +198,28 @@ def _target(url: str) -> _Target:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = parts.hostname or ""
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")  # a Host header and SNI take the A-label form
     port = parts.port or (443 if scheme == "https" else 80)
     netloc_host = f"[{host}]" if ":" in host else host
     default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    path = quote(_lone_percent(parts.path or "/"), safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
-        path += "?" + quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+        path += "?" + quote(_lone_percent(parts.query), safe="/?%:@!$&'()*+,;=-._~")
     basic = None
     if parts.username is not None:
         user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         basic = "Basic " + base64.b64encode(user_pass.encode()).decode()
     return _Target((scheme, host, port), netloc_host if default_port else f"{netloc_host}:{port}", path, basic)
+
+
+def _lone_percent(text: str) -> str:
+    """A % that does not start an escape is itself escaped; %XX stays as written."""
+    return re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", text)
+
+
+class ProtocolError(Exception):
+    """The target answered with something that is not a usable HTTP/1.1 response."""
 
 
 class _Connection(asyncio.Protocol):
@@ -235,6 +245,9 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(exc)
+            self.close()
+        except httptools.HttpParserUpgrade:  # a 101 or CONNECT answer we never asked for
+            self._fail(ProtocolError(f"HTTP {self.parser.get_status_code()}: unexpected protocol upgrade"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -279,6 +292,10 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return self.waiter
 
+    def time_out(self) -> None:
+        self._fail(TimeoutError())
+        self.close()
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -293,11 +310,10 @@ class _Http1Client:
     time per request (half the leader's CPU at 1,000 fires a second) and httpx's pool more;
     this client writes one pre-formatted buffer and lets httptools (llhttp, the parser of
     Node.js and uvicorn) read the response. It does only what a fire needs: one request per
-    connection at a time, no redirects, no cookies, no proxies, no compression; the caller
-    times the attempt out.
+    connection at a time, no redirects, no cookies, no proxies, no compression.
     """
 
-    errors = (OSError, httptools.HttpParserError)
+    errors = (OSError, httptools.HttpParserError, ProtocolError)
     IDLE_S = 30.0  # an idle connection older than this is closed rather than reused
 
     def __init__(self, settings: Settings):
@@ -316,8 +332,10 @@ class _Http1Client:
             self._ssl = context
         return self._ssl
 
-    async def send(self, request: Request) -> tuple[int, str | None]:
-        """(HTTP status, the Retry-After header or None)."""
+    async def send(self, request: Request, timeout_s: float) -> tuple[int, str | None]:
+        """(HTTP status, the Retry-After header or None); TimeoutError after timeout_s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         target = _target(request.url)
         lines = [f"{request.method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
         headers = request.headers
@@ -333,7 +351,10 @@ class _Http1Client:
             conn = self._idle_connection(target.origin)
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(target.origin)
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect(target.origin)
+            # One timer per attempt, cheaper than a timeout context on the hot path.
+            timer = loop.call_at(deadline, conn.time_out)
             try:
                 keep_alive = await conn.start(data)
             except self.errors as exc:
@@ -344,10 +365,12 @@ class _Http1Client:
                 if reused and not conn.head_done and isinstance(exc, ConnectionError):
                     continue
                 raise
-            except BaseException:  # cancelled (timeout, shutdown): the connection is in an unknown state
+            except BaseException:  # cancelled (shutdown, replaced): the connection is in an unknown state
                 conn.close()
                 self.open.discard(conn)
                 raise
+            finally:
+                timer.cancel()
             status, retry_after = conn.status, conn.header(b"retry-after")
             if keep_alive and not conn.closed:
                 conn.idle_since = time.monotonic()
@@ -391,9 +414,10 @@ class _HttpxClient:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport):
         self.client = httpx.AsyncClient(transport=transport, follow_redirects=False, verify=settings.tls_verify, timeout=None)
 
-    async def send(self, request: Request) -> tuple[int, str | None]:
-        response = await self.client.request(request.method, request.url, headers=list(request.headers.items()), content=request.content)
-        await response.aread()
+    async def send(self, request: Request, timeout_s: float) -> tuple[int, str | None]:
+        async with asyncio.timeout(timeout_s):
+            response = await self.client.request(request.method, request.url, headers=list(request.headers.items()), content=request.content)
+            await response.aread()
         return response.status_code, response.headers.get("Retry-After")
 
     async def aclose(self) -> None:
@@ -412,6 +436,10 @@ def _retry_after_s(value: str | None, now: float) -> float | None:
         return None
 
 
+_json_string = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
+
+
+@lru_cache(maxsize=1024)
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)

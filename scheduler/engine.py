@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from . import schedule as sched
@@ -29,6 +29,9 @@ log = logging.getLogger("scheduler.engine")
 
 CATCHUP_ALL_LIMIT = 100  # like Kubernetes CronJob's limit on missed schedules
 CLAIM_CHUNK = 500  # claims per store call when many are due at once
+# Slots are claimed this long before their moment (at most a tenth of the lease TTL), so
+# the store's round trips are over when the moment comes and the calls leave on time.
+CLAIM_AHEAD_S = 0.25
 RETRY_BASE_S = 0.25  # store-outage backoff: base and cap
 RETRY_CAP_S = 5.0
 
@@ -56,13 +59,6 @@ class Lease:
 
     def valid(self, now_mono: float) -> bool:
         return not self.lost and now_mono < self.claim_deadline
-
-
-@dataclass(order=True)
-class _Due:
-    at: float  # wall-clock moment to fire (slot + jitter)
-    slot: int
-    job: str = field(compare=False)
 
 
 class Engine:
@@ -93,6 +89,7 @@ class Engine:
         # only recording their outcome): what CONCURRENCY looks at, in O(1) per job.
         self._active: dict[str, dict[str, asyncio.Task]] = {}
         self._upcoming: dict[str, int] = {}  # job -> its next slot in the heap: the retry deadline
+        self._gates: dict[float, asyncio.Event] = {}  # moment -> set when it comes (claimed ahead)
         self.epoch: int | None = None
         self.lease: Lease | None = None
         self.is_leader = False
@@ -247,7 +244,7 @@ class Engine:
                 self.last_success[job] = health.last_success_at
                 self.metrics.job(job).last_success.set(health.last_success_at)
         now = self.clock.time()
-        heap: list[_Due] = []
+        heap: list[tuple[float, int, str]] = []  # (moment to fire: slot + jitter, slot, job)
         # Fires left in flight by an earlier leader first, then missed slots oldest first.
         first = [
             Claim(f.job, f.slot, REDELIVER, f.attempt + 1, f.trigger)
@@ -267,7 +264,7 @@ class Engine:
                 first += [Claim(job.name, slot, FIRE) for slot in self._missed(job, mark, cursor)]
             nxt = sched.next_after(job.schedule, cursor)
             if nxt is not None:
-                heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, job.name))
+                heapq.heappush(heap, (self._fire_at(job, nxt), nxt, job.name))
                 self._upcoming[job.name] = nxt
                 after = sched.next_after(job.schedule, nxt)
                 if after is not None:
@@ -275,18 +272,28 @@ class Engine:
         if first and not await self._claim_and_fire(epoch, lease, first, backlog=True):
             return
 
+        ahead = min(CLAIM_AHEAD_S, lease.ttl_s / 10)
+        # Slots of forbid/replace jobs whose previous fire still runs are claimed at their
+        # moment, not ahead: CONCURRENCY decides on what runs then.
+        held: list[tuple[float, int, str]] = []
         while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
             now = self.clock.time()
             due: dict[str, list[int]] = {}
-            while heap and heap[0].at <= now:
-                d = heapq.heappop(heap)
-                job = self.jobs[d.job]
-                slots = due.setdefault(d.job, [d.slot])
-                nxt = sched.next_after(job.schedule, d.slot)
+            while (heap and heap[0][0] - ahead <= now) or (held and held[0][0] <= now):
+                if held and held[0][0] <= now:
+                    at, slot, name = heapq.heappop(held)
+                else:
+                    at, slot, name = heapq.heappop(heap)
+                    if at > now and self.jobs[name].concurrency != "allow" and name in self._active:
+                        heapq.heappush(held, (at, slot, name))
+                        continue
+                job = self.jobs[name]
+                slots = due.setdefault(name, [slot])
+                nxt = sched.next_after(job.schedule, slot)
                 if nxt is not None and nxt <= now - job.jitter_s:
                     # A loop that fell behind (a paused process, a blocked loop) finds several
                     # slots of a job due at once: take them together, not one per pass.
-                    late, more = sched.recent_slots(job.schedule, d.slot, now - job.jitter_s, CATCHUP_ALL_LIMIT)
+                    late, more = sched.recent_slots(job.schedule, slot, now - job.jitter_s, CATCHUP_ALL_LIMIT)
                     if more:
                         log.warning("more overdue slots than the catch-up limit; taking the newest",
                                     extra={"job": job.name, "limit": CATCHUP_ALL_LIMIT})
@@ -295,13 +302,13 @@ class Engine:
                         slots += late
                     nxt = sched.next_after(job.schedule, slots[-1])
                 if nxt is not None:
-                    heapq.heappush(heap, _Due(self._fire_at(job, nxt), nxt, d.job))
-                    self._upcoming[d.job] = nxt
-                    self.period_s[d.job] = nxt - slots[-1]
+                    heapq.heappush(heap, (self._fire_at(job, nxt), nxt, name))
+                    self._upcoming[name] = nxt
+                    self.period_s[name] = nxt - slots[-1]
                 else:
-                    self._upcoming.pop(d.job, None)
+                    self._upcoming.pop(name, None)
             if not due:
-                until_next = heap[0].at - now if heap else 3600.0
+                until_next = min(heap[0][0] - ahead if heap else now + 3600.0, held[0][0] if held else math.inf) - now
                 until_deadline = lease.claim_deadline - self.clock.monotonic()
                 await self._sleep(min(until_next, until_deadline))
                 continue
@@ -414,7 +421,10 @@ class Engine:
             after = chained.get(job.name)
             if after is None and job.concurrency == "forbid" and claim.kind == FIRE:
                 after = next(reversed(self._running_of(job.name)), None)  # the backlog's last
-            task = asyncio.create_task(self._fire(claim, fire, after=after))
+            # A slot claimed ahead of its moment waits for it.
+            at = self._fire_at(job, claim.slot) if claim.kind == FIRE else None
+            gate = self._gate(at) if at is not None and at > self.clock.time() else None
+            task = asyncio.create_task(self._fire(claim, fire, lease, after=after, gate=gate))
             chained[job.name] = task
             if backlog:
                 self._backlog.add(task)
@@ -464,11 +474,38 @@ class Engine:
 
     # -- one fire --------------------------------------------------------------------------
 
-    async def _fire(self, claim: Claim, fire: Fire, after: asyncio.Task | None = None) -> None:
+    def _gate(self, at: float) -> asyncio.Event:
+        """An event set when the wall clock reaches `at`: one timer for all fires of a moment."""
+        gate = self._gates.get(at)
+        if gate is None:
+            gate = self._gates[at] = asyncio.Event()
+            asyncio.get_running_loop().call_later(at - self.clock.time(), self._open_gate, at)
+        return gate
+
+    def _open_gate(self, at: float) -> None:
+        early = at - self.clock.time()
+        if early > 0:  # loop timers may round to the millisecond: never fire before the slot
+            asyncio.get_running_loop().call_later(early, self._open_gate, at)
+            return
+        gate = self._gates.pop(at, None)
+        if gate is not None:
+            gate.set()
+
+    async def _fire(
+        self, claim: Claim, fire: Fire, lease: Lease, after: asyncio.Task | None = None, gate: asyncio.Event | None = None
+    ) -> None:
         job = fire.job
         try:
             if after is not None:
                 await asyncio.wait({after})  # its outcome, even a cancellation, is its own
+            if gate is not None:
+                await gate.wait()
+                if not lease.valid(self.clock.monotonic()):
+                    # The lease ran out between the claim and the moment (a paused process):
+                    # the fire stays in flight in the store and the next leader delivers it.
+                    log.warning("lease ran out before the moment; leaving the fire to the next leader",
+                                extra={"job": job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
+                    return
             async with self._limit:
                 lateness = self.clock.time() - fire.slot
                 if not fire.trigger:
