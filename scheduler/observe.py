@@ -7,11 +7,14 @@ import logging
 import sys
 import threading
 import time
+from bisect import bisect_left
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -80,60 +83,115 @@ def setup_logging(fmt: str, level: str, secrets: list[str] = ()) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
+LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+
+
 class Metrics:
-    """Every metric of the daemon, in a registry of its own."""
+    """Every metric of the daemon, in a registry of its own.
+
+    The per-job families live in plain numbers (JobMetrics) and are turned into Prometheus
+    families at scrape time: prometheus_client's labelled children cost about 10 kB per job
+    (a value object and a lock per bucket), 100 MB for ten thousand jobs."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.fires = Counter("scheduler_fires", "Fires finished, by job and outcome", ["job", "outcome"], registry=r)
-        self.lateness = Histogram(
-            "scheduler_lateness_seconds", "Time from a slot to the first attempt being sent", ["job"], registry=r,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )
-        self.duration = Histogram("scheduler_fire_duration_seconds", "Time a fire took, retries included", ["job"], registry=r)
-        self.retries = Counter("scheduler_retries", "Attempts after the first, by job", ["job"], registry=r)
-        self.skips = Counter("scheduler_skips", "Slots not fired, by job and reason", ["job", "reason"], registry=r)
         self.leader = Gauge("scheduler_leader", "1 while this replica holds the lease", registry=r)
         self.transitions = Counter("scheduler_lease_transitions", "Leadership gained or lost", ["change"], registry=r)
-        self.last_success = Gauge("scheduler_last_success_timestamp_seconds", "Last successful fire", ["job"], registry=r)
         self.inflight = Gauge("scheduler_inflight", "Fires in flight", registry=r)
-        self.failures = Gauge("scheduler_consecutive_failures", "Failed fires since the last success", ["job"], registry=r)
         self.epoch = Gauge("scheduler_epoch", "Fencing epoch of this replica's current or last lease", registry=r)
         self._jobs: dict[str, JobMetrics] = {}
+        r.register(_JobCollector(self._jobs))
 
     def job(self, name: str) -> "JobMetrics":
-        """One job's metric children, looked up once: labels() costs a lock and a hash per
-        call, and a busy leader records several metrics for every fire."""
+        """One job's metrics; its series appear (at zero) from the first call."""
         found = self._jobs.get(name)
         if found is None:
-            found = self._jobs[name] = JobMetrics(self, name)
+            found = self._jobs[name] = JobMetrics()
         return found
 
 
-class JobMetrics:
-    __slots__ = ("lateness", "duration", "retries", "last_success", "failures", "_fires", "_skips", "_metrics", "_name")
+class _Histogram:
+    __slots__ = ("bounds", "counts", "sum")
 
-    def __init__(self, metrics: Metrics, name: str):
-        self.lateness = metrics.lateness.labels(name)
-        self.duration = metrics.duration.labels(name)
-        self.retries = metrics.retries.labels(name)
-        self.last_success = metrics.last_success.labels(name)
-        self.failures = metrics.failures.labels(name)
-        self._fires: dict = {}
-        self._skips: dict = {}
-        self._metrics, self._name = metrics, name
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le is inclusive
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, int]]:
+        counts = list(self.counts)  # one copy: a scrape sees consistent buckets and count
+        out, total = [], 0
+        for bound, n in zip((*map(floatToGoString, self.bounds), "+Inf"), counts):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+class _Value:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+class JobMetrics:
+    __slots__ = ("lateness", "duration", "retries", "last_success", "failures", "fires", "skips")
+
+    def __init__(self) -> None:
+        self.lateness = _Histogram(LATENESS_BUCKETS)
+        self.duration = _Histogram(DURATION_BUCKETS)
+        self.retries = _Value()
+        self.last_success = _Value()
+        self.failures = _Value()
+        self.fires: dict[str, int] = {}  # by outcome
+        self.skips: dict[str, int] = {}  # by reason
 
     def fired(self, outcome: str) -> None:
-        child = self._fires.get(outcome)
-        if child is None:
-            child = self._fires[outcome] = self._metrics.fires.labels(self._name, outcome)
-        child.inc()
+        self.fires[outcome] = self.fires.get(outcome, 0) + 1
 
     def skipped(self, reason: str) -> None:
-        child = self._skips.get(reason)
-        if child is None:
-            child = self._skips[reason] = self._metrics.skips.labels(self._name, reason)
-        child.inc()
+        self.skips[reason] = self.skips.get(reason, 0) + 1
+
+
+class _JobCollector:
+    """The per-job families, built from JobMetrics at scrape time (in the server's thread:
+    every read below is one atomic copy)."""
+
+    def __init__(self, jobs: dict[str, JobMetrics]):
+        self.jobs = jobs
+
+    def collect(self):
+        fires = CounterMetricFamily("scheduler_fires", "Fires finished, by job and outcome", labels=["job", "outcome"])
+        lateness = HistogramMetricFamily(
+            "scheduler_lateness_seconds", "Time from a slot to the first attempt being sent", labels=["job"])
+        duration = HistogramMetricFamily(
+            "scheduler_fire_duration_seconds", "Time a fire took, retries included", labels=["job"])
+        retries = CounterMetricFamily("scheduler_retries", "Attempts after the first, by job", labels=["job"])
+        skips = CounterMetricFamily("scheduler_skips", "Slots not fired, by job and reason", labels=["job", "reason"])
+        last_success = GaugeMetricFamily("scheduler_last_success_timestamp_seconds", "Last successful fire", labels=["job"])
+        failures = GaugeMetricFamily("scheduler_consecutive_failures", "Failed fires since the last success", labels=["job"])
+        for name, m in list(self.jobs.items()):
+            for outcome, n in list(m.fires.items()):
+                fires.add_metric([name, outcome], n)
+            for reason, n in list(m.skips.items()):
+                skips.add_metric([name, reason], n)
+            lateness.add_metric([name], m.lateness.buckets(), m.lateness.sum)
+            duration.add_metric([name], m.duration.buckets(), m.duration.sum)
+            retries.add_metric([name], m.retries.value)
+            last_success.add_metric([name], m.last_success.value)
+            failures.add_metric([name], m.failures.value)
+        yield from (fires, lateness, duration, retries, skips, last_success, failures)
 
 
 class OverdueCollector:
@@ -146,8 +204,6 @@ class OverdueCollector:
         self.source = source  # () -> iterable of (job, period_s or None, last_success or None)
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
-
         overdue = GaugeMetricFamily("scheduler_job_overdue", "1 when the last success is older than two periods", labels=["job"])
         period = GaugeMetricFamily("scheduler_job_period_seconds", "Time between the job's current slots", labels=["job"])
         now = time.time()

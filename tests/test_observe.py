@@ -193,3 +193,50 @@ def test_status_shows_a_job_overdue_after_two_periods_without_success(receiver, 
     assert not jobs["fine"]["overdue"]
     text = run_cli(["status"], env, cwd=tmp_path).stdout
     assert re.search(r"broken\s+(overdue|running)", text)
+
+
+def test_job_histograms_are_cumulative_with_inclusive_bounds_and_parse_as_prometheus_text():
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from scheduler.observe import Metrics
+
+    metrics = Metrics()
+    quiet = metrics.job("quiet")  # looked up only: its series are exported at zero
+    busy = metrics.job("busy")
+    for seconds in (0.001, 0.004, 0.005, 0.2, 100.0):  # 0.001 and 0.005 sit on bounds: le includes them
+        busy.lateness.observe(seconds)
+    busy.fired("ok")
+    busy.fired("ok")
+    busy.fired("failed")
+    busy.skipped("overlap")
+    busy.retries.inc()
+    busy.last_success.set(1234.5)
+    quiet.failures.set(3)
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for s in family.samples
+    }
+
+    def get(name, **labels):
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert get("scheduler_lateness_seconds_bucket", job="busy", le="0.001") == 1
+    assert get("scheduler_lateness_seconds_bucket", job="busy", le="0.0025") == 1
+    assert get("scheduler_lateness_seconds_bucket", job="busy", le="0.005") == 3
+    assert get("scheduler_lateness_seconds_bucket", job="busy", le="0.25") == 4
+    assert get("scheduler_lateness_seconds_bucket", job="busy", le="60.0") == 4
+    assert get("scheduler_lateness_seconds_bucket", job="busy", le="+Inf") == 5
+    assert get("scheduler_lateness_seconds_count", job="busy") == 5
+    assert abs(get("scheduler_lateness_seconds_sum", job="busy") - 100.21) < 1e-9
+    assert get("scheduler_fires_total", job="busy", outcome="ok") == 2
+    assert get("scheduler_fires_total", job="busy", outcome="failed") == 1
+    assert get("scheduler_skips_total", job="busy", reason="overlap") == 1
+    assert get("scheduler_retries_total", job="busy") == 1
+    assert get("scheduler_last_success_timestamp_seconds", job="busy") == 1234.5
+    assert get("scheduler_consecutive_failures", job="quiet") == 3
+    assert get("scheduler_lateness_seconds_count", job="quiet") == 0
+    assert get("scheduler_fire_duration_seconds_bucket", job="quiet", le="+Inf") == 0
+    assert ("scheduler_fires_total", (("job", "quiet"), ("outcome", "ok"))) not in samples
