@@ -157,14 +157,41 @@ def read_environment(env_file: str | None, environ: Mapping[str, str] | None = N
         # Interpolation costs time quadratic in the number of variables (10,000 jobs: half a
         # minute); a file with no ${...} has nothing to interpolate.
         try:
-            interpolate = "${" in Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            interpolate = True
-        for key, value in dotenv_values(path, interpolate=interpolate).items():
+            text: str | None = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = None
+        values = _simple_dotenv(text) if text is not None else None
+        if values is None:
+            values = dotenv_values(path, interpolate=text is None or "${" in text)
+        for key, value in values.items():
             if key.startswith(PREFIX):
                 merged[key] = "" if value is None else value
     merged.update({k: v for k, v in environ.items() if k.startswith(PREFIX)})
     return merged
+
+
+# One line of the plainest dotenv form: KEY=value, KEY="value" or KEY='value' with nothing
+# to unescape, interpolate or strip, optionally after `export`, or a blank or comment line.
+_SIMPLE_LINE = re.compile(
+    r"""[ \t]*(?:(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)="""
+    r"""(?:(?:"([^"\\$\r\n]*)"|'([^'\\\r\n]*)')[ \t]*(?:#[^\r\n]*)?|([^\s"'#\\$]*)(?:[ \t]+#[^\r\n]*|[ \t]*))|#[^\r\n]*|)"""
+)
+
+
+def _simple_dotenv(text: str) -> dict[str, str] | None:
+    """What python-dotenv reads from a file made only of the plainest lines, ten times
+    faster (10,000 jobs: 0.4 s -> 0.04 s); None when any line is not that plain, and
+    python-dotenv reads the file instead."""
+    out: dict[str, str] = {}
+    for line in text.split("\n"):
+        m = _SIMPLE_LINE.fullmatch(line.removesuffix("\r"))
+        if m is None:
+            return None
+        key = m.group(1)
+        if key is not None:
+            double, single, bare = m.group(2, 3, 4)
+            out[key] = double if double is not None else single if single is not None else bare
+    return out
 
 
 def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:

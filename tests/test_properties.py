@@ -872,3 +872,46 @@ def test_a_range_from_a_number_to_itself_is_that_number(expr):
         got.append(sched.format_slot(after))
         want.append(sched.format_slot(int(next(sim).timestamp())))
     assert got == want
+
+
+# -- the fast dotenv path ------------------------------------------------------------------
+
+_DOTENV_TEXT = st.text(alphabet="ab Z09:/._-#$\\'\"\té{}\r=", max_size=8)
+_DOTENV_LINE = st.one_of(
+    st.builds(
+        lambda lead, export, key, value, tail: f"{lead}{export}{key}={value}{tail}",
+        st.sampled_from(["", " ", "\t"]),
+        st.sampled_from(["", "export ", "export\t"]),
+        st.sampled_from(["A", "B_2", "_c", "SCHEDULER_JOB_X_URL", "9x", "A-B"]),
+        st.one_of(_DOTENV_TEXT, _DOTENV_TEXT.map(lambda t: f'"{t}"'), _DOTENV_TEXT.map(lambda t: f"'{t}'")),
+        st.sampled_from(["", " ", "\t", " # note", "# note", "\t#x", "\r", " x"]),
+    ),
+    st.sampled_from(["", "# comment", "  # indented", "A", "=x"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_DOTENV_LINE, max_size=6))
+@example(["A=abc#def"])
+@example(["A=abc #def", "B='q # r'", 'C="s"#t'])
+def test_the_fast_dotenv_path_reads_what_python_dotenv_reads(lines):
+    import io
+
+    from dotenv import dotenv_values
+
+    from scheduler.config import _simple_dotenv
+
+    text = "\n".join(lines) + "\n"
+    fast = _simple_dotenv(text)
+    note(repr(text))
+    if fast is not None:
+        assert fast == dict(dotenv_values(stream=io.StringIO(text), interpolate=True))
+        assert fast == dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
+
+
+def test_the_fast_dotenv_path_takes_plain_files_and_leaves_the_rest():
+    from scheduler.config import _simple_dotenv
+
+    assert _simple_dotenv('# jobs\nexport A=1\nB="two words"  # note\nC=\'x\'\r\n\n') == {"A": "1", "B": "two words", "C": "x"}
+    for line in ('A="a\\nb"', "A=${B}", "A=a b", "A", "A=abc#def", "\ufeffA=1"):
+        assert _simple_dotenv(line) is None, line
