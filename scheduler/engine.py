@@ -171,7 +171,7 @@ class Engine:
 
     async def _heartbeat(self) -> None:
         # Several beats per staleness window, so one late tick never reads as a stall.
-        interval = min(1.0, self.health.stale_after_s / 4)
+        interval = self.health.stale_after_s / 4
         while True:
             self.health.beat()
             await asyncio.sleep(interval)
