@@ -351,11 +351,16 @@ def test_sequential_requests_share_one_connection() -> None:
     assert [parse(r).line for r in conns[0].requests] == [f"GET /{n} HTTP/1.1" for n in range(3)]
 
 
-def test_connection_close_response_is_not_reused() -> None:
+@pytest.mark.parametrize(
+    "first_response",
+    [resp(200, [("Connection", "close")]), b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+    ids=["connection-close", "http-1.0"],
+)
+def test_a_response_that_ends_keep_alive_is_not_reused(first_response) -> None:
     async def go():
-        # The server leaves the connection open after "Connection: close": the client must
-        # close it itself and open another.
-        async with Server(resp(200, [("Connection", "close")]), resp(201)) as srv:
+        # The server leaves the connection open: the client must close it itself and open
+        # another.
+        async with Server(first_response, resp(201)) as srv:
             c = client()
             try:
                 first = await send(c, get(srv.url("/a")))
@@ -396,23 +401,6 @@ def test_body_delimited_by_close(response: bytes, status: int) -> None:
     assert first[0] == status
     assert leaked == set()
     assert second == (204, None)
-    assert len(conns) == 2
-
-
-def test_http10_response_with_content_length_is_not_kept_alive() -> None:
-    async def go():
-        async with Server(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", resp(201)) as srv:
-            c = client()
-            try:
-                first = await send(c, get(srv.url("/a")))
-                await until(lambda: srv.conns[0].eof, "the client closes the HTTP/1.0 connection")
-                second = await send(c, get(srv.url("/b")))
-            finally:
-                await c.aclose()
-            return srv.conns, first, second
-
-    conns, first, second = run(go)
-    assert (first, second) == ((200, None), (201, None))
     assert len(conns) == 2
 
 
