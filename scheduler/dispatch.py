@@ -233,7 +233,6 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
         self.closed = False
-        self.used = 0  # requests sent on it
         self.idle_since = 0.0
 
     # asyncio.Protocol
@@ -287,7 +286,6 @@ class _Connection(asyncio.Protocol):
 
     def start(self, data: bytes) -> asyncio.Future:
         self.status, self.headers, self.head_done = 0, [], False
-        self.used += 1
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return self.waiter
@@ -361,8 +359,7 @@ class _Http1Client:
         try:
             keep_alive = await conn.start(data)
         except BaseException:  # failed, timed out or cancelled: the connection's state is unknown
-            conn.close()
-            self.open.discard(conn)
+            self._drop(conn)
             raise
         finally:
             timer.cancel()
@@ -371,8 +368,7 @@ class _Http1Client:
             conn.idle_since = time.monotonic()
             self.idle.setdefault(target.origin, []).append(conn)
         else:
-            conn.close()
-            self.open.discard(conn)
+            self._drop(conn)
         return status, retry_after
 
     def _idle_connection(self, origin: tuple[str, str, int]) -> _Connection | None:
@@ -382,9 +378,12 @@ class _Http1Client:
             conn = pool.pop()  # the most recently used: the likeliest to be still open
             if not conn.closed and now - conn.idle_since < self.IDLE_S:
                 return conn
-            conn.close()
-            self.open.discard(conn)
+            self._drop(conn)
         return None
+
+    def _drop(self, conn: _Connection) -> None:
+        conn.close()
+        self.open.discard(conn)
 
     async def _connect(self, origin: tuple[str, str, int]) -> _Connection:
         scheme, host, port = origin
