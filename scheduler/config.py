@@ -7,6 +7,7 @@ or raises one `ConfigError` listing all of them. A secret's value never enters a
 from __future__ import annotations
 
 import difflib
+import io
 import json
 import os
 import re
@@ -161,8 +162,10 @@ def read_environment(env_file: str | None, environ: Mapping[str, str] | None = N
         except (OSError, UnicodeDecodeError):
             text = None
         values = _simple_dotenv(text) if text is not None else None
-        if values is None:
-            values = dotenv_values(path, interpolate=text is None or "${" in text)
+        if values is None and text is not None:
+            values = dotenv_values(stream=io.StringIO(text), interpolate="${" in text)
+        elif values is None:
+            values = dotenv_values(path)  # not UTF-8 or unreadable: python-dotenv reports it as before
         for key, value in values.items():
             if key.startswith(PREFIX):
                 merged[key] = "" if value is None else value
