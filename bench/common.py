@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 # Where the `scheduler` package that the daemons run comes from (the checkout by default;
@@ -639,8 +639,12 @@ class Receiver:
             site = web.TCPSite(self._runner, LOOPBACK, self.port, backlog=4096, reuse_address=True)
             await site.start()
 
+        self._serve(start())
+
+    def _serve(self, start: Awaitable[Any]) -> None:
+        """Run `start` on this receiver's loop, say ready (or the error), then serve."""
         try:
-            self._loop.run_until_complete(start())
+            self._loop.run_until_complete(start)
         except BaseException as exc:  # noqa: BLE001
             self._error = exc
             self._ready.set()
@@ -726,16 +730,10 @@ class RawReceiver(Receiver):
                     if close:
                         self.transport.close()
 
-        try:
-            self._server = self._loop.run_until_complete(
-                self._loop.create_server(Proto, LOOPBACK, self.port, backlog=4096, reuse_address=True))
-        except BaseException as exc:  # noqa: BLE001
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.close()
+        async def start():
+            self._server = await self._loop.create_server(Proto, LOOPBACK, self.port, backlog=4096, reuse_address=True)
+
+        self._serve(start())
 
     def stop(self) -> None:
         if self._thread.is_alive():
