@@ -27,8 +27,7 @@ from standardwebhooks.webhooks import Webhook
 
 from . import __version__
 from .config import JobSpec, Settings
-from .schedule import format_slot
-from .store import Outcome
+from .model import FireId, Outcome, format_slot
 
 log = logging.getLogger("scheduler.dispatch")
 
@@ -52,9 +51,7 @@ class Fire:
     @property
     def key(self) -> str:
         """The idempotency key's inner string: job@slot, or job@manual:<id> for a trigger."""
-        if self.trigger:
-            return f"{self.job.name}@manual:{self.trigger}"
-        return f"{self.job.name}@{format_slot(self.slot)}"
+        return FireId(self.job.name, self.slot, self.trigger).key
 
 
 @dataclass(frozen=True)

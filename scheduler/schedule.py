@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from .model import format_slot  # noqa: F401  (slots are named the same everywhere)
+
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -177,11 +179,6 @@ def _parse_rfc3339(text: str) -> int:
 
 
 @functools.lru_cache(maxsize=4096)  # many jobs share a slot; a fire names its slot several times
-def format_slot(slot: int) -> str:
-    """RFC 3339 UTC, whole seconds: 2026-11-22T03:00:00Z."""
-    return datetime.fromtimestamp(slot, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def next_after(schedule: Schedule, after: float) -> int | None:
     """The first slot strictly later than `after`, or None when there is none (a spent `at`)."""
     t = int(after // 1)  # slots are whole seconds; a slot equal to floor(after) is not later

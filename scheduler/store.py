@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-FIRE, SKIP, REDELIVER, TRIGGER, INIT = "fire", "skip", "redeliver", "trigger", "init"
-# What a claim came to: not claimed (an older or already claimed slot, a spent trigger id),
-# claimed, or passed over because the job is paused (its watermark still advances).
-STALE, CLAIMED, PAUSED = 0, 1, 2
+from .model import (  # noqa: F401  (the values, re-exported for the stores)
+    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, InFlight, JobHealth, Outcome, State,
+    TriggerRequest,
+)
 
 
 class LeaseLost(Exception):
@@ -24,74 +23,6 @@ class LeaseLost(Exception):
 
 class StoreUnavailable(Exception):
     """The store could not be reached or timed out; the caller retries later."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One slot to claim. `fire` advances the watermark and records the fire in flight;
-    `skip` only advances the watermark; `redeliver` takes over an in-flight record left by
-    an earlier leader (same slot, next attempt, this leader's epoch); `trigger` takes a
-    manual fire request (`trigger` is its id; `slot` the second it was asked for) once;
-    `init` sets the watermark of a job that has none (a leader saw it from that second on,
-    so an outage after it is made up by CATCHUP)."""
-
-    job: str
-    slot: int
-    kind: str = FIRE
-    attempt: int = 1
-    trigger: str | None = None
-    reason: str | None = field(default=None, compare=False)  # why a skip; for logs only
-
-    @property
-    def field(self) -> str:
-        return inflight_field(self.job, self.slot, self.trigger)
-
-
-@dataclass(frozen=True)
-class InFlight:
-    job: str
-    slot: int
-    epoch: int
-    attempt: int
-    trigger: str | None = None
-
-
-@dataclass(frozen=True)
-class TriggerRequest:
-    id: str
-    job: str
-    requested_at: int  # whole seconds; the fire's slot
-
-
-def inflight_field(job: str, slot: int, trigger: str | None = None) -> str:
-    """How an in-flight fire is named in the store: job@<unix slot>, or job@manual:<id>."""
-    return f"{job}@manual:{trigger}" if trigger else f"{job}@{slot}"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one fire ended. status: ok, failed or cancelled."""
-
-    status: str
-    attempts: int
-    duration_s: float
-    finished_at: float
-    http_status: int | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class JobHealth:
-    last_success_at: float | None = None
-    consecutive_failures: int = 0
-
-
-@dataclass
-class State:
-    watermarks: dict[str, int] = field(default_factory=dict)
-    inflight: list[InFlight] = field(default_factory=list)
-    paused: set[str] = field(default_factory=set)
-    health: dict[str, JobHealth] = field(default_factory=dict)
 
 
 class Store(Protocol):

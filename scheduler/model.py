@@ -1,0 +1,146 @@
+"""The values every part of the scheduler passes around, with no I/O.
+
+A fire's identity lives here and only here: `FireId` knows how it is named in the store's
+in-flight set, what its idempotency key is, and how to read a stored name back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+FIRE, SKIP, REDELIVER, TRIGGER, INIT = "fire", "skip", "redeliver", "trigger", "init"
+# What a claim came to: not claimed (an older or already claimed slot, a spent trigger id),
+# claimed, or passed over because the job is paused (its watermark still advances).
+STALE, CLAIMED, PAUSED = 0, 1, 2
+
+# Manual request ids (CLI and API): SPEC section 7. Neither `@` nor `:` can appear, so a
+# stored fire name always splits back into its parts.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+REQUEST_ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ -"
+MANUAL = "manual:"
+
+
+def request_id_problem(text: str) -> str | None:
+    """Why `text` is not a valid trigger request id, or None when it is."""
+    if REQUEST_ID.fullmatch(text):
+        return None
+    if not text:
+        return f"a trigger id must not be empty; use {REQUEST_ID_RULE}"
+    if len(text) > 128:
+        return f"a trigger id is at most 128 characters (got {len(text)}); use {REQUEST_ID_RULE}"
+    bad = next(ch for ch in text if not REQUEST_ID.fullmatch(ch))
+    return f"a trigger id may hold only {REQUEST_ID_RULE}; {bad!r} is not allowed"
+
+
+def format_slot(slot: int) -> str:
+    """RFC 3339 UTC, whole seconds: 2026-11-22T03:00:00Z."""
+    return datetime.fromtimestamp(slot, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class MalformedRecord(ValueError):
+    """A record read from the store that this version cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class FireId:
+    """One fire: a job's scheduled slot, or a manual request (`trigger` is its id and `slot`
+    the second it was asked for)."""
+
+    job: str
+    slot: int
+    trigger: str | None = None
+
+    @property
+    def field(self) -> str:
+        """The fire's name in the in-flight set: job@<unix slot>, or job@manual:<id>."""
+        return f"{self.job}@{MANUAL}{self.trigger}" if self.trigger else f"{self.job}@{self.slot}"
+
+    @property
+    def key(self) -> str:
+        """The idempotency key's inner string: job@<RFC 3339 slot>, or job@manual:<id>."""
+        return f"{self.job}@{MANUAL}{self.trigger}" if self.trigger else f"{self.job}@{format_slot(self.slot)}"
+
+    @staticmethod
+    def parse_field(name: str) -> tuple[str, int | None, str | None]:
+        """(job, slot, trigger id) from a stored in-flight name; a manual fire's slot is in
+        its record, not its name, so it comes back None. Raises MalformedRecord."""
+        job, sep, rest = name.partition("@")
+        if not sep or not job:
+            raise MalformedRecord(f"in-flight name without job@: {name[:80]!r}")
+        if rest.startswith(MANUAL):
+            trigger = rest[len(MANUAL):]
+            if request_id_problem(trigger) is not None:
+                raise MalformedRecord(f"in-flight name with an unreadable trigger id: {name[:80]!r}")
+            return job, None, trigger
+        if not rest.isascii() or not rest.isdigit() or len(rest) > 12:
+            raise MalformedRecord(f"in-flight name with an unreadable slot: {name[:80]!r}")
+        return job, int(rest), None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One slot to claim. `fire` advances the watermark and records the fire in flight;
+    `skip` only advances the watermark; `redeliver` takes over an in-flight record left by
+    an earlier leader (same slot, next attempt, this leader's epoch); `trigger` takes a
+    manual fire request (`trigger` is its id; `slot` the second it was asked for) once;
+    `init` sets the watermark of a job that has none (a leader saw it from that second on,
+    so an outage after it is made up by CATCHUP)."""
+
+    job: str
+    slot: int
+    kind: str = FIRE
+    attempt: int = 1
+    trigger: str | None = None
+    reason: str | None = field(default=None, compare=False)  # why a skip; for logs only
+
+    @property
+    def id(self) -> FireId:
+        return FireId(self.job, self.slot, self.trigger)
+
+    @property
+    def field(self) -> str:
+        return self.id.field
+
+
+@dataclass(frozen=True)
+class InFlight:
+    job: str
+    slot: int
+    epoch: int
+    attempt: int
+    trigger: str | None = None
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    id: str
+    job: str
+    requested_at: int  # whole seconds; the fire's slot
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one fire ended. status: ok, failed or cancelled."""
+
+    status: str
+    attempts: int
+    duration_s: float
+    finished_at: float
+    http_status: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class JobHealth:
+    last_success_at: float | None = None
+    consecutive_failures: int = 0
+
+
+@dataclass
+class State:
+    watermarks: dict[str, int] = field(default_factory=dict)
+    inflight: list[InFlight] = field(default_factory=list)
+    paused: set[str] = field(default_factory=set)
+    health: dict[str, JobHealth] = field(default_factory=dict)
