@@ -133,9 +133,22 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A fire's outcome as the store records it. `epoch` is the leadership that ran it: the
+    store writes it only while the in-flight record is still that epoch's (a newer leader's
+    redelivery owns it otherwise), and never over a newer epoch's last outcome."""
+
+    claim: Claim
+    epoch: int
+    outcome: Outcome
+    lateness_s: float | None = None
+
+
+@dataclass(frozen=True)
 class JobHealth:
     last_success_at: float | None = None
     consecutive_failures: int = 0
+    first_seen_at: float | None = None  # when a leader first saw the job: overdue counts from it
 
 
 @dataclass
