@@ -183,9 +183,13 @@ def make_store(settings: config.Settings):
         return LocalStore(settings.state_file)
     from .redis_store import RedisStore
 
+    from .engine import claim_ahead_s
+
     return RedisStore(
         settings.redis_url, settings.namespace, settings.lease_ttl_s,
         sentinels=settings.redis_sentinels, sentinel_master=settings.redis_sentinel_master,
+        max_skew_s=settings.max_clock_skew_s, claim_ahead_s=claim_ahead_s(settings.lease_ttl_s),
+        history=settings.history,
     )
 
 
@@ -200,6 +204,10 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     except StoreUnavailable as exc:
         print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
         return EX_CONFIG
+    if dry_run:
+        from .dry_run import ReadOnlyStore
+
+        store = ReadOnlyStore(store)
     metrics, health = Metrics(), Health()
     server = None
     if settings.http_port:

@@ -62,6 +62,8 @@ GLOBAL_DEFAULTS: dict[str, str | None] = {
     "SCHEDULER_LOG_FORMAT": None,  # json when stderr is not a TTY, else text
     "SCHEDULER_LOG_LEVEL": "INFO",
     "SCHEDULER_TLS_VERIFY": "true",
+    "SCHEDULER_MAX_CLOCK_SKEW": "1s",
+    "SCHEDULER_HISTORY": "20",
 }
 JOB_FIELDS: dict[str, str | None] = {
     "SCHEDULE": None,
@@ -137,6 +139,8 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     tls_verify: bool | str = True
+    max_clock_skew_s: float = 1.0
+    history: int = 20
     jobs: tuple[JobSpec, ...] = field(default_factory=tuple)
 
     @property
@@ -252,6 +256,8 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
         or ("text" if stderr_is_tty else "json"),
         log_level=g.setting("SCHEDULER_LOG_LEVEL", _choice(LOG_LEVELS, upper=True)),
         tls_verify=g.setting("SCHEDULER_TLS_VERIFY", _tls_verify),
+        max_clock_skew_s=g.setting("SCHEDULER_MAX_CLOCK_SKEW", _positive_duration),
+        history=g.setting("SCHEDULER_HISTORY", _int_range(0, 1000)),
     )
     jobs = [_load_job(name, fields, g, tz or "UTC", api_url) for name, fields in sorted(job_vars.items())]
     if not job_vars:

@@ -69,10 +69,10 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
         after = sched.next_after(job.schedule, nxt) if nxt else None
         period = after - nxt if after and nxt else None
         fails = last.get("consecutive_failures") or 0
-        overdue = job.enabled and job.name not in info["paused"] and (
-            is_overdue(now, period, last.get("last_success_at"))
-            or (last.get("last_success_at") is None and fails >= 2)
-        )
+        # The same rule as the scheduler_job_overdue gauge: two periods without a success,
+        # counted from the last success or, before any, from when a leader first saw the job.
+        overdue = job.enabled and job.name not in info["paused"] and is_overdue(
+            now, period, last.get("last_success_at"), last.get("first_seen_at"))
         jobs.append({
             "name": job.name,
             "schedule": job.schedule_text,

@@ -23,7 +23,10 @@ from .config import JobSpec, Settings
 from .dispatch import Dispatcher, Fire
 from .observe import Health, Metrics
 from .schedule import format_slot
-from .store import CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, LeaseLost, Outcome, Store, StoreUnavailable
+from .model import CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome
+from .store import LeaseLost, Store, StoreUnavailable
+
+REFUSED = 3  # the store refused a slot too far ahead of its clock (SPEC 3, rule 7)
 
 log = logging.getLogger("scheduler.engine")
 
@@ -34,6 +37,7 @@ CLAIM_CHUNK = 500  # claims per store call when many are due at once
 CLAIM_AHEAD_S = 0.25
 RETRY_BASE_S = 0.25  # store-outage backoff: base and cap
 RETRY_CAP_S = 5.0
+STANDBY_LOG_EVERY_S = 300.0  # a standby says it still stands by this often
 
 
 class Clock:
@@ -79,6 +83,8 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.clock = clock
+        if hasattr(store, "on_malformed"):
+            store.on_malformed = lambda key: self.metrics.malformed.inc()
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(settings.max_concurrency)
@@ -95,10 +101,12 @@ class Engine:
         self.is_leader = False
         self.period_s: dict[str, float] = {}  # time between a job's current slots
         self.last_success: dict[str, float] = {}
+        self.first_seen: dict[str, float] = {}  # persisted: overdue counts from it before any success
         self.watch_since: float | None = None  # when this replica began leading
         self._warned = False
-        self._outcomes: list[tuple[Claim, Outcome, asyncio.Future]] = []
-        self._writing = False
+        self._outcomes: list[tuple[Finished, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+        self._standby_since: float | None = None
 
     def overdue_source(self) -> list[tuple[str, float | None, float | None]]:
         """(job, period, last success or start of leadership) for the overdue gauge; a
@@ -106,9 +114,10 @@ class Engine:
         if not self.is_leader:
             return []
         return [
-            (job, self.period_s.get(job), self.last_success.get(job, self.watch_since))
+            (job, self.period_s.get(job), self.last_success.get(job) or self.first_seen.get(job) or self.watch_since)
             for job in list(self.jobs)
         ]
+
     def stop(self) -> None:
         """Called from a signal handler: only flips state; the loops notice at once."""
         self.stopping.set()
@@ -138,12 +147,39 @@ class Engine:
                     for warning in await self._store_warnings():
                         log.warning(warning)
                 if epoch is None:
+                    self._note_refusal()
                     await self._standby_wait()
                     continue
+                self._standby_since = None
+                self.health.clock_ok = self.health.format_ok = True
+                if getattr(self.store, "clock_skew_s", None) is not None:
+                    self.metrics.clock_skew.set(self.store.clock_skew_s)
                 await self._lead(epoch, started)
             await self._finish_in_flight()
         finally:
             ticker.cancel()
+
+    def _note_refusal(self) -> None:
+        """Why acquire said no: another holder (a standby waits), or this replica may not lead
+        (its clock is off, or the state is of a newer format); the latter fail /readyz."""
+        skew = getattr(self.store, "clock_skew_s", None)
+        if skew is not None:
+            self.metrics.clock_skew.set(skew)
+        problem = getattr(self.store, "format_problem", None)
+        clock_ok = getattr(self.store, "clock_ok", lambda: True)()
+        self.health.clock_ok, self.health.format_ok = clock_ok, problem is None
+        if problem:
+            self.metrics.format_refused.set(1)
+            log.error("not leading: the state store holds a newer state format", extra={"problem": problem})
+        elif not clock_ok:
+            log.error("not leading: this replica's clock is off from the Redis server's",
+                      extra={"skew_s": round(skew, 3), "max_skew_s": self.settings.max_clock_skew_s})
+        else:
+            self.metrics.format_refused.set(0)
+            now = self.clock.monotonic()
+            if self._standby_since is None or now - self._standby_since >= STANDBY_LOG_EVERY_S:
+                self._standby_since = now
+                log.info("standing by: another replica holds the lease", extra={"replica": self.store.replica_id})
 
     async def _store_warnings(self) -> list[str]:
         try:
@@ -188,7 +224,7 @@ class Engine:
         self.metrics.epoch.set(epoch)
         self.metrics.transitions.labels("acquired").inc()
         renewer = asyncio.create_task(self._renew_loop(self.lease))
-        watcher = asyncio.create_task(self._watch_triggers(epoch, self.lease))
+        watcher = asyncio.create_task(self._supervise(self._watch_triggers, epoch, self.lease))
         try:
             await self._leader_loop(epoch, self.lease)
             await _cancel(watcher)
@@ -226,9 +262,18 @@ class Engine:
                     await asyncio.sleep(min(0.5, renew_s / 4))
                     continue
                 self.health.store_ok = True
+                skew = getattr(self.store, "clock_skew_s", None)
+                if skew is not None:
+                    self.metrics.clock_skew.set(skew)
                 if not held:
                     lease.lost = True
-                    log.warning("lease no longer ours (expired, taken, or the Redis master moved)", extra={"epoch": self.epoch})
+                    if not getattr(self.store, "clock_ok", lambda: True)():
+                        self.health.clock_ok = False
+                        log.error("stepping down: this replica's clock is off from the Redis server's",
+                                  extra={"epoch": self.epoch, "skew_s": round(skew, 3),
+                                         "max_skew_s": self.settings.max_clock_skew_s})
+                    else:
+                        log.warning("lease no longer ours (expired, taken, or the Redis master moved)", extra={"epoch": self.epoch})
                     self._wake.set()
                     return
                 lease.renewed_at = started
@@ -239,6 +284,8 @@ class Engine:
         if state is None:
             return
         for job, health in state.health.items():
+            if health.first_seen_at is not None:
+                self.first_seen[job] = health.first_seen_at
             self.metrics.job(job).failures.set(health.consecutive_failures)
             if health.last_success_at is not None:
                 self.last_success[job] = health.last_success_at
@@ -257,6 +304,7 @@ class Engine:
                 # First sight of this job: nothing in the past fires, but from now on an
                 # outage is made up according to CATCHUP.
                 first.append(Claim(job.name, math.floor(now), INIT))
+                self.first_seen.setdefault(job.name, now)
                 cursor = math.floor(now)
             else:
                 # A slot whose jittered moment may still be ahead is not missed yet.
@@ -272,7 +320,7 @@ class Engine:
         if first and not await self._claim_and_fire(epoch, lease, first, backlog=True):
             return
 
-        ahead = min(CLAIM_AHEAD_S, lease.ttl_s / 10)
+        ahead = claim_ahead_s(lease.ttl_s)
         # Slots of forbid/replace jobs whose previous fire still runs are claimed at their
         # moment, not ahead: CONCURRENCY decides on what runs then.
         held: list[tuple[float, int, str]] = []
@@ -395,6 +443,10 @@ class Engine:
                 continue
             if claim.kind == INIT:
                 continue
+            if result == REFUSED:
+                log.warning("claim refused: the slot lies ahead of the Redis server's clock",
+                            extra={"job": job.name, "slot": slot, "kind": claim.kind})
+                continue
             if result != CLAIMED:
                 log.debug("already claimed", extra={"job": job.name, "slot": slot, "kind": claim.kind})
                 continue
@@ -432,6 +484,18 @@ class Engine:
             self._active.setdefault(job.name, {})[claim.field] = task
         self.metrics.inflight.set(len(self.running))
         return True
+
+    async def _supervise(self, loop: Callable, epoch: int, lease: Lease) -> None:
+        """Run a leader's side loop; if it dies of an error, log it and start it again."""
+        while True:
+            try:
+                await loop(epoch, lease)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the trigger watcher failed; restarting it", extra={"epoch": epoch})
+                await asyncio.sleep(1.0)
 
     async def _watch_triggers(self, epoch: int, lease: Lease) -> None:
         """Take manual fire requests as they come (woken by the trigger command)."""
@@ -519,7 +583,11 @@ class Engine:
                         except StoreUnavailable:
                             pass  # a redelivery then reuses an attempt number; the key is what matters
 
-                outcome = await self.dispatcher.send(fire, on_attempt)
+                try:
+                    outcome = await self.dispatcher.send(fire, on_attempt)
+                except Exception as exc:  # a bug in a fire ends that fire, with its error, never the loop
+                    log.exception("the fire failed unexpectedly", extra={"job": job.name, "slot": format_slot(fire.slot)})
+                    outcome = Outcome("failed", fire.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
             self._call_ended(claim)  # for CONCURRENCY the fire is over; only its record remains
             await self._record(claim, fire, outcome, None if fire.trigger else lateness)
         except asyncio.CancelledError:
@@ -564,7 +632,7 @@ class Engine:
             })
         for attempt in range(5):
             try:
-                metrics.failures.set(await self._write_outcome(claim, outcome))
+                metrics.failures.set(await self._write_outcome(Finished(claim, fire.epoch, outcome, lateness)))
                 return
             except StoreUnavailable as exc:
                 if attempt == 4:
@@ -572,33 +640,39 @@ class Engine:
                     return
                 await asyncio.sleep(_backoff(attempt + 1))
 
-    async def _write_outcome(self, claim: Claim, outcome: Outcome) -> int:
+    async def _write_outcome(self, item: Finished) -> int:
         """Outcomes go to the store in batches: one is written at once; those that finish
         while a write is under way go together in the next one. No delay at low rates, one
         store call for many fires at high ones."""
         done = asyncio.get_running_loop().create_future()
-        self._outcomes.append((claim, outcome, done))
-        if not self._writing:
-            self._writing = True
-            asyncio.create_task(self._write_outcomes())
+        self._outcomes.append((item, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_outcomes())
         return await done
 
     async def _write_outcomes(self) -> None:
+        """Every waiter gets an answer, whatever goes wrong: a result, or the error."""
+        batch: list[tuple[Finished, asyncio.Future]] = []
         try:
             while self._outcomes:
                 batch, self._outcomes = self._outcomes, []
                 try:
-                    results = await self.store.finish([(c, o) for c, o, _ in batch])
-                except StoreUnavailable as exc:
-                    for _, _, done in batch:
+                    results = await self.store.finish([item for item, _ in batch])
+                except Exception as exc:
+                    error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"{type(exc).__name__}: {exc}")
+                    for _, done in batch:
                         if not done.done():
-                            done.set_exception(exc)
+                            done.set_exception(error)
                     continue
-                for (_, _, done), fails in zip(batch, results):
+                for (_, done), fails in zip(batch, results):
                     if not done.done():
                         done.set_result(fails)
-        finally:
-            self._writing = False
+        except BaseException:  # cancelled with the loop: no waiter is left pending
+            for _, done in batch + self._outcomes:
+                if not done.done():
+                    done.set_exception(StoreUnavailable("the outcome writer stopped"))
+            self._outcomes = []
+            raise
 
     async def _finish_in_flight(self) -> None:
         """Wait up to SHUTDOWN_GRACE for fires in flight, then cancel the rest."""
@@ -620,6 +694,11 @@ async def _cancel(*tasks: asyncio.Future) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def claim_ahead_s(lease_ttl_s: float) -> float:
+    """How long before its moment a slot is claimed: at most a tenth of the lease TTL."""
+    return min(CLAIM_AHEAD_S, lease_ttl_s / 10)
 
 
 def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:

@@ -15,7 +15,7 @@ import time
 from typing import Sequence
 
 from .store import (
-    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, InFlight, JobHealth, LeaseLost, Outcome, State,
+    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth, LeaseLost, Outcome, State,
     StoreUnavailable, TriggerRequest, new_replica_id,
 )
 
@@ -142,10 +142,11 @@ class LocalStore:
         with self._tx() as db:
             db.execute("UPDATE inflight SET attempt = ? WHERE field = ? AND epoch = ?", (attempt, claim.field, epoch))
 
-    async def finish(self, outcomes: Sequence[tuple[Claim, Outcome]]) -> list[int]:
+    async def finish(self, outcomes: Sequence[Finished]) -> list[int]:
         out = []
         with self._tx() as db:
-            for claim, outcome in outcomes:
+            for item in outcomes:
+                claim, outcome = item.claim, item.outcome
                 db.execute("DELETE FROM inflight WHERE field = ?", (claim.field,))
                 row = db.execute("SELECT record FROM jobs WHERE name = ?", (claim.job,)).fetchone()
                 rec = json.loads(row[0]) if row else {}

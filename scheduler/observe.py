@@ -100,6 +100,11 @@ class Metrics:
         self.transitions = Counter("scheduler_lease_transitions", "Leadership gained or lost", ["change"], registry=r)
         self.inflight = Gauge("scheduler_inflight", "Fires in flight", registry=r)
         self.epoch = Gauge("scheduler_epoch", "Fencing epoch of this replica's current or last lease", registry=r)
+        self.clock_skew = Gauge("scheduler_clock_skew_seconds",
+                                "This replica's wall clock minus the Redis server's, at the last lease call", registry=r)
+        self.format_refused = Gauge("scheduler_state_format_refused",
+                                    "1 while the store holds a state format newer than this version reads", registry=r)
+        self.malformed = Counter("scheduler_store_malformed_records", "Unreadable store records set aside", registry=r)
         self._jobs: dict[str, JobMetrics] = {}
         r.register(_JobCollector(self._jobs))
 
@@ -229,6 +234,17 @@ class Health:
         self.stale_after_s = stale_after_s
         self.last_beat = time.monotonic()
         self.store_ok = False
+        self.clock_ok = True  # within SCHEDULER_MAX_CLOCK_SKEW of the Redis server
+        self.format_ok = True  # the store's state format is one this version reads
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.store_ok:
+            return False, "state store unreachable"
+        if not self.clock_ok:
+            return False, "clock off from the Redis server's by more than SCHEDULER_MAX_CLOCK_SKEW"
+        if not self.format_ok:
+            return False, "the state store holds a newer state format than this version reads"
+        return True, "ok"
 
     def beat(self) -> None:
         self.last_beat = time.monotonic()
@@ -248,8 +264,8 @@ def serve(host: str, port: int, metrics: Metrics, health: Health) -> ThreadingHT
                 ok = health.alive()
                 self._reply(200 if ok else 503, b"ok\n" if ok else b"event loop stalled\n")
             elif self.path == "/readyz":
-                ok = health.store_ok
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"state store unreachable\n")
+                ok, why = health.ready()
+                self._reply(200 if ok else 503, why.encode() + b"\n")
             else:
                 self._reply(404, b"not found\n")
 

@@ -1,7 +1,8 @@
 """The Redis store: lease, fencing epoch, atomic claims, outcomes.
 
 Every key lives under `{namespace}:`; the braces are a Redis Cluster hash tag, so all keys
-share one slot and each script touches keys of one slot only.
+share one slot and each script touches keys of one slot only. The scripts are in
+`redis_scripts`; reading records, which may be malformed, is in `redis_records`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ import asyncio
 import json
 import logging
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from .store import Claim, InFlight, JobHealth, LeaseLost, Outcome, State, StoreUnavailable, TriggerRequest, new_replica_id
+from . import __version__
+from . import redis_records as records
+from . import redis_scripts as scripts
+from .model import Claim, Finished, InFlight, JobHealth, MalformedRecord, State, TriggerRequest
+from .store import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.redis")
 
@@ -25,162 +30,13 @@ POOL_SIZE = 32  # connections for claims, outcomes and reads; outcomes are batch
 
 # Short enough that no single call can outlive a lease renewal period.
 SOCKET_TIMEOUT_S = 2.0
+# With Sentinel, a claim counts only once a replica has it: a planned failover promotes a
+# replica, and a claim the old master took but never passed on would be claimed again.
+REPLICA_WAIT_MS = 500
 
-# SET NX PX, and on success INCR the fencing epoch in the same atomic step, so an epoch is
-# never handed to two holders. A replica that still holds its own key (it lost track of
-# it, for instance after a timeout on a renewal that did succeed) takes a new epoch too.
-#
-# A missing epoch (a new namespace, or a Redis that lost its data) starts from the server's
-# clock in milliseconds rather than from 0, so fencing tokens keep growing even across a
-# loss of state: a target that refuses tokens lower than one it has seen keeps working.
-ACQUIRE = """
-local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-if not ok then
-  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  local now = redis.call('TIME')
-  redis.call('SET', KEYS[2], now[1] * 1000 + math.floor(now[2] / 1000))
-end
-return redis.call('INCR', KEYS[2])
-"""
 
-# Compare-and-pexpire: never extend a lease another replica holds (redbeat #127).
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# Compare-and-delete, then tell the standbys so the next one takes over at once.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-# All claims of one moment in one step. The lease check and every watermark advance happen
-# atomically, so a replica that lost its lease can never claim, and no slot is claimed
-# twice. Returns -1 when the lease is not ours, else per claim 0 (stale), 1 (claimed) or
-# 2 (paused: the watermark advances, nothing is recorded in flight).
-# KEYS: leader slots inflight paused trigger triggered
-# ARGV: replica epoch now_ms claims, the claims one JSON array of [kind, job, slot, attempt,
-# trigger_id] strings: one argument to encode instead of five per claim, which matters to
-# the client when a thousand jobs are due at once.
-CLAIM = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local epoch, now = ARGV[2], ARGV[3]
-local out = {}
-for _, c in ipairs(cjson.decode(ARGV[4])) do
-  local kind, job, slot, attempt, tid = c[1], c[2], c[3], c[4], c[5]
-  local field = job .. '@' .. slot
-  if tid ~= '' then field = job .. '@manual:' .. tid end
-  local record = '{"epoch":' .. epoch .. ',"attempt":' .. attempt .. ',"slot":' .. slot ..
-    ',"claimed_at":' .. now .. '}'
-  local ok = 0
-  if kind == 'redeliver' then
-    if redis.call('HEXISTS', KEYS[3], field) == 1 then
-      redis.call('HSET', KEYS[3], field, record)
-      ok = 1
-    end
-  elseif kind == 'init' then
-    ok = redis.call('HSETNX', KEYS[2], job, slot)
-  elseif kind == 'trigger' then
-    -- A request id fires once, whichever leader takes it and however often it was sent.
-    for _, raw in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
-      local ok, rec = pcall(cjson.decode, raw)
-      if ok and tostring(rec['id']) == tid then redis.call('LREM', KEYS[5], 0, raw) end
-    end
-    if redis.call('HSETNX', KEYS[6], tid, now) == 1 then
-      redis.call('HSET', KEYS[3], field, record)
-      ok = 1
-    end
-  else
-    local mark = tonumber(redis.call('HGET', KEYS[2], job))
-    if not mark or tonumber(slot) > mark then
-      redis.call('HSET', KEYS[2], job, slot)
-      if redis.call('SISMEMBER', KEYS[4], job) == 1 then
-        ok = 2
-      else
-        if kind == 'fire' then redis.call('HSET', KEYS[3], field, record) end
-        ok = 1
-      end
-    elseif kind == 'fire' and tonumber(slot) == mark then
-      -- A retry of a claim whose reply was lost: it is ours if recorded under our epoch.
-      local cur = redis.call('HGET', KEYS[3], field)
-      if cur and tostring(cjson.decode(cur)['epoch']) == epoch then ok = 1 end
-    elseif kind == 'skip' and tonumber(slot) == mark then
-      ok = 1  -- a skip sent again: only the leader claims, so the mark is its own
-    end
-  end
-  out[#out + 1] = ok
-end
-return out
-"""
-
-# Only while the fire is still recorded under this epoch: a newer leader's redelivery owns it.
-NOTE_ATTEMPT = """
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return 0 end
-local rec = cjson.decode(cur)
-if tostring(rec['epoch']) ~= ARGV[2] then return 0 end
-rec['attempt'] = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
-return 1
-"""
-
-# Outcomes of many fires in one call. KEYS[1] is the in-flight hash; ARGV[1] the prefix of
-# the job hashes, ARGV[2] a JSON array of [job, field, status, slot, finished_at,
-# duration_ms, http_status, error, attempts] strings. The job hashes are named from the
-# prefix rather than listed in KEYS (thousands of keys per call otherwise); they carry the
-# same {namespace} hash tag, so the script still touches a single Cluster slot. Returns each
-# job's failure streak after its outcome.
-FINISH = """
-local out = {}
-for _, o in ipairs(cjson.decode(ARGV[2])) do
-  local key, field, status, slot, at = ARGV[1] .. o[1], o[2], o[3], o[4], o[5]
-  redis.call('HDEL', KEYS[1], field)
-  local fails = 0
-  if status == 'ok' then
-    redis.call('HSET', key, 'consecutive_failures', 0, 'last_success_at', at)
-  else
-    fails = redis.call('HINCRBY', key, 'consecutive_failures', 1)
-  end
-  redis.call('HSET', key, 'status', status, 'slot', slot, 'finished_at', at,
-    'duration_ms', o[6], 'http_status', o[7], 'error', o[8], 'attempts', o[9])
-  out[#out + 1] = fails
-end
-return out
-"""
-
-# Queue a manual fire unless the same id was already taken, or one for the job is still
-# queued or in flight (then the caller is told which one it joins). Wakes the leader.
-# KEYS: trigger inflight triggered  ARGV: job id raw_request wake_channel
-REQUEST_TRIGGER = """
-if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then
-  return cjson.encode({id = ARGV[2]})
-end
-for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local ok, rec = pcall(cjson.decode, raw)
-  if ok and rec['job'] == ARGV[1] then return raw end
-end
-local prefix = ARGV[1] .. '@manual:'
-for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
-  if string.sub(field, 1, #prefix) == prefix then
-    local rec = cjson.decode(redis.call('HGET', KEYS[2], field))
-    rec['id'] = string.sub(field, #prefix + 1)
-    return cjson.encode(rec)
-  end
-end
-redis.call('RPUSH', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[4], 'trigger')
-return false
-"""
+class ClaimNotReplicated(LeaseLost):
+    """The claim was written, but no replica confirmed it in time."""
 
 
 class RedisStore:
@@ -193,29 +49,48 @@ class RedisStore:
         sentinels: Sequence[tuple[str, int]] = (),
         sentinel_master: str | None = None,
         replica_id: str | None = None,
+        max_skew_s: float = 1.0,
+        claim_ahead_s: float = 0.25,
+        history: int = 20,
     ):
         self.replica_id = replica_id or new_replica_id()
         self.namespace = namespace
         self.lease_ttl_ms = int(lease_ttl_s * 1000)
+        self.max_skew_ms = int(max_skew_s * 1000)
+        # A slot may be claimed this far ahead of the server's clock: the engine's claim-ahead
+        # plus the skew that is tolerated.
+        self.max_ahead_ms = int((claim_ahead_s + max_skew_s) * 1000)
+        self.history = history
+        self.clock_skew_s: float | None = None  # ours minus the server's, at the last lease call
+        self.format_problem: str | None = None  # set when the state is newer than this version reads
+        self.malformed = 0  # records moved aside
+        self.read_only = False  # a dry run's view: unreadable records are skipped, not moved
+        self.on_malformed: Callable[[str], None] | None = None
+        self._reported: set[tuple[str, str]] = set()
         ns = "{" + namespace + "}"
-        self.k_leader = f"{ns}:leader"
-        self.k_epoch = f"{ns}:epoch"
-        self.k_slots = f"{ns}:slots"
-        self.k_inflight = f"{ns}:inflight"
-        self.k_paused = f"{ns}:paused"
-        self.k_released = f"{ns}:released"
-        self.k_wake = f"{ns}:wake"
-        self.k_trigger = f"{ns}:trigger"
-        self.k_triggered = f"{ns}:triggered"
-        self.job_prefix = f"{ns}:job:"
+        self.k_leader, self.k_epoch, self.k_meta = f"{ns}:leader", f"{ns}:epoch", f"{ns}:meta"
+        self.k_slots, self.k_inflight, self.k_paused = f"{ns}:slots", f"{ns}:inflight", f"{ns}:paused"
+        self.k_released, self.k_wake = f"{ns}:released", f"{ns}:wake"
+        self.k_trigger, self.k_triggered = f"{ns}:trigger", f"{ns}:triggered"
+        self.k_quarantine = f"{ns}:quarantine"
+        self.job_prefix, self.history_prefix = f"{ns}:job:", f"{ns}:history:"
+        self._types = {
+            self.k_leader: "string", self.k_epoch: "counter", self.k_meta: "hash", self.k_slots: "hash",
+            self.k_inflight: "hash", self.k_paused: "set", self.k_trigger: "list", self.k_triggered: "hash",
+            self.k_quarantine: "hash",
+        }
         opts = dict(
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             decode_responses=True,
+            # Any bytes a person or a bug left in the namespace decode, and encode back to
+            # the same bytes, so an unreadable value can still be named and moved aside.
+            encoding_errors="surrogateescape",
             # One immediate retry replaces a pooled connection that died with the server;
             # longer waits are the caller's backoff, never hidden inside a call.
             retry=Retry(NoBackoff(), 1),
         )
+        self.wait_replicas = 1 if sentinels else 0
         if sentinels:
             from redis.asyncio.sentinel import Sentinel
 
@@ -240,26 +115,66 @@ class RedisStore:
         # The lease is kept on connections of its own, so no burst of other calls can
         # make a renewal wait its turn past the lease.
         self.lease_redis = client(2)
-        self._acquire = self.lease_redis.register_script(ACQUIRE)
-        self._renew = self.lease_redis.register_script(RENEW)
-        self._release = self.lease_redis.register_script(RELEASE)
-        self._claim = self.redis.register_script(CLAIM)
-        self._note = self.redis.register_script(NOTE_ATTEMPT)
-        self._finish = self.redis.register_script(FINISH)
-        self._request = self.redis.register_script(REQUEST_TRIGGER)
+        self._acquire = self.lease_redis.register_script(scripts.ACQUIRE)
+        self._renew = self.lease_redis.register_script(scripts.RENEW)
+        self._release = self.lease_redis.register_script(scripts.RELEASE)
+        self._claim = self.redis.register_script(scripts.CLAIM)
+        self._note = self.redis.register_script(scripts.NOTE_ATTEMPT)
+        self._finish = self.redis.register_script(scripts.FINISH)
+        self._request = self.redis.register_script(scripts.REQUEST_TRIGGER)
+        self._quarantine_field = self.redis.register_script(scripts.QUARANTINE_FIELD)
+        self._quarantine_keys = self.redis.register_script(scripts.QUARANTINE_KEYS)
         self._pubsub = None
         self._pubsub_stale = False
 
-    async def _call(self, coro):
+    async def _call(self, coro, jobs: Sequence[str] = ()):
         try:
             async with asyncio.timeout(SOCKET_TIMEOUT_S * 2 + 0.5):
                 return await coro
+        except ResponseError as exc:
+            # An error reply: most likely a key of the wrong type or an epoch that is no
+            # number (a stray write). Move such keys aside so the caller's retry succeeds.
+            await self._repair_keys(jobs)
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
         except Exception as exc:
             # A client in a state it does not expect (say, a connection torn by a failover)
             # is an unreachable store too: the loop retries, the process never dies of it.
             raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from None
+
+    async def _repair_keys(self, jobs: Sequence[str]) -> None:
+        types = dict(self._types)
+        for job in jobs:
+            types[self.job_prefix + job] = "hash"
+            types[self.history_prefix + job] = "list"
+        try:
+            async with asyncio.timeout(SOCKET_TIMEOUT_S * 2 + 0.5):
+                moved = await self._quarantine_keys(keys=list(types), args=[int(time.time() * 1000), *types.values()])
+        except Exception as exc:  # the caller reports the outage; this was only a repair
+            log.debug("could not check the namespace's key types", extra={"error": str(exc)})
+            return
+        for name in moved or ():
+            self._report(name, "", "a key of the wrong type, renamed aside")
+
+    def _report(self, key: str, field: str, problem: str) -> None:
+        self.malformed += 1
+        if self.on_malformed is not None:
+            self.on_malformed(key)
+        if (key, field) not in self._reported:  # logged once, however often it is met
+            self._reported.add((key, field))
+            log.warning("unreadable record set aside", extra={"key": key, "field": field[:120], "problem": problem})
+
+    async def _set_aside(self, bad: list[tuple[str, str, str, str, str]]) -> None:
+        """Move unreadable (kind, key, field, raw, problem) records into the quarantine hash."""
+        for kind, key, field, raw, problem in bad:
+            self._report(key, field, problem)
+            if self.read_only:
+                continue
+            try:
+                await self._call(self._quarantine_field(keys=[self.k_quarantine, key], args=[kind, field, raw]))
+            except StoreUnavailable:
+                pass  # moved on a later read
 
     async def _master_moved(self) -> bool:
         """With Sentinel: ask the sentinels where the master is now. After a failover the old
@@ -283,13 +198,28 @@ class RedisStore:
 
     async def acquire(self) -> int | None:
         await self._master_moved()
-        epoch = await self._call(self._acquire(keys=[self.k_leader, self.k_epoch], args=[self.replica_id, self.lease_ttl_ms]))
-        return None if epoch is None else int(epoch)
+        args = [self.replica_id, self.lease_ttl_ms, int(time.time() * 1000), self.max_skew_ms, scripts.FORMAT,
+                __version__]
+        status, value, skew_ms = await self._call(
+            self._acquire(keys=[self.k_leader, self.k_epoch, self.k_meta], args=args))
+        self.clock_skew_s = skew_ms / 1000
+        if status == 3:
+            self.format_problem = (f"the state in namespace {self.namespace!r} has format {value}; this version "
+                                   f"({__version__}) reads format {scripts.FORMAT} and older")
+            return None
+        self.format_problem = None
+        return int(value) if status == 1 else None
+
+    def clock_ok(self) -> bool:
+        return self.clock_skew_s is None or abs(self.clock_skew_s) * 1000 <= self.max_skew_ms
 
     async def renew(self) -> bool:
         if await self._master_moved():
             return False  # the lease and the claims since the move may be gone: start over
-        return bool(await self._call(self._renew(keys=[self.k_leader], args=[self.replica_id, self.lease_ttl_ms])))
+        args = [self.replica_id, self.lease_ttl_ms, int(time.time() * 1000), self.max_skew_ms]
+        status, skew_ms = await self._call(self._renew(keys=[self.k_leader, self.k_released], args=args))
+        self.clock_skew_s = skew_ms / 1000
+        return status == 1
 
     async def release(self) -> None:
         await self._call(self._release(keys=[self.k_leader, self.k_released], args=[self.replica_id]))
@@ -329,33 +259,63 @@ class RedisStore:
                 pass
             self._pubsub = None
 
-    async def load(self, jobs: Sequence[str]) -> State:
+    async def _read_state(self, jobs: Sequence[str], extra: Callable) -> tuple[State, dict, list]:
+        """Watermarks, in-flight fires, pauses and job records, read in one round trip and
+        checked; unreadable records are set aside. `extra` adds commands to the pipeline."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.k_slots)
             pipe.hgetall(self.k_inflight)
             pipe.smembers(self.k_paused)
             for job in jobs:
-                pipe.hmget(self.job_prefix + job, "last_success_at", "consecutive_failures")
-            slots, inflight, paused, *health = await self._call(pipe.execute())
-        return State(
-            watermarks={job: int(slot) for job, slot in slots.items()},
-            inflight=[_parse_inflight(k, v) for k, v in inflight.items()],
-            paused=set(paused),
-            health={
-                job: JobHealth(float(ok) if ok else None, int(fails or 0))
-                for job, (ok, fails) in zip(jobs, health)
-            },
-        )
+                pipe.hgetall(self.job_prefix + job)
+            extra(pipe)
+            slots, inflight, paused, *rest = await self._call(pipe.execute(), jobs)
+        raw_jobs, more = rest[:len(jobs)], rest[len(jobs):]
+        bad: list[tuple[str, str, str, str, str]] = []
+        marks = {}
+        for job, value in slots.items():
+            try:
+                marks[job] = records.watermark(value)
+            except MalformedRecord as exc:
+                bad.append(("hash", self.k_slots, job, value, str(exc)))
+        fires = []
+        for name, value in inflight.items():
+            try:
+                fires.append(records.inflight(name, value))
+            except MalformedRecord as exc:
+                bad.append(("hash", self.k_inflight, name, value, str(exc)))
+        typed = {}
+        for job, raw in zip(jobs, raw_jobs):
+            typed[job], fields = records.job_record(raw)
+            bad += [("hash", self.job_prefix + job, f, raw[f], f"unreadable {f}") for f in fields]
+        await self._set_aside(bad)
+        health = {
+            job: JobHealth(rec.get("last_success_at"), rec.get("consecutive_failures") or 0, rec.get("first_seen_at"))
+            for job, rec in typed.items() if rec
+        }
+        return State(marks, fires, set(paused), health), typed, more
+
+    async def load(self, jobs: Sequence[str]) -> State:
+        state, _, _ = await self._read_state(jobs, lambda pipe: None)
+        return state
 
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
         if not claims:
             return []
         if await self._master_moved():
             raise LeaseLost("the Redis master moved")
-        payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or ""] for c in claims])
-        args = [self.replica_id, epoch, int(time.time() * 1000), payload]
+        payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field] for c in claims])
+        args = [self.replica_id, epoch, int(time.time() * 1000), payload, self.job_prefix, self.max_ahead_ms]
         keys = [self.k_leader, self.k_slots, self.k_inflight, self.k_paused, self.k_trigger, self.k_triggered]
-        result = await self._call(self._claim(keys=keys, args=args))
+        if not self.wait_replicas:
+            result = await self._call(self._claim(keys=keys, args=args))
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._claim(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.wait_replicas, REPLICA_WAIT_MS)
+                result, acked = await self._call(pipe.execute())
+            if result != -1 and acked < self.wait_replicas:
+                raise ClaimNotReplicated(f"no replica confirmed the claim within {REPLICA_WAIT_MS} ms")
         if result == -1:
             raise LeaseLost()
         return [int(x) for x in result]
@@ -363,67 +323,84 @@ class RedisStore:
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         await self._call(self._note(keys=[self.k_inflight], args=[claim.field, epoch, attempt]))
 
-    async def finish(self, outcomes: Sequence[tuple[Claim, Outcome]]) -> list[int]:
-        if not outcomes:
+    async def finish(self, items: Sequence[Finished]) -> list[int]:
+        if not items:
             return []
-        payload = json.dumps([
-            [claim.job, claim.field, o.status, str(claim.slot), f"{o.finished_at:.3f}", str(int(o.duration_s * 1000)),
-             str(o.http_status or ""), o.error or "", str(o.attempts)]
-            for claim, o in outcomes
-        ])
-        result = await self._call(self._finish(keys=[self.k_inflight], args=[self.job_prefix, payload]))
+        payload = json.dumps([_finish_entry(item) for item in items])
+        args = [self.job_prefix, payload, self.history_prefix, self.history]
+        result = await self._call(self._finish(keys=[self.k_inflight], args=args))
         return [int(x) for x in result]
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         raws = await self._call(self.redis.lrange(self.k_trigger, 0, -1))
-        out = []
+        out, bad = [], []
         for raw in raws:
             try:
-                rec = json.loads(raw)
-                req = TriggerRequest(str(rec["id"]), str(rec["job"]), int(rec["requested_at"]))
-            except (ValueError, KeyError, TypeError):
-                await self._call(self.redis.lrem(self.k_trigger, 0, raw))  # not ours to read
-                continue
-            out.append(req)
+                out.append(records.trigger(raw))
+            except MalformedRecord as exc:
+                bad.append(("list", self.k_trigger, "", raw, str(exc)))
+        await self._set_aside(bad)
         return out
 
     async def set_paused(self, job: str, paused: bool) -> bool:
         if paused:
-            changed = await self._call(self.redis.sadd(self.k_paused, job))
+            changed = await self._call(self.redis.sadd(self.k_paused, job), [job])
         else:
-            changed = await self._call(self.redis.srem(self.k_paused, job))
+            changed = await self._call(self.redis.srem(self.k_paused, job), [job])
         return bool(changed)
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         raw = json.dumps({"id": request.id, "job": request.job, "requested_at": request.requested_at})
         keys = [self.k_trigger, self.k_inflight, self.k_triggered]
-        found = await self._call(self._request(keys=keys, args=[request.job, request.id, raw, self.k_wake]))
+        found = await self._call(self._request(keys=keys, args=[request.job, request.id, raw, self.k_wake]), [request.job])
         if not found:
             return None
-        rec = json.loads(found)
-        return TriggerRequest(str(rec["id"]), request.job, int(rec.get("requested_at") or rec.get("slot") or 0))
+        try:
+            rec = json.loads(found)
+            return TriggerRequest(str(rec["id"]), request.job, records.whole(rec.get("requested_at") or rec.get("slot") or 0, "time"))
+        except (ValueError, KeyError, TypeError):
+            return TriggerRequest(request.id, request.job, 0)
+
+    async def history(self, job: str, limit: int | None = None) -> list[dict]:
+        raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history or 1) - 1), [job])
+        out = []
+        for raw in raws:
+            try:
+                entry = json.loads(raw)
+            except (ValueError, RecursionError):
+                entry = None
+            if isinstance(entry, dict):
+                out.append(entry)
+        return out
 
     async def status(self, jobs: Sequence[str]) -> dict:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        def extra(pipe):
             pipe.get(self.k_leader)
             pipe.pttl(self.k_leader)
             pipe.get(self.k_epoch)
-            pipe.hgetall(self.k_slots)
-            pipe.hgetall(self.k_inflight)
-            pipe.smembers(self.k_paused)
             pipe.lrange(self.k_trigger, 0, -1)
-            for job in jobs:
-                pipe.hgetall(self.job_prefix + job)
-            leader, pttl, epoch, slots, inflight, paused, triggers, *records = await self._call(pipe.execute())
+
+        state, typed, (leader, pttl, epoch, triggers) = await self._read_state(jobs, extra)
+        pending = []
+        for raw in triggers:
+            try:
+                req = records.trigger(raw)
+            except MalformedRecord:
+                continue  # set aside by the leader's next look at the queue
+            pending.append({"id": req.id, "job": req.job, "requested_at": req.requested_at})
+        try:
+            epoch_value = records.whole(epoch, "epoch") if epoch else None
+        except MalformedRecord:
+            epoch_value = None
         return {
             "leader": leader,
             "lease_left_s": pttl / 1000 if leader and pttl and pttl > 0 else None,
-            "epoch": int(epoch) if epoch else None,
-            "watermarks": {j: int(s) for j, s in slots.items()},
-            "inflight": [_parse_inflight(k, v) for k, v in inflight.items()],
-            "paused": set(paused),
-            "pending_triggers": [json.loads(t) for t in triggers],
-            "jobs": {job: _typed(rec) for job, rec in zip(jobs, records)},
+            "epoch": epoch_value,
+            "watermarks": state.watermarks,
+            "inflight": state.inflight,
+            "paused": state.paused,
+            "pending_triggers": pending,
+            "jobs": typed,
         }
 
     async def warnings(self) -> list[str]:
@@ -458,21 +435,16 @@ class RedisStore:
         await self.lease_redis.aclose()
 
 
-def _parse_inflight(field: str, value: str) -> InFlight:
-    job, _, rest = field.rpartition("@")
-    rec = json.loads(value)
-    if rest.startswith("manual:"):
-        return InFlight(job, int(rec["slot"]), int(rec["epoch"]), int(rec["attempt"]), rest[len("manual:"):])
-    return InFlight(job, int(rest), int(rec["epoch"]), int(rec["attempt"]))
-
-
-def _typed(record: dict[str, str]) -> dict:
-    out: dict = {}
-    for key, value in record.items():
-        if key in ("slot", "duration_ms", "http_status", "attempts", "consecutive_failures"):
-            out[key] = int(value) if value else None
-        elif key in ("finished_at", "last_success_at"):
-            out[key] = float(value) if value else None
-        else:
-            out[key] = value or None
-    return out
+def _finish_entry(item: Finished) -> list[str]:
+    claim, o = item.claim, item.outcome
+    excerpt = getattr(o, "excerpt", None)
+    entry = {
+        "slot": claim.slot, "trigger": claim.trigger, "attempts": o.attempts, "outcome": o.status,
+        "http_status": o.http_status, "duration_ms": int(o.duration_s * 1000),
+        "lateness_ms": None if item.lateness_s is None else round(item.lateness_s * 1000, 1),
+        "finished_at": round(o.finished_at, 3), "fencing_token": item.epoch, "error": o.error, "excerpt": excerpt,
+    }
+    return [
+        claim.job, claim.field, o.status, str(claim.slot), f"{o.finished_at:.3f}", str(int(o.duration_s * 1000)),
+        str(o.http_status or ""), o.error or "", str(o.attempts), str(item.epoch), json.dumps(entry),
+    ]

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from scheduler.redis_store import RedisStore
+from scheduler.model import Finished
 from scheduler.store import REDELIVER, SKIP, Claim, LeaseLost, Outcome, StoreUnavailable
 
 
@@ -98,7 +99,7 @@ def test_claim_advances_watermark_once_per_slot_and_records_in_flight(redis_serv
         state = await a.load([])
         assert state.watermarks == {"x": 10, "y": 11, "z": 10}
         assert {(f.job, f.slot, f.epoch, f.attempt) for f in state.inflight} == {("x", 10, e, 1), ("y", 10, e, 1), ("y", 11, e, 1)}
-        await a.finish([(Claim("y", 10), Outcome("ok", 1, 0.01, time.time(), 200))])
+        await a.finish([Finished(Claim("y", 10), e, Outcome("ok", 1, 0.01, time.time(), 200))])
         state = await a.load([])
         assert {(f.job, f.slot) for f in state.inflight} == {("x", 10), ("y", 11)}
         await a.close()
@@ -116,7 +117,7 @@ def test_retried_claim_of_the_same_epoch_is_still_ours(redis_server):
         e = await a.acquire()
         assert await a.claim(e, [Claim("x", 10)]) == [True]
         assert await a.claim(e, [Claim("x", 10)]) == [True]
-        await a.finish([(Claim("x", 10), Outcome("ok", 1, 0.01, time.time(), 200))])
+        await a.finish([Finished(Claim("x", 10), e, Outcome("ok", 1, 0.01, time.time(), 200))])
         assert await a.claim(e, [Claim("x", 10)]) == [False]  # finished: never again
         await a.close()
 
@@ -225,7 +226,7 @@ def test_keys_stay_in_the_namespace(redis_server):
         a = store(redis_server, namespace="ns1")
         e = await a.acquire()
         await a.claim(e, [Claim("x", 10)])
-        await a.finish([(Claim("x", 10), Outcome("failed", 1, 0.01, time.time(), 503, "HTTP 503"))])
+        await a.finish([Finished(Claim("x", 10), e, Outcome("failed", 1, 0.01, time.time(), 503, "HTTP 503"))])
         await a.release()
         await a.close()
 
@@ -242,12 +243,12 @@ def test_outcomes_of_many_fires_are_one_command_and_count_failure_streaks(redis_
         e = await a.acquire()
         await a.claim(e, [Claim("x", 10), Claim("y", 10), Claim("x", 11)])
         await a.finish([])  # nothing to write: no command
-        await a.finish([(Claim("warm", 1), Outcome("ok", 1, 0.01, 99.0, 200))])  # loads the script
+        await a.finish([Finished(Claim("warm", 1), e, Outcome("ok", 1, 0.01, 99.0, 200))])  # loads the script
         before = calls(client)
         fails = await a.finish([
-            (Claim("x", 10), Outcome("failed", 2, 0.5, 100.0, 500, "HTTP 500")),
-            (Claim("y", 10), Outcome("ok", 1, 0.01, 101.0, 204)),
-            (Claim("x", 11), Outcome("failed", 1, 0.5, 102.0, None, "timeout")),
+            Finished(Claim("x", 10), e, Outcome("failed", 2, 0.5, 100.0, 500, "HTTP 500")),
+            Finished(Claim("y", 10), e, Outcome("ok", 1, 0.01, 101.0, 204)),
+            Finished(Claim("x", 11), e, Outcome("failed", 1, 0.5, 102.0, None, "timeout")),
         ])
         after = calls(client)
         assert fails == [1, 0, 2]

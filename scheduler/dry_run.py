@@ -1,0 +1,88 @@
+"""A read-only view of the state store for `run --dry-run` (SPEC section 5).
+
+The dry run reads the real state (watermarks, in-flight fires, pauses) once per
+"leadership" and plays the claims out in memory, so it shows what would fire and when. It
+never takes the lease, claims a slot, takes a trigger or writes an outcome: pointing it at
+a live cluster's store changes nothing there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Sequence
+
+from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, State, TriggerRequest
+
+
+class ReadOnlyStore:
+    def __init__(self, store):
+        self.store = store
+        self.replica_id = store.replica_id
+        store.read_only = True  # it must not even move an unreadable record aside
+        self._marks: dict[str, int] = {}
+        self._taken: set[str] = set()
+        self._paused: set[str] = set()
+        self._leading = False
+
+    async def acquire(self) -> int | None:
+        # Always "leads", locally: it competes with no one, and epoch 0 is below any real one.
+        self._leading = True
+        return 0
+
+    async def renew(self) -> bool:
+        return self._leading
+
+    async def release(self) -> None:
+        self._leading = False
+
+    async def wait_released(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+
+    async def wait_wake(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+
+    async def load(self, jobs: Sequence[str]) -> State:
+        state = await self.store.load(jobs)
+        self._marks = dict(state.watermarks)
+        self._paused = set(state.paused)
+        return state
+
+    async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
+        out = []
+        for c in claims:
+            mark = self._marks.get(c.job)
+            if c.kind == REDELIVER:
+                out.append(CLAIMED)
+            elif c.kind == INIT:
+                out.append(STALE if mark is not None else CLAIMED)
+                self._marks.setdefault(c.job, c.slot)
+            elif c.kind == TRIGGER:
+                out.append(STALE if c.field in self._taken else CLAIMED)
+                self._taken.add(c.field)
+            elif mark is None or c.slot > mark:
+                self._marks[c.job] = c.slot
+                out.append(PAUSED if c.job in self._paused else CLAIMED)
+            else:
+                out.append(CLAIMED if c.kind == SKIP and c.slot == mark else STALE)
+        return out
+
+    async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
+        return None
+
+    async def finish(self, items: Sequence[Finished]) -> list[int]:
+        return [0 for _ in items]
+
+    async def pending_triggers(self) -> list[TriggerRequest]:
+        return []  # the live leader takes them; a dry run must not
+
+    async def warnings(self) -> list[str]:
+        return await self.store.warnings()
+
+    async def ping(self) -> bool:
+        return await self.store.ping()
+
+    async def status(self, jobs: Sequence[str]) -> dict:
+        return await self.store.status(jobs)
+
+    async def close(self) -> None:
+        await self.store.close()  # it never held the lease, so it releases nothing

@@ -1,0 +1,258 @@
+"""The Redis store's Lua scripts, each one atomic step of SPEC section 3.
+
+Every record a script reads may be malformed (SPEC 3, rule 8): JSON is decoded under
+`pcall`, numbers under `tonumber`, and a record that cannot be read is treated as absent
+rather than raising, so one stray value never turns every call into an error. The store
+moves such records aside on its next read.
+"""
+
+# The state format this version writes and reads. Format 1 is the original layout (no
+# `meta` key); format 2 adds `meta`, job records' `epoch` and `first_seen_at`, history
+# lists and the quarantine hash. Every key and field of format 1 keeps its meaning, so a
+# format-1 reader still reads what format 2 writes.
+FORMAT = 2
+
+# Compare the server's clock with ours, check the state's format, then SET NX PX, and on
+# success INCR the fencing epoch in the same atomic step, so an epoch is never handed to
+# two holders. A replica that still holds its own key (it lost track of it, for instance
+# after a timeout on a renewal that did succeed) takes a new epoch too.
+#
+# A missing epoch (a new namespace, or a Redis that lost its data) starts from the server's
+# clock in milliseconds rather than from 0, so fencing tokens keep growing even across a
+# loss of state: a target that refuses tokens lower than one it has seen keeps working.
+# KEYS: leader epoch meta  ARGV: replica ttl_ms client_ms max_skew_ms format writer
+# Returns {1, epoch, skew_ms} acquired, {0, 0, skew_ms} held by another,
+# {2, 0, skew_ms} clock off by more than the limit, {3, format, skew_ms} newer format.
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local skew = tonumber(ARGV[3]) - now
+if math.abs(skew) > tonumber(ARGV[4]) then return {2, 0, skew} end
+local format = tonumber(redis.call('HGET', KEYS[3], 'format'))
+if format and format > tonumber(ARGV[5]) then return {3, format, skew} end
+local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+if not ok then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 0, skew} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not format or format < tonumber(ARGV[5]) then redis.call('HSET', KEYS[3], 'format', ARGV[5]) end
+redis.call('HSET', KEYS[3], 'writer', ARGV[6])
+if not tonumber(redis.call('GET', KEYS[2])) then
+  redis.call('SET', KEYS[2], now)
+end
+return {1, redis.call('INCR', KEYS[2]), skew}
+"""
+
+# Compare-and-pexpire: never extend a lease another replica holds (redbeat #127). A holder
+# whose clock has drifted past the limit gives the lease up at once and tells the standbys.
+# KEYS: leader released  ARGV: replica ttl_ms client_ms max_skew_ms
+# Returns {1, skew_ms} renewed, {0, skew_ms} not ours, {2, skew_ms} released for skew.
+RENEW = """
+local t = redis.call('TIME')
+local skew = tonumber(ARGV[3]) - (t[1] * 1000 + math.floor(t[2] / 1000))
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, skew} end
+if math.abs(skew) > tonumber(ARGV[4]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', KEYS[2], ARGV[1])
+  return {2, skew}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, skew}
+"""
+
+# Compare-and-delete, then tell the standbys so the next one takes over at once.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# All claims of one moment in one step. The lease check and every watermark advance happen
+# atomically, so a replica that lost its lease can never claim, and no slot is claimed
+# twice. Returns -1 when the lease is not ours, else per claim 0 (stale), 1 (claimed),
+# 2 (paused: the watermark advances, nothing is recorded in flight) or 3 (refused: the slot
+# lies further ahead of the server's clock than claiming ahead allows, SPEC 3 rule 7).
+# KEYS: leader slots inflight paused trigger triggered
+# ARGV: replica epoch now_ms claims job_prefix max_ahead_ms; the claims one JSON array of
+# [kind, job, slot, attempt, trigger_id, field] strings: one argument to encode instead of
+# six per claim, which matters to the client when a thousand jobs are due at once. The
+# field is named by the client (model.FireId), the one place a fire's name is spelled.
+CLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local epoch, now = ARGV[2], ARGV[3]
+local t = redis.call('TIME')
+local latest = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[6])
+local out = {}
+for _, c in ipairs(cjson.decode(ARGV[4])) do
+  local kind, job, slot, attempt, tid, field = c[1], c[2], c[3], c[4], c[5], c[6]
+  local record = '{"epoch":' .. epoch .. ',"attempt":' .. attempt .. ',"slot":' .. slot ..
+    ',"claimed_at":' .. now .. '}'
+  local ok = 0
+  if kind ~= 'redeliver' and kind ~= 'trigger' and tonumber(slot) * 1000 > latest then
+    ok = 3
+  elseif kind == 'redeliver' then
+    if redis.call('HEXISTS', KEYS[3], field) == 1 then
+      redis.call('HSET', KEYS[3], field, record)
+      ok = 1
+    end
+  elseif kind == 'init' then
+    ok = redis.call('HSETNX', KEYS[2], job, slot)
+    redis.call('HSETNX', ARGV[5] .. job, 'first_seen_at', now / 1000)
+  elseif kind == 'trigger' then
+    -- A request id fires once, whichever leader takes it and however often it was sent.
+    for _, raw in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
+      local ok, rec = pcall(cjson.decode, raw)
+      if ok and type(rec) == 'table' and tostring(rec['id']) == tid then redis.call('LREM', KEYS[5], 0, raw) end
+    end
+    if redis.call('HSETNX', KEYS[6], tid, now) == 1 then
+      redis.call('HSET', KEYS[3], field, record)
+      ok = 1
+    end
+  else
+    local mark = tonumber(redis.call('HGET', KEYS[2], job))
+    if not mark or tonumber(slot) > mark then
+      redis.call('HSET', KEYS[2], job, slot)
+      if redis.call('SISMEMBER', KEYS[4], job) == 1 then
+        ok = 2
+      else
+        if kind == 'fire' then redis.call('HSET', KEYS[3], field, record) end
+        ok = 1
+      end
+    elseif kind == 'fire' and tonumber(slot) == mark then
+      -- A retry of a claim whose reply was lost: it is ours if recorded under our epoch.
+      local cur = redis.call('HGET', KEYS[3], field)
+      if cur then
+        local fine, rec = pcall(cjson.decode, cur)
+        if fine and type(rec) == 'table' and tostring(rec['epoch']) == epoch then ok = 1 end
+      end
+    elseif kind == 'skip' and tonumber(slot) == mark then
+      ok = 1  -- a skip sent again: only the leader claims, so the mark is its own
+    end
+  end
+  out[#out + 1] = ok
+end
+return out
+"""
+
+# Only while the fire is still recorded under this epoch: a newer leader's redelivery owns it.
+NOTE_ATTEMPT = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local fine, rec = pcall(cjson.decode, cur)
+if not fine or type(rec) ~= 'table' or tostring(rec['epoch']) ~= ARGV[2] then return 0 end
+rec['attempt'] = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+return 1
+"""
+
+# Outcomes of many fires in one call, each fenced by the epoch that ran it: the in-flight
+# record is dropped only while it is still that epoch's (a newer leader may have taken it
+# over on redelivery), and the job's last outcome and history are written only then, or
+# when no record is left and no newer epoch has written the job's outcome.
+# KEYS[1] is the in-flight hash; ARGV[1] the prefix of the job hashes, ARGV[2] a JSON array
+# of [job, field, status, slot, finished_at, duration_ms, http_status, error, attempts,
+# epoch, history_entry] strings, ARGV[3] the prefix of the history lists, ARGV[4] how many
+# history entries a job keeps (0: none). The job keys are named from the prefixes rather
+# than listed in KEYS (thousands of keys per call otherwise); they carry the same
+# {namespace} hash tag, so the script still touches a single Cluster slot. Returns each
+# job's failure streak after its outcome.
+FINISH = """
+local keep = tonumber(ARGV[4])
+local out = {}
+for _, o in ipairs(cjson.decode(ARGV[2])) do
+  local key, field, status, slot, at, epoch = ARGV[1] .. o[1], o[2], o[3], o[4], o[5], o[10]
+  local cur = redis.call('HGET', KEYS[1], field)
+  local ours = false
+  if cur then
+    local fine, rec = pcall(cjson.decode, cur)
+    ours = fine and type(rec) == 'table' and tostring(rec['epoch']) == epoch
+    if ours then redis.call('HDEL', KEYS[1], field) end
+  else
+    local last = tonumber(redis.call('HGET', key, 'epoch'))
+    ours = not last or last <= tonumber(epoch)
+  end
+  local fails = tonumber(redis.call('HGET', key, 'consecutive_failures')) or 0
+  if ours then
+    if status == 'ok' then
+      fails = 0
+      redis.call('HSET', key, 'last_success_at', at)
+    else
+      fails = fails + 1
+    end
+    redis.call('HSET', key, 'status', status, 'slot', slot, 'finished_at', at,
+      'duration_ms', o[6], 'http_status', o[7], 'error', o[8], 'attempts', o[9],
+      'epoch', epoch, 'consecutive_failures', fails)
+    if keep > 0 then
+      redis.call('LPUSH', ARGV[3] .. o[1], o[11])
+      redis.call('LTRIM', ARGV[3] .. o[1], 0, keep - 1)
+    end
+  end
+  out[#out + 1] = fails
+end
+return out
+"""
+
+# Queue a manual fire unless the same id was already taken, or one for the job is still
+# queued or in flight (then the caller is told which one it joins). Wakes the leader.
+# KEYS: trigger inflight triggered  ARGV: job id raw_request wake_channel
+REQUEST_TRIGGER = """
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then
+  return cjson.encode({id = ARGV[2]})
+end
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local ok, rec = pcall(cjson.decode, raw)
+  if ok and type(rec) == 'table' and rec['job'] == ARGV[1] then return raw end
+end
+local prefix = ARGV[1] .. '@manual:'
+for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if string.sub(field, 1, #prefix) == prefix then
+    local ok, rec = pcall(cjson.decode, redis.call('HGET', KEYS[2], field))
+    if not ok or type(rec) ~= 'table' then rec = {} end
+    rec['id'] = string.sub(field, #prefix + 1)
+    return cjson.encode(rec)
+  end
+end
+redis.call('RPUSH', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], 'trigger')
+return false
+"""
+
+# Move one unreadable hash field or list entry into the quarantine hash, only if it still
+# holds the value that was read (a concurrent writer may have fixed it meanwhile).
+# KEYS: quarantine source  ARGV: kind (hash|list) field raw_value
+QUARANTINE_FIELD = """
+if ARGV[1] == 'hash' then
+  if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then return 0 end
+  redis.call('HDEL', KEYS[2], ARGV[2])
+else
+  if redis.call('LREM', KEYS[2], 1, ARGV[3]) == 0 then return 0 end
+end
+redis.call('HSET', KEYS[1], KEYS[2] .. ' ' .. ARGV[2], ARGV[3])
+return 1
+"""
+
+# Rename aside every key that holds the wrong type for what the scheduler keeps there (a
+# string where a hash belongs, say), and an epoch that is not a number, so no later call
+# fails on it. KEYS: the keys to check  ARGV: now_ms, then each key's expected type.
+# Returns the names of the keys moved, each with the type it held.
+QUARANTINE_KEYS = """
+local moved = {}
+for i, key in ipairs(KEYS) do
+  local want = ARGV[i + 1]
+  local have = redis.call('TYPE', key)['ok']
+  local bad
+  if want == 'counter' then
+    bad = have ~= 'none' and (have ~= 'string' or not tonumber(redis.call('GET', key)))
+  else
+    bad = have ~= 'none' and have ~= want
+  end
+  if bad then
+    redis.call('RENAME', key, key .. ':quarantined:' .. ARGV[1])
+    moved[#moved + 1] = key .. ' (' .. have .. ')'
+  end
+end
+return moved
+"""
