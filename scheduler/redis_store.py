@@ -52,6 +52,7 @@ class RedisStore:
         max_skew_s: float = 1.0,
         claim_ahead_s: float = 0.25,
         history: int = 20,
+        clock: Callable[[], float] = time.time,
     ):
         self.replica_id = replica_id or new_replica_id()
         self.namespace = namespace
@@ -60,7 +61,8 @@ class RedisStore:
         # A slot may be claimed this far ahead of the server's clock: the engine's claim-ahead
         # plus the skew that is tolerated.
         self.max_ahead_ms = int((claim_ahead_s + max_skew_s) * 1000)
-        self.history = history
+        self.history_keep = history
+        self.clock = clock  # this replica's wall clock, compared with the server's
         self.clock_skew_s: float | None = None  # ours minus the server's, at the last lease call
         self.format_problem: str | None = None  # set when the state is newer than this version reads
         self.malformed = 0  # records moved aside
@@ -198,7 +200,7 @@ class RedisStore:
 
     async def acquire(self) -> int | None:
         await self._master_moved()
-        args = [self.replica_id, self.lease_ttl_ms, int(time.time() * 1000), self.max_skew_ms, scripts.FORMAT,
+        args = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms, scripts.FORMAT,
                 __version__]
         status, value, skew_ms = await self._call(
             self._acquire(keys=[self.k_leader, self.k_epoch, self.k_meta], args=args))
@@ -216,7 +218,7 @@ class RedisStore:
     async def renew(self) -> bool:
         if await self._master_moved():
             return False  # the lease and the claims since the move may be gone: start over
-        args = [self.replica_id, self.lease_ttl_ms, int(time.time() * 1000), self.max_skew_ms]
+        args = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms]
         status, skew_ms = await self._call(self._renew(keys=[self.k_leader, self.k_released], args=args))
         self.clock_skew_s = skew_ms / 1000
         return status == 1
@@ -305,15 +307,15 @@ class RedisStore:
         if await self._master_moved():
             raise LeaseLost("the Redis master moved")
         payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field] for c in claims])
-        args = [self.replica_id, epoch, int(time.time() * 1000), payload, self.job_prefix, self.max_ahead_ms]
+        args = [self.replica_id, epoch, int(self.clock() * 1000), payload, self.job_prefix, self.max_ahead_ms]
         keys = [self.k_leader, self.k_slots, self.k_inflight, self.k_paused, self.k_trigger, self.k_triggered]
         if not self.wait_replicas:
-            result = await self._call(self._claim(keys=keys, args=args))
+            result = await self._call(self._claim(keys=keys, args=args), {c.job for c in claims})
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
                 await self._claim(keys=keys, args=args, client=pipe)
                 pipe.execute_command("WAIT", self.wait_replicas, REPLICA_WAIT_MS)
-                result, acked = await self._call(pipe.execute())
+                result, acked = await self._call(pipe.execute(), {c.job for c in claims})
             if result != -1 and acked < self.wait_replicas:
                 raise ClaimNotReplicated(f"no replica confirmed the claim within {REPLICA_WAIT_MS} ms")
         if result == -1:
@@ -327,8 +329,8 @@ class RedisStore:
         if not items:
             return []
         payload = json.dumps([_finish_entry(item) for item in items])
-        args = [self.job_prefix, payload, self.history_prefix, self.history]
-        result = await self._call(self._finish(keys=[self.k_inflight], args=args))
+        args = [self.job_prefix, payload, self.history_prefix, self.history_keep]
+        result = await self._call(self._finish(keys=[self.k_inflight], args=args), {i.claim.job for i in items})
         return [int(x) for x in result]
 
     async def pending_triggers(self) -> list[TriggerRequest]:
@@ -362,7 +364,7 @@ class RedisStore:
             return TriggerRequest(request.id, request.job, 0)
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
-        raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history or 1) - 1), [job])
+        raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history_keep or 1) - 1), [job])
         out = []
         for raw in raws:
             try:
