@@ -95,7 +95,7 @@ def _value(field: str, token: str, word: str, *, end: bool = False) -> int:
     else:
         names = {"month": "; month names are jan-dec", "day-of-week": "; day names are sun-sat"}.get(field, "")
         top = 7 if field == "day-of-week" else hi
-        raise _fail(field, token, f"{word!r} is not a value of this field (expected {lo}-{top}{names})")
+        raise _fail(field, token, f"{_shown(word)} is not a value of this field (expected {lo}-{top}{names})")
     top = 7 if field == "day-of-week" else hi  # 7 is Sunday too
     if not lo <= value <= top:
         raise _fail(field, token, f"{value} is out of range (expected {lo}-{top})")
@@ -110,7 +110,7 @@ def _step(field: str, token: str, word: str) -> int:
         if field in ("second", "minute", "hour") and word.isdigit() and len(word) <= 3 and int(word) > size:
             unit = {"second": "s", "minute": "m", "hour": "h"}[field]
             hint = f"; for a period longer than the field use an interval such as 'every {int(word)}{unit}'"
-        raise _fail(field, token, f"a step must be a whole number from 1 to {size}, got {word!r}{hint}")
+        raise _fail(field, token, f"a step must be a whole number from 1 to {size}, got {_shown(word)}{hint}")
     return int(word)
 
 
@@ -120,7 +120,7 @@ def _item(field: str, token: str, item: str) -> str:
         return "l"
     m = _ITEM.fullmatch(item)
     if not m:
-        raise _fail(field, token, f"{item!r} is not a value, a range (a-b) or a step (*/n, a/n, a-b/n)")
+        raise _fail(field, token, f"{_shown(item)} is not a value, a range (a-b) or a step (*/n, a/n, a-b/n)")
     step = 1 if m["step"] is None else _step(field, token, m["step"])
     if m["a"] == "*":
         if m["b"] is not None:
@@ -174,10 +174,10 @@ def _nth_weekdays(field: str, text: str, items: list[str]) -> str:
         nth, last = _NTH_WEEKDAY.fullmatch(item), _LAST_WEEKDAY.fullmatch(item)
         if nth:
             if not nth["day"].isdigit() and nth["day"] not in NAMES[field]:
-                raise _fail(field, text, f"{item!r}: '#' follows a single weekday (0-7 or sun-sat)")
+                raise _fail(field, text, f"{_shown(item)}: '#' follows a single weekday (0-7 or sun-sat)")
             _value(field, text, nth["day"])
             if not 1 <= int(nth["nth"]) <= 5:
-                raise _fail(field, text, f"{item!r}: the n in day#n must be 1 to 5")
+                raise _fail(field, text, f"{_shown(item)}: the n in day#n must be 1 to 5")
         elif last:
             _value(field, text, last["day"])
         else:
