@@ -235,3 +235,38 @@ def test_published_bad_expressions_are_refused_naming_the_field(expr: str, named
     with pytest.raises(sched.ScheduleError) as info:
         sched.parse(expr, "UTC", "job")
     assert named in str(info.value)
+
+
+# Every form the README's "Accepted cron syntax" lists, with its first slot from a Thursday.
+ACCEPTED = [
+    ("30 * * * * *", "2026-01-01T00:00:30"),
+    ("5/15 * * * *", "2026-01-01T00:05:00"),
+    ("10-40/15 * * * *", "2026-01-01T00:10:00"),
+    ("0 0 L * *", "2026-01-31T00:00:00"),
+    ("0 0 29-L * *", "2026-01-29T00:00:00"),
+    ("0 0 15W * *", "2026-01-15T00:00:00"),
+    ("0 0 W17 * *", "2026-01-16T00:00:00"),  # 17 Jan 2026 is a Saturday
+    ("0 0 ? * 1", "2026-01-05T00:00:00"),
+    ("0 0 * Feb *", "2026-02-01T00:00:00"),
+    ("0 0 * * 7", "2026-01-04T00:00:00"),
+    ("0 0 * * mon#2", "2026-01-12T00:00:00"),
+    ("0 0 * * mon#1,fri#3", "2026-01-05T00:00:00"),
+    ("0 0 * * L5", "2026-01-30T00:00:00"),
+    ("0 0 * * SUN", "2026-01-04T00:00:00"),
+]
+
+
+@pytest.mark.parametrize("expr, first", ACCEPTED, ids=[r[0] for r in ACCEPTED])
+def test_the_documented_forms_are_accepted(expr: str, first: str) -> None:
+    assert following(expr, "2026-01-01T00:00:00", 1) == [first]
+
+
+@pytest.mark.parametrize("expr", ["H(0-29)/10 * * * *", "h * * * *", "H H(0-3) * * *", "0 H/6 * * *"])
+def test_the_documented_hash_forms_are_accepted(expr: str) -> None:
+    sched.parse(expr, "UTC", "job")
+
+
+@pytest.mark.parametrize("expr", ["@reboot", "*,5 * * * *", "0 0 * * 1L"])
+def test_the_documented_refusals(expr: str) -> None:
+    with pytest.raises(sched.ScheduleError):
+        sched.parse(expr, "UTC", "job")
