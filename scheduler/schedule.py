@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from . import cronfields
 from .model import format_slot  # noqa: F401  (slots are named the same everywhere)
 
 MACROS = {
@@ -46,8 +47,6 @@ MAX_DURATION_S = 10 * 366 * 86400
 # Slots are shown as RFC 3339 years 0001-9999; keep every one a schedule can name well inside.
 MAX_SLOT = int(datetime(9000, 1, 1, tzinfo=timezone.utc).timestamp())
 _DAILY_TIME_RE = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
-# `a-a` (a range of one value): croniter 7 reads it as the whole field; it means `a`.
-_ONE_VALUE_RANGE = re.compile(r"(?<![\w-])(\w+)-(\w+)(/\d+)?(?=$|,)")
 
 
 class ScheduleError(ValueError):
@@ -130,12 +129,15 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
             "expected a cron expression of 5 fields (or 6 with seconds first), a macro, "
             f"'every 15m', 'daily HH:MM' or 'at <RFC 3339>', got {len(fields)} fields"
         )
-    fields = [_ONE_VALUE_RANGE.sub(_collapse_range, f) for f in fields]
-    raw = " ".join(fields)
     seconds = len(fields) == 6
+    try:
+        fields = cronfields.normalize(fields, seconds)
+    except cronfields.CronFieldError as exc:
+        raise ScheduleError(f"cron expression {_shown(raw)}: {exc}") from None
+    raw = " ".join(fields)
     minute, hour = (fields[1], fields[2]) if seconds else (fields[0], fields[1])
     if not _valid_cron(raw, seconds):
-        raise ScheduleError(f"invalid cron expression {raw!r}")
+        raise ScheduleError(f"cron expression {_shown(raw)} is not accepted: {_croniter_reason(raw, seconds)}")
     fixed = not minute.startswith("*") and not hour.startswith("*")
     cron = Cron((raw,), tz, seconds, (fixed,), job or "job")
     try:
@@ -150,9 +152,16 @@ def _valid_cron(expr: str, seconds: bool) -> bool:
     return croniter.is_valid(expr, hash_id="job", second_at_beginning=seconds)
 
 
-def _collapse_range(m: re.Match) -> str:
-    a, b = m.group(1), m.group(2)
-    return a if a.lower() == b.lower() else m.group(0)
+def _croniter_reason(expr: str, seconds: bool) -> str:
+    try:
+        croniter.expand(expr, hash_id="job", second_at_beginning=seconds)
+    except Exception as exc:  # croniter's own errors
+        return str(exc)
+    return "croniter refuses it"
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def _interval(text: str) -> Interval:

@@ -367,6 +367,113 @@ def test_bad_expressions_raise_schedule_error(expr: str) -> None:
         sched.parse(expr, "UTC", "job")
 
 
+# ---------------------------------------------------------------------------
+# cron input that cannot be read correctly is refused, naming field and token
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expr, field, token",
+    [
+        # A zero step: `5-5/0` was read as `5`.
+        ("5-5/0 * * * *", "minute", "5-5/0"),
+        ("0 0 * * sun-sun/0", "day-of-week", "sun-sun/0"),
+        # Steps wider than the field can only ever name their start.
+        ("*/61 * * * *", "minute", "*/61"),
+        ("*/61 * * * * *", "second", "*/61"),
+        ("0 */25 * * *", "hour", "*/25"),
+        ("0 0 */32 * *", "day-of-month", "*/32"),
+        ("0 0 1-31/40 * *", "day-of-month", "1-31/40"),
+        ("0 0 * */13 *", "month", "*/13"),
+        ("0 0 * * */8", "day-of-week", "*/8"),
+        ("H/61 * * * *", "minute", "H/61"),
+        ("0 H(0-23)/25 * * *", "hour", "H(0-23)/25"),
+        # R picks a random value, which every replica would pick differently.
+        ("R * * * *", "minute", "R"),
+        ("0 R(0-5) * * *", "hour", "R(0-5)"),
+    ],
+)
+def test_unreadable_cron_input_is_refused_naming_field_and_token(expr: str, field: str, token: str) -> None:
+    with pytest.raises(sched.ScheduleError) as info:
+        sched.parse(expr, "UTC", "job")
+    assert f"{field} field {token!r}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "expr, field, token",
+    [
+        ("61 * * * *", "minute", "61"),
+        ("0 24 * * *", "hour", "24"),
+        ("0 0 0 * *", "day-of-month", "0"),
+        ("0 0 * 13 *", "month", "13"),
+        ("0 0 * * 8", "day-of-week", "8"),
+        ("0 0 * * 1,mon-fry", "day-of-week", "1,mon-fry"),
+        ("0 0 * * 5L", "day-of-week", "5L"),
+        ("0 0 * * 1#2,3", "day-of-week", "1#2,3"),
+        ("0 0 1-5W * *", "day-of-month", "1-5W"),
+        ("0 ? * * *", "hour", "?"),
+        ("60 * * * * *", "second", "60"),
+    ],
+)
+def test_cron_errors_name_the_field_and_the_token(expr: str, field: str, token: str) -> None:
+    with pytest.raises(sched.ScheduleError) as info:
+        sched.parse(expr, "UTC", "job")
+    assert f"{field} field {token!r}" in str(info.value)
+
+
+def test_a_too_wide_minute_step_suggests_an_interval() -> None:
+    with pytest.raises(sched.ScheduleError, match="every 90m"):
+        sched.parse("*/90 * * * *", "UTC", "job")
+
+
+def test_a_huge_cron_token_is_shortened_in_the_error() -> None:
+    with pytest.raises(sched.ScheduleError) as info:
+        sched.parse("9" * 5000 + " * * * *", "UTC", "job")
+    assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "expr, same_as",
+    [
+        # Steps up to the field's width are read as cronie, robfig/cron and cronsim read them.
+        ("*/60 * * * *", "0 * * * *"),
+        ("0 */24 * * *", "0 0 * * *"),
+        ("0 0 * * */7", "0 0 * * 0"),
+        ("5-5/2 * * * *", "5 * * * *"),
+        # 7 is Sunday; a range ending at Sunday runs to the end of the week.
+        ("0 0 * * 7", "0 0 * * 0"),
+        ("0 0 * * 7/2", "0 0 * * 0,2,4,6"),
+        ("0 0 * * 5-7", "0 0 * * 0,5,6"),
+        ("0 0 * * fri-sun", "0 0 * * 0,5,6"),
+        ("0 0 * * 0-7/2", "0 0 * * 0,2,4,6"),
+        ("0 0 * * 1-7/3", "0 0 * * 0,1,4"),
+        # Names in any case, `?` as `*` in the day fields.
+        ("0 0 * JAN-mar Mon", "0 0 * 1-3 1"),
+        ("0 0 ? * 1", "0 0 * * 1"),
+        ("0 0 1 * ?", "0 0 1 * *"),
+        # A reversed range wraps (Quartz), the step carried across the end of the field.
+        ("0 23-3/2 * * *", "0 1,3,23 * * *"),
+        ("0 0 * * sat-tue/2", "0 0 * * 1,6"),
+        ("0 0 * * sat-tue", "0 0 * * 0,1,2,6"),
+        ("0 0 * nov-feb/2 *", "0 0 * 1,11 *"),
+        ("0 0 25-5/3 * *", "0 0 3,25,28,31 * *"),
+    ],
+)
+def test_cron_forms_that_mean_another(expr: str, same_as: str) -> None:
+    start = ts("2026-01-01T00:00:00Z")
+    a = sched.slots_between(sched.parse(expr, "UTC", "job"), start, start + 2 * 366 * 86400)
+    b = sched.slots_between(sched.parse(same_as, "UTC", "job"), start, start + 2 * 366 * 86400)
+    assert a and a == b
+
+
+def test_lower_case_h_is_the_same_per_job_hash_as_upper_case() -> None:
+    start = ts("2026-01-01T00:00:00Z")
+    for name in NAMES[:10]:
+        lower = sched.next_after(sched.parse("h h * * *", "UTC", name), start)
+        upper = sched.next_after(sched.parse("H H * * *", "UTC", name), start)
+        assert lower == upper, name
+
+
 def test_unknown_zone_raises_schedule_error() -> None:
     with pytest.raises(sched.ScheduleError):
         sched.parse("0 3 * * *", "Mars/Olympus_Mons", "job")
