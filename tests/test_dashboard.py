@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e import standalone_env
-from tests.support import REPO_ROOT, free_port, wait_until
+from tests.support import REPO_ROOT, Daemon, Receiver, free_port, wait_until
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "cron-sidecar.json"
 RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yaml"
@@ -111,7 +111,6 @@ def _samples(text: str) -> dict[str, list[dict[str, str]]]:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """/metrics of a standalone daemon once every family has samples."""
-    from tests.support import Daemon, Receiver
 
     def handler(request):
         if request.path == "/fail":
