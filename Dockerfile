@@ -11,7 +11,7 @@
 # SCHEDULER_REDIS_URL at run time, preferably as files with the *_FILE variables.
 # tests/test_container.py runs each step of this file outside Docker.
 
-# ---- builder: resolve nothing, install exactly what uv.lock pins ------------------------
+# ---- builder: install exactly what uv.lock pins; fail if it is out of date ---------------
 FROM python:3.11-slim AS builder
 
 ARG UV_VERSION=0.13.9
@@ -30,13 +30,13 @@ WORKDIR /src
 # Dependencies first: this layer is rebuilt only when the lock file changes.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --extra fast --no-install-project --no-editable
+    uv sync --locked --no-dev --extra fast --no-install-project --no-editable
 
 # Then the project itself, as a regular (non-editable) install: /src is not needed later.
-COPY README.md ./
+COPY README.md LICENSE ./
 COPY scheduler ./scheduler
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --extra fast --no-editable
+    uv sync --locked --no-dev --extra fast --no-editable
 
 # ---- runtime --------------------------------------------------------------------------
 FROM python:3.11-slim AS runtime

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -39,7 +38,8 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 COMPOSE = REPO_ROOT / "examples" / "compose.yaml"
 APP = REPO_ROOT / "examples" / "app.py"
-VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+# The one place the version is written (pyproject.toml reads it from there).
+VERSION = re.search(r'^__version__ = "([^"]+)"$', (REPO_ROOT / "scheduler" / "__init__.py").read_text(), re.M).group(1)
 NOBODY = 65534
 
 SAMPLE_JOBS = {
