@@ -92,7 +92,8 @@ class RedisStore:
             # longer waits are the caller's backoff, never hidden inside a call.
             retry=Retry(NoBackoff(), 1),
         )
-        self.wait_replicas = 1 if sentinels else 0
+        self.wait_replicas = 0  # with Sentinel: 1 while the sentinels see a live replica
+        self._master_name = sentinel_master
         if sentinels:
             from redis.asyncio.sentinel import Sentinel
 
@@ -198,8 +199,16 @@ class RedisStore:
         log.warning("Redis master moved", extra={"from": f"{before[0]}:{before[1]}", "to": f"{now[0]}:{now[1]}"})
         return True
 
+    async def _count_replicas(self) -> None:
+        """With Sentinel, claims wait for a replica only while there is a live one to wait
+        for: after the master died and its replica took over, no one is left to ask."""
+        if self._sentinel is not None:
+            alive = await self._call(self._sentinel.discover_slaves(self._master_name))
+            self.wait_replicas = 1 if alive else 0
+
     async def acquire(self) -> int | None:
         await self._master_moved()
+        await self._count_replicas()
         args = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms, scripts.FORMAT,
                 __version__]
         status, value, skew_ms = await self._call(
@@ -218,6 +227,7 @@ class RedisStore:
     async def renew(self) -> bool:
         if await self._master_moved():
             return False  # the lease and the claims since the move may be gone: start over
+        await self._count_replicas()
         args = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms]
         status, skew_ms = await self._call(self._renew(keys=[self.k_leader, self.k_released], args=args))
         self.clock_skew_s = skew_ms / 1000
