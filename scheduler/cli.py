@@ -111,7 +111,7 @@ def check(settings: config.Settings, args) -> int:
     if args.json:
         out = {"jobs": [
             {"name": j.name, "schedule": j.schedule_text, "timezone": j.timezone, "url": j.url,
-             "enabled": j.enabled, "next": [sched.format_slot(s) for s in nxt]}
+             "enabled": j.enabled, "next": [sched.format_slot(s) for s in nxt], **_policy(j)}
             for j, nxt in jobs
         ]}
         print(json.dumps(out, indent=2))
@@ -122,12 +122,39 @@ def check(settings: config.Settings, args) -> int:
         zone = ZoneInfo(j.timezone)
         flag = "" if j.enabled else "  [disabled]"
         print(f"\n{j.name}{flag}\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
+        retries = "no retries" if j.retries == 0 else f"{j.retries} retr{'y' if j.retries == 1 else 'ies'}"
+        window = "unlimited" if j.catchup_window_s is None else _span(j.catchup_window_s)
+        print(f"  attempts  timeout {_span(j.timeout_s)} each, {retries}")
+        print(f"  catch-up  {j.catchup}, window {window}")
+        print(f"  overlap   concurrency {j.concurrency}, jitter {_span(j.jitter_s)}")
         if not nxt:
             print("  next      (none: a one-shot whose time has passed)")
         for s in nxt:
             local = datetime.fromtimestamp(s, zone).isoformat()
             print(f"  next      {local}  ({sched.format_slot(s)})")
     return EX_OK
+
+
+def _policy(job: config.JobSpec) -> dict:
+    """How a job is fired, for `check --json`: the fields beside SPEC's name/schedule/next."""
+    return {
+        "method": job.method, "timeout_s": job.timeout_s, "retries": job.retries,
+        "catchup": job.catchup, "catchup_window_s": job.catchup_window_s,
+        "concurrency": job.concurrency, "jitter_s": job.jitter_s,
+    }
+
+
+def _span(seconds: float) -> str:
+    """A duration as the configuration writes it: 30s, 1h30m, 250ms."""
+    ms = round(seconds * 1000)
+    if ms % 1000:
+        return f"{ms}ms" if ms < 1000 else f"{ms / 1000:g}s"
+    whole, out = ms // 1000, ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            out += f"{whole // size}{unit}"
+            whole %= size
+    return out or "0s"
 
 
 def healthcheck(settings: config.Settings) -> int:

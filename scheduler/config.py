@@ -586,15 +586,18 @@ def _tls_verify(text: str) -> bool | str:
 def secret_values(settings: Settings) -> list[str]:
     """Every secret string, and the parts of one that could show up alone, for redaction."""
     out: list[str] = []
-    for value in (settings.api_token, settings.signing_secret, settings.redis_url):
+    for value in (settings.api_token, settings.signing_secret):
         if value:
             out.append(str(value))
     if settings.signing_secret:
         out.append(str(settings.signing_secret)[len("whsec_"):])
     if settings.redis_url:
-        password = urlsplit(str(settings.redis_url)).password
-        if password:
-            out.append(password)
+        # Only the password of a Redis URL is secret: a URL without one is logged whole.
+        parts = urlsplit(str(settings.redis_url))
+        passwords = [parts.password] + [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
+        if any(passwords):
+            out.append(str(settings.redis_url))
+        out += [p for p in passwords if p]
     return out
 
 
