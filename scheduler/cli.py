@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
-import logging
-import os
-import signal
 import sys
 import time
 from datetime import datetime
@@ -16,12 +12,19 @@ from zoneinfo import ZoneInfo
 
 from . import __version__
 from . import config
+from . import daemon
 from . import schedule as sched
+from .model import request_id_problem
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
-SHUTDOWN_BACKSTOP_S = 10.0
 
-log = logging.getLogger("scheduler")
+
+def request_id(text: str) -> str:
+    """argparse type of `trigger --id`: a bad id is a usage error (exit 2) with the rule."""
+    problem = request_id_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, parents=[common], help=what).add_argument("job")
     trigger = sub.add_parser("trigger", parents=[common], help="ask the leader to fire a job now, once")
     trigger.add_argument("job")
-    trigger.add_argument("--id", help="request id; a request id fires at most once (default: a new one)")
+    trigger.add_argument("--id", type=request_id, metavar="ID",
+                         help="request id, 1-128 of A-Z a-z 0-9 . _ -; an id fires at most once (default: a new one)")
     return parser
 
 
@@ -58,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     if command == "demo":
-        from .demo import main as demo
+        from . import demo
 
-        return demo()
+        return demo.main()
     try:
         environment = config.read_environment(getattr(args, "env_file", None))
         settings = config.load(environment, stderr_is_tty=sys.stderr.isatty())
@@ -79,19 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(settings.log_format, settings.log_level, config.secret_values(settings))
     try:
-        with event_loop_runner() as runner:
-            return runner.run(run(settings, dry_run=getattr(args, "dry_run", False)))
+        with daemon.event_loop_runner() as runner:
+            return runner.run(daemon.run(settings, dry_run=getattr(args, "dry_run", False)))
     except KeyboardInterrupt:
         return EX_OK
-
-
-def event_loop_runner() -> asyncio.Runner:
-    """uvloop when it is installed (the `fast` extra), else asyncio's own loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.Runner()
-    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def check(settings: config.Settings, args) -> int:
@@ -116,7 +111,7 @@ def check(settings: config.Settings, args) -> int:
     if args.json:
         out = {"jobs": [
             {"name": j.name, "schedule": j.schedule_text, "timezone": j.timezone, "url": j.url,
-             "enabled": j.enabled, "next": [sched.format_slot(s) for s in nxt]}
+             "enabled": j.enabled, "next": [sched.format_slot(s) for s in nxt], **_policy(j)}
             for j, nxt in jobs
         ]}
         print(json.dumps(out, indent=2))
@@ -127,12 +122,39 @@ def check(settings: config.Settings, args) -> int:
         zone = ZoneInfo(j.timezone)
         flag = "" if j.enabled else "  [disabled]"
         print(f"\n{j.name}{flag}\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
+        retries = "no retries" if j.retries == 0 else f"{j.retries} retr{'y' if j.retries == 1 else 'ies'}"
+        window = "unlimited" if j.catchup_window_s is None else _span(j.catchup_window_s)
+        print(f"  attempts  timeout {_span(j.timeout_s)} each, {retries}")
+        print(f"  catch-up  {j.catchup}, window {window}")
+        print(f"  overlap   concurrency {j.concurrency}, jitter {_span(j.jitter_s)}")
         if not nxt:
             print("  next      (none: a one-shot whose time has passed)")
         for s in nxt:
             local = datetime.fromtimestamp(s, zone).isoformat()
             print(f"  next      {local}  ({sched.format_slot(s)})")
     return EX_OK
+
+
+def _policy(job: config.JobSpec) -> dict:
+    """How a job is fired, for `check --json`: the fields beside SPEC's name/schedule/next."""
+    return {
+        "method": job.method, "timeout_s": job.timeout_s, "retries": job.retries,
+        "catchup": job.catchup, "catchup_window_s": job.catchup_window_s,
+        "concurrency": job.concurrency, "jitter_s": job.jitter_s,
+    }
+
+
+def _span(seconds: float) -> str:
+    """A duration as the configuration writes it: 30s, 1h30m, 250ms."""
+    ms = round(seconds * 1000)
+    if ms % 1000:
+        return f"{ms}ms" if ms < 1000 else f"{ms / 1000:g}s"
+    whole, out = ms // 1000, ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            out += f"{whole // size}{unit}"
+            whole %= size
+    return out or "0s"
 
 
 def healthcheck(settings: config.Settings) -> int:
@@ -162,110 +184,15 @@ async def control(settings: config.Settings, command: str, args) -> int:
         print(f"{command}: no job named {job!r}; configured jobs: {close}", file=sys.stderr)
         return EX_USAGE
     try:
-        store = make_store(settings)
+        store = daemon.make_store(settings)
     except StoreUnavailable as exc:
         print(f"{command}: cannot open the state store: {exc}", file=sys.stderr)
         return EX_FAILURE
     try:
         return await run_control(settings, store, command, args)
     except StoreUnavailable as exc:
-        target = settings.state_file if settings.standalone else _redis_target(settings)
+        target = daemon.store_target(settings)
         print(f"{command}: cannot reach the state store ({target}): {exc}", file=sys.stderr)
         return EX_FAILURE
     finally:
         await store.close()
-
-
-def make_store(settings: config.Settings):
-    if settings.standalone:
-        from .local_store import LocalStore
-
-        return LocalStore(settings.state_file)
-    from .redis_store import RedisStore
-
-    from .engine import claim_ahead_s
-
-    return RedisStore(
-        settings.redis_url, settings.namespace, settings.lease_ttl_s,
-        sentinels=settings.redis_sentinels, sentinel_master=settings.redis_sentinel_master,
-        max_skew_s=settings.max_clock_skew_s, claim_ahead_s=claim_ahead_s(settings.lease_ttl_s),
-        history=settings.history,
-    )
-
-
-async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
-    from .dispatch import Dispatcher
-    from .engine import Engine
-    from .observe import Health, Metrics, OverdueCollector, serve
-    from .store import StoreUnavailable
-
-    try:
-        store = make_store(settings)
-    except StoreUnavailable as exc:
-        print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    if dry_run:
-        from .dry_run import ReadOnlyStore
-
-        store = ReadOnlyStore(store)
-    metrics, health = Metrics(), Health()
-    server = None
-    if settings.http_port:
-        try:
-            server = serve(settings.http_host, settings.http_port, metrics, health)
-        except OSError as exc:
-            log.error("cannot listen for /metrics and health", extra={"port": settings.http_port, "error": str(exc)})
-            await store.close()
-            return EX_FAILURE
-    dispatcher = Dispatcher(settings, dry_run=dry_run)
-    engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
-    metrics.registry.register(OverdueCollector(engine.overdue_source))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, engine, sig)
-    log.info(
-        "starting",
-        extra={
-            "version": __version__, "replica": store.replica_id,
-            "mode": "standalone" if settings.standalone else "redis",
-            "store": settings.state_file if settings.standalone else _redis_target(settings),
-            "namespace": settings.namespace, "jobs": len(engine.jobs), "dry_run": dry_run,
-        },
-    )
-    # Everything built so far lives as long as the process: keep the collector from walking
-    # it again on every full collection, which shows up as pauses of several milliseconds.
-    gc.freeze()
-    try:
-        await engine.run()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await dispatcher.aclose()
-        await store.close()
-        if server is not None:
-            server.shutdown()
-    log.info("stopped")
-    return EX_OK
-
-
-def _on_signal(engine, sig: signal.Signals) -> None:
-    if not engine.stopping.is_set():
-        log.info("shutting down", extra={"signal": sig.name})
-        # The drain is bounded by SHUTDOWN_GRACE; this is the backstop if something hangs
-        # past it (a store call, a stuck loop), so an orchestrator never has to SIGKILL.
-        limit = engine.settings.shutdown_grace_s + SHUTDOWN_BACKSTOP_S
-        asyncio.get_running_loop().call_later(limit, _overran, limit)
-    engine.stop()
-
-
-def _overran(limit: float) -> None:
-    log.error("shutdown did not finish in time; exiting now", extra={"after_s": limit})
-    logging.shutdown()
-    os._exit(EX_FAILURE)
-
-
-def _redis_target(settings: config.Settings) -> str:
-    if settings.redis_sentinels:
-        hosts = ",".join(f"{h}:{p}" for h, p in settings.redis_sentinels)
-        return f"sentinel {hosts} master {settings.redis_sentinel_master}"
-    return config.mask_url(settings.redis_url or "")

@@ -159,17 +159,12 @@ def read_environment(env_file: str | None, environ: Mapping[str, str] | None = N
     else:
         path = ".env" if Path(".env").is_file() else None
     if path is not None:
-        # Interpolation costs time quadratic in the number of variables (10,000 jobs: half a
-        # minute); a file with no ${...} has nothing to interpolate.
-        try:
-            text: str | None = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            text = None
-        values = _simple_dotenv(text) if text is not None else None
-        if values is None and text is not None:
+        text = _read_env_text(path, "--env-file" if env_file is not None else "./.env")
+        values = _simple_dotenv(text)
+        if values is None:
+            # Interpolation costs time quadratic in the number of variables (10,000 jobs:
+            # half a minute); a file with no ${...} has nothing to interpolate.
             values = dotenv_values(stream=io.StringIO(text), interpolate="${" in text)
-        elif values is None:
-            values = dotenv_values(path)  # not UTF-8 or unreadable: python-dotenv reports it as before
         for key, value in values.items():
             if key.startswith(PREFIX):
                 merged[key] = "" if value is None else value
@@ -177,11 +172,30 @@ def read_environment(env_file: str | None, environ: Mapping[str, str] | None = N
     return merged
 
 
+def _read_env_text(path: str, label: str) -> str:
+    """The file's text as python-dotenv would read it from disk (universal newlines, a
+    leading byte order mark dropped), or a ConfigError naming the file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{label}: cannot read {path!r}: {exc.strerror or type(exc).__name__}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([
+            f"{label}: {path!r} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ]) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff")
+
+
 # One line of the plainest dotenv form: KEY=value, KEY="value" or KEY='value' with nothing
 # to unescape, interpolate or strip, optionally after `export`, or a blank or comment line.
+# No `$` in any value: python-dotenv expands ${...} in every form of value, single-quoted
+# ones included, so such a file is always left to it.
 _SIMPLE_LINE = re.compile(
     r"""[ \t]*(?:(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)="""
-    r"""(?:(?:"([^"\\$\r\n]*)"|'([^'\\\r\n]*)')[ \t]*(?:#[^\r\n]*)?|([^\s"'#\\$]*)(?:[ \t]+#[^\r\n]*|[ \t]*))|#[^\r\n]*|)"""
+    r"""(?:(?:"([^"\\$\r\n]*)"|'([^'\\$\r\n]*)')[ \t]*(?:#[^\r\n]*)?|([^\s"'#\\$]*)(?:[ \t]+#[^\r\n]*|[ \t]*))|#[^\r\n]*|)"""
 )
 
 
@@ -578,15 +592,18 @@ def _tls_verify(text: str) -> bool | str:
 def secret_values(settings: Settings) -> list[str]:
     """Every secret string, and the parts of one that could show up alone, for redaction."""
     out: list[str] = []
-    for value in (settings.api_token, settings.signing_secret, settings.redis_url):
+    for value in (settings.api_token, settings.signing_secret):
         if value:
             out.append(str(value))
     if settings.signing_secret:
         out.append(str(settings.signing_secret)[len("whsec_"):])
     if settings.redis_url:
-        password = urlsplit(str(settings.redis_url)).password
-        if password:
-            out.append(password)
+        # Only the password of a Redis URL is secret: a URL without one is logged whole.
+        parts = urlsplit(str(settings.redis_url))
+        passwords = [parts.password] + [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
+        if any(passwords):
+            out.append(str(settings.redis_url))
+        out += [p for p in passwords if p]
     return out
 
 

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from . import schedule as sched
 from .config import Settings
+from .model import request_id_problem
 from .observe import is_overdue
 from .store import Store, TriggerRequest
 
@@ -38,6 +39,12 @@ async def trigger(settings: Settings, store: Store, job: str, request_id: str | 
     spec = next(j for j in settings.jobs if j.name == job)
     if not spec.enabled:
         print(f"trigger: job {job!r} is disabled (SCHEDULER_JOB_..._ENABLED=false); not queued", file=sys.stderr)
+        return 2
+    # The command line refuses a bad id already; this holds for any other caller too, since
+    # the id becomes part of a store field name and of the idempotency key.
+    problem = request_id_problem(request_id) if request_id is not None else None
+    if problem is not None:
+        print(f"trigger: --id: {problem}; not queued", file=sys.stderr)
         return 2
     request = TriggerRequest(request_id or secrets.token_hex(6), job, int(time.time()))
     existing = await store.request_trigger(request)

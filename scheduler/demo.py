@@ -12,6 +12,7 @@ import base64
 import hmac
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from . import config
+from .daemon import run
 
 JOBS = {
     "SCHEDULER_JOB_HEARTBEAT_SCHEDULE": "every 3s",
@@ -78,7 +80,6 @@ def start_receiver(token: str, secret: str, out=sys.stdout) -> ThreadingHTTPServ
 
 
 def main() -> int:
-    from .cli import run
     from .observe import setup_logging
 
     token = secrets.token_urlsafe(18)
@@ -105,10 +106,16 @@ def main() -> int:
         "  report     */5 * * * * *   GET  /demo/report\n",
         flush=True,
     )
+    # The daemon handles the first Ctrl-C (stop claiming, drain, release). One pressed again
+    # after its handler is gone lands here, or in the clean-up below: both end the demo as
+    # the first one would, with exit 0 and no traceback.
+    code = 0
     try:
-        return asyncio.run(run(settings))
+        code = asyncio.run(run(settings))
     except KeyboardInterrupt:
-        return 0
+        pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # clean-up takes well under a second
         server.shutdown()
         shutil.rmtree(state_dir, ignore_errors=True)
+    return code

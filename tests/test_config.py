@@ -307,6 +307,18 @@ def test_missing_env_file_is_a_config_error(tmp_path: Path) -> None:
     assert "--env-file" in result.stderr
 
 
+@pytest.mark.parametrize("given", [True, False], ids=["--env-file", "./.env"])
+def test_an_env_file_that_is_not_utf8_is_a_config_error_naming_the_file(tmp_path: Path, given: bool) -> None:
+    env_file = tmp_path / ("latin1.env" if given else ".env")
+    env_file.write_bytes(b"SCHEDULER_NAMESPACE=caf\xe9\n")
+    args = ["check", "--env-file", str(env_file)] if given else ["check"]
+    result = run_cli(args, VALID_JOB, cwd=tmp_path)
+    assert result.returncode == EX_CONFIG, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert env_file.name in result.stderr
+    assert "is not UTF-8 text (byte 0xe9 at offset 23)" in result.stderr
+
+
 def test_check_accepts_a_valid_configuration(tmp_path: Path) -> None:
     result = run_cli(["check"], VALID_JOB, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -96,3 +96,71 @@ def test_env_example_is_a_valid_configuration(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
     assert not list(tmp_path.iterdir()), "check must not create files"
+
+
+def _readme_verify_snippet(readme: str) -> str:
+    """The Python block of "The HTTP call" that shows how an app verifies a signature."""
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (block,) = [b for b in blocks if "Webhook(secret).verify(" in b]
+    return block
+
+
+def test_readme_never_shows_the_verify_call_that_parses_json(readme: str) -> None:
+    # Without json_parse=False the library parses the body first: JSONDecodeError on every
+    # GET or DELETE job (empty body) and on a plain-text BODY.
+    for call in re.findall(r"Webhook\(secret\)\.verify\([^)]*\)", readme):
+        assert "json_parse=False" in call, call
+
+
+def test_readme_verify_snippet_accepts_every_kind_of_call(readme: str, tmp_path: Path) -> None:
+    import base64
+    import json
+    import time
+
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    from tests.support import Daemon, Receiver
+
+    secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    snippet = _readme_verify_snippet(readme)
+    with Receiver() as app:
+        env = {
+            "SCHEDULER_API_URL": app.url,
+            "SCHEDULER_SIGNING_SECRET": secret,
+            "SCHEDULER_STATE_FILE": str(tmp_path / "state.db"),
+            "SCHEDULER_HTTP_PORT": "0",
+            "SCHEDULER_LOG_FORMAT": "json",
+        }
+        jobs = {"get": ("GET", None), "delete": ("DELETE", None), "post": ("POST", None), "text": ("PUT", "plain words")}
+        for name, (method, body) in jobs.items():
+            env[f"SCHEDULER_JOB_{name.upper()}_SCHEDULE"] = "every 1s"
+            env[f"SCHEDULER_JOB_{name.upper()}_URL"] = f"/{name}"
+            env[f"SCHEDULER_JOB_{name.upper()}_METHOD"] = method
+            if body:
+                env[f"SCHEDULER_JOB_{name.upper()}_BODY"] = body
+        with Daemon(env, cwd=tmp_path):
+            app.wait_for(lambda reqs: {r.path for r in reqs} >= {f"/{n}" for n in jobs}, timeout=20)
+        requests = {r.path: r for r in app.requests}
+    verify_only = "\n".join(line for line in snippet.splitlines() if not line.startswith("payload"))
+    for name in jobs:
+        request = requests[f"/{name}"]
+        scope = {"secret": secret, "body": request.body, "headers": request.headers, "json": json}
+        if name == "text":  # a raw BODY is the app's own format; only the check applies
+            exec(verify_only, scope)
+        else:
+            exec(snippet, scope)  # the README's lines, as written
+            assert scope["payload"] == (json.loads(request.body) if request.body else None)
+        # The README says the token is the store's clock in ms plus the acquisitions.
+        token = int(request.header("X-Scheduler-Fencing-Token"))
+        assert abs(token - time.time() * 1000) < 10 * 60 * 1000, token
+        tampered = {**request.headers, "webhook-id": request.header("webhook-id") + "x"}
+        with pytest.raises(WebhookVerificationError):
+            exec(snippet, {**scope, "headers": tampered})
+
+
+def test_readme_describes_the_fencing_token_as_seeded_from_the_clock(readme: str) -> None:
+    # redis_store.ACQUIRE and LocalStore.acquire seed the epoch with the clock in ms.
+    assert "fencing counter" not in readme
+    assert re.search(r"seeds? the epoch\s+with the store's clock in milliseconds", readme)
+    envelope = re.search(r'"fencing_token": (\d+)', readme)
+    assert envelope and int(envelope.group(1)) > 2**32, "the envelope example shows a small counter"

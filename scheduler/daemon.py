@@ -1,0 +1,159 @@
+"""The daemon's wiring: the store, the HTTP port, the engine, signals and the event loop.
+
+`cli` and `demo` both start the daemon through `run`; neither imports the other's module
+for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import logging
+import os
+import signal
+import sys
+
+from . import __version__
+from . import config
+
+EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
+SHUTDOWN_BACKSTOP_S = 10.0
+
+# A port that cannot be had is the configuration's doing: another process holds it (a
+# second replica on one host), it is privileged, or the host is not an address of this
+# machine. Each is fixed by changing a setting, so each exits 78 like any other.
+_BIND_PROBLEMS = {
+    errno.EADDRINUSE: "is already in use (another replica on this host?)",
+    errno.EACCES: "needs privileges this process does not have",
+    errno.EADDRNOTAVAIL: "is not an address of this machine",
+}
+
+log = logging.getLogger("scheduler")
+
+
+def event_loop_runner() -> asyncio.Runner:
+    """uvloop when it is installed (the `fast` extra), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def make_store(settings: config.Settings):
+    if settings.standalone:
+        from .local_store import LocalStore
+
+        return LocalStore(settings.state_file)
+    from .redis_store import RedisStore
+
+    from .engine import claim_ahead_s
+
+    return RedisStore(
+        settings.redis_url, settings.namespace, settings.lease_ttl_s,
+        sentinels=settings.redis_sentinels, sentinel_master=settings.redis_sentinel_master,
+        max_skew_s=settings.max_clock_skew_s, claim_ahead_s=claim_ahead_s(settings.lease_ttl_s),
+        history=settings.history,
+    )
+
+
+def store_target(settings: config.Settings) -> str:
+    """Where the state lives, fit for a log line: a Redis URL with only its password masked."""
+    if settings.standalone:
+        return settings.state_file
+    if settings.redis_sentinels:
+        hosts = ",".join(f"{h}:{p}" for h, p in settings.redis_sentinels)
+        return f"sentinel {hosts} master {settings.redis_sentinel_master}"
+    return config.mask_url(settings.redis_url or "")
+
+
+def bind_problem(exc: OSError, host: str, port: int) -> str | None:
+    """The sentence for a port that cannot be bound, or None for an unexpected error."""
+    what = _BIND_PROBLEMS.get(exc.errno)
+    if what is None:
+        return None
+    return (
+        f"SCHEDULER_HTTP_PORT: cannot listen on {host}:{port} for /metrics and the probes: the port {what}; "
+        "set SCHEDULER_HTTP_PORT to a free port (each replica on one host needs its own), "
+        "or to 0 to turn the endpoints off"
+    )
+
+
+async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
+    from .dispatch import Dispatcher
+    from .engine import Engine
+    from .observe import Health, Metrics, OverdueCollector, serve
+    from .store import StoreUnavailable
+
+    try:
+        store = make_store(settings)
+    except StoreUnavailable as exc:
+        print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if dry_run:
+        from .dry_run import ReadOnlyStore
+
+        store = ReadOnlyStore(store)
+    metrics, health = Metrics(), Health()
+    server = None
+    if settings.http_port:
+        try:
+            server = serve(settings.http_host, settings.http_port, metrics, health)
+        except OSError as exc:
+            await store.close()
+            problem = bind_problem(exc, settings.http_host, settings.http_port)
+            if problem is None:
+                log.error("cannot listen for /metrics and health", extra={"port": settings.http_port, "error": str(exc)})
+                return EX_FAILURE
+            print(f"config error: {problem}", file=sys.stderr)
+            return EX_CONFIG
+        host, port = getattr(server, "server_address", (settings.http_host, settings.http_port))[:2]
+        log.info("metrics and probes listening", extra={
+            "host": host, "port": port, "paths": "/metrics /healthz /readyz",
+        })
+    dispatcher = Dispatcher(settings, dry_run=dry_run)
+    engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
+    metrics.registry.register(OverdueCollector(engine.overdue_source))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, engine, sig)
+    log.info(
+        "starting",
+        extra={
+            "version": __version__, "replica": store.replica_id,
+            "mode": "standalone" if settings.standalone else "redis",
+            "store": store_target(settings),
+            "namespace": settings.namespace, "jobs": len(engine.jobs), "dry_run": dry_run,
+        },
+    )
+    # Everything built so far lives as long as the process: keep the collector from walking
+    # it again on every full collection, which shows up as pauses of several milliseconds.
+    gc.freeze()
+    try:
+        await engine.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await dispatcher.aclose()
+        await store.close()
+        if server is not None:
+            server.shutdown()
+    log.info("stopped")
+    return EX_OK
+
+
+def _on_signal(engine, sig: signal.Signals) -> None:
+    if not engine.stopping.is_set():
+        log.info("shutting down", extra={"signal": sig.name})
+        # The drain is bounded by SHUTDOWN_GRACE; this is the backstop if something hangs
+        # past it (a store call, a stuck loop), so an orchestrator never has to SIGKILL.
+        limit = engine.settings.shutdown_grace_s + SHUTDOWN_BACKSTOP_S
+        asyncio.get_running_loop().call_later(limit, _overran, limit)
+    engine.stop()
+
+
+def _overran(limit: float) -> None:
+    log.error("shutdown did not finish in time; exiting now", extra={"after_s": limit})
+    logging.shutdown()
+    os._exit(EX_FAILURE)
