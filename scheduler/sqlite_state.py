@@ -1,0 +1,213 @@
+"""What the standalone store does inside one SQLite transaction: the claim rules (the same
+as the Redis claim script), outcomes, control commands, reads, and the cleanup of removed
+jobs. Each function gets the connection, the quarantine and a list to note unreadable rows
+in; it runs on the store's worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections import defaultdict
+from typing import Sequence
+
+from .model import (
+    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome, State, TriggerRequest,
+)
+from .sqlite_records import Bad, Quarantine
+
+log = logging.getLogger("scheduler.sqlite")
+
+Db = sqlite3.Connection
+
+
+def read_state(db: Db, q: Quarantine, bad: list[Bad], jobs: Sequence[str]) -> tuple[State, dict[str, dict]]:
+    """The state a leader starts from, and every readable job record."""
+    records = dict(q.rows(db, "jobs", bad))
+    state = State(
+        watermarks=dict(q.rows(db, "slots", bad)),
+        inflight=q.rows(db, "inflight", bad),
+        paused=set(q.rows(db, "paused", bad)),
+        health={job: _health(records[job]) for job in jobs if job in records},
+    )
+    return state, records
+
+
+def _health(rec: dict) -> JobHealth:
+    ok, seen = rec.get("last_success_at"), rec.get("first_seen_at")
+    return JobHealth(
+        None if ok is None else float(ok), rec.get("consecutive_failures") or 0, None if seen is None else float(seen),
+    )
+
+
+def status(db: Db, q: Quarantine, bad: list[Bad], jobs: Sequence[str], leader_alive: bool) -> dict:
+    meta = dict(q.rows(db, "meta", bad))
+    state, records = read_state(db, q, bad, jobs)
+    return {
+        "leader": meta.get("leader") if leader_alive else None,
+        "lease_left_s": None,  # a file lock does not expire; it dies with its holder
+        "epoch": meta.get("epoch"),
+        "watermarks": state.watermarks,
+        "inflight": state.inflight,
+        "paused": state.paused,
+        "pending_triggers": [
+            {"id": t.id, "job": t.job, "requested_at": t.requested_at}
+            for t in q.rows(db, "trigger", bad, "ORDER BY seq")
+        ],
+        "jobs": {job: records.get(job, {}) for job in jobs},
+    }
+
+
+def pending_triggers(db: Db, q: Quarantine, bad: list[Bad]) -> list[TriggerRequest]:
+    return q.rows(db, "trigger", bad, "ORDER BY seq")
+
+
+def next_epoch(db: Db, q: Quarantine, bad: list[Bad], replica_id: str, now: float) -> int:
+    found = q.rows(db, "meta", bad, "WHERE key = 'epoch'")
+    q.move(db, bad)
+    # A new (or unreadable) counter starts from the clock in ms, as the Redis store's does,
+    # so tokens keep growing even if the file is lost.
+    epoch = (found[0][1] if found else int(now * 1000)) + 1
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (str(epoch),))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('leader', ?)", (replica_id,))
+    return epoch
+
+
+def _watermark(db: Db, q: Quarantine, job: str) -> int | None:
+    bad: list[Bad] = []
+    found = q.rows(db, "slots", bad, "WHERE job = ?", (job,))
+    q.move(db, bad)  # an unreadable watermark counts as none: the claim writes a good one
+    return found[0][1] if found else None
+
+
+def _record(db: Db, q: Quarantine, job: str) -> dict:
+    bad: list[Bad] = []
+    found = q.rows(db, "jobs", bad, "WHERE name = ?", (job,))
+    q.move(db, bad)
+    return found[0][1] if found else {}
+
+
+def _save_record(db: Db, job: str, rec: dict) -> None:
+    db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (job, json.dumps(rec)))
+
+
+def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float) -> int:
+    """The same rules as the Redis claim script."""
+    record = (c.field, c.job, c.slot, epoch, c.attempt, c.trigger, now)
+    if c.kind == REDELIVER:
+        cur = db.execute("UPDATE inflight SET epoch = ?, attempt = ?, claimed_at = ? WHERE field = ?",
+                         (epoch, c.attempt, now, c.field))
+        return CLAIMED if cur.rowcount == 1 else STALE
+    if c.kind == TRIGGER:
+        db.execute("DELETE FROM trigger WHERE id = ?", (c.trigger,))
+        if db.execute("INSERT OR IGNORE INTO triggered VALUES (?, ?)", (c.trigger, now)).rowcount != 1:
+            return STALE
+        db.execute("INSERT OR REPLACE INTO triggered_job VALUES (?, ?)", (c.trigger, c.job))
+        db.execute("INSERT OR REPLACE INTO inflight VALUES (?, ?, ?, ?, ?, ?, ?)", record)
+        return CLAIMED
+    mark = _watermark(db, q, c.job)
+    if c.kind == INIT:
+        rec = _record(db, q, c.job)
+        if rec.get("first_seen_at") is None:
+            rec["first_seen_at"] = now
+            _save_record(db, c.job, rec)
+        if mark is not None:
+            return STALE
+        db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?)", (c.job, c.slot))
+        return CLAIMED
+    if mark is not None and c.slot <= mark:
+        if c.kind == FIRE and c.slot == mark:
+            # A retry of a claim whose reply was lost: it is ours if recorded under our epoch.
+            mine = db.execute("SELECT 1 FROM inflight WHERE field = ? AND epoch = ?", (c.field, epoch)).fetchone()
+            return CLAIMED if mine else STALE
+        return CLAIMED if c.kind == SKIP and c.slot == mark else STALE
+    db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?)", (c.job, c.slot))
+    if db.execute("SELECT 1 FROM paused WHERE name = ?", (c.job,)).fetchone():
+        return PAUSED
+    if c.kind == FIRE:
+        db.execute("INSERT OR REPLACE INTO inflight VALUES (?, ?, ?, ?, ?, ?, ?)", record)
+    return CLAIMED
+
+
+def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: Outcome,
+               lateness_s: float | None) -> int:
+    """Drop the fire from the in-flight set while it is still this epoch's, and record its
+    outcome unless a newer epoch already recorded one. `epoch` None: unfenced (a
+    (Claim, Outcome) pair). Returns the job's failure streak as it then stands."""
+    if epoch is None:
+        db.execute("DELETE FROM inflight WHERE field = ?", (claim.field,))
+    else:
+        db.execute("DELETE FROM inflight WHERE field = ? AND epoch = ?", (claim.field, epoch))
+    rec = _record(db, q, claim.job)
+    stored = rec.get("epoch")
+    if epoch is not None and stored is not None and stored > epoch:
+        return rec.get("consecutive_failures") or 0
+    if outcome.status == "ok":
+        rec["consecutive_failures"] = 0
+        rec["last_success_at"] = outcome.finished_at
+    else:
+        rec["consecutive_failures"] = (rec.get("consecutive_failures") or 0) + 1
+    rec.update(
+        status=outcome.status, slot=claim.slot, finished_at=outcome.finished_at,
+        duration_ms=int(outcome.duration_s * 1000), http_status=outcome.http_status, error=outcome.error,
+        attempts=outcome.attempts, excerpt=getattr(outcome, "excerpt", None),
+        lateness_ms=None if lateness_s is None else int(lateness_s * 1000),
+    )
+    if epoch is not None:
+        rec["epoch"] = epoch
+    _save_record(db, claim.job, rec)
+    return rec["consecutive_failures"]
+
+
+def request_trigger(db: Db, q: Quarantine, bad: list[Bad], request: TriggerRequest) -> TriggerRequest | None:
+    if db.execute("SELECT 1 FROM triggered WHERE id = ?", (request.id,)).fetchone():
+        return TriggerRequest(request.id, request.job, 0)
+    joined = q.rows(db, "trigger", bad, "WHERE job = ? ORDER BY seq", (request.job,)) or [
+        TriggerRequest(f.trigger or "", f.job, f.slot)
+        for f in q.rows(db, "inflight", bad, "WHERE job = ? AND trigger IS NOT NULL", (request.job,))
+    ]
+    if joined:
+        return joined[0]
+    db.execute("INSERT INTO trigger (id, job, requested_at) VALUES (?, ?, ?)",
+               (request.id, request.job, request.requested_at))
+    return None
+
+
+def set_paused(db: Db, job: str, paused: bool) -> bool:
+    if paused:
+        return db.execute("INSERT OR IGNORE INTO paused VALUES (?)", (job,)).rowcount == 1
+    return db.execute("DELETE FROM paused WHERE name = ?", (job,)).rowcount == 1
+
+
+def gc(db: Db, q: Quarantine, bad: list[Bad], keep: set[str], before: float, dry_run: bool) -> list[str]:
+    """Delete the watermark, job record and spent trigger ids of each job not in `keep`
+    whose last activity is older than `before`. A job with a fire in flight or a queued
+    trigger keeps its state."""
+    marks = dict(q.rows(db, "slots", bad))
+    records = dict(q.rows(db, "jobs", bad))
+    spent_at = dict(q.rows(db, "triggered", bad))
+    spent: dict[str, list[str]] = defaultdict(list)
+    for request_id, job in q.rows(db, "triggered_job", bad):
+        spent[job].append(request_id)
+    busy = {f.job for f in q.rows(db, "inflight", bad)} | {t.job for t in q.rows(db, "trigger", bad)}
+    out = []
+    for job in sorted((set(marks) | set(records) | set(spent)) - keep - busy):
+        rec = records.get(job, {})
+        times = [marks.get(job), rec.get("finished_at"), rec.get("first_seen_at"), rec.get("last_success_at"),
+                 *(spent_at.get(i) for i in spent[job])]
+        last = max((t for t in times if t is not None), default=None)
+        if last is None or last >= before:
+            continue
+        deleted = [f"watermark {job}"] * (job in marks) + [f"job record {job}"] * (job in records)
+        deleted += [f"triggered id {i} ({job})" for i in spent[job]]
+        for item in deleted:
+            log.info("state gc: would delete" if dry_run else "state gc: deleted", extra={"item": item})
+        out += deleted
+        if not dry_run:
+            db.execute("DELETE FROM slots WHERE job = ?", (job,))
+            db.execute("DELETE FROM jobs WHERE name = ?", (job,))
+            for request_id in spent[job]:
+                db.execute("DELETE FROM triggered WHERE id = ?", (request_id,))
+                db.execute("DELETE FROM triggered_job WHERE id = ?", (request_id,))
+    return out
