@@ -16,14 +16,13 @@ from scheduler.store import LeaseLost
 from tests.support import RedisServer
 
 
-def both_stores_but_redis_lacks(reason: str):
-    """Both stores, the Redis one expected to fail until it has the behaviour named."""
-    return pytest.mark.parametrize(
-        "backend", [pytest.param("redis", marks=pytest.mark.xfail(strict=False, reason=reason)), "local"], indirect=True)
+def both_stores(what: str):
+    """Both stores; `what` names the part of the contract."""
+    return pytest.mark.parametrize("backend", ["redis", "local"], indirect=True)
 
 
-REDIS_FINISHED = "RedisStore.finish takes (Claim, Outcome) pairs, unfenced by epoch"
-REDIS_FIRST_SEEN = "RedisStore does not record a job's first sighting"
+REDIS_FINISHED = "outcomes fenced by epoch"
+REDIS_FIRST_SEEN = "a job's first sighting"
 
 
 class Backend:
@@ -263,7 +262,7 @@ def test_a_trigger_joins_one_queued_or_in_flight_for_the_same_job(backend):
 # -- outcomes -------------------------------------------------------------------------
 
 
-@both_stores_but_redis_lacks(REDIS_FINISHED)
+@both_stores(REDIS_FINISHED)
 def test_outcomes_count_the_failure_streak_and_clear_the_fire(backend):
     async def body():
         a = backend.store("a")
@@ -281,7 +280,7 @@ def test_outcomes_count_the_failure_streak_and_clear_the_fire(backend):
     run(backend, body)
 
 
-@both_stores_but_redis_lacks(REDIS_FINISHED)
+@both_stores(REDIS_FINISHED)
 def test_a_stale_leaders_late_outcome_leaves_the_redelivered_fire_in_flight(backend):
     async def body():
         a, b = backend.store("a"), backend.store("b")
@@ -306,7 +305,7 @@ def test_a_stale_leaders_late_outcome_leaves_the_redelivered_fire_in_flight(back
     run(backend, body)
 
 
-@both_stores_but_redis_lacks(REDIS_FIRST_SEEN)
+@both_stores(REDIS_FIRST_SEEN)
 def test_init_records_when_a_job_was_first_seen(backend):
     async def body():
         a = backend.store("a")
