@@ -217,6 +217,29 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _ConnectHandshake(asyncio.Protocol):
+    """Reads a proxy's answer to CONNECT: its status line, once the head has ended."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buffer = b""
+        self.answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return
+        self.buffer += data
+        if b"\r\n\r\n" in self.buffer:
+            # A proxy speaks only after the tunnel's client does (TLS), so nothing follows.
+            self.answer.set_result(self.buffer.split(b"\r\n", 1)[0].decode("latin-1"))
+        elif len(self.buffer) > self.limit:
+            self.answer.set_exception(HeadersTooLarge(f"proxy's CONNECT answer over {self.limit} bytes"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc or ConnectionClosed("the proxy closed the connection before answering CONNECT"))
+
+
 Address = Callable[[str, int], tuple[str, int]]
 
 
@@ -342,29 +365,24 @@ class Http1Client:
 
     async def _tunnel(self, address: tuple[str, int], host: str, port: int, tls: ssl.SSLContext) -> _Connection:
         """A CONNECT tunnel through the proxy to host:port, then TLS to the host inside it."""
+        loop = asyncio.get_running_loop()
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         auth = f"Proxy-Authorization: {self.proxy.basic_auth}\r\n" if self.proxy.basic_auth else ""
-        reader, writer = await asyncio.open_connection(
-            *address, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1, limit=self.max_header_bytes)
+        transport, handshake = await loop.create_connection(
+            lambda: _ConnectHandshake(self.max_header_bytes), *address,
+            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1)
         try:
-            writer.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode())
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.LimitOverrunError:
-                raise HeadersTooLarge(f"proxy's CONNECT answer over {self.max_header_bytes} bytes") from None
-            except asyncio.IncompleteReadError:
-                raise ConnectionClosed("the proxy closed the connection before answering CONNECT") from None
-            status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode())
+            status_line = await handshake.answer
             parts = status_line.split(" ", 2)
             if len(parts) < 2 or not parts[1].startswith("2"):
                 raise ProtocolError(f"proxy refused CONNECT {authority}: {status_line[:100]}")
             conn = _Connection(self)
-            transport = await asyncio.get_running_loop().start_tls(
-                writer.transport, conn, tls, server_hostname=host)
+            tls_transport = await loop.start_tls(transport, conn, tls, server_hostname=host)
         except BaseException:
-            writer.transport.abort()
+            transport.abort()
             raise
-        conn.connection_made(transport)
+        conn.connection_made(tls_transport)
         return conn
 
     def _address(self, host: str, port: int) -> tuple[str, int]:
