@@ -77,6 +77,7 @@ HTTP_CLIENT_DEFAULTS: dict[str, str | None] = {
 }
 GLOBAL_DEFAULTS.update(HTTP_CLIENT_DEFAULTS)
 SECRETS += ("SCHEDULER_TLS_CLIENT_KEY_PASSWORD", "SCHEDULER_HTTP_PROXY")
+RESERVED_HEADERS |= {"x-scheduler-trigger", "traceparent"}  # a manual fire's id; trace context
 # ---- end of the HTTP client's settings --------------------------------------------------
 JOB_FIELDS: dict[str, str | None] = {
     "SCHEDULE": None,

@@ -32,11 +32,12 @@ def target(url: str) -> Target:
     if scheme not in ("http", "https"):
         raise ValueError(f"expected an http:// or https:// URL, got scheme {scheme or 'none'!r}")
     try:
-        port = parts.port or (443 if scheme == "https" else 80)
+        port = parts.port
     except ValueError:
-        raise ValueError("the port must be a number from 1 to 65535") from None
+        port = 0
     if port == 0:
         raise ValueError("the port must be a number from 1 to 65535")
+    port = port or (443 if scheme == "https" else 80)
     host = _host(parts.hostname or "", "[" in parts.netloc)
     netloc_host = f"[{host}]" if ":" in host else host
     default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
@@ -64,7 +65,7 @@ def _host(host: str, bracketed: bool) -> str:
         try:
             name = name.encode("idna").decode("ascii")  # IDNA 2003, as Python's codec has it
         except UnicodeError as exc:
-            reason = str(exc).rpartition("(")[2].rstrip(")") or "not a valid IDNA name"
+            reason = str(exc).rpartition("(")[2].rstrip(")").removeprefix("UnicodeError: ") or "not valid IDNA"
             raise ValueError(f"the host {host!r} cannot be encoded for DNS ({reason})") from None
     labels = name.split(".")
     if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
