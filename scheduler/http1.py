@@ -27,6 +27,7 @@ from typing import Callable, Mapping
 
 import httptools
 
+from .http1_proxy import HAPPY_EYEBALLS_DELAY_S, ConnectionClosed, HeadersTooLarge, ProtocolError, connect_tunnel
 from .http1_url import Target, check_url, proxy_target, target
 
 __all__ = ["ERRORS", "ConnectionClosed", "HeadersTooLarge", "Http1Client", "ProtocolError", "Response",
@@ -36,19 +37,7 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 EXCERPT_BYTES = 1024  # of a non-2xx body; the caller shows less, see dispatch
-HAPPY_EYEBALLS_DELAY_S = 0.25  # RFC 8305's recommended connection attempt delay
 
-
-class ConnectionClosed(ConnectionError):
-    """The connection ended before a whole response head arrived."""
-
-
-class ProtocolError(Exception):
-    """The target answered with something that is not a usable HTTP/1.1 response."""
-
-
-class HeadersTooLarge(ProtocolError):
-    """The response head is over the client's cap on header bytes or header count."""
 
 
 class _Abort(Exception):
@@ -217,29 +206,6 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class _ConnectHandshake(asyncio.Protocol):
-    """Reads a proxy's answer to CONNECT: its status line, once the head has ended."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.buffer = b""
-        self.answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-    def data_received(self, data: bytes) -> None:
-        if self.answer.done():
-            return
-        self.buffer += data
-        if b"\r\n\r\n" in self.buffer:
-            # A proxy speaks only after the tunnel's client does (TLS), so nothing follows.
-            self.answer.set_result(self.buffer.split(b"\r\n", 1)[0].decode("latin-1"))
-        elif len(self.buffer) > self.limit:
-            self.answer.set_exception(HeadersTooLarge(f"proxy's CONNECT answer over {self.limit} bytes"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.answer.done():
-            self.answer.set_exception(exc or ConnectionClosed("the proxy closed the connection before answering CONNECT"))
-
-
 Address = Callable[[str, int], tuple[str, int]]
 
 
@@ -364,25 +330,8 @@ class Http1Client:
         return conn
 
     async def _tunnel(self, address: tuple[str, int], host: str, port: int, tls: ssl.SSLContext) -> _Connection:
-        """A CONNECT tunnel through the proxy to host:port, then TLS to the host inside it."""
-        loop = asyncio.get_running_loop()
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        auth = f"Proxy-Authorization: {self.proxy.basic_auth}\r\n" if self.proxy.basic_auth else ""
-        transport, handshake = await loop.create_connection(
-            lambda: _ConnectHandshake(self.max_header_bytes), *address,
-            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1)
-        try:
-            transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode())
-            status_line = await handshake.answer
-            parts = status_line.split(" ", 2)
-            if len(parts) < 2 or not parts[1].startswith("2"):
-                raise ProtocolError(f"proxy refused CONNECT {authority}: {status_line[:100]}")
-            conn = _Connection(self)
-            tls_transport = await loop.start_tls(transport, conn, tls, server_hostname=host)
-        except BaseException:
-            transport.abort()
-            raise
-        conn.connection_made(tls_transport)
+        conn = _Connection(self)
+        await connect_tunnel(address, host, port, self.proxy.basic_auth, tls, conn, self.max_header_bytes)
         return conn
 
     def _address(self, host: str, port: int) -> tuple[str, int]:
