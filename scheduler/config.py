@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from dotenv import dotenv_values
 
 from . import schedule as sched
+from .http1_url import check_url, proxy_target
 
 PREFIX = "SCHEDULER_"
 JOB_PREFIX = "SCHEDULER_JOB_"
@@ -65,6 +66,21 @@ GLOBAL_DEFAULTS: dict[str, str | None] = {
     "SCHEDULER_MAX_CLOCK_SKEW": "1s",
     "SCHEDULER_HISTORY": "20",
 }
+# ---- the HTTP client: a TLS client certificate, an explicit proxy, trace context --------
+# The certificate and key are paths to PEM files (the key may sit in the certificate's
+# file); the key's passphrase and the proxy URL (it may hold user:password@) are secrets.
+HTTP_CLIENT_DEFAULTS: dict[str, str | None] = {
+    "SCHEDULER_TLS_CLIENT_CERT": None,
+    "SCHEDULER_TLS_CLIENT_KEY": None,
+    "SCHEDULER_TLS_CLIENT_KEY_PASSWORD": None,
+    "SCHEDULER_HTTP_PROXY": None,  # never taken from HTTP_PROXY/HTTPS_PROXY: opt in here
+    "SCHEDULER_NO_PROXY": None,  # hosts reached directly, with NO_PROXY's syntax
+    "SCHEDULER_TRACEPARENT": "false",
+}
+GLOBAL_DEFAULTS.update(HTTP_CLIENT_DEFAULTS)
+SECRETS += ("SCHEDULER_TLS_CLIENT_KEY_PASSWORD", "SCHEDULER_HTTP_PROXY")
+RESERVED_HEADERS |= {"x-scheduler-trigger", "traceparent"}  # a manual fire's id; trace context
+# ---- end of the HTTP client's settings --------------------------------------------------
 JOB_FIELDS: dict[str, str | None] = {
     "SCHEDULE": None,
     "URL": None,
@@ -141,6 +157,13 @@ class Settings:
     tls_verify: bool | str = True
     max_clock_skew_s: float = 1.0
     history: int = 20
+    # the HTTP client (HTTP_CLIENT_DEFAULTS)
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
+    tls_client_key_password: Secret | None = None
+    http_proxy: Secret | None = None
+    no_proxy: str = ""
+    traceparent: bool = False
     jobs: tuple[JobSpec, ...] = field(default_factory=tuple)
 
     @property
@@ -272,6 +295,7 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
         tls_verify=g.setting("SCHEDULER_TLS_VERIFY", _tls_verify),
         max_clock_skew_s=g.setting("SCHEDULER_MAX_CLOCK_SKEW", _positive_duration),
         history=g.setting("SCHEDULER_HISTORY", _int_range(0, 1000)),
+        **_http_client_settings(g),
     )
     jobs = [_load_job(name, fields, g, tz or "UTC", api_url) for name, fields in sorted(job_vars.items())]
     if not job_vars:
@@ -490,6 +514,62 @@ def _http_url(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL with a host, got {text!r}")
+    _sendable(text.strip())
+    return text.strip()
+
+
+def _sendable(url: str) -> None:
+    """The HTTP client's own test, so a URL accepted here never fails in a fire."""
+    problem = check_url(url)
+    if problem is not None:
+        raise ValueError(f"the HTTP client cannot send to this URL: {problem}")
+
+
+def _http_client_settings(g: "_Reader") -> dict[str, object]:
+    cert = g.setting("SCHEDULER_TLS_CLIENT_CERT", _pem_file)
+    key = g.setting("SCHEDULER_TLS_CLIENT_KEY", _pem_file)
+    password = g.secret("SCHEDULER_TLS_CLIENT_KEY_PASSWORD", _non_blank)
+    if key and not cert:
+        g.problems.append("SCHEDULER_TLS_CLIENT_KEY: set SCHEDULER_TLS_CLIENT_CERT too (the certificate it belongs to)")
+    elif cert:
+        from .http1 import tls_context  # ssl only when a client certificate is configured
+
+        try:
+            tls_context(True, cert, key, password)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            g.problems.append(
+                f"SCHEDULER_TLS_CLIENT_CERT: cannot load the certificate {cert!r} with its key"
+                f"{f' {key!r}' if key else ''}: {reason} (expected PEM files; is the key the "
+                "certificate's, and SCHEDULER_TLS_CLIENT_KEY_PASSWORD right for an encrypted key?)"
+            )
+    return dict(
+        tls_client_cert=cert,
+        tls_client_key=key,
+        tls_client_key_password=password,
+        http_proxy=g.secret("SCHEDULER_HTTP_PROXY", _proxy_url),
+        no_proxy=g.setting("SCHEDULER_NO_PROXY", str.strip) or "",
+        traceparent=g.setting("SCHEDULER_TRACEPARENT", _bool),
+    )
+
+
+def _pem_file(text: str) -> str:
+    path = text.strip()
+    try:
+        found = Path(path).is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        raise ValueError(f"expected the path of a PEM file, got {_show(text)}: no such file")
+    return path
+
+
+def _proxy_url(text: str) -> str:
+    # The value may hold a password: the message never shows it.
+    try:
+        proxy_target(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"expected a proxy URL like http://proxy:3128: {exc}") from None
     return text.strip()
 
 
@@ -507,7 +587,9 @@ def _job_url(api_url: str | None) -> Callable[[str], str]:
         # unlike urljoin, which would drop the base's last segment).
         base = urlsplit(api_url)
         path = base.path.rstrip("/") + "/" + parts.path.lstrip("/")
-        return urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+        joined = urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+        _sendable(joined)
+        return joined
 
     return parse
 
@@ -592,9 +674,13 @@ def _tls_verify(text: str) -> bool | str:
 def secret_values(settings: Settings) -> list[str]:
     """Every secret string, and the parts of one that could show up alone, for redaction."""
     out: list[str] = []
-    for value in (settings.api_token, settings.signing_secret):
+    for value in (settings.api_token, settings.signing_secret, settings.tls_client_key_password, settings.http_proxy):
         if value:
             out.append(str(value))
+    if settings.http_proxy:
+        password = urlsplit(str(settings.http_proxy)).password
+        if password:
+            out.append(password)
     if settings.signing_secret:
         out.append(str(settings.signing_secret)[len("whsec_"):])
     if settings.redis_url:

@@ -1,32 +1,31 @@
 """One fire: build the request, send it, retry what is retryable, return an Outcome.
 
-The only module that knows about HTTP. It never touches the store: the engine passes a
-callback that records each attempt.
+The only module that knows about HTTP requests of a fire; the connections are
+scheduler.http1's. It never touches the store: the engine passes a callback that records
+each attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import hashlib
 import json
 import logging
 import random
 import re
-import ssl
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Awaitable, Callable, Mapping
-from urllib.parse import quote, unquote, urlsplit
+from typing import Any, Awaitable, Callable, Mapping
 
-import httptools
-import httpx
 from standardwebhooks.webhooks import Webhook
 
 from . import __version__
 from .config import JobSpec, Settings
+from .http1 import ERRORS, Http1Client, Response
 from .model import FireId, Outcome, format_slot
 
 log = logging.getLogger("scheduler.dispatch")
@@ -36,7 +35,9 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 USER_AGENT = f"cron-sidecar/{__version__}"
 BODY_METHODS = ("POST", "PUT", "PATCH")
+EXCERPT_BYTES = 512  # of a non-2xx body, kept in the outcome
 _OVERRIDABLE = {"user-agent": "User-Agent", "content-type": "Content-Type"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -62,26 +63,42 @@ class Request:
     content: bytes
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    status: int | None = None  # None: no answer
+    error: str | None = None
+    retry_after_s: float | None = None
+    excerpt: str | None = None
+
+
 class Dispatcher:
     def __init__(
         self,
         settings: Settings,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Any = None,  # an httpx.AsyncBaseTransport, such as httpx.MockTransport
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         dry_run: bool = False,
+        scrub: Callable[[str], str] = lambda text: text,
     ):
         self.token = settings.api_token
         self.webhook = Webhook(settings.signing_secret) if settings.signing_secret else None
+        self.traceparent = settings.traceparent
         self.clock = clock
         self.sleep = sleep
         self.rand = rand
         self.dry_run = dry_run
-        # A lean HTTP/1.1 client carries the load (see _Http1Client); an httpx transport
-        # passed in, such as httpx.MockTransport, is used as given.
-        self.http = _HttpxClient(settings, transport) if transport is not None else _Http1Client(settings)
+        self.scrub = scrub  # applied to every excerpt of the app's answer
+        # The lean HTTP/1.1 client carries the load; an httpx transport passed in is used as
+        # given (tests), with httpx imported only then.
+        self.http: Http1Client | _HttpxClient = _HttpxClient(settings, transport) if transport is not None else Http1Client(
+            verify=settings.tls_verify, client_cert=settings.tls_client_cert,
+            client_key=settings.tls_client_key, key_password=settings.tls_client_key_password,
+            proxy=settings.http_proxy, no_proxy=settings.no_proxy,
+        )
+        self.errors = self.http.errors if isinstance(self.http, _HttpxClient) else ERRORS
 
     def build(self, fire: Fire, attempt: int) -> Request:
         job = fire.job
@@ -95,6 +112,10 @@ class Dispatcher:
             "X-Scheduler-Attempt": str(attempt),
             "X-Scheduler-Fencing-Token": str(fire.epoch),
         }
+        if fire.trigger:
+            headers["X-Scheduler-Trigger"] = fire.trigger
+        if self.traceparent:
+            headers["traceparent"] = traceparent(key)
         if job.body is not None:
             body = job.body
             headers["Content-Type"] = "application/json" if _is_json(body) else "text/plain; charset=utf-8"
@@ -121,24 +142,37 @@ class Dispatcher:
         return Request(job.method, job.url, headers, body.encode())
 
     async def send(self, fire: Fire, on_attempt: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
+        """The fire's outcome; whatever goes wrong inside becomes a failed outcome with its
+        error text (only cancellation leaves as an exception)."""
         started = self.clock()
+        reached = [fire.attempt]  # the attempt under way, for an outcome after an exception
+        try:
+            return await self._send(fire, on_attempt, started, reached)
+        except Exception as exc:  # noqa: BLE001 - a fire must end with an outcome
+            log.exception("fire failed inside the scheduler", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
+            return self._outcome("failed", fire, reached[0], started, None, f"internal error: {_error_text(exc)}")
+
+    async def _send(self, fire: Fire, on_attempt, started: float, reached: list[int]) -> Outcome:
         attempt = fire.attempt
         last_attempt = fire.attempt + fire.job.retries
         while True:
+            reached[0] = attempt
             if on_attempt is not None:
                 await on_attempt(attempt)
-            status, error, retry_after = await self._attempt(fire, attempt)
+            result = await self._attempt(fire, attempt)
+            status, error = result.status, result.error
             if status is not None and 200 <= status < 300:
                 return self._outcome("ok", fire, attempt, started, status, None)
             retryable = status is None or status in RETRYABLE_STATUS
             if not retryable or attempt >= last_attempt:
-                return self._outcome("failed", fire, attempt, started, status, error)
+                return self._outcome("failed", fire, attempt, started, status, error, result.excerpt)
             n = attempt - fire.attempt + 1
             delay = self.rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1))
-            if retry_after is not None:
-                delay = max(delay, retry_after)
+            if result.retry_after_s is not None:
+                delay = max(delay, result.retry_after_s)
             if fire.deadline is not None and self.clock() + delay >= fire.deadline:
-                return self._outcome("failed", fire, attempt, started, status, f"{error}; no retry: it would pass the next slot")
+                return self._outcome("failed", fire, attempt, started, status,
+                                     f"{error}; no retry: it would pass the next slot", result.excerpt)
             log.info(
                 "retrying",
                 extra={"job": fire.job.name, "slot": format_slot(fire.slot), "attempt": attempt,
@@ -147,8 +181,7 @@ class Dispatcher:
             await self.sleep(delay)
             attempt += 1
 
-    async def _attempt(self, fire: Fire, attempt: int) -> tuple[int | None, str | None, float | None]:
-        """(HTTP status or None, error text or None, Retry-After seconds or None)."""
+    async def _attempt(self, fire: Fire, attempt: int) -> _Attempt:
         request = self.build(fire, attempt)
         if self.dry_run:
             log.info(
@@ -157,259 +190,76 @@ class Dispatcher:
                        "method": request.method, "url": request.url,
                        "headers": _loggable(request.headers), "body": request.content.decode(errors="replace")},
             )
-            return 200, None, None
+            return _Attempt(200)
         try:
-            status, retry_after = await self.http.send(request, fire.job.timeout_s)
+            response = await self.http.send(request.method, request.url, request.headers, request.content,
+                                            fire.job.timeout_s)
         except TimeoutError:
-            return None, f"timeout after {fire.job.timeout_s:g}s", None
-        except self.http.errors as exc:
-            return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, None
+            return _Attempt(None, f"timeout after {fire.job.timeout_s:g}s")
+        except self.errors as exc:
+            return _Attempt(None, _error_text(exc))
+        status = response.status
         if 200 <= status < 300:
-            return status, None, None
+            return _Attempt(status)
+        excerpt = excerpt_of(response.excerpt, self.scrub)
         if 300 <= status < 400:
-            return status, f"HTTP {status}: redirect not followed", None
-        return status, f"HTTP {status}", _retry_after_s(retry_after, self.clock())
+            return _Attempt(status, f"HTTP {status}: redirect not followed", None, excerpt)
+        return _Attempt(status, f"HTTP {status}", _retry_after_s(response.header("retry-after"), self.clock()), excerpt)
 
-    def _outcome(self, status: str, fire: Fire, attempt: int, started: float, http_status, error) -> Outcome:
+    def _outcome(self, status: str, fire: Fire, attempt: int, started: float, http_status, error,
+                 excerpt: str | None = None) -> Outcome:
         now = self.clock()
-        return Outcome(status, attempt, max(0.0, now - started), now, http_status, error)
+        return Outcome(status, attempt, max(0.0, now - started), now, http_status, error, excerpt)
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
 
-class ConnectionClosed(ConnectionError):
-    """The connection ended before a whole response head arrived."""
+def traceparent(key: str) -> str:
+    """A W3C traceparent: the trace id from the idempotency key (every attempt and
+    redelivery of one fire shares it), a fresh span id per attempt, sampled."""
+    trace_id = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
 
 
-@dataclass(frozen=True)
-class _Target:
-    origin: tuple[str, str, int]  # scheme, host, port: connections are kept per origin
-    host_header: str
-    path: str  # request target: path and query
-    basic_auth: str | None  # from user:password@ in the URL
-
-
-@lru_cache(maxsize=4096)
-def _target(url: str) -> _Target:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ""
-    if not host.isascii():
-        host = host.encode("idna").decode("ascii")  # a Host header and SNI take the A-label form
-    port = parts.port or (443 if scheme == "https" else 80)
-    netloc_host = f"[{host}]" if ":" in host else host
-    default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-    path = quote(_lone_percent(parts.path or "/"), safe="/%:@!$&'()*+,;=-._~")
-    if parts.query:
-        path += "?" + quote(_lone_percent(parts.query), safe="/?%:@!$&'()*+,;=-._~")
-    basic = None
-    if parts.username is not None:
-        user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        basic = "Basic " + base64.b64encode(user_pass.encode()).decode()
-    return _Target((scheme, host, port), netloc_host if default_port else f"{netloc_host}:{port}", path, basic)
-
-
-def _lone_percent(text: str) -> str:
-    """A % that does not start an escape is itself escaped; %XX stays as written."""
-    return re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", text)
-
-
-class ProtocolError(Exception):
-    """The target answered with something that is not a usable HTTP/1.1 response."""
-
-
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: one request at a time, the response parsed by httptools."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future | None = None
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.head_done = False
-        self.closed = False
-        self.idle_since = 0.0
-
-    # asyncio.Protocol
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(exc)
-            self.close()
-        except httptools.HttpParserUpgrade:  # a 101 or CONNECT answer we never asked for
-            self._fail(ProtocolError(f"HTTP {self.parser.get_status_code()}: unexpected protocol upgrade"))
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            if self.head_done:
-                # A body that ends when the connection does (no Content-Length): the status
-                # and headers are all we need.
-                self.waiter.set_result(False)
-            else:
-                self.waiter.set_exception(exc or ConnectionClosed("connection closed before a response"))
-
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.head_done = self.status >= 200  # an interim 1xx response is followed by the real one
-
-    def on_message_complete(self) -> None:
-        if not self.head_done:
-            self.headers = []
-            return
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(self.parser.should_keep_alive())
-
-    def header(self, name: bytes) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value.decode("latin-1")
+def excerpt_of(text: str | None, scrub: Callable[[str], str]) -> str | None:
+    """At most EXCERPT_BYTES (as UTF-8) of the start of an error body, secrets scrubbed and
+    control characters escaped. The client reads a little more than is kept, so a secret
+    cut by the limit is still found whole and scrubbed before the cut."""
+    if not text:
         return None
-
-    def _fail(self, exc: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
-
-    def start(self, data: bytes) -> asyncio.Future:
-        self.status, self.headers, self.head_done = 0, [], False
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return self.waiter
-
-    def time_out(self) -> None:
-        self._fail(TimeoutError())
-        self.close()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+    text = scrub(text)
+    if len(text.encode()) > EXCERPT_BYTES:
+        text = text.encode()[:EXCERPT_BYTES].decode(errors="ignore")
+    return _CONTROL.sub(_escape, text)
 
 
-class _Http1Client:
-    """HTTP/1.1 with keep-alive connections kept per origin.
+def _escape(match: re.Match) -> str:
+    ch = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
 
-    Written here rather than taken from aiohttp or httpx because it is the leader's hot
-    path: with a thousand fires due at one instant, aiohttp spent about 130 us of the loop's
-    time per request (half the leader's CPU at 1,000 fires a second) and httpx's pool more;
-    this client writes one pre-formatted buffer and lets httptools (llhttp, the parser of
-    Node.js and uvicorn) read the response. It does only what a fire needs: one request per
-    connection at a time, no redirects, no cookies, no proxies, no compression.
-    """
 
-    errors = (OSError, httptools.HttpParserError, ProtocolError)
-    # An idle connection is reused for this long at most: less than the shortest keep-alive
-    # timeout common among servers (5 s: uvicorn, Node.js), so the app rarely closes one
-    # just as a request goes out on it. A request is never sent twice by this client: a
-    # connection closed before an answer is a failed attempt, retried under RETRIES with
-    # the next attempt number.
-    IDLE_S = 4.0
-
-    def __init__(self, settings: Settings):
-        self.verify = settings.tls_verify
-        self._ssl: ssl.SSLContext | None = None
-        self.idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self.open: set[_Connection] = set()
-
-    def ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            verify = self.verify
-            context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-            if verify is False:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._ssl = context
-        return self._ssl
-
-    async def send(self, request: Request, timeout_s: float) -> tuple[int, str | None]:
-        """(HTTP status, the Retry-After header or None); TimeoutError after timeout_s."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        target = _target(request.url)
-        lines = [f"{request.method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
-        headers = request.headers
-        if target.basic_auth is not None and "Authorization" not in headers:
-            lines.append(f"Authorization: {target.basic_auth}\r\n")
-        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-        body = request.content
-        if body or request.method in BODY_METHODS:
-            lines.append(f"Content-Length: {len(body)}\r\n")
-        lines.append("\r\n")
-        data = "".join(lines).encode() + body
-        conn = self._idle_connection(target.origin)
-        if conn is None:
-            async with asyncio.timeout_at(deadline):
-                conn = await self._connect(target.origin)
-        # One timer per attempt, cheaper than a timeout context on the hot path.
-        timer = loop.call_at(deadline, conn.time_out)
-        try:
-            keep_alive = await conn.start(data)
-        except BaseException:  # failed, timed out or cancelled: the connection's state is unknown
-            self._drop(conn)
-            raise
-        finally:
-            timer.cancel()
-        status, retry_after = conn.status, conn.header(b"retry-after")
-        if keep_alive and not conn.closed:
-            conn.idle_since = time.monotonic()
-            self.idle.setdefault(target.origin, []).append(conn)
-        else:
-            self._drop(conn)
-        return status, retry_after
-
-    def _idle_connection(self, origin: tuple[str, str, int]) -> _Connection | None:
-        pool = self.idle.get(origin)
-        now = time.monotonic()
-        while pool:
-            conn = pool.pop()  # the most recently used: the likeliest to be still open
-            if not conn.closed and now - conn.idle_since < self.IDLE_S:
-                return conn
-            self._drop(conn)
-        return None
-
-    def _drop(self, conn: _Connection) -> None:
-        conn.close()
-        self.open.discard(conn)
-
-    async def _connect(self, origin: tuple[str, str, int]) -> _Connection:
-        scheme, host, port = origin
-        loop = asyncio.get_running_loop()
-        if scheme == "https":
-            _, conn = await loop.create_connection(_Connection, host, port, ssl=self.ssl_context(), server_hostname=host)
-        else:
-            _, conn = await loop.create_connection(_Connection, host, port)
-        self.open.add(conn)
-        return conn
-
-    async def aclose(self) -> None:
-        for conn in list(self.open):
-            conn.close()
-        self.open.clear()
-        self.idle.clear()
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class _HttpxClient:
-    errors = (httpx.HTTPError,)
+    """The same face as Http1Client over an httpx transport (tests pass httpx.MockTransport)."""
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport):
+    def __init__(self, settings: Settings, transport: Any):
+        import httpx
+
+        self.errors = (httpx.HTTPError,)
         self.client = httpx.AsyncClient(transport=transport, follow_redirects=False, verify=settings.tls_verify, timeout=None)
 
-    async def send(self, request: Request, timeout_s: float) -> tuple[int, str | None]:
+    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float) -> Response:
         async with asyncio.timeout(timeout_s):
-            response = await self.client.request(request.method, request.url, headers=list(request.headers.items()), content=request.content)
-            await response.aread()
-        return response.status_code, response.headers.get("Retry-After")
+            response = await self.client.request(method, url, headers=list(headers.items()), content=body)
+            content = await response.aread()
+        excerpt = None
+        if not 200 <= response.status_code < 300:
+            excerpt = content[:1024].decode(response.charset_encoding or "utf-8", errors="replace")
+        return Response(response.status_code, tuple(response.headers.items()), excerpt)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -130,6 +130,7 @@ class Outcome:
     finished_at: float
     http_status: int | None = None
     error: str | None = None
+    excerpt: str | None = None  # the start of a non-2xx answer's body, escaped and scrubbed
 
 
 @dataclass(frozen=True)

@@ -550,3 +550,117 @@ def test_dry_run_log_hides_the_token_and_signature(caplog) -> None:
         dump = repr(record.__dict__)
         assert "tok-dry-5e1a" not in dump
         assert signature.split(",", 1)[1] not in dump
+
+
+# ---------------------------------------------------------------------------
+# manual fires, trace context, and failures inside the scheduler
+# ---------------------------------------------------------------------------
+
+
+def _send(settings: config.Settings, harness: Harness, f: Fire, on_attempt=None, **options: Any):
+    async def go():
+        d = Dispatcher(settings, transport=httpx.MockTransport(harness.handler), clock=harness.clock,
+                       sleep=harness.sleep, rand=lambda: 0.0, **options)
+        try:
+            return await d.send(f, on_attempt)
+        finally:
+            await d.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_manual_fire_carries_its_request_id() -> None:
+    settings = make_settings()
+    h = Harness([200])
+    _send(settings, h, Fire(job=settings.jobs[0], slot=SLOT, epoch=3, trigger="run-now.1"))
+    (request,) = h.requests
+    assert request.headers["X-Scheduler-Trigger"] == "run-now.1"
+    assert request.headers["X-Scheduler-Slot"] == SLOT_TEXT  # the second it was requested
+    assert request.headers["Idempotency-Key"] == '"nightly-report@manual:run-now.1"'
+
+
+def test_a_scheduled_fire_has_no_trigger_header() -> None:
+    h = Harness([200])
+    fire(make_settings(), h)
+    assert "X-Scheduler-Trigger" not in h.requests[0].headers
+
+
+def test_traceparent_is_off_by_default() -> None:
+    h = Harness([200])
+    fire(make_settings(), h)
+    assert "traceparent" not in h.requests[0].headers
+
+
+def test_traceparent_shares_one_trace_across_attempts_and_redeliveries() -> None:
+    import hashlib
+    import re
+
+    settings = make_settings({"RETRIES": "2"}, SCHEDULER_TRACEPARENT="true")
+    h = Harness([503, 503, 200])
+    fire(settings, h)
+    h2 = Harness([200])
+    fire(settings, h2, attempt=4, epoch=43)  # a redelivery by a later leader
+    values = [r.headers["traceparent"] for r in h.requests + h2.requests]
+    trace_id = hashlib.sha256(KEY.encode()).hexdigest()[:32]
+    assert all(re.fullmatch(rf"00-{trace_id}-[0-9a-f]{{16}}-01", v) for v in values), values
+    assert len({v.split("-")[2] for v in values}) == 4  # a span per attempt
+
+
+def test_a_job_may_not_set_the_trigger_or_traceparent_headers() -> None:
+    for name in ("X-Scheduler-Trigger", "traceparent"):
+        with pytest.raises(config.ConfigError, match="the scheduler sets these headers itself"):
+            make_settings({"HEADERS": json.dumps({name: "x"})})
+
+
+def test_an_exception_inside_the_transport_becomes_a_failed_outcome() -> None:
+    settings = make_settings({"RETRIES": "3"})
+    h = Harness([RuntimeError("boom")])
+    outcome = fire(settings, h)
+    assert (outcome.status, outcome.attempts, outcome.http_status) == ("failed", 1, None)
+    assert outcome.error == "internal error: RuntimeError: boom"
+
+
+def test_an_exception_in_the_attempt_callback_becomes_a_failed_outcome() -> None:
+    settings = make_settings({"RETRIES": "3"})
+    h = Harness([503, 200])
+
+    async def on_attempt(n: int) -> None:
+        if n == 2:
+            raise KeyError("store went away")
+
+    outcome = _send(settings, h, Fire(job=settings.jobs[0], slot=SLOT, epoch=1), on_attempt)
+    assert (outcome.status, outcome.attempts) == ("failed", 2)
+    assert outcome.error == "internal error: KeyError: 'store went away'"
+
+
+def test_cancellation_still_propagates() -> None:
+    settings = make_settings()
+
+    async def hang(request):
+        await asyncio.sleep(3600)
+
+    async def go():
+        d = Dispatcher(settings, transport=httpx.MockTransport(hang))
+        task = asyncio.ensure_future(d.send(Fire(job=settings.jobs[0], slot=SLOT, epoch=1)))
+        await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        finally:
+            await d.aclose()
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(go())
+
+
+def test_an_error_answer_keeps_a_scrubbed_escaped_excerpt() -> None:
+    settings = make_settings({"RETRIES": "0"})
+
+    async def answer(request):
+        return httpx.Response(500, content=b"db password hunter22 rejected\nretry later")
+
+    h = Harness([answer])
+    outcome = _send(settings, h, Fire(job=settings.jobs[0], slot=SLOT, epoch=1),
+                    scrub=lambda text: text.replace("hunter22", "***"))
+    assert (outcome.http_status, outcome.error) == (500, "HTTP 500")
+    assert outcome.excerpt == "db password *** rejected\\nretry later"

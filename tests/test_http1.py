@@ -1,5 +1,5 @@
-"""The HTTP/1.1 client of scheduler/dispatch.py (_Http1Client, _target) against real servers
-on 127.0.0.1 that answer with exact, scripted bytes.
+"""The HTTP/1.1 client (scheduler.http1: Http1Client, target) against real servers on
+127.0.0.1 that answer with exact, scripted bytes. Only the module's public face is used.
 
 Each test runs its own event loop with asyncio.run; the server lives in that loop. Waits are
 on conditions with deadlines (until(), asyncio.wait_for); the only fixed waits let a short
@@ -19,7 +19,8 @@ from typing import Any, Awaitable, Callable, Sequence
 import httptools
 import pytest
 
-from scheduler.dispatch import ConnectionClosed, Dispatcher, Fire, Request, _Http1Client, _target
+from scheduler.dispatch import Dispatcher, Fire
+from scheduler.http1 import ERRORS, ConnectionClosed, Http1Client, target
 from tests.test_dispatch import SLOT, make_settings
 
 DEADLINE_S = 5.0  # for any one wait; a test that needs it has failed
@@ -173,32 +174,35 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
         raise AssertionError(f"timed out waiting until {what}") from None
 
 
-def client() -> _Http1Client:
-    return _Http1Client(make_settings())
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes
 
 
-async def send(c: _Http1Client, request: Request, timeout_s: float = DEADLINE_S) -> tuple[int, str | None]:
-    return await c.send(request, timeout_s)
+def client(**options: Any) -> Http1Client:
+    return Http1Client(**options)
 
 
-class PortMapClient(_Http1Client):
+async def send(c: Http1Client, request: Request, timeout_s: float = DEADLINE_S) -> tuple[int, str | None]:
+    """(status, Retry-After) of one request."""
+    response = await c.send(request.method, request.url, request.headers, request.content, timeout_s)
+    return response.status, response.header("retry-after")
+
+
+def PortMapClient(ports: dict[int, int]) -> Http1Client:
     """Connects every origin to 127.0.0.1, its port mapped: URLs on the default port or with
     any host name reach the test server, and the request is built from the URL as given."""
-
-    def __init__(self, ports: dict[int, int]):
-        super().__init__(make_settings())
-        self.ports = ports
-
-    async def _connect(self, origin):
-        scheme, _host, port = origin
-        return await super()._connect((scheme, "127.0.0.1", self.ports.get(port, port)))
+    return Http1Client(connect_to=lambda host, port: ("127.0.0.1", ports.get(port, port)))
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> Request:
     return Request("GET", url, dict(headers or {}), b"")
 
 
-def idle_conns(c: _Http1Client) -> list:
+def idle_conns(c: Http1Client) -> list:
     return [conn for pool in c.idle.values() for conn in pool]
 
 
@@ -565,7 +569,7 @@ def test_a_reused_connection_closed_after_the_request_is_a_failure_not_a_second_
             c = client()
             try:
                 first = await send(c, get(srv.url("/a")))
-                with pytest.raises(_Http1Client.errors) as caught:
+                with pytest.raises(ERRORS) as caught:
                     await send(c, Request("POST", srv.url("/b"), {"Idempotency-Key": '"k"'}, b'{"n":2}'))
                 left_open = set(c.open)
                 third = await send(c, get(srv.url("/c")))
@@ -583,8 +587,7 @@ def test_a_reused_connection_closed_after_the_request_is_a_failure_not_a_second_
 def test_idle_connection_past_idle_s_is_closed_not_reused() -> None:
     async def go():
         async with Server(resp(200)) as srv:
-            c = client()
-            c.IDLE_S = 0.0  # every idle connection counts as too old
+            c = client(idle_s=0.0)  # every idle connection counts as too old
             try:
                 await send(c, get(srv.url("/a")))
                 (old,) = idle_conns(c)
@@ -621,7 +624,7 @@ def test_fresh_connection_closed_without_a_response_fails_without_retry(close: C
         async with Server(close) as srv:
             c = client()
             try:
-                with pytest.raises(_Http1Client.errors) as caught:
+                with pytest.raises(ERRORS) as caught:
                     await send(c, Request("POST", srv.url("/a"), {}, b"{}"))
                 left_open = set(c.open)
             finally:
@@ -641,7 +644,7 @@ def test_connection_refused_is_one_of_the_errors() -> None:
             url = srv.url("/a")
         c = client()
         try:
-            with pytest.raises(_Http1Client.errors) as caught:
+            with pytest.raises(ERRORS) as caught:
                 await send(c, get(url))
         finally:
             await c.aclose()
@@ -665,7 +668,7 @@ def test_malformed_response_is_an_error_and_the_connection_dropped(malformed: by
         async with Server(malformed, resp(200)) as srv:
             c = client()
             try:
-                with pytest.raises(_Http1Client.errors) as caught:
+                with pytest.raises(ERRORS) as caught:
                     await send(c, get(srv.url("/a")))
                 await until(lambda: srv.conns[0].eof, "the client closes the connection")
                 after = await send(c, get(srv.url("/b")))
@@ -781,7 +784,7 @@ def test_timeout_waiting_for_the_response_closes_the_connection() -> None:
             return srv.conns, caught.value, conns_after_timeout, after_timeout, after
 
     conns, error, conns_after_timeout, (open_, idle), after = run(go)
-    assert isinstance(error, _Http1Client.errors)
+    assert isinstance(error, ERRORS)
     assert conns_after_timeout == 1  # a timeout is not retried on another connection
     assert open_ == set() and idle == []
     assert after == (201, None)
@@ -865,7 +868,7 @@ def test_aclose_closes_idle_connections() -> None:
 
 
 # ---------------------------------------------------------------------------
-# _target
+# target
 # ---------------------------------------------------------------------------
 
 
@@ -889,7 +892,7 @@ def test_aclose_closes_idle_connections() -> None:
     ],
 )
 def test_target(url: str, origin: tuple[str, str, int], host_header: str, path: str) -> None:
-    t = _target(url)
+    t = target(url)
     assert t.origin == origin
     assert t.host_header == host_header
     assert t.path == path
@@ -905,7 +908,7 @@ def test_target(url: str, origin: tuple[str, str, int], host_header: str, path: 
     ],
 )
 def test_target_userinfo(url: str, user_pass: bytes) -> None:
-    t = _target(url)
+    t = target(url)
     assert t.basic_auth == "Basic " + base64.b64encode(user_pass).decode()
     assert "@" not in t.host_header and t.path == "/x"
 
@@ -937,7 +940,7 @@ def _dispatch(srv: Server, job: dict[str, str], sleeps: list[float]) -> Awaitabl
         sleeps.append(seconds)
 
     d = Dispatcher(settings, sleep=sleep, rand=lambda: 0.0)
-    assert isinstance(d.http, _Http1Client)  # no transport given: this client, not httpx
+    assert isinstance(d.http, Http1Client)  # no transport given: this client, not httpx
 
     async def go():
         try:
