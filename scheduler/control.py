@@ -93,6 +93,7 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
             "last_finished_at": _iso(last.get("finished_at")),
             "last_success_at": _iso(last.get("last_success_at")),
             "last_error": last.get("error"),
+            "last_excerpt": last.get("excerpt"),
             "consecutive_failures": fails,
             "period_s": period,
             "overdue": bool(overdue),
@@ -133,6 +134,8 @@ def render_status(report: dict) -> str:
     for j in report["jobs"]:
         if j["last_error"]:
             lines.append(f"  {j['name']}: last error: {j['last_error']}")
+        if j.get("last_excerpt"):
+            lines.append(f"  {j['name']}: the app said: {j['last_excerpt']}")
     if report["pending_triggers"]:
         lines.append(f"pending triggers: {', '.join(t['job'] + ' ' + t['id'] for t in report['pending_triggers'])}")
     return "\n".join(lines)

@@ -112,7 +112,10 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
         log.info("metrics and probes listening", extra={
             "host": host, "port": port, "paths": "/metrics /healthz /readyz",
         })
-    dispatcher = Dispatcher(settings, dry_run=dry_run)
+    from .observe import Redactor
+
+    # The app's error text goes to logs, status and history: scrubbed of every secret first.
+    dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
     metrics.registry.register(OverdueCollector(engine.overdue_source))
     loop = asyncio.get_running_loop()

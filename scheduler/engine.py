@@ -629,6 +629,7 @@ class Engine:
                 "lateness_ms": None if lateness is None else round(lateness * 1000, 1),
                 "epoch": fire.epoch, **({"trigger": fire.trigger} if fire.trigger else {}),
                 **({"error": outcome.error} if outcome.error else {}),
+                **({"excerpt": outcome.excerpt} if outcome.excerpt else {}),
             })
         for attempt in range(5):
             try:

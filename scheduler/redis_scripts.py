@@ -154,7 +154,7 @@ return 1
 # when no record is left and no newer epoch has written the job's outcome.
 # KEYS[1] is the in-flight hash; ARGV[1] the prefix of the job hashes, ARGV[2] a JSON array
 # of [job, field, status, slot, finished_at, duration_ms, http_status, error, attempts,
-# epoch, history_entry] strings, ARGV[3] the prefix of the history lists, ARGV[4] how many
+# epoch, history_entry, excerpt] strings, ARGV[3] the prefix of the history lists, ARGV[4] how many
 # history entries a job keeps (0: none). The job keys are named from the prefixes rather
 # than listed in KEYS (thousands of keys per call otherwise); they carry the same
 # {namespace} hash tag, so the script still touches a single Cluster slot. Returns each
@@ -184,7 +184,7 @@ for _, o in ipairs(cjson.decode(ARGV[2])) do
     end
     redis.call('HSET', key, 'status', status, 'slot', slot, 'finished_at', at,
       'duration_ms', o[6], 'http_status', o[7], 'error', o[8], 'attempts', o[9],
-      'epoch', epoch, 'consecutive_failures', fails)
+      'epoch', epoch, 'consecutive_failures', fails, 'excerpt', o[12])
     if keep > 0 then
       redis.call('LPUSH', ARGV[3] .. o[1], o[11])
       redis.call('LTRIM', ARGV[3] .. o[1], 0, keep - 1)

@@ -458,5 +458,5 @@ def _finish_entry(item: Finished) -> list[str]:
     }
     return [
         claim.job, claim.field, o.status, str(claim.slot), f"{o.finished_at:.3f}", str(int(o.duration_s * 1000)),
-        str(o.http_status or ""), o.error or "", str(o.attempts), str(item.epoch), json.dumps(entry),
+        str(o.http_status or ""), o.error or "", str(o.attempts), str(item.epoch), json.dumps(entry), excerpt or "",
     ]
