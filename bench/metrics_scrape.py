@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import gzip
 import os
 import resource
@@ -114,18 +115,20 @@ def serve_before(registry: CollectorRegistry) -> ThreadingHTTPServer:
     return server
 
 
-def lateness_under_scrapes(url: str | None, seconds: float, gzip_: bool) -> dict[str, float]:
+def lateness_under_scrapes(url: str | None, seconds: float, gzip_: bool, every: float = 0.0) -> dict[str, float]:
     """Timers due every 10 ms on an asyncio loop in this thread, while another thread scrapes
-    `url` back to back (None: no scrapes): how late each one ran, in ms."""
+    `url` every `every` seconds (0: back to back; url None: no scrapes): how late each ran, in ms."""
     stop = threading.Event()
     scrapes = [0]
 
     def scraper() -> None:
         headers = {"Accept-Encoding": "gzip"} if gzip_ else {}
         while not stop.is_set():
+            started = time.monotonic()
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
                 r.read()
             scrapes[0] += 1
+            stop.wait(max(0.0, every - (time.monotonic() - started)))
 
     async def timers() -> list[float]:
         loop = asyncio.get_running_loop()
@@ -182,6 +185,7 @@ def main() -> int:
     a = ap.parse_args()
 
     metrics, names = build(a.jobs)
+    gc.freeze()  # as the daemon does once it has built its jobs
     before_registry = CollectorRegistry()
     before_registry.register(_Before(names))
 
@@ -211,12 +215,15 @@ def main() -> int:
 
         print(f"\ntimers every 10 ms on an asyncio loop for {a.lateness_seconds:g} s, lateness in ms:")
         print(f"{'':28} {'p50':>7} {'p99':>7} {'max':>7} {'scrapes':>8}")
-        for label, target, gz in (
-            ("no scrapes", None, False),
-            ("before: scrapes back to back", f"http://127.0.0.1:{before_server.server_address[1]}/metrics", False),
-            ("after: scrapes back to back", url, True),
+        before_url = f"http://127.0.0.1:{before_server.server_address[1]}/metrics"
+        for label, target, gz, every in (
+            ("no scrapes", None, False, 0.0),
+            ("before: a scrape every 1 s", before_url, False, 1.0),
+            ("after: a scrape every 1 s", url, True, 1.0),
+            ("before: back to back", before_url, False, 0.0),
+            ("after: back to back", url, True, 0.0),
         ):
-            r = lateness_under_scrapes(target, a.lateness_seconds, gz)
+            r = lateness_under_scrapes(target, a.lateness_seconds, gz, every)
             print(f"{label:28} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['scrapes']:>8}")
 
         health.beat()
