@@ -174,7 +174,8 @@ class _Messages:
         if self.route is None and announced:  # answer now; its body is never read
             found = _no_route(self.allowed)
             raise _Refused(found.status, found.body.decode().strip(), found.headers)
-        if length is not None and length.isdigit() and int(length) > self.route.max_body:
+        limit = self.route.max_body if self.route else 0
+        if length is not None and length.isdigit() and int(length) > limit:
             raise _Refused(413, "request body too large")
         self.continue_ = headers.get("expect", "").lower() == "100-continue"
 

@@ -135,6 +135,7 @@ def test_router_takes_routes_with_a_method_a_path_parameter_and_a_body_limit():
         assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
         assert httpx.post(f"{base}/", content=b"body").status_code == 405
         assert httpx.get(f"{base}/api/v1/jobs").status_code == 404
+        assert httpx.post(f"{base}/api/v1/jobs", content=b"").status_code == 404
         assert httpx.get(f"{base}/").headers["content-type"] == "text/html"
         huge = _raw(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
         assert huge.startswith(b"HTTP/1.1 431 ")
