@@ -53,8 +53,8 @@ GLOBAL_DEFAULTS: dict[str, str | None] = {
     "SCHEDULER_REDIS_SENTINEL_MASTER": None,
     "SCHEDULER_NAMESPACE": "scheduler",
     "SCHEDULER_STATE_FILE": "./scheduler-state.db",
-    "SCHEDULER_LEASE_TTL": "15s",
-    "SCHEDULER_LEASE_RENEW": "5s",
+    "SCHEDULER_LEASE_TTL": "4s",
+    "SCHEDULER_LEASE_RENEW": "1s",
     "SCHEDULER_TIMEZONE": "UTC",
     "SCHEDULER_MAX_CONCURRENCY": "64",
     "SCHEDULER_SHUTDOWN_GRACE": "30s",
@@ -145,8 +145,8 @@ class Settings:
     redis_sentinel_master: str | None = None
     namespace: str = "scheduler"
     state_file: str = "./scheduler-state.db"
-    lease_ttl_s: float = 15.0
-    lease_renew_s: float = 5.0
+    lease_ttl_s: float = 4.0
+    lease_renew_s: float = 1.0
     timezone: str = "UTC"
     max_concurrency: int = 64
     shutdown_grace_s: float = 30.0
