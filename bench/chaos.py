@@ -321,7 +321,8 @@ class Harness:
                 await self.heal_all()
             rec.t_done = time.time()
             what = f"skipped ({rec.skipped})" if rec.skipped else f"on replica {rec.target}" if rec.target is not None else ""
-            self.say(f"fault {k + 1}/{len(plan)} {name} {what} done in {rec.t_done - start:.1f}s {rec.notes or ''}".rstrip())
+            brief = {key: v for key, v in rec.notes.items() if len(str(v)) <= 60}
+            self.say(f"fault {k + 1}/{len(plan)} {name} {what} done in {rec.t_done - start:.1f}s {brief or ''}".rstrip())
             ready_at = rec.t_done + min(5.0, self.cfg.fault_interval_s / 3)  # some recovery, always
 
     # -- the whole run -----------------------------------------------------------------

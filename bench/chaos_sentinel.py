@@ -62,7 +62,7 @@ class SentinelCell:
     async def start(self) -> None:
         for name, port in self.ports.items():
             argv = [self.binary, "--port", str(port), "--bind", HOST, "--dir", str(self.dir), "--dbfilename", f"{name}.rdb",
-                    "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+                    "--save", "", "--appendonly", "yes", "--appenddirname", f"aof-{name}", "--protected-mode", "no"]
             if name == "b":
                 argv += ["--replicaof", HOST, str(self.ports["a"])]
             self.procs.append(_spawn(argv, env=None, cwd=self.dir, log_path=self.dir / f"redis-{name}.log"))
