@@ -229,6 +229,9 @@ async def fault_sentinel_failover(h, rec) -> None:
     if h.sentinel is None:
         rec.skipped = "no Sentinel cell"
         return
+    deadline = time.monotonic() + 20  # the cell fires steadily first
+    while len(h.sentinel.target.arrivals) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
     rec.t_inject = time.time()
     try:
         rec.notes.update(await h.sentinel.failover())
