@@ -11,7 +11,9 @@ Everything is a real process or a real socket on 127.0.0.1:
   without root;
 - N replicas of `python -m scheduler run`, each with its own environment and JSON log file;
 - a recording HTTP target that can answer 503, hang, or reset the connection for a
-  fraction of calls.
+  fraction of calls;
+- for the faults of `chaos_faults.py`: the real CLI (`trigger`, `status`), libfaketime,
+  a `run --dry-run` replica, and a Sentinel cell of its own (`chaos_sentinel.py`).
 
 Faults are injected one after another, each followed by a recovery period; then the
 target's record is checked against the schedule (`chaos_report.py`). The proxy and the
@@ -281,8 +283,15 @@ class Harness:
             if r.clock_file is not None and r.clock_file.read_text().strip() != "+0":
                 r.set_clock_offset(0)
             r.resume()
+            if "FAKETIME" in r.run_env:  # a clock-skew fault cut short
+                await r.stop(self.cfg.shutdown_grace_s)
+                r.mark("clock", offset_s=0)
             if not r.running:
                 r.start()
+        if self.dry_replica is not None and self.dry_replica.running:
+            await self.dry_replica.stop(self.cfg.shutdown_grace_s)
+            if self.dry_runs and "t_to" not in self.dry_runs[-1]:
+                self.dry_runs[-1]["t_to"] = time.time()
 
     # -- the schedule of faults -------------------------------------------------------
 
@@ -664,7 +673,8 @@ def run(cfg: ChaosConfig) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> tuple[ChaosConfig, str | None]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, help="seconds the whole run lasts (default 600; --quick: 46)")
+    p.add_argument("--duration", type=float, help="seconds the whole run lasts, warm-up and cool-down included "
+                   "(default 600; --quick: 46); 30 minutes of every fault: --duration 1800 --faults all")
     p.add_argument("--replicas", type=int, default=3, help="replicas of the daemon (default 3)")
     p.add_argument("--faults", help=f"comma list of {', '.join(FAULTS)}, or all (default all; --quick: {','.join(QUICK_FAULTS)})")
     p.add_argument("--seed", type=int, default=1, help="seed of the fault order and of the target's misbehaviour")

@@ -175,7 +175,10 @@ async def fault_clock_skew(h, rec) -> None:
     rec.notes["skewed"] = []
     for offset in (SKEW_S, -SKEW_S):
         leader = await h.leader(timeout_s=15)
-        r0 = next(r for r in reversed(h.replicas) if r is not leader and r.clock_file is None)
+        r0 = next((r for r in reversed(h.replicas) if r is not leader and r.clock_file is None), None)
+        if r0 is None:
+            rec.skipped = "no standby to skew (needs 3 replicas with clock-jump, else 2)"
+            break
         await r0.stop(h.cfg.shutdown_grace_s)
         r0.mark("clock", offset_s=offset)
         r0.start(env=faketime_env(offset))

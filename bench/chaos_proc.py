@@ -184,6 +184,7 @@ class Replica:
                 "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
             })
         self.proc: subprocess.Popen | None = None
+        self.run_env: dict[str, str] = {}  # what this run adds to the environment
         self.expect_down = False
         self.stopped = False
         self.pids: list[int] = []
@@ -203,6 +204,7 @@ class Replica:
             return
         if self.proc is not None:
             _children.discard(self.proc)
+        self.run_env = dict(env or {})
         argv = [sys.executable, "-m", "scheduler", "run", *args]
         self.proc = _spawn(argv, env={**self.env, **(env or {})}, cwd=self.cwd, log_path=self.log_path)
         self.pids.append(self.proc.pid)
