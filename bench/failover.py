@@ -220,8 +220,9 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         ("replicas alive at end; exit codes", f"{alive}; {final_exits}", ""),
         ("daemon warnings/errors logged", c.summarize_problems(problems), ""),
     ]
-    c.print_table(f"failover: {a.reps} x {'/'.join(kinds)}, {a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, "
-                  f"TTL {a.ttl}, renew {a.renew}", rows, ("figure", "value", "target / note"))
+    what = ", ".join(f"{a.steady:.0f} s steady" if k == "steady" else f"{a.reps} x {k}" for k in kinds)
+    c.print_table(f"failover: {what}, {a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, "
+                  f"TTL {a.ttl}, renew {a.renew}, {a.hog} CPU hog(s)", rows, ("figure", "value", "target / note"))
     c.print_table("per event", [
         (e["n"], e["kind"], f"{e['phase_in_second']:.2f}", f"{e['gap_s']:.3f}", c.fmt(e["became_leader_after_s"], "", 3),
          f"{e['added_delay_s']:.3f}", e["slots_lost"], e["slots_made_up"], e["duplicates"])
