@@ -11,7 +11,9 @@ Everything is a real process or a real socket on 127.0.0.1:
   without root;
 - N replicas of `python -m scheduler run`, each with its own environment and JSON log file;
 - a recording HTTP target that can answer 503, hang, or reset the connection for a
-  fraction of calls.
+  fraction of calls;
+- for the faults of `chaos_faults.py`: the real CLI (`trigger`, `status`), libfaketime,
+  a `run --dry-run` replica, and a Sentinel cell of its own (`chaos_sentinel.py`).
 
 Faults are injected one after another, each followed by a recovery period; then the
 target's record is checked against the schedule (`chaos_report.py`). The proxy and the
@@ -24,22 +26,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
-import ctypes
 import json
 import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -49,22 +46,18 @@ import redis.asyncio as aioredis  # noqa: E402
 from redis.asyncio.retry import Retry  # noqa: E402
 from redis.backoff import NoBackoff  # noqa: E402
 
-from bench import chaos_report  # noqa: E402
+from bench import chaos_faults, chaos_report  # noqa: E402
 # Proxy and Target are used from here by the tests, too.
 from bench.chaos_net import HOST, Proxy, Target  # noqa: E402
+from bench.chaos_proc import RedisProcess, Replica, _kill_children, find_libfaketime  # noqa: E402
+from bench.chaos_sentinel import SentinelCell  # noqa: E402
 from scheduler import schedule as sched  # noqa: E402
 
 FAULTS = (
     "kill9", "sigstop", "partition", "latency", "redis-restart-aof", "redis-restart-noaof",
-    "rolling", "flaky-target", "clock-jump",
+    "rolling", "flaky-target", "clock-jump", "hostile-input", "clock-skew", "dry-run", "sentinel-failover",
 )
 QUICK_FAULTS = ("kill9", "sigstop", "partition")
-LIBFAKETIME_PATHS = (
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-    "/usr/lib/faketime/libfaketimeMT.so.1",
-    "/usr/local/lib/faketime/libfaketimeMT.so.1",
-)
 
 # Several schedule forms and both catch-up policies. CATCHUP=all makes "missed beyond
 # policy" exact (every slot must arrive); `latest` makes up only the newest missed slot.
@@ -109,240 +102,6 @@ def quick_config(**overrides) -> ChaosConfig:
 
 
 # ---------------------------------------------------------------------------------------
-# processes
-# ---------------------------------------------------------------------------------------
-
-_children: set[subprocess.Popen] = set()
-try:  # resolved before any fork: nothing may be loaded in the child between fork and exec
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):  # pragma: no cover
-    _prctl = None
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """Children get SIGKILL when the harness dies, even by SIGKILL (Linux only)."""
-    if _prctl is None:
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-def _spawn(argv: list[str], *, env: dict[str, str] | None, cwd: Path, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent(),
-        )
-    _children.add(proc)
-    return proc
-
-
-@atexit.register
-def _kill_children() -> None:
-    for proc in list(_children):
-        with contextlib.suppress(OSError):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        _children.discard(proc)
-
-
-async def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
-    deadline = time.monotonic() + timeout_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    return proc.poll()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def find_libfaketime() -> str | None:
-    return next((p for p in LIBFAKETIME_PATHS if os.path.exists(p)), None)
-
-
-class RedisProcess:
-    """redis-server on a fixed port and directory, so it can be killed and started again."""
-
-    def __init__(self, workdir: Path):
-        self.dir = workdir / "redis"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.aof = False
-        self.binary = shutil.which("redis-server") or "redis-server"
-
-    @property
-    def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
-
-    async def start(self, aof: bool) -> None:
-        self.aof = aof
-        argv = [
-            self.binary, "--port", str(self.port), "--bind", HOST, "--dir", str(self.dir),
-            "--daemonize", "no", "--protected-mode", "no", "--save", "",
-            "--appendonly", "yes" if aof else "no", "--appendfsync", "always",
-        ]
-        self.proc = _spawn(argv, env=None, cwd=self.dir, log_path=self.dir / "redis.log")
-        client = self.client()
-        try:
-            for _ in range(500):  # 10 s
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.dir / 'redis.log'}")
-                with contextlib.suppress(Exception):
-                    if await client.ping():
-                        return
-                await asyncio.sleep(0.02)
-            raise RuntimeError("redis-server did not answer PING within 10 s")
-        finally:
-            await client.aclose()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        _children.discard(self.proc)
-
-    def wipe(self) -> None:
-        """Forget everything on disk, as a Redis without persistence does on restart."""
-        for path in self.dir.iterdir():
-            if path.name == "redis.log":
-                continue
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-    async def enable_aof(self) -> bool:
-        """Turn AOF on at run time and wait until the first rewrite has made it durable."""
-        client = self.client()
-        try:
-            await client.config_set("appendonly", "yes")
-            for _ in range(300):  # 15 s
-                info = await client.info("persistence")
-                if info.get("aof_enabled") == 1 and not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
-                    self.aof = True
-                    return True
-                await asyncio.sleep(0.05)
-            return False
-        finally:
-            await client.aclose()
-
-    def client(self) -> aioredis.Redis:
-        """A direct connection (never through a proxy) with short timeouts and no retries."""
-        return aioredis.Redis(
-            host=HOST, port=self.port, socket_timeout=1.0, socket_connect_timeout=1.0,
-            decode_responses=True, retry=Retry(NoBackoff(), 0),
-        )
-
-
-class Replica:
-    """One `python -m scheduler run`; its log file collects every run of this replica."""
-
-    def __init__(self, index: int, env: dict[str, str], workdir: Path, faketime_lib: str | None = None):
-        self.index = index
-        self.log_path = workdir / f"replica-{index}.log"
-        self.cwd = workdir / f"replica-{index}"
-        self.cwd.mkdir(parents=True, exist_ok=True)  # no stray ./.env is ever read
-        self.env = dict(env)
-        self.clock_file: Path | None = None
-        if faketime_lib:
-            # The wall clock is shifted by the offset in this file, re-read on every call;
-            # the monotonic clock (the lease's) is left alone, as a real clock step does.
-            self.clock_file = workdir / f"replica-{index}.faketime"
-            self.clock_file.write_text("+0\n")
-            self.env.update({
-                "LD_PRELOAD": faketime_lib, "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
-                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-            })
-        self.proc: subprocess.Popen | None = None
-        self.expect_down = False
-        self.stopped = False
-        self.pids: list[int] = []
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> None:
-        if self.running:
-            return
-        if self.proc is not None:
-            _children.discard(self.proc)
-        self.proc = _spawn([sys.executable, "-m", "scheduler", "run"], env=self.env, cwd=self.cwd, log_path=self.log_path)
-        self.pids.append(self.proc.pid)
-        self.expect_down = False
-        self.stopped = False
-        self.mark("start", pid=self.proc.pid)
-
-    def kill(self) -> None:
-        if self.running:
-            self.expect_down = True
-            self.proc.kill()
-            self.proc.wait(10)
-            self.stopped = False
-            self.mark("kill9", pid=self.proc.pid)
-
-    def terminate(self) -> None:
-        if self.running:
-            self.expect_down = True
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.send_signal(signal.SIGCONT)
-            self.stopped = False
-            self.mark("sigterm", pid=self.proc.pid)
-
-    def pause(self) -> None:
-        if self.running:
-            self.proc.send_signal(signal.SIGSTOP)
-            self.stopped = True
-            self.mark("sigstop", pid=self.proc.pid)
-
-    def resume(self) -> None:
-        if self.running and self.stopped:
-            self.proc.send_signal(signal.SIGCONT)
-            self.stopped = False
-            self.mark("sigcont", pid=self.proc.pid)
-
-    async def wait_exit(self, timeout_s: float) -> int | None:
-        return None if self.proc is None else await _wait_exit(self.proc, timeout_s)
-
-    async def wait_started(self, timeout_s: float = 15.0) -> bool:
-        """Until this run has logged its `starting` line."""
-        deadline = time.monotonic() + timeout_s
-        needle = f'"replica": "{socket.gethostname()}:{self.pid}:'
-        while time.monotonic() < deadline and self.running:
-            with contextlib.suppress(OSError):
-                if needle in self.log_path.read_text(errors="replace"):
-                    return True
-            await asyncio.sleep(0.05)
-        return False
-
-    def set_clock_offset(self, seconds: int) -> None:
-        assert self.clock_file is not None
-        tmp = self.clock_file.with_suffix(".tmp")
-        tmp.write_text(f"{seconds:+d}\n")
-        os.replace(tmp, self.clock_file)  # atomic: libfaketime never reads a half-written file
-        self.mark("clock", offset_s=seconds)
-
-    def mark(self, what: str, **fields) -> None:
-        """A harness line in the replica's log (appends are atomic), for the analysis and
-        for whoever reads the log: what was done to the process, and when."""
-        line = "#chaos " + json.dumps({"t": time.time(), "what": what, **fields}) + "\n"
-        with open(self.log_path, "a") as f:
-            f.write(line)
-
-
-# ---------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------
 
@@ -378,6 +137,21 @@ class Harness:
         self.notes: list[str] = []
         self._direct: aioredis.Redis | None = None
         self._stop_monitor = asyncio.Event()
+        self.dry_replica: Replica | None = None  # a `run --dry-run` beside the cluster
+        self.dry_runs: list[dict] = []  # each dry run: pid, replica id, from, to
+        self.skewed: list[dict] = []  # each replica run with a skewed clock: pid, offset, from, to
+        self.lease_log: list[tuple[float, str | None]] = []  # every change of `{ns}:leader`
+        self.sentinel: SentinelCell | None = None
+
+    def direct_bytes(self) -> aioredis.Redis:
+        """A direct connection that returns bytes (for writing and reading stray records)."""
+        return aioredis.Redis(host=HOST, port=self.redis.port, socket_timeout=2.0, socket_connect_timeout=1.0,
+                              retry=Retry(NoBackoff(), 0))
+
+    def side_replicas(self) -> list[Replica]:
+        """Replicas outside the main cluster: the dry run and the Sentinel cell's."""
+        out = [self.dry_replica] if self.dry_replica is not None else []
+        return out + (self.sentinel.replicas if self.sentinel is not None else [])
 
     def say(self, text: str) -> None:
         if not self.cfg.quiet:
@@ -422,6 +196,12 @@ class Harness:
             self.proxies.append(proxy)
             lib = self.faketime_lib if i == 0 else None
             self.replicas.append(Replica(i, self.replica_env(proxy), self.workdir, lib))
+        if "dry-run" in self.cfg.faults:
+            env = {**self.replica_env(self.proxies[0]), "SCHEDULER_REDIS_URL": self.redis.url}
+            self.dry_replica = Replica(self.cfg.replicas, env, self.workdir)
+        if "sentinel-failover" in self.cfg.faults:
+            self.sentinel = SentinelCell(self.workdir, self.replica_env(self.proxies[0]), self.cfg.seed, 100)
+            await self.sentinel.start()
         for r in self.replicas:
             r.start()
         leader = await self.leader(timeout_s=30)
@@ -466,10 +246,24 @@ class Harness:
             await asyncio.sleep(0.05)
         return None
 
+    async def watch_lease(self) -> None:
+        """Every change of the lease's holder, read every 50 ms on a direct connection."""
+        last: object = ()
+        while not self._stop_monitor.is_set():
+            try:
+                holder = await self._direct.get("{%s}:leader" % self.cfg.namespace)
+            except Exception:  # Redis down or restarting: no reading, not "no holder"
+                holder = last
+            if holder != last:
+                self.lease_log.append((time.time(), holder))
+                last = holder
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_monitor.wait(), 0.05)
+
     async def monitor(self) -> None:
         """Restart any replica that died without being told to, and note it."""
         while not self._stop_monitor.is_set():
-            for r in self.replicas:
+            for r in self.replicas + self.side_replicas():
                 if r.proc is not None and not r.expect_down and r.proc.poll() is not None:
                     info = {"t": time.time(), "replica": r.index, "pid": r.pid, "returncode": r.proc.returncode}
                     self.unexpected_exits.append(info)
@@ -489,8 +283,15 @@ class Harness:
             if r.clock_file is not None and r.clock_file.read_text().strip() != "+0":
                 r.set_clock_offset(0)
             r.resume()
+            if "FAKETIME" in r.run_env:  # a clock-skew fault cut short
+                await r.stop(self.cfg.shutdown_grace_s)
+                r.mark("clock", offset_s=0)
             if not r.running:
                 r.start()
+        if self.dry_replica is not None and self.dry_replica.running:
+            await self.dry_replica.stop(self.cfg.shutdown_grace_s)
+            if self.dry_runs and "t_to" not in self.dry_runs[-1]:
+                self.dry_runs[-1]["t_to"] = time.time()
 
     # -- the schedule of faults -------------------------------------------------------
 
@@ -521,7 +322,7 @@ class Harness:
             rec = FaultRecord(name, occurrences.get(name, 0))
             occurrences[name] = rec.occurrence + 1
             self.faults.append(rec)
-            budget = max(self.cfg.fault_interval_s * 2, 60.0)
+            budget = max(self.cfg.fault_interval_s * 2, chaos_faults.BUDGET_S.get(name, 60.0))
             try:
                 await asyncio.wait_for(FAULT_ACTIONS[name](self, rec), budget)
             except TimeoutError:
@@ -529,7 +330,8 @@ class Harness:
                 await self.heal_all()
             rec.t_done = time.time()
             what = f"skipped ({rec.skipped})" if rec.skipped else f"on replica {rec.target}" if rec.target is not None else ""
-            self.say(f"fault {k + 1}/{len(plan)} {name} {what} done in {rec.t_done - start:.1f}s {rec.notes or ''}".rstrip())
+            brief = {key: v for key, v in rec.notes.items() if len(str(v)) <= 60}
+            self.say(f"fault {k + 1}/{len(plan)} {name} {what} done in {rec.t_done - start:.1f}s {brief or ''}".rstrip())
             ready_at = rec.t_done + min(5.0, self.cfg.fault_interval_s / 3)  # some recovery, always
 
     # -- the whole run -----------------------------------------------------------------
@@ -540,6 +342,7 @@ class Harness:
         try:
             await self.setup()
             monitor = asyncio.create_task(self.monitor())
+            watcher = asyncio.create_task(self.watch_lease())
             await self.run_faults(t0)
             await self.heal_all()
             await asyncio.sleep(max(self.cfg.cooldown_s, t0 + self.cfg.duration_s - time.time()))
@@ -547,6 +350,7 @@ class Harness:
             await self.wait_delivered(t_end, timeout_s=20)
             self._stop_monitor.set()
             await monitor
+            await watcher
             exits = await self.shutdown()
         finally:
             self._stop_monitor.set()
@@ -576,11 +380,12 @@ class Harness:
 
     async def shutdown(self) -> list[dict]:
         """SIGTERM every replica, as a deploy would; each should exit 0."""
-        for r in self.replicas:
+        everyone = self.replicas + (self.sentinel.replicas if self.sentinel is not None else [])
+        for r in everyone:
             r.resume()
             r.terminate()
         exits = []
-        for r in self.replicas:
+        for r in everyone:
             rc = await r.wait_exit(self.cfg.shutdown_grace_s + 10)
             if rc is None:
                 r.kill()
@@ -588,7 +393,7 @@ class Harness:
         return exits
 
     async def teardown(self) -> None:
-        for r in self.replicas:
+        for r in self.replicas + self.side_replicas():
             if r.running:
                 r.resume()
                 r.kill()
@@ -598,6 +403,8 @@ class Harness:
         if self._direct is not None:
             with contextlib.suppress(Exception):
                 await self._direct.aclose()
+        if self.sentinel is not None:
+            await self.sentinel.close()
         self.redis.kill()
 
     def raw(self, t0: float, t_end: int, exits: list[dict]) -> dict:
@@ -612,7 +419,15 @@ class Harness:
             "arrivals": [asdict(a) for a in self.target.arrivals],
             "faults": [asdict(f) for f in self.faults],
             "noaof": self.noaof,
-            "events": chaos_report.read_replica_logs([r.log_path for r in self.replicas]),
+            "events": chaos_report.read_replica_logs(
+                [r.log_path for r in self.replicas] + ([self.dry_replica.log_path] if self.dry_replica else [])),
+            "lease_log": self.lease_log,
+            "skewed": self.skewed,
+            "dry_runs": self.dry_runs,
+            "sentinel": None if self.sentinel is None else {
+                "arrivals": [asdict(a) for a in self.sentinel.target.arrivals],
+                "events": chaos_report.read_replica_logs([r.log_path for r in self.sentinel.replicas]),
+            },
             "unexpected_exits": self.unexpected_exits,
             "final_exits": exits,
             "notes": self.notes,
@@ -828,6 +643,7 @@ FAULT_ACTIONS: dict[str, Callable[[Harness, FaultRecord], Awaitable[None]]] = {
     "rolling": fault_rolling,
     "flaky-target": fault_flaky_target,
     "clock-jump": fault_clock_jump,
+    **chaos_faults.ACTIONS,
 }
 
 
@@ -857,7 +673,8 @@ def run(cfg: ChaosConfig) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> tuple[ChaosConfig, str | None]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, help="seconds the whole run lasts (default 600; --quick: 46)")
+    p.add_argument("--duration", type=float, help="seconds the whole run lasts, warm-up and cool-down included "
+                   "(default 600; --quick: 46); 30 minutes of every fault: --duration 1800 --faults all")
     p.add_argument("--replicas", type=int, default=3, help="replicas of the daemon (default 3)")
     p.add_argument("--faults", help=f"comma list of {', '.join(FAULTS)}, or all (default all; --quick: {','.join(QUICK_FAULTS)})")
     p.add_argument("--seed", type=int, default=1, help="seed of the fault order and of the target's misbehaviour")

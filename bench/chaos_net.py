@@ -168,6 +168,7 @@ class Arrival:
     attempt: int
     epoch: int
     answer: str  # what the target did: 200, 503, hang, reset
+    manual: bool = False  # a manual trigger's fire (key job@manual:<id>), not a scheduled slot
 
 
 class Target:
@@ -210,11 +211,18 @@ class Target:
         elif roll < self.fail_rate + self.hang_rate + self.reset_rate:
             answer = "reset"
         h = request.headers
+        key = h.get("Idempotency-Key", "").strip('"')
+        manual = "@manual:" in key
         try:
-            slot = int(datetime.fromisoformat(h.get("X-Scheduler-Slot", "").replace("Z", "+00:00")).timestamp())
+            try:
+                slot = int(datetime.fromisoformat(h.get("X-Scheduler-Slot", "").replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                if not manual:
+                    raise
+                slot = 0
             arrival = Arrival(
-                now, h.get("Idempotency-Key", "").strip('"'), h.get("X-Scheduler-Job", ""), slot,
-                int(h.get("X-Scheduler-Attempt", "0")), int(h.get("X-Scheduler-Fencing-Token", "0")), answer,
+                now, key, h.get("X-Scheduler-Job", ""), slot,
+                int(h.get("X-Scheduler-Attempt", "0")), int(h.get("X-Scheduler-Fencing-Token", "0")), answer, manual,
             )
         except ValueError:
             return web.Response(status=400, text="not a scheduler request")

@@ -21,7 +21,19 @@ Counting rules:
   100 for CATCHUP=all); anything else is "missed beyond policy";
 - failover: from the moment the leader was lost (killed, stopped, cut off, SIGTERMed, or
   Redis killed) to the first request of a leadership that began after it;
-- lateness: first arrival of a key minus its slot;
+- lateness: first arrival of a key minus its slot; an **early fire** arrived more than
+  50 ms before its slot (by the target's clock, which is the machine's);
+- late fires by a skewed clock: a slot first delivered more than 1 s late (the default
+  SCHEDULER_MAX_CLOCK_SKEW) that was due, or arrived, while a replica run with a skewed
+  wall clock held the lease (`{ns}:leader`, read every 50 ms);
+- replica exits: a replica that exited without being told to (any code), per fault window;
+- a skewed replica or a dry run holding the lease, a fire the dry run logged, a control
+  command (`status`, `trigger`) that answered neither 0 nor the usage error 2, and a valid
+  manual trigger that never arrived are each a violation;
+- the Sentinel cell (its own Redis, daemons and target) counts under `sentinel-failover`:
+  a slot sent twice as a first attempt, and a slot of its every-second CATCHUP=all job that
+  never arrived between its first and last delivered slot;
+- manual fires (`job@manual:<id>` keys) are counted apart from the scheduled slots;
 - epochs: leaderships begun (`became leader` in the replica logs).
 """
 
@@ -42,8 +54,10 @@ from scheduler import schedule as sched  # noqa: E402
 
 FAULT_ORDER = (
     "baseline", "kill9", "sigstop", "partition", "latency", "redis-restart-aof", "redis-restart-noaof",
-    "rolling", "flaky-target", "clock-jump",
+    "rolling", "flaky-target", "clock-jump", "hostile-input", "clock-skew", "dry-run", "sentinel-failover",
 )
+EARLY_S = 0.05
+SKEW_LATE_S = 1.0
 SKIP_EVENT = "skipped: previous fire still running"
 # A leader whose loop fell behind (a stall, a wall clock stepped forward) finds several slots
 # of a job due at once; CATCHUP=latest or none fires only the newest and logs the rest so.
@@ -110,7 +124,8 @@ def _new_row() -> dict:
     return {
         "injected": 0, "expected": 0, "delivered": 0, "duplicate_first_attempts": 0, "retries": 0,
         "redeliveries": 0, "missed_beyond_policy": 0, "lost_no_aof": 0, "skipped_forbid": 0, "skipped_forbid_unlogged": 0,
-        "beyond_catchup": 0, "failover": [], "lateness": [], "early_fires": 0, "epochs": 0,
+        "beyond_catchup": 0, "failover": [], "lateness": [], "early_fires": 0, "late_fires_skewed": 0,
+        "replica_exits": 0, "epochs": 0,
     }
 
 
@@ -135,10 +150,64 @@ def _leaderships(events: list[dict], gen_bounds: list[float]) -> list[dict]:
     return out
 
 
+def _tenures(lease_log: list, t_end: float) -> list[tuple[float, float, int | None]]:
+    """(from, to, holder pid) for every stretch of `{ns}:leader` readings."""
+    out = []
+    for (t0, holder), nxt in zip(lease_log, [*lease_log[1:], (t_end + 60, None)]):
+        pid = None
+        if holder:
+            try:
+                pid = int(str(holder).split(":")[-2])
+            except (ValueError, IndexError):
+                pid = None
+        if pid is not None:
+            out.append((t0, nxt[0], pid))
+    return out
+
+
+def _holder_at(tenures: list, t: float) -> int | None:
+    return next((pid for t0, t1, pid in tenures if t0 <= t < t1), None)
+
+
+def _sentinel(cell: dict, row: dict, overall: dict, violations: dict) -> None:
+    """The Sentinel cell's own record: one every-second job, CATCHUP=all."""
+    by_key: dict[str, list[dict]] = defaultdict(list)
+    for a in sorted(cell["arrivals"], key=lambda a: a["t"]):
+        if not a.get("manual"):
+            by_key[a["key"]].append(a)
+    slots = sorted(got[0]["slot"] for got in by_key.values())
+    for key, got in by_key.items():
+        firsts = [a for a in got if a["attempt"] == 1]
+        if len(firsts) > 1:
+            for r in (row, overall):
+                r["duplicate_first_attempts"] += 1
+            violations["duplicate_first_attempts"].append({"key": f"sentinel cell: {key}", "arrivals": [
+                {k: a[k] for k in ("t", "attempt", "epoch", "answer")} for a in got]})
+        late = got[0]["t"] - got[0]["slot"]
+        row["lateness"].append(late)
+        if late < -EARLY_S:
+            row["early_fires"] += 1
+            violations["early_fires"].append({"key": f"sentinel cell: {key}", "early_s": round(-late, 3)})
+    if slots:
+        have = set(slots)
+        expected = range(slots[0], slots[-1] + 1)
+        row["expected"] += len(expected)
+        row["delivered"] += len(have)
+        for s in expected:
+            if s not in have:
+                for r in (row, overall):
+                    r["missed_beyond_policy"] += 1
+                violations["missed_beyond_policy"].append({"job": "sentinel cell: stick", "slot": sched.format_slot(s),
+                                                           "slot_unix": s, "window": "sentinel-failover",
+                                                           "previous_delivered": None, "next_delivered": None})
+
+
 def analyze(raw: dict) -> dict:
     jobs = raw["jobs"]
     specs = {name: sched.parse(j["schedule"], "UTC", name) for name, j in jobs.items()}
-    arrivals = sorted(raw["arrivals"], key=lambda a: a["t"])
+    everything = sorted(raw["arrivals"], key=lambda a: a["t"])
+    arrivals = [a for a in everything if not a.get("manual")]
+    manual_keys = {a["key"] for a in everything if a.get("manual")}
     events = raw["events"]
     t_end = raw["t_end"]
     noaof = raw["noaof"]
@@ -190,7 +259,17 @@ def analyze(raw: dict) -> dict:
             else:
                 row[field] += value
 
-    violations: dict[str, list] = {"duplicate_first_attempts": [], "missed_beyond_policy": [], "unexpected_exits": [], "unclean_exits": []}
+    violations: dict[str, list] = {
+        "duplicate_first_attempts": [], "missed_beyond_policy": [], "unexpected_exits": [], "unclean_exits": [],
+        "early_fires": [], "late_fires_skewed": [], "skewed_leader": [], "dry_run_lease": [], "dry_run_fires": [],
+        "control_failures": [], "manual_trigger_lost": [],
+    }
+    tenures = _tenures(raw.get("lease_log", []), t_end)
+    skewed = raw.get("skewed", [])
+
+    def skewed_holder(t: float) -> dict | None:
+        pid = _holder_at(tenures, t)
+        return next((k for k in skewed if k["pid"] == pid and k["t_from"] <= t <= k.get("t_to", t_end + 1)), None)
 
     # What arrived.
     retried_or_redelivered = []
@@ -212,8 +291,13 @@ def analyze(raw: dict) -> dict:
             seen_epochs.add(a["epoch"])
         late = got[0]["t"] - slot
         add(slot, "lateness", late)
-        if late < -0.5:
+        if late < -EARLY_S:
             add(slot, "early_fires")
+            violations["early_fires"].append({"key": key, "early_s": round(-late, 3), "epoch": got[0]["epoch"]})
+        if late > SKEW_LATE_S and (k := skewed_holder(slot) or skewed_holder(got[0]["t"])):
+            add(slot, "late_fires_skewed")
+            violations["late_fires_skewed"].append({"key": key, "late_s": round(late, 3), "skewed_replica": k["replica"],
+                                                    "offset_s": k["offset_s"]})
 
     # What was due.
     def next_delivered(job: str, s: int) -> int | None:
@@ -319,6 +403,25 @@ def analyze(raw: dict) -> dict:
 
     for e in raw["unexpected_exits"]:
         violations["unexpected_exits"].append(e)
+        add(e["t"], "replica_exits")
+    for k in skewed:
+        held = [(t0, t1) for t0, t1, pid in tenures if pid == k["pid"]]
+        if held:
+            violations["skewed_leader"].append({**k, "held_s": round(sum(t1 - t0 for t0, t1 in held), 2)})
+    for d in raw.get("dry_runs", []):
+        held = [(t0, t1) for t0, t1, pid in tenures if pid == d["pid"]]
+        if held:
+            violations["dry_run_lease"].append({**d, "held_s": round(sum(t1 - t0 for t0, t1 in held), 2)})
+        fires = [e for e in events if e.get("pid") == d["pid"] and e["event"].startswith(("dry run: would send", "became leader"))]
+        if fires:
+            violations["dry_run_fires"].append({**d, "events": len(fires), "first": fires[0]["event"]})
+    for f in faults:
+        violations["control_failures"] += f["notes"].get("control_failures", [])
+        key = f["notes"].get("manual_key")
+        if key and not any(k.endswith(key) or k == key or key in k for k in manual_keys):
+            violations["manual_trigger_lost"].append({"fault": f["name"], "key": key})
+    if raw.get("sentinel"):
+        _sentinel(raw["sentinel"], rows["sentinel-failover"], overall, violations)
     for e in raw.get("final_exits", []):
         if e["returncode"] != 0:
             violations["unclean_exits"].append(e)
@@ -335,6 +438,7 @@ def analyze(raw: dict) -> dict:
     table["overall"] = finish(overall)
     table["overall"]["unique_keys"] = len(by_key)
     table["overall"]["requests"] = len(arrivals)
+    table["overall"]["manual_fires"] = len(manual_keys)
     table["overall"]["epochs_in_requests"] = len({(bisect.bisect_right(gen_bounds, a["t"]), a["epoch"]) for a in arrivals})
     ok = not any(violations[k] for k in violations)
     return {
@@ -363,7 +467,8 @@ def _s(value: float | None, digits: int = 2) -> str:
 
 def format_report(report: dict) -> str:
     head = ["fault", "n", "expected", "delivered", "dup-1st", "retries", "redeliv", "MISSED",
-            "lost-noAOF", "skip-forbid", "catchup-drop", "failover p50/max s", "lateness p50/p99/max s", "early", "epochs"]
+            "lost-noAOF", "skip-forbid", "catchup-drop", "failover p50/max s", "lateness p50/p99/max s", "early",
+            "late-skew", "exits", "epochs"]
     lines = []
     body = []
     for name, row in report["rows"].items():
@@ -376,7 +481,8 @@ def format_report(report: dict) -> str:
             str(row["duplicate_first_attempts"]), str(row["retries"]), str(row["redeliveries"]),
             str(row["missed_beyond_policy"]), str(row["lost_no_aof"]), str(row["skipped_forbid"]),
             str(row["beyond_catchup"]), failover,
-            f"{_s(late['p50_s'], 3)}/{_s(late['p99_s'], 3)}/{_s(late['max_s'], 2)}", str(row["early_fires"]), str(row["epochs"]),
+            f"{_s(late['p50_s'], 3)}/{_s(late['p99_s'], 3)}/{_s(late['max_s'], 2)}", str(row["early_fires"]),
+            str(row["late_fires_skewed"]), str(row["replica_exits"]), str(row["epochs"]),
         ])
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
 
@@ -416,6 +522,26 @@ def format_report(report: dict) -> str:
         lines.append(f"REPLICA DIED: {item}")
     for item in v["unclean_exits"]:
         lines.append(f"UNCLEAN EXIT ON SIGTERM: {item}")
+    for name, what in (("early_fires", "EARLY FIRE"), ("late_fires_skewed", "LATE FIRE BY A SKEWED CLOCK"),
+                       ("skewed_leader", "SKEWED REPLICA LED"), ("dry_run_lease", "DRY RUN HELD THE LEASE"),
+                       ("dry_run_fires", "DRY RUN FIRED"), ("control_failures", "CONTROL COMMAND FAILED"),
+                       ("manual_trigger_lost", "MANUAL TRIGGER NEVER ARRIVED")):
+        items = v.get(name, [])
+        for item in items[:5]:
+            lines.append(f"{what}: {item}")
+        if len(items) > 5:
+            lines.append(f"{what}: ... {len(items) - 5} more")
+    for f in report["faults"]:
+        n = f["notes"]
+        if f["name"] == "hostile-input" and not f["skipped"]:
+            lines.append(f"hostile-input #{f['occurrence']}: odd trigger ids refused {n.get('odd_ids_refused')}, queued "
+                         f"{n.get('odd_ids_queued')}; stray records left in place at the end {n.get('records_left_in_place')}")
+        if f["name"] == "sentinel-failover" and not f["skipped"]:
+            lines.append(f"sentinel-failover #{f['occurrence']}: promoted after {n.get('promoted_s')} s, old master "
+                         f"following after {n.get('demoted_s')} s {n.get('error', '')}".rstrip())
+        if f["name"] == "clock-skew" and not f["skipped"]:
+            led = ", ".join(f"{k['offset_s']:+d} s: {'led' if k['led'] else 'did not lead'}" for k in n.get("skewed", []))
+            lines.append(f"clock-skew #{f['occurrence']}: {led}")
     lines.append("result: " + ("OK (no duplicate first attempt, nothing missed beyond policy)" if report["ok"] else "FAILED"))
     return "\n".join(lines)
 

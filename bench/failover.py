@@ -10,13 +10,21 @@ crash is detected in seconds; the bound for a crash is TTL + one renew period.
 
     uv run python bench/failover.py
     uv run python bench/failover.py --reps 3 --ttl 6s --renew 2s --json out.json
+
+`--kinds steady` signals nothing: for `--steady` seconds it counts the leader's spurious
+step-downs (a `stepped down` or `lease no longer ours` line, a lease acquisition), best
+measured under load: `--jobs 1000 --hog 2` adds 1,000 fires/s and a busy loop per core.
+`--sweep` measures several TTL/renew pairs, each as a crash run and a loaded steady run
+(each in a process of its own), and prints one table of both.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -29,7 +37,14 @@ import common as c  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=10, help="repetitions of each kind of event (default 10)")
-    ap.add_argument("--kinds", default="crash,graceful", help="which events, in order (default crash,graceful)")
+    ap.add_argument("--kinds", default="crash,graceful", help="which events, in order: crash, graceful, steady (default crash,graceful)")
+    ap.add_argument("--steady", type=float, default=120.0, help="seconds of one steady event (default 120)")
+    ap.add_argument("--hog", type=int, default=0, help="CPU hogs (busy-loop processes) running throughout (default 0)")
+    ap.add_argument("--max-concurrency", type=int, help="SCHEDULER_MAX_CONCURRENCY (default: jobs rounded up to a power of two, at least 64)")
+    ap.add_argument("--sweep", metavar="TTL/RENEW,...", help="measure each pair (e.g. 15s/5s,6s/2s,4s/1s): a crash run of --reps "
+                    "and a steady run of --steady s with --sweep-jobs jobs and --sweep-hog hogs")
+    ap.add_argument("--sweep-jobs", type=int, default=1000, help="jobs of the sweep's steady runs (default 1000)")
+    ap.add_argument("--sweep-hog", type=int, default=2, help="CPU hogs of the sweep's steady runs (default 2)")
     ap.add_argument("--jobs", type=int, default=1, help="jobs due every second (default 1)")
     ap.add_argument("--schedule", default="* * * * * *", help="their schedule (default '* * * * * *')")
     ap.add_argument("--replicas", type=int, default=2, help="replicas (default 2)")
@@ -43,11 +58,19 @@ def main() -> int:
     c.add_src_arg(ap)
     a = ap.parse_args()
     c.set_src(a.src)
+    if a.sweep:
+        try:
+            pairs = [tuple(p.split("/")) for p in a.sweep.split(",")]
+            for ttl_text, renew_text in pairs:
+                c.duration_s(ttl_text), c.duration_s(renew_text)
+        except ValueError:
+            ap.error("--sweep: comma-separated TTL/RENEW pairs such as 15s/5s,4s/1s (1500ms, not 1.5s)")
+        return sweep(a, pairs)
     kinds = [k.strip() for k in a.kinds.split(",") if k.strip()]
-    if not kinds or any(k not in ("crash", "graceful") for k in kinds):
-        ap.error("--kinds: crash and/or graceful")
+    if not kinds or any(k not in ("crash", "graceful", "steady") for k in kinds):
+        ap.error("--kinds: crash, graceful and/or steady")
     ttl, renew = c.duration_s(a.ttl), c.duration_s(a.renew)
-    budget = 90 + a.reps * len(kinds) * (ttl + renew + a.settle + 15)
+    budget = 90 + a.reps * len(kinds) * (ttl + renew + a.settle + 15) + a.steady * kinds.count("steady")
     return c.run_bounded(lambda: run(a, kinds, ttl, renew), budget)
 
 
@@ -62,9 +85,11 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         "SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url,
         "SCHEDULER_LOG_LEVEL": a.log_level, "SCHEDULER_LOG_FORMAT": "json", "SCHEDULER_HTTP_PORT": "0",
         "SCHEDULER_LEASE_TTL": a.ttl, "SCHEDULER_LEASE_RENEW": a.renew,
+        "SCHEDULER_MAX_CONCURRENCY": str(a.max_concurrency or max(64, 1 << (a.jobs - 1).bit_length())),
     }
+    hogs = start_hogs(a.hog)
     print(f"{a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, TTL {a.ttl}, renew {a.renew}, "
-          f"redis :{redis.port}, logs {logs}", flush=True)
+          f"{a.hog} CPU hog(s), redis :{redis.port}, logs {logs}", flush=True)
     serial = 0
 
     def start_replica() -> c.Daemon:
@@ -80,8 +105,11 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
     time.sleep(a.settle)
 
     events = []
-    plan = [k for k in kinds for _ in range(a.reps)]
+    plan = [k for k in kinds for _ in range(1 if k == "steady" else a.reps)]
     for n, kind in enumerate(plan, 1):
+        if kind == "steady":
+            events.append(steady_event(a, n, redis, replicas, receiver))
+            continue
         _, pid = c.leader_of(redis.client)
         old = next((r for r in replicas if r.pid == pid), None)
         if old is None:
@@ -133,6 +161,8 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         time.sleep(a.settle)
 
     time.sleep(1.5)
+    for hog in hogs:
+        c.stop_process(hog, signal.SIGKILL, 5)
     alive = [r.alive() for r in replicas]
     final_exits = [r.terminate() for r in replicas]
     arrivals = list(receiver.arrivals)
@@ -144,6 +174,17 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
     for kind in kinds:
         evs = [e for e in events if e["kind"] == kind]
         if not evs:
+            continue
+        if kind == "steady":
+            for e in evs:
+                rows += [
+                    (f"steady {e['seconds']:.0f} s: spurious step-downs", e["step_downs"], f"0: {c.verdict(e['step_downs'] == 0)}"),
+                    ("steady: lease acquisitions (epoch growth)", e["epoch_growth"], "0: one leader throughout"),
+                    ("steady: lease renewal failures logged", e["renew_failures"], ""),
+                    ("steady: first-arrival lateness p50 / p99 / max", f"{c.fmt(e['lateness_p50_s'], ' s', 3)} / "
+                     f"{c.fmt(e['lateness_p99_s'], ' s', 3)} / {c.fmt(e['lateness_max_s'], ' s', 3)}", ""),
+                    ("steady: slots lost", e["slots_lost"], ""),
+                ]
             continue
         gaps = [e["gap_s"] for e in evs]
         added = [e["added_delay_s"] for e in evs]
@@ -179,8 +220,9 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         ("replicas alive at end; exit codes", f"{alive}; {final_exits}", ""),
         ("daemon warnings/errors logged", c.summarize_problems(problems), ""),
     ]
-    c.print_table(f"failover: {a.reps} x {'/'.join(kinds)}, {a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, "
-                  f"TTL {a.ttl}, renew {a.renew}", rows, ("figure", "value", "target / note"))
+    what = ", ".join(f"{a.steady:.0f} s steady" if k == "steady" else f"{a.reps} x {k}" for k in kinds)
+    c.print_table(f"failover: {what}, {a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, "
+                  f"TTL {a.ttl}, renew {a.renew}, {a.hog} CPU hog(s)", rows, ("figure", "value", "target / note"))
     c.print_table("per event", [
         (e["n"], e["kind"], f"{e['phase_in_second']:.2f}", f"{e['gap_s']:.3f}", c.fmt(e["became_leader_after_s"], "", 3),
          f"{e['added_delay_s']:.3f}", e["slots_lost"], e["slots_made_up"], e["duplicates"])
@@ -189,11 +231,96 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
     res = {
         "benchmark": "failover", "environment": c.environment_info(),
         "config": {"receiver": a.receiver, "reps": a.reps, "kinds": kinds, "jobs": a.jobs, "schedule": a.schedule, "replicas": a.replicas,
+                   "hog": a.hog, "steady_s": a.steady, "max_concurrency": settings["SCHEDULER_MAX_CONCURRENCY"],
                    "lease_ttl": a.ttl, "lease_renew": a.renew, "settle_s": a.settle, "seed": a.seed, "log_level": a.log_level},
         "events": events, "alive_at_end": alive, "exit_codes": final_exits,
         "log_problems": problems, "logs": str(logs),
     }
     path = c.write_json(a.json or c.default_json_path("failover"), res)
+    print(f"\nresults: {path}")
+    return 0
+
+
+STEP_DOWN_EVENTS = ("stepped down", "lease no longer ours")
+
+
+def steady_event(a, n: int, redis: c.RedisServer, replicas: list[c.Daemon], receiver) -> dict:
+    """No signal: for a.steady seconds, what the leader does on its own under the load."""
+    epoch0 = int(redis.client.get("{scheduler}:epoch") or 0)
+    start, t0 = receiver.count(), time.time()
+    print(f"  {n:2d} steady   {a.steady:.0f} s ...", flush=True)
+    time.sleep(a.steady)
+    t1 = time.time()
+    epoch1 = int(redis.client.get("{scheduler}:epoch") or 0)
+    step_downs = renew_failures = 0
+    for r in replicas:
+        for ev in c.log_events(r.log_path):
+            t = c.log_time(ev)
+            if t is None or not t0 <= t <= t1:
+                continue
+            name = ev.get("event", "")
+            step_downs += name.startswith(STEP_DOWN_EVENTS)
+            renew_failures += name.startswith("lease renewal failed")
+    firsts: dict[str, float] = {}
+    for x in receiver.since(start):
+        late = x.t - c.parse_slot(x.slot)
+        firsts[x.key] = min(firsts.get(x.key, late), late)
+    late = list(firsts.values())
+    ev = {
+        "n": n, "kind": "steady", "t": round(t0, 3), "seconds": round(t1 - t0, 1), "phase_in_second": 0.0,
+        "gap_s": round(t1 - t0, 3), "became_leader_after_s": None, "new_epoch": epoch1,
+        "step_downs": step_downs, "epoch_growth": epoch1 - epoch0, "renew_failures": renew_failures,
+        "lateness_p50_s": c.percentile(late, 50), "lateness_p99_s": c.percentile(late, 99),
+        "lateness_max_s": max(late) if late else None,
+    }
+    print(f"     step-downs {step_downs}, lease acquisitions {ev['epoch_growth']}, renewal failures {renew_failures}, "
+          f"lateness p99 {c.fmt(ev['lateness_p99_s'], ' s', 3)}", flush=True)
+    return ev
+
+
+HOG = "import os\nos.nice(0)\nwhile True: pass\n"
+
+
+def start_hogs(n: int) -> list[subprocess.Popen]:
+    """n busy loops at the daemons' priority: a core each, for as long as the run lasts."""
+    return [c.spawn([sys.executable, "-c", HOG], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+
+
+def sweep(a: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
+    """Each TTL/renew pair: a crash run (no load) and a steady run under load, each in a
+    process of its own; one table of both."""
+    out_dir = c.make_workdir("bench-failover-sweep-")
+    here = Path(__file__).resolve()
+    rows, results = [], []
+    for ttl_text, renew_text in pairs:
+        common = [sys.executable, str(here), "--ttl", ttl_text, "--renew", renew_text, "--receiver", a.receiver,
+                  "--seed", str(a.seed)] + (["--src", a.src] if a.src else [])
+        crash_json, steady_json = out_dir / f"crash-{ttl_text}-{renew_text}.json", out_dir / f"steady-{ttl_text}-{renew_text}.json"
+        print(f"== TTL {ttl_text} / renew {renew_text}: {a.reps} crashes", flush=True)
+        subprocess.run(common + ["--kinds", "crash", "--reps", str(a.reps), "--json", str(crash_json)], check=False)
+        print(f"== TTL {ttl_text} / renew {renew_text}: steady {a.steady:.0f} s, {a.sweep_jobs} jobs, {a.sweep_hog} hog(s)", flush=True)
+        subprocess.run(common + ["--kinds", "steady", "--steady", str(a.steady), "--jobs", str(a.sweep_jobs),
+                                 "--hog", str(a.sweep_hog), "--log-level", "WARNING", "--json", str(steady_json)], check=False)
+        crash = json.loads(crash_json.read_text()) if crash_json.exists() else {"events": []}
+        steady = json.loads(steady_json.read_text()) if steady_json.exists() else {"events": []}
+        gaps = [e["gap_s"] for e in crash["events"] if e["kind"] == "crash"]
+        st = next((e for e in steady["events"] if e["kind"] == "steady"), None)
+        ttl, renew = c.duration_s(ttl_text), c.duration_s(renew_text)
+        ok = bool(gaps) and max(gaps) <= 5.0 and st is not None and st["step_downs"] == 0 and st["epoch_growth"] == 0
+        results.append({"ttl": ttl_text, "renew": renew_text, "crash_gaps_s": gaps, "steady": st, "meets_target": ok})
+        rows.append((
+            f"{ttl_text} / {renew_text}", f"{ttl + renew:g}",
+            f"{c.fmt(c.percentile(gaps, 50), '', 2)} / {c.fmt(max(gaps) if gaps else None, '', 2)}" if gaps else "n/a",
+            "n/a" if st is None else f"{st['step_downs']} / {st['epoch_growth']} / {st['renew_failures']}",
+            "n/a" if st is None else f"{c.fmt(st['lateness_p99_s'], '', 3)}",
+            c.verdict(ok),
+        ))
+    c.print_table(f"lease settings: crash recovery ({a.reps} x kill -9, 1 job) and {a.steady:.0f} s steady with "
+                  f"{a.sweep_jobs} fires/s and {a.sweep_hog} CPU hog(s)", rows,
+                  ("TTL / renew", "bound s", "crash gap p50 / max s", "step-downs / acquisitions / renew fails",
+                   "steady p99 late s", "max gap <= 5 s, 0 step-downs"))
+    path = c.write_json(a.json or c.default_json_path("failover-sweep"), {"benchmark": "failover-sweep",
+                        "environment": c.environment_info(), "results": results})
     print(f"\nresults: {path}")
     return 0
 
@@ -242,7 +369,7 @@ def analyse(a, events: list[dict], arrivals: list[c.Arrival], ttl: float, renew:
                 e["duplicates"] += len(got) - len({x.key for x in got})
                 took = e["t"] + (e["became_leader_after_s"] if e["became_leader_after_s"] is not None else e["gap_s"])
                 fencing = min((x for x in got), key=lambda x: x.t).fencing
-                if fencing == str(e["new_epoch"]) and s < took:
+                if e["kind"] != "steady" and fencing == str(e["new_epoch"]) and s < took:
                     e["slots_made_up"] += 1
                 e["max_lateness_s"] = round(max(e["max_lateness_s"], first - s), 3)
         # Largest arrival gap between consecutive delivered slots, within each event's span

@@ -1,0 +1,289 @@
+"""The processes of the chaos harness: redis-server, the replicas, and what kills them.
+
+Every child is started in its own session, registered, and killed when the harness
+exits, even by SIGKILL (PR_SET_PDEATHSIG on Linux).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from bench.chaos_net import HOST
+
+LIBFAKETIME_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+    "/usr/local/lib/faketime/libfaketimeMT.so.1",
+)
+
+_children: set[subprocess.Popen] = set()
+try:  # resolved before any fork: nothing may be loaded in the child between fork and exec
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):  # pragma: no cover
+    _prctl = None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Children get SIGKILL when the harness dies, even by SIGKILL (Linux only)."""
+    if _prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def _spawn(argv: list[str], *, env: dict[str, str] | None, cwd: Path, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent(),
+        )
+    _children.add(proc)
+    return proc
+
+
+@atexit.register
+def _kill_children() -> None:
+    for proc in list(_children):
+        with contextlib.suppress(OSError):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        _children.discard(proc)
+
+
+async def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return proc.poll()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def find_libfaketime() -> str | None:
+    return next((p for p in LIBFAKETIME_PATHS if os.path.exists(p)), None)
+
+
+class RedisProcess:
+    """redis-server on a fixed port and directory, so it can be killed and started again."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.aof = False
+        self.binary = shutil.which("redis-server") or "redis-server"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    async def start(self, aof: bool) -> None:
+        self.aof = aof
+        argv = [
+            self.binary, "--port", str(self.port), "--bind", HOST, "--dir", str(self.dir),
+            "--daemonize", "no", "--protected-mode", "no", "--save", "",
+            "--appendonly", "yes" if aof else "no", "--appendfsync", "always",
+        ]
+        self.proc = _spawn(argv, env=None, cwd=self.dir, log_path=self.dir / "redis.log")
+        client = self.client()
+        try:
+            for _ in range(500):  # 10 s
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.dir / 'redis.log'}")
+                with contextlib.suppress(Exception):
+                    if await client.ping():
+                        return
+                await asyncio.sleep(0.02)
+            raise RuntimeError("redis-server did not answer PING within 10 s")
+        finally:
+            await client.aclose()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        _children.discard(self.proc)
+
+    def wipe(self) -> None:
+        """Forget everything on disk, as a Redis without persistence does on restart."""
+        for path in self.dir.iterdir():
+            if path.name == "redis.log":
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    async def enable_aof(self) -> bool:
+        """Turn AOF on at run time and wait until the first rewrite has made it durable."""
+        client = self.client()
+        try:
+            await client.config_set("appendonly", "yes")
+            for _ in range(300):  # 15 s
+                info = await client.info("persistence")
+                if info.get("aof_enabled") == 1 and not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+                    self.aof = True
+                    return True
+                await asyncio.sleep(0.05)
+            return False
+        finally:
+            await client.aclose()
+
+    def client(self) -> aioredis.Redis:
+        """A direct connection (never through a proxy) with short timeouts and no retries."""
+        return aioredis.Redis(
+            host=HOST, port=self.port, socket_timeout=1.0, socket_connect_timeout=1.0,
+            decode_responses=True, retry=Retry(NoBackoff(), 0),
+        )
+
+
+class Replica:
+    """One `python -m scheduler run`; its log file collects every run of this replica."""
+
+    def __init__(self, index: int, env: dict[str, str], workdir: Path, faketime_lib: str | None = None):
+        self.index = index
+        self.log_path = workdir / f"replica-{index}.log"
+        self.cwd = workdir / f"replica-{index}"
+        self.cwd.mkdir(parents=True, exist_ok=True)  # no stray ./.env is ever read
+        self.env = dict(env)
+        self.clock_file: Path | None = None
+        if faketime_lib:
+            # The wall clock is shifted by the offset in this file, re-read on every call;
+            # the monotonic clock (the lease's) is left alone, as a real clock step does.
+            self.clock_file = workdir / f"replica-{index}.faketime"
+            self.clock_file.write_text("+0\n")
+            self.env.update({
+                "LD_PRELOAD": faketime_lib, "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
+                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            })
+        self.proc: subprocess.Popen | None = None
+        self.run_env: dict[str, str] = {}  # what this run adds to the environment
+        self.expect_down = False
+        self.stopped = False
+        self.pids: list[int] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        """Start this replica; `env` adds to its environment for this run only (a faked
+        clock), `args` to `scheduler run` (`--dry-run`)."""
+        if self.running:
+            return
+        if self.proc is not None:
+            _children.discard(self.proc)
+        self.run_env = dict(env or {})
+        argv = [sys.executable, "-m", "scheduler", "run", *args]
+        self.proc = _spawn(argv, env={**self.env, **(env or {})}, cwd=self.cwd, log_path=self.log_path)
+        self.pids.append(self.proc.pid)
+        self.expect_down = False
+        self.stopped = False
+        self.mark("start", pid=self.proc.pid, args=list(args))
+
+    async def stop(self, grace_s: float) -> int | None:
+        """SIGTERM, wait for the exit (SIGKILL after grace_s + 10 s)."""
+        self.terminate()
+        rc = await self.wait_exit(grace_s + 10)
+        if rc is None:
+            self.kill()
+        return rc
+
+    def replica_id(self) -> str | None:
+        """The lease value of this run (`<host>:<pid>:<random>`), from its `starting` line."""
+        needle = f'"replica": "{socket.gethostname()}:{self.pid}:'
+        with contextlib.suppress(OSError):
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                at = line.find(needle)
+                if at >= 0:
+                    return line[at + len('"replica": "'):].split('"', 1)[0]
+        return None
+
+    def kill(self) -> None:
+        if self.running:
+            self.expect_down = True
+            self.proc.kill()
+            self.proc.wait(10)
+            self.stopped = False
+            self.mark("kill9", pid=self.proc.pid)
+
+    def terminate(self) -> None:
+        if self.running:
+            self.expect_down = True
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGCONT)
+            self.stopped = False
+            self.mark("sigterm", pid=self.proc.pid)
+
+    def pause(self) -> None:
+        if self.running:
+            self.proc.send_signal(signal.SIGSTOP)
+            self.stopped = True
+            self.mark("sigstop", pid=self.proc.pid)
+
+    def resume(self) -> None:
+        if self.running and self.stopped:
+            self.proc.send_signal(signal.SIGCONT)
+            self.stopped = False
+            self.mark("sigcont", pid=self.proc.pid)
+
+    async def wait_exit(self, timeout_s: float) -> int | None:
+        return None if self.proc is None else await _wait_exit(self.proc, timeout_s)
+
+    async def wait_started(self, timeout_s: float = 15.0) -> bool:
+        """Until this run has logged its `starting` line."""
+        deadline = time.monotonic() + timeout_s
+        needle = f'"replica": "{socket.gethostname()}:{self.pid}:'
+        while time.monotonic() < deadline and self.running:
+            with contextlib.suppress(OSError):
+                if needle in self.log_path.read_text(errors="replace"):
+                    return True
+            await asyncio.sleep(0.05)
+        return False
+
+    def set_clock_offset(self, seconds: int) -> None:
+        assert self.clock_file is not None
+        tmp = self.clock_file.with_suffix(".tmp")
+        tmp.write_text(f"{seconds:+d}\n")
+        os.replace(tmp, self.clock_file)  # atomic: libfaketime never reads a half-written file
+        self.mark("clock", offset_s=seconds)
+
+    def mark(self, what: str, **fields) -> None:
+        """A harness line in the replica's log (appends are atomic), for the analysis and
+        for whoever reads the log: what was done to the process, and when."""
+        line = "#chaos " + json.dumps({"t": time.time(), "what": what, **fields}) + "\n"
+        with open(self.log_path, "a") as f:
+            f.write(line)
+
+
