@@ -360,7 +360,7 @@ def test_defaults() -> None:
     assert s.standalone
     assert s.namespace == "scheduler"
     assert s.state_file == "./scheduler-state.db"
-    assert (s.lease_ttl_s, s.lease_renew_s) == (15.0, 5.0)
+    assert (s.lease_ttl_s, s.lease_renew_s) == (4.0, 1.0)
     assert s.timezone == "UTC"
     assert s.max_concurrency == 64
     assert s.shutdown_grace_s == 30.0
