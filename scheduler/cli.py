@@ -57,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("job")
     trigger.add_argument("--id", type=request_id, metavar="ID",
                          help="request id, 1-128 of A-Z a-z 0-9 . _ -; an id fires at most once (default: a new one)")
+    state = sub.add_parser("state", parents=[common], help="delete state on purpose: removed jobs, records set aside")
+    state_sub = state.add_subparsers(dest="state_command", required=True)
+    from .gc import older_than
+
+    state_gc = state_sub.add_parser("gc", parents=[common], help="delete the state of jobs no longer configured")
+    state_gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    state_gc.add_argument("--older-than", type=older_than, default=86400.0, metavar="DURATION",
+                          help="only jobs whose last activity is older than this (default 1d)")
+    state_q = state_sub.add_parser("quarantine", parents=[common], help="list the records set aside as unreadable")
+    state_q.add_argument("--purge", action="store_true", help="delete them")
+    state_q.add_argument("--dry-run", action="store_true", help="with --purge: only list what would be deleted")
+    state_q.add_argument("--json", action="store_true", help="one JSON object a line")
     return parser
 
 
@@ -79,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     if command == "check":
         return check(settings, args)
+    if command == "state":
+        from .gc import run_state
+
+        return asyncio.run(run_state(settings, args))
     if command in ("status", "pause", "resume", "trigger"):
         return asyncio.run(control(settings, command, args))
     from .observe import setup_logging
