@@ -45,7 +45,7 @@ def make_store(settings: config.Settings):
     if settings.standalone:
         from .local_store import LocalStore
 
-        return LocalStore(settings.state_file)
+        return LocalStore(settings.state_file, history=settings.history)
     from .redis_store import RedisStore
 
     from .engine import claim_ahead_s
