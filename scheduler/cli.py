@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import demo
 
         return demo.main()
+    if command == "healthcheck":  # reads only the port and host: it runs every 30 s
+        return healthcheck(getattr(args, "env_file", None))
     try:
         environment = config.read_environment(getattr(args, "env_file", None))
         settings = config.load(environment, stderr_is_tty=sys.stderr.isatty())
@@ -78,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     if command == "check":
         return check(settings, args)
-    if command == "healthcheck":
-        return healthcheck(settings)
     if command in ("status", "history", "pause", "resume", "trigger"):
         return asyncio.run(control(settings, command, args))
     from .observe import setup_logging
@@ -160,19 +162,59 @@ def _span(seconds: float) -> str:
     return out or "0s"
 
 
-def healthcheck(settings: config.Settings) -> int:
-    import httpx
+_HTTP_LINE = re.compile(r"^[ \t]*(?:export[ \t]+)?SCHEDULER_HTTP_(?:PORT|HOST)[ \t]*=.*$", re.MULTILINE)
 
-    if settings.http_port == 0:
+
+def healthcheck(env_file: str | None) -> int:
+    """GET the local /healthz. Reads only SCHEDULER_HTTP_PORT and SCHEDULER_HTTP_HOST (process
+    environment, else the env file), not the whole configuration: this runs every 30 s."""
+    import http.client
+    import io
+
+    from dotenv import dotenv_values
+
+    names = ("SCHEDULER_HTTP_PORT", "SCHEDULER_HTTP_HOST")
+    values = {"SCHEDULER_HTTP_PORT": config.GLOBAL_DEFAULTS["SCHEDULER_HTTP_PORT"],
+              "SCHEDULER_HTTP_HOST": config.GLOBAL_DEFAULTS["SCHEDULER_HTTP_HOST"]}
+    path = env_file if env_file is not None else (".env" if os.path.isfile(".env") else None)
+    if path is not None and not all(n in os.environ for n in names):
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"config error: --env-file: cannot read {path!r}: {exc.strerror or exc.reason}", file=sys.stderr)
+            return EX_CONFIG
+        lines = "\n".join(_HTTP_LINE.findall(text))
+        if "${" in lines:  # it may refer to other names in the file: python-dotenv reads it all
+            found = dotenv_values(stream=io.StringIO(text), interpolate=True)
+        else:
+            found = dotenv_values(stream=io.StringIO(lines), interpolate=False)
+        values.update({n: found[n] or "" for n in names if n in found})
+    values.update({n: os.environ[n] for n in names if n in os.environ})
+    port_text, host = values["SCHEDULER_HTTP_PORT"].strip(), values["SCHEDULER_HTTP_HOST"].strip()
+    if not port_text.isdigit() or int(port_text) > 65535:
+        print("config error: SCHEDULER_HTTP_PORT: expected a port number 0-65535", file=sys.stderr)
+        return EX_CONFIG
+    if not host:
+        print("config error: SCHEDULER_HTTP_HOST: expected an address, got an empty value", file=sys.stderr)
+        return EX_CONFIG
+    port = int(port_text)
+    if port == 0:
         print("healthcheck: SCHEDULER_HTTP_PORT is 0, so there is no endpoint to ask", file=sys.stderr)
         return EX_FAILURE
-    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    host = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host
+    connection = http.client.HTTPConnection(host, port, timeout=3.0)
     try:
-        response = httpx.get(f"http://{host}:{settings.http_port}/healthz", timeout=3.0)
-    except httpx.HTTPError as exc:
-        print(f"healthcheck: {type(exc).__name__}", file=sys.stderr)
+        connection.request("GET", "/healthz")
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"healthcheck: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EX_FAILURE
-    return EX_OK if response.status_code == 200 else EX_FAILURE
+    finally:
+        connection.close()
+    if status != 200:
+        print(f"healthcheck: /healthz answered {status}", file=sys.stderr)
+    return EX_OK if status == 200 else EX_FAILURE
 
 
 async def control(settings: config.Settings, command: str, args) -> int:

@@ -1,20 +1,26 @@
-"""Logs, metrics and the /metrics /healthz /readyz server."""
+"""Logs, health, and the /metrics /healthz /readyz routes (metrics live in .metrics, the
+server in .http_server)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-import threading
 import time
-from bisect import bisect_left
+import zlib
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.utils import floatToGoString
+
+from .http_server import HTTPServer, Request, Response, Router
+from .metrics import JobMetrics, Metrics, OverdueCollector, is_overdue
+
+__all__ = [
+    "Redactor", "setup_logging", "Health", "serve", "routes", "accepts_gzip",
+    "Metrics", "JobMetrics", "OverdueCollector", "is_overdue",
+]
+
+GZIP_LEVEL = 1
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -83,150 +89,6 @@ def setup_logging(fmt: str, level: str, secrets: list[str] = ()) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
-LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
-
-
-class Metrics:
-    """Every metric of the daemon, in a registry of its own.
-
-    The per-job families live in plain numbers (JobMetrics) and are turned into Prometheus
-    families at scrape time: prometheus_client's labelled children cost about 10 kB per job
-    (a value object and a lock per bucket), 100 MB for ten thousand jobs."""
-
-    def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        self.leader = Gauge("scheduler_leader", "1 while this replica holds the lease", registry=r)
-        self.transitions = Counter("scheduler_lease_transitions", "Leadership gained or lost", ["change"], registry=r)
-        self.inflight = Gauge("scheduler_inflight", "Fires in flight", registry=r)
-        self.epoch = Gauge("scheduler_epoch", "Fencing epoch of this replica's current or last lease", registry=r)
-        self.clock_skew = Gauge("scheduler_clock_skew_seconds",
-                                "This replica's wall clock minus the Redis server's, at the last lease call", registry=r)
-        self.format_refused = Gauge("scheduler_state_format_refused",
-                                    "1 while the store holds a state format newer than this version reads", registry=r)
-        self.malformed = Counter("scheduler_store_malformed_records", "Unreadable store records set aside", registry=r)
-        self._jobs: dict[str, JobMetrics] = {}
-        r.register(_JobCollector(self._jobs))
-
-    def job(self, name: str) -> "JobMetrics":
-        """One job's metrics; its series appear (at zero) from the first call."""
-        found = self._jobs.get(name)
-        if found is None:
-            found = self._jobs[name] = JobMetrics()
-        return found
-
-
-class _Histogram:
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]):
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1  # le is inclusive
-        self.sum += value
-
-    def buckets(self) -> list[tuple[str, int]]:
-        counts = list(self.counts)  # one copy: a scrape sees consistent buckets and count
-        out, total = [], 0
-        for bound, n in zip((*map(floatToGoString, self.bounds), "+Inf"), counts):
-            total += n
-            out.append((bound, total))
-        return out
-
-
-class _Value:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-    def set(self, value: float) -> None:
-        self.value = value
-
-
-class JobMetrics:
-    __slots__ = ("lateness", "duration", "retries", "last_success", "failures", "fires", "skips")
-
-    def __init__(self) -> None:
-        self.lateness = _Histogram(LATENESS_BUCKETS)
-        self.duration = _Histogram(DURATION_BUCKETS)
-        self.retries = _Value()
-        self.last_success = _Value()
-        self.failures = _Value()
-        self.fires: dict[str, int] = {}  # by outcome
-        self.skips: dict[str, int] = {}  # by reason
-
-    def fired(self, outcome: str) -> None:
-        self.fires[outcome] = self.fires.get(outcome, 0) + 1
-
-    def skipped(self, reason: str) -> None:
-        self.skips[reason] = self.skips.get(reason, 0) + 1
-
-
-class _JobCollector:
-    """The per-job families, built from JobMetrics at scrape time (in the server's thread:
-    every read below is one atomic copy)."""
-
-    def __init__(self, jobs: dict[str, JobMetrics]):
-        self.jobs = jobs
-
-    def collect(self):
-        fires = CounterMetricFamily("scheduler_fires", "Fires finished, by job and outcome", labels=["job", "outcome"])
-        lateness = HistogramMetricFamily(
-            "scheduler_lateness_seconds", "Time from a slot to the first attempt being sent", labels=["job"])
-        duration = HistogramMetricFamily(
-            "scheduler_fire_duration_seconds", "Time a fire took, retries included", labels=["job"])
-        retries = CounterMetricFamily("scheduler_retries", "Attempts after the first, by job", labels=["job"])
-        skips = CounterMetricFamily("scheduler_skips", "Slots not fired, by job and reason", labels=["job", "reason"])
-        last_success = GaugeMetricFamily("scheduler_last_success_timestamp_seconds", "Last successful fire", labels=["job"])
-        failures = GaugeMetricFamily("scheduler_consecutive_failures", "Failed fires since the last success", labels=["job"])
-        for name, m in list(self.jobs.items()):
-            for outcome, n in list(m.fires.items()):
-                fires.add_metric([name, outcome], n)
-            for reason, n in list(m.skips.items()):
-                skips.add_metric([name, reason], n)
-            lateness.add_metric([name], m.lateness.buckets(), m.lateness.sum)
-            duration.add_metric([name], m.duration.buckets(), m.duration.sum)
-            retries.add_metric([name], m.retries.value)
-            last_success.add_metric([name], m.last_success.value)
-            failures.add_metric([name], m.failures.value)
-        yield from (fires, lateness, duration, retries, skips, last_success, failures)
-
-
-class OverdueCollector:
-    """`scheduler_job_overdue` and `scheduler_job_period_seconds`, computed at scrape time.
-
-    A job is overdue when its last success is older than two of its periods. The period
-    comes from the job's own schedule, so changing the schedule moves the alert with it."""
-
-    def __init__(self, source):
-        self.source = source  # () -> iterable of (job, period_s or None, last_success or None)
-
-    def collect(self):
-        overdue = GaugeMetricFamily("scheduler_job_overdue", "1 when the last success is older than two periods", labels=["job"])
-        period = GaugeMetricFamily("scheduler_job_period_seconds", "Time between the job's current slots", labels=["job"])
-        now = time.time()
-        for job, period_s, last_ok in self.source():
-            if period_s is None:
-                continue
-            period.add_metric([job], period_s)
-            overdue.add_metric([job], 1.0 if is_overdue(now, period_s, last_ok) else 0.0)
-        yield period
-        yield overdue
-
-
-def is_overdue(now: float, period_s: float | None, last_success: float | None, since: float | None = None) -> bool:
-    """Older than two periods: the last success, or, before any, the moment watching began."""
-    ref = last_success if last_success is not None else since
-    return period_s is not None and ref is not None and now - ref > 2 * period_s
-
-
 class Health:
     """What /healthz and /readyz report. The engine beats; the store's reachability is noted."""
 
@@ -253,33 +115,52 @@ class Health:
         return time.monotonic() - self.last_beat < self.stale_after_s
 
 
-def serve(host: str, port: int, metrics: Metrics, health: Health) -> ThreadingHTTPServer:
+def accepts_gzip(header: str) -> bool:
+    """`Accept-Encoding` names gzip (or *) with a q above zero."""
+    for part in header.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower()
+            if not q.startswith("q=") or _quality(q[2:]) > 0:
+                return True
+    return False
+
+
+def _quality(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def routes(metrics: Metrics, health: Health) -> Router:
+    """/metrics (gzip when asked), /healthz and /readyz; a caller may add more routes."""
+
+    def scrape(request: Request) -> Response:
+        body = metrics.exposition()
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
+            # zlib releases the GIL while it compresses. At 10,000 jobs level 1 takes 8 ms
+            # for 203 kB, level 6 16 ms for 193 kB.
+            gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+            return Response(200, gz.compress(body) + gz.flush(), CONTENT_TYPE_LATEST,
+                            [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")])
+        return Response(200, body, CONTENT_TYPE_LATEST, [("Vary", "Accept-Encoding")])
+
+    def healthz(request: Request) -> Response:
+        ok = health.alive()
+        return Response(200 if ok else 503, b"ok\n" if ok else b"event loop stalled\n")
+
+    def readyz(request: Request) -> Response:
+        ok, why = health.ready()
+        return Response(200 if ok else 503, why.encode() + b"\n")
+
+    router = Router()
+    router.add("GET", "/metrics", scrape)
+    router.add("GET", "/healthz", healthz, inline=True)
+    router.add("GET", "/readyz", readyz, inline=True)
+    return router
+
+
+def serve(host: str, port: int, metrics: Metrics, health: Health) -> HTTPServer:
     """Serve in a thread of its own, so a stuck event loop shows as a failing /healthz."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif self.path == "/healthz":
-                ok = health.alive()
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"event loop stalled\n")
-            elif self.path == "/readyz":
-                ok, why = health.ready()
-                self._reply(200 if ok else 503, why.encode() + b"\n")
-            else:
-                self._reply(404, b"not found\n")
-
-        def _reply(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:  # probes every few seconds are not news
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    return server
+    return HTTPServer(host, port, routes(metrics, health))

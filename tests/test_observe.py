@@ -53,30 +53,30 @@ def test_every_metric_family_moves_during_a_run(redis_server, receiver, daemon_f
     wait_until(lambda: value(scrape(port), "scheduler_leader") == 1, timeout=15)
     first = scrape(port)
     receiver.wait_for(lambda rs: sum(r.path == "/fail" for r in rs) >= 4, timeout=20)
-    wait_until(lambda: value(scrape(port), "scheduler_fires_total", job="fail", outcome="failed") >= 2, timeout=10)
+    wait_until(lambda: value(scrape(port), "scheduler_fires_total", cronjob="fail", outcome="failed") >= 2, timeout=10)
     later = scrape(port)
 
     def grew(name, **labels):
         before = first.get(next((k for k in first if k.split("{")[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items())), ""), 0.0)
         return value(later, name, **labels) > before
 
-    assert grew("scheduler_fires_total", job="ok", outcome="ok")
-    assert grew("scheduler_fires_total", job="fail", outcome="failed")
-    assert grew("scheduler_lateness_seconds_count", job="ok")
-    assert grew("scheduler_fire_duration_seconds_count", job="ok")
-    assert grew("scheduler_retries_total", job="fail")
-    assert grew("scheduler_skips_total", job="slow", reason="overlap")
-    assert grew("scheduler_last_success_timestamp_seconds", job="ok")
-    assert value(later, "scheduler_consecutive_failures", job="fail") >= 2
-    assert value(later, "scheduler_consecutive_failures", job="ok") == 0
+    assert grew("scheduler_fires_total", cronjob="ok", outcome="ok")
+    assert grew("scheduler_fires_total", cronjob="fail", outcome="failed")
+    assert grew("scheduler_lateness_seconds_count")  # one histogram over all jobs
+    assert grew("scheduler_fire_duration_seconds_count")
+    assert grew("scheduler_retries_total", cronjob="fail")
+    assert grew("scheduler_skips_total", cronjob="slow", reason="overlap")
+    assert grew("scheduler_last_success_timestamp_seconds", cronjob="ok")
+    assert value(later, "scheduler_consecutive_failures", cronjob="fail") >= 2
+    assert value(later, "scheduler_consecutive_failures", cronjob="ok") == 0
     assert value(later, "scheduler_leader") == 1
     assert value(later, "scheduler_epoch") == int(redis_server.client().get("{metrics}:epoch"))
     assert value(later, "scheduler_lease_transitions_total", change="acquired") == 1
     assert "scheduler_inflight" in later
-    assert value(later, "scheduler_job_period_seconds", job="fail") == 2
-    assert value(later, "scheduler_job_overdue", job="ok") == 0
+    assert value(later, "scheduler_job_period_seconds", cronjob="fail") == 2
+    assert value(later, "scheduler_job_overdue", cronjob="ok") == 0
     # No success in more than two periods (2 s each): overdue.
-    wait_until(lambda: value(scrape(port), "scheduler_job_overdue", job="fail") == 1, timeout=10)
+    wait_until(lambda: value(scrape(port), "scheduler_job_overdue", cronjob="fail") == 1, timeout=10)
     assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
     assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
 
@@ -195,8 +195,7 @@ def test_status_shows_a_job_overdue_after_two_periods_without_success(receiver, 
     assert re.search(r"broken\s+(overdue|running)", text)
 
 
-def test_job_histograms_are_cumulative_with_inclusive_bounds_and_parse_as_prometheus_text():
-    from prometheus_client import generate_latest
+def test_histograms_are_cumulative_with_inclusive_bounds_and_per_job_series_parse_as_prometheus_text():
     from prometheus_client.parser import text_string_to_metric_families
 
     from scheduler.observe import Metrics
@@ -216,27 +215,27 @@ def test_job_histograms_are_cumulative_with_inclusive_bounds_and_parse_as_promet
 
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for family in text_string_to_metric_families(metrics.exposition().decode())
         for s in family.samples
     }
 
     def get(name, **labels):
         return samples[(name, tuple(sorted(labels.items())))]
 
-    assert get("scheduler_lateness_seconds_bucket", job="busy", le="0.001") == 1
-    assert get("scheduler_lateness_seconds_bucket", job="busy", le="0.0025") == 1
-    assert get("scheduler_lateness_seconds_bucket", job="busy", le="0.005") == 3
-    assert get("scheduler_lateness_seconds_bucket", job="busy", le="0.25") == 4
-    assert get("scheduler_lateness_seconds_bucket", job="busy", le="60.0") == 4
-    assert get("scheduler_lateness_seconds_bucket", job="busy", le="+Inf") == 5
-    assert get("scheduler_lateness_seconds_count", job="busy") == 5
-    assert abs(get("scheduler_lateness_seconds_sum", job="busy") - 100.21) < 1e-9
-    assert get("scheduler_fires_total", job="busy", outcome="ok") == 2
-    assert get("scheduler_fires_total", job="busy", outcome="failed") == 1
-    assert get("scheduler_skips_total", job="busy", reason="overlap") == 1
-    assert get("scheduler_retries_total", job="busy") == 1
-    assert get("scheduler_last_success_timestamp_seconds", job="busy") == 1234.5
-    assert get("scheduler_consecutive_failures", job="quiet") == 3
-    assert get("scheduler_lateness_seconds_count", job="quiet") == 0
-    assert get("scheduler_fire_duration_seconds_bucket", job="quiet", le="+Inf") == 0
-    assert ("scheduler_fires_total", (("job", "quiet"), ("outcome", "ok"))) not in samples
+    assert get("scheduler_lateness_seconds_bucket", le="0.001") == 1
+    assert get("scheduler_lateness_seconds_bucket", le="0.0025") == 1
+    assert get("scheduler_lateness_seconds_bucket", le="0.005") == 3
+    assert get("scheduler_lateness_seconds_bucket", le="0.25") == 4
+    assert get("scheduler_lateness_seconds_bucket", le="60.0") == 4
+    assert get("scheduler_lateness_seconds_bucket", le="+Inf") == 5
+    assert get("scheduler_lateness_seconds_count") == 5
+    assert abs(get("scheduler_lateness_seconds_sum") - 100.21) < 1e-9
+    assert get("scheduler_fires_total", cronjob="busy", outcome="ok") == 2
+    assert get("scheduler_fires_total", cronjob="busy", outcome="failed") == 1
+    assert get("scheduler_skips_total", cronjob="busy", reason="overlap") == 1
+    assert get("scheduler_retries_total", cronjob="busy") == 1
+    assert get("scheduler_last_success_timestamp_seconds", cronjob="busy") == 1234.5
+    assert get("scheduler_consecutive_failures", cronjob="quiet") == 3
+    assert get("scheduler_retries_total", cronjob="quiet") == 0
+    assert get("scheduler_fire_duration_seconds_bucket", le="+Inf") == 0
+    assert ("scheduler_fires_total", (("cronjob", "quiet"), ("outcome", "ok"))) not in samples
