@@ -98,7 +98,8 @@ def _job(job: dict) -> str:
         f"<dt>schedule</dt><dd>{_e(job['schedule'])} ({_e(job['timezone'])})</dd>"
         f"<dt>call</dt><dd>{_e(job['method'])} {_e(job['url'])}</dd>"
         f"<dt>next</dt><dd>{'<br>'.join(_e(s) for s in job['next']) or 'none'}</dd>"
-        f"<dt>last</dt><dd>{outcome}</dd></dl>"
+        f"<dt>last</dt><dd>{outcome}</dd>"
+        f"<dt>overdue</dt><dd>{'yes' if job.get('overdue') else 'no'}</dd></dl>"
         f"<details><summary>history ({len(history)})</summary>{_history(history)}</details>"
         f"<div>{buttons}</div></section>"
     )
@@ -121,6 +122,7 @@ def render(view: dict, nonce: str) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'  # no request for /favicon.ico
         f"<title>cron-sidecar</title><style>{STYLE}</style></head><body>"
         f'<h1>cron-sidecar</h1><div class="meta" id="leader">{who}</div><div id="msg" role="status"></div>'
         f"{jobs}{_rejected(view.get('rejected') or [])}"
