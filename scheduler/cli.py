@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="see it work: the daemon firing two jobs at a built-in app (no setup)")
     status = sub.add_parser("status", parents=[common], help="leader, lease, and each job's last outcome and next slot")
     status.add_argument("--json", action="store_true", help="print JSON")
+    history = sub.add_parser("history", parents=[common], help="a job's last finished fires, newest first")
+    history.add_argument("job")
+    history.add_argument("--json", action="store_true", help="print JSON")
     for name, what in (("pause", "stop firing a job (its slots are skipped)"), ("resume", "fire a paused job again")):
         sub.add_parser(name, parents=[common], help=what).add_argument("job")
     trigger = sub.add_parser("trigger", parents=[common], help="ask the leader to fire a job now, once")
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         from .gc import run_state
 
         return asyncio.run(run_state(settings, args))
-    if command in ("status", "pause", "resume", "trigger"):
+    if command in ("status", "history", "pause", "resume", "trigger"):
         return asyncio.run(control(settings, command, args))
     from .observe import setup_logging
 
@@ -231,7 +234,7 @@ def healthcheck(env_file: str | None) -> int:
 
 
 async def control(settings: config.Settings, command: str, args) -> int:
-    """status, pause, resume, trigger: talk to the state store directly, never take the lease."""
+    """status, history, pause, resume, trigger: talk to the state store directly, never take the lease."""
     from .control import run_control
     from .store import StoreUnavailable
 

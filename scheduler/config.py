@@ -48,6 +48,7 @@ GLOBAL_DEFAULTS: dict[str, str | None] = {
     "SCHEDULER_API_URL": "http://localhost:8000",
     "SCHEDULER_API_TOKEN": None,
     "SCHEDULER_SIGNING_SECRET": None,
+    "SCHEDULER_CONTROL_TOKEN": None,
     "SCHEDULER_REDIS_URL": None,
     "SCHEDULER_REDIS_SENTINELS": None,
     "SCHEDULER_REDIS_SENTINEL_MASTER": None,
@@ -78,7 +79,7 @@ HTTP_CLIENT_DEFAULTS: dict[str, str | None] = {
     "SCHEDULER_TRACEPARENT": "false",
 }
 GLOBAL_DEFAULTS.update(HTTP_CLIENT_DEFAULTS)
-SECRETS += ("SCHEDULER_TLS_CLIENT_KEY_PASSWORD", "SCHEDULER_HTTP_PROXY")
+SECRETS += ("SCHEDULER_TLS_CLIENT_KEY_PASSWORD", "SCHEDULER_HTTP_PROXY", "SCHEDULER_CONTROL_TOKEN")
 RESERVED_HEADERS |= {"x-scheduler-trigger", "traceparent"}  # a manual fire's id; trace context
 # ---- end of the HTTP client's settings --------------------------------------------------
 JOB_FIELDS: dict[str, str | None] = {
@@ -140,6 +141,7 @@ class Settings:
     api_url: str = "http://localhost:8000"
     api_token: Secret | None = None
     signing_secret: Secret | None = None
+    control_token: Secret | None = None  # the control API and status page exist only with it
     redis_url: Secret | None = None
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_master: str | None = None
@@ -255,6 +257,7 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
     api_url = g.setting("SCHEDULER_API_URL", _http_url)
     token = g.secret("SCHEDULER_API_TOKEN", _non_blank)
     signing = g.secret("SCHEDULER_SIGNING_SECRET", _signing_secret)
+    control = g.secret("SCHEDULER_CONTROL_TOKEN", _non_blank)
     redis_url = g.secret("SCHEDULER_REDIS_URL", _redis_url)
     sentinels = g.setting("SCHEDULER_REDIS_SENTINELS", _host_ports)
     master = g.setting("SCHEDULER_REDIS_SENTINEL_MASTER", _non_blank)
@@ -277,6 +280,7 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
         api_url=api_url,
         api_token=token,
         signing_secret=signing,
+        control_token=control,
         redis_url=redis_url,
         redis_sentinels=sentinels or (),
         redis_sentinel_master=master,
@@ -674,7 +678,8 @@ def _tls_verify(text: str) -> bool | str:
 def secret_values(settings: Settings) -> list[str]:
     """Every secret string, and the parts of one that could show up alone, for redaction."""
     out: list[str] = []
-    for value in (settings.api_token, settings.signing_secret, settings.tls_client_key_password, settings.http_proxy):
+    for value in (settings.api_token, settings.signing_secret, settings.control_token,
+                  settings.tls_client_key_password, settings.http_proxy):
         if value:
             out.append(str(value))
     if settings.http_proxy:

@@ -1,33 +1,34 @@
-"""Operator commands: status, pause, resume, trigger. They read and write the state store
-directly and never take the lease, so they work from any replica or a laptop."""
+"""Operator commands: status, history, pause, resume, trigger. Each calls the one
+implementation in `operations` (which the control API calls too) and prints its result.
+They read and write the state store directly and never take the lease, so they work from
+any replica or a laptop."""
 
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 import time
-from datetime import datetime, timezone
 
-from . import schedule as sched
+from . import operations as ops
 from .config import Settings
-from .model import request_id_problem
-from .observe import is_overdue
-from .store import Store, TriggerRequest
+from .store import Store
 
 
 async def run_control(settings: Settings, store: Store, command: str, args) -> int:
-    if command == "pause":
-        changed = await store.set_paused(args.job, True)
-        print(f"paused {args.job}" if changed else f"{args.job} was already paused")
-        return 0
-    if command == "resume":
-        changed = await store.set_paused(args.job, False)
-        print(f"resumed {args.job}" if changed else f"{args.job} was not paused")
+    if command in ("pause", "resume"):
+        changed = await ops.set_paused(settings, store, args.job, command == "pause")
+        if command == "pause":
+            print(f"paused {args.job}" if changed else f"{args.job} was already paused")
+        else:
+            print(f"resumed {args.job}" if changed else f"{args.job} was not paused")
         return 0
     if command == "trigger":
         return await trigger(settings, store, args.job, args.id)
-    report = await status_report(settings, store, time.time())
+    if command == "history":
+        entries = await ops.history(settings, store, args.job)
+        print(json.dumps(entries, indent=2) if args.json else render_history(args.job, entries, settings.history))
+        return 0
+    report = await ops.status_report(settings, store, time.time())
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -36,78 +37,40 @@ async def run_control(settings: Settings, store: Store, command: str, args) -> i
 
 
 async def trigger(settings: Settings, store: Store, job: str, request_id: str | None) -> int:
-    spec = next(j for j in settings.jobs if j.name == job)
-    if not spec.enabled:
-        print(f"trigger: job {job!r} is disabled (SCHEDULER_JOB_..._ENABLED=false); not queued", file=sys.stderr)
+    try:
+        done = await ops.trigger(settings, store, job, request_id)
+    except ops.BadRequest as exc:
+        print(f"trigger: {exc}; not queued", file=sys.stderr)
         return 2
-    # The command line refuses a bad id already; this holds for any other caller too, since
-    # the id becomes part of a store field name and of the idempotency key.
-    problem = request_id_problem(request_id) if request_id is not None else None
-    if problem is not None:
-        print(f"trigger: --id: {problem}; not queued", file=sys.stderr)
-        return 2
-    request = TriggerRequest(request_id or secrets.token_hex(6), job, int(time.time()))
-    existing = await store.request_trigger(request)
-    if existing is None:
-        print(f"queued trigger {request.id} for {job}")
-    elif existing.id == request.id:
-        print(f"trigger {request.id} for {job} was already taken; it fires once")
+    if done.result == "queued":
+        print(f"queued trigger {done.id} for {job}")
+    elif done.result == "taken":
+        print(f"trigger {done.id} for {job} was already taken; it fires once")
     else:
-        print(f"{job} already has trigger {existing.id} queued or running; not queued again")
-    info = await store.status([])
-    if not info["leader"]:
+        print(f"{job} already has trigger {done.id} queued or running; not queued again")
+    if not done.leader:
         print("note: no leader is running now; the trigger fires when one starts", file=sys.stderr)
     return 0
 
 
-async def status_report(settings: Settings, store: Store, now: float) -> dict:
-    names = [j.name for j in settings.jobs]
-    info = await store.status(names)
-    inflight = {}
-    for f in info["inflight"]:
-        inflight.setdefault(f.job, []).append(
-            {"slot": sched.format_slot(f.slot), "attempt": f.attempt, "epoch": f.epoch, "trigger": f.trigger}
-        )
-    jobs = []
-    for job in settings.jobs:
-        mark = info["watermarks"].get(job.name)
-        nxt = sched.next_after(job.schedule, max(mark or 0, now)) if job.enabled else None
-        last = info["jobs"].get(job.name) or {}
-        after = sched.next_after(job.schedule, nxt) if nxt else None
-        period = after - nxt if after and nxt else None
-        fails = last.get("consecutive_failures") or 0
-        # The same rule as the scheduler_job_overdue gauge: two periods without a success,
-        # counted from the last success or, before any, from when a leader first saw the job.
-        overdue = job.enabled and job.name not in info["paused"] and is_overdue(
-            now, period, last.get("last_success_at"), last.get("first_seen_at"))
-        jobs.append({
-            "name": job.name,
-            "schedule": job.schedule_text,
-            "enabled": job.enabled,
-            "paused": job.name in info["paused"],
-            "watermark": sched.format_slot(mark) if mark else None,
-            "last_slot": sched.format_slot(last["slot"]) if last.get("slot") else None,
-            "next_slot": sched.format_slot(nxt) if nxt else None,
-            "last_outcome": last.get("status"),
-            "last_http_status": last.get("http_status"),
-            "last_finished_at": _iso(last.get("finished_at")),
-            "last_success_at": _iso(last.get("last_success_at")),
-            "last_error": last.get("error"),
-            "last_excerpt": last.get("excerpt"),
-            "consecutive_failures": fails,
-            "period_s": period,
-            "overdue": bool(overdue),
-            "in_flight": inflight.get(job.name, []),
-        })
-    return {
-        "mode": "standalone" if settings.standalone else "redis",
-        "namespace": settings.namespace,
-        "leader": info["leader"],
-        "epoch": info["epoch"],
-        "lease_left_s": info["lease_left_s"],
-        "pending_triggers": info["pending_triggers"],
-        "jobs": jobs,
-    }
+def render_history(job: str, entries: list[dict], keep: int) -> str:
+    if keep == 0:
+        return "no history is kept (SCHEDULER_HISTORY=0)"
+    if not entries:
+        return f"{job}: no finished fires recorded yet"
+    header = ("FINISHED", "SLOT", "OUTCOME", "HTTP", "ATTEMPTS", "MS", "EPOCH")
+    rows = [header]
+    for e in entries:
+        rows.append(tuple(str(v if v is not None else "-") for v in (
+            e.get("finished_at"), e.get("slot"), e.get("outcome"), e.get("http_status"), e.get("attempts"),
+            e.get("duration_ms"), e.get("fencing_token"))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    for e in entries:
+        why = e.get("error")
+        if why or e.get("excerpt"):
+            lines.append(f"  {e.get('finished_at')}: {why or ''}" + (f"; the app said: {e['excerpt']}" if e.get("excerpt") else ""))
+    return "\n".join(lines)
 
 
 def render_status(report: dict) -> str:
@@ -140,8 +103,3 @@ def render_status(report: dict) -> str:
         lines.append(f"pending triggers: {', '.join(t['job'] + ' ' + t['id'] for t in report['pending_triggers'])}")
     return "\n".join(lines)
 
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -45,7 +45,7 @@ def make_store(settings: config.Settings):
     if settings.standalone:
         from .local_store import LocalStore
 
-        return LocalStore(settings.state_file)
+        return LocalStore(settings.state_file, history=settings.history)
     from .redis_store import RedisStore
 
     from .engine import claim_ahead_s
@@ -83,7 +83,8 @@ def bind_problem(exc: OSError, host: str, port: int) -> str | None:
 async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from .dispatch import Dispatcher
     from .engine import Engine
-    from .observe import Health, Metrics, OverdueCollector, serve
+    from .http_server import HTTPServer
+    from .observe import Health, Metrics, OverdueCollector, routes
     from .store import StoreUnavailable
 
     try:
@@ -98,8 +99,17 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     metrics, health = Metrics(), Health()
     server = None
     if settings.http_port:
+        router = routes(metrics, health)
+        paths = "/metrics /healthz /readyz"
+        # The control API and the page exist only with a token; a dry run changes nothing
+        # anywhere, so it has neither.
+        if settings.control_token and not dry_run:
+            from .api import ControlApi, add_routes
+
+            add_routes(router, ControlApi(settings, store, asyncio.get_running_loop(), str(settings.control_token)))
+            paths += " /api/v1/jobs /"
         try:
-            server = serve(settings.http_host, settings.http_port, metrics, health)
+            server = HTTPServer(settings.http_host, settings.http_port, router)
         except OSError as exc:
             await store.close()
             problem = bind_problem(exc, settings.http_host, settings.http_port)
@@ -108,9 +118,8 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
                 return EX_FAILURE
             print(f"config error: {problem}", file=sys.stderr)
             return EX_CONFIG
-        host, port = getattr(server, "server_address", (settings.http_host, settings.http_port))[:2]
         log.info("metrics and probes listening", extra={
-            "host": host, "port": port, "paths": "/metrics /healthz /readyz",
+            "host": settings.http_host, "port": server.port, "paths": paths,
         })
     from .observe import Redactor
 

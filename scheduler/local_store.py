@@ -37,10 +37,11 @@ GC_AGE_S = 86400.0
 
 class LocalStore:
     def __init__(self, path: str, replica_id: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
-                 on_malformed: Callable[[str, str], None] | None = None):
+                 on_malformed: Callable[[str, str], None] | None = None, history: int = 20):
         self.replica_id = replica_id or new_replica_id()
         self.path = path
         self.busy_timeout_s = busy_timeout_s
+        self.history_keep = history  # finished fires kept per job (SCHEDULER_HISTORY); 0: none
         # Set when the file is of a newer format than this release knows: then this store
         # neither leads nor writes.
         self.format_problem: str | None = None
@@ -215,7 +216,8 @@ class LocalStore:
                  for f in outcomes]
         if not items:
             return []
-        return await self._run(self._write, lambda db, _: [ops.finish_one(db, self.quarantine, *i) for i in items])
+        keep = self.history_keep
+        return await self._run(self._write, lambda db, _: [ops.finish_one(db, self.quarantine, *i, keep) for i in items])
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         return await self._run(self._read, lambda db, bad: ops.pending_triggers(db, self.quarantine, bad))
@@ -234,6 +236,11 @@ class LocalStore:
 
     async def status(self, jobs: Sequence[str]) -> dict:
         return await self._run(self._read, lambda db, bad: ops.status(db, self.quarantine, bad, jobs, self._lock_is_held()))
+
+    async def history(self, job: str, limit: int | None = None) -> list[dict]:
+        """The job's last finished fires, newest first (at most `limit`, or all that are kept)."""
+        count = limit or self.history_keep or 1
+        return await self._run(self._read, lambda db, bad: ops.history(db, job, count))
 
     async def gc(self, keep_jobs: Sequence[str], older_than_s: float = GC_AGE_S, dry_run: bool = False) -> list[str]:
         """Delete (or with dry_run, only list) the state of jobs not in `keep_jobs` whose last

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = 2
+VERSION = 3
 
 # The first layout, unchanged: what versions 0 and 1 hold.
 V1_TABLES = (
@@ -34,6 +34,15 @@ V2_TABLES = (
       seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, key TEXT NOT NULL, raw TEXT NOT NULL,
       reason TEXT NOT NULL, at REAL NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS triggered_job (id TEXT PRIMARY KEY, job TEXT NOT NULL)",
+)
+
+# Version 3: each job's last SCHEDULER_HISTORY finished fires, newest the highest seq; an
+# entry is the same JSON object the Redis store keeps in its history lists. A table of its
+# own, so a version-2 release still reads and writes the file (it never looks at it).
+V3_TABLES = (
+    """CREATE TABLE IF NOT EXISTS history (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, entry TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS history_job ON history (job, seq)",
 )
 
 
@@ -73,7 +82,7 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
     try:
         found = user_version(db)  # another process may have migrated it meanwhile
         if found < VERSION:
-            for statement in V1_TABLES + V2_TABLES:
+            for statement in V1_TABLES + V2_TABLES + V3_TABLES:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {VERSION}")
         db.execute("COMMIT")

@@ -131,7 +131,7 @@ def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float) -> int:
 
 
 def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: Outcome,
-               lateness_s: float | None) -> int:
+               lateness_s: float | None, keep: int = 0) -> int:
     """Drop the fire from the in-flight set while it is still this epoch's, and record its
     outcome unless a newer epoch already recorded one. `epoch` None: unfenced (a
     (Claim, Outcome) pair). Returns the job's failure streak as it then stands."""
@@ -157,7 +157,38 @@ def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: 
     if epoch is not None:
         rec["epoch"] = epoch
     _save_record(db, claim.job, rec)
+    if keep > 0:
+        _add_history(db, claim, epoch, outcome, lateness_s, keep)
     return rec["consecutive_failures"]
+
+
+def _add_history(db: Db, claim: Claim, epoch: int | None, o: Outcome, lateness_s: float | None, keep: int) -> None:
+    """Append the fire to the job's history and drop all but its newest `keep` entries.
+    The entry has the same fields as the Redis store's."""
+    entry = {
+        "slot": claim.slot, "trigger": claim.trigger, "attempts": o.attempts, "outcome": o.status,
+        "http_status": o.http_status, "duration_ms": int(o.duration_s * 1000),
+        "lateness_ms": None if lateness_s is None else round(lateness_s * 1000, 1),
+        "finished_at": round(o.finished_at, 3), "fencing_token": epoch, "error": o.error,
+        "excerpt": getattr(o, "excerpt", None),
+    }
+    db.execute("INSERT INTO history (job, entry) VALUES (?, ?)", (claim.job, json.dumps(entry)))
+    db.execute("DELETE FROM history WHERE job = ? AND seq <= (SELECT seq FROM history WHERE job = ? "
+               "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (claim.job, claim.job, keep))
+
+
+def history(db: Db, job: str, limit: int) -> list[dict]:
+    """The job's newest `limit` entries, newest first; an entry that is not a JSON object
+    (a person's edit, a bug) is skipped."""
+    out = []
+    for (raw,) in db.execute("SELECT entry FROM history WHERE job = ? ORDER BY seq DESC LIMIT ?", (job, limit)):
+        try:
+            entry = json.loads(raw) if isinstance(raw, str) else None
+        except (ValueError, RecursionError):
+            entry = None
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
 
 
 def request_trigger(db: Db, q: Quarantine, bad: list[Bad], request: TriggerRequest) -> TriggerRequest | None:
@@ -207,6 +238,7 @@ def gc(db: Db, q: Quarantine, bad: list[Bad], keep: set[str], before: float, dry
         if not dry_run:
             db.execute("DELETE FROM slots WHERE job = ?", (job,))
             db.execute("DELETE FROM jobs WHERE name = ?", (job,))
+            db.execute("DELETE FROM history WHERE job = ?", (job,))
             for request_id in spent[job]:
                 db.execute("DELETE FROM triggered WHERE id = ?", (request_id,))
                 db.execute("DELETE FROM triggered_job WHERE id = ?", (request_id,))

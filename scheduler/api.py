@@ -1,0 +1,171 @@
+"""The control API and the status page on SCHEDULER_HTTP_PORT (SPEC section 7).
+
+Handlers take a `Request` and return a `Response` of the HTTP port's server, in its worker
+threads. The store's connections belong to the daemon's event loop, so each store call is
+handed to that loop and waited for here. Every route needs the control token, as Bearer or
+as the Basic password; a route that changes state takes only a POST of application/json,
+which a cross-site form cannot send and a cross-site script cannot send without a CORS
+preflight, which nothing here ever allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+import secrets
+from typing import Any, Callable, Coroutine
+
+from . import operations as ops
+from . import page
+from .config import Settings
+from .http_server import Request, Response
+from .store import Store, StoreUnavailable
+
+log = logging.getLogger("scheduler.api")
+
+MAX_BODY = 4096  # bytes of a request body; a trigger's is at most ~150
+STORE_TIMEOUT_S = 10.0
+REALM = 'Basic realm="cron-sidecar", charset="UTF-8"'
+JSON = "application/json"
+# Nothing on the page comes from elsewhere; its one script carries the response's nonce.
+PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; "
+            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+COMMON_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+
+
+def json_response(status: int, value: Any, extra: list[tuple[str, str]] | None = None) -> Response:
+    body = json.dumps(value, ensure_ascii=False).encode() + b"\n"
+    return Response(status, body, JSON, COMMON_HEADERS + (extra or []))
+
+
+def error(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> Response:
+    return json_response(status, {"error": message}, extra)
+
+
+class ControlApi:
+    """The routes, bound to the settings, the store and the loop that owns the store."""
+
+    def __init__(self, settings: Settings, store: Store, loop: asyncio.AbstractEventLoop, token: str):
+        if not token:
+            raise ValueError("the control API needs a token")
+        self.settings, self.store, self.loop = settings, store, loop
+        self._token = token.encode()
+
+    def routes(self) -> list[tuple[str, str, Callable[[Request], Response], int]]:
+        """(method, path, handler, max body bytes) for the HTTP port's router."""
+        return [
+            ("GET", "/", self.guard(self.status_page), 0),
+            ("GET", "/api/v1/jobs", self.guard(self.list_jobs), 0),
+            ("GET", "/api/v1/jobs/{name}", self.guard(self.one_job), 0),
+            ("POST", "/api/v1/jobs/{name}/trigger", self.guard(self.changing(self.trigger)), MAX_BODY),
+            ("POST", "/api/v1/jobs/{name}/pause", self.guard(self.changing(self.pause)), MAX_BODY),
+            ("POST", "/api/v1/jobs/{name}/resume", self.guard(self.changing(self.resume)), MAX_BODY),
+        ]
+
+    # -- auth and the rules every route shares -------------------------------------------
+
+    def authorized(self, header: str) -> bool:
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer":
+            given = value.encode("latin-1", "replace")
+        elif scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return False
+            given = decoded.partition(b":")[2]
+        else:
+            return False
+        return hmac.compare_digest(given, self._token)
+
+    def guard(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def checked(request: Request) -> Response:
+            if not self.authorized(request.headers.get("authorization", "")):
+                # The challenge makes a browser ask; the same realm covers the page's fetches.
+                return error(401, "unauthorized", [("WWW-Authenticate", REALM)])
+            try:
+                return handler(request)
+            except ops.UnknownJob as exc:
+                return error(404, str(exc))
+            except ops.BadRequest as exc:
+                return error(400, str(exc))
+            except (StoreUnavailable, TimeoutError) as exc:
+                log.warning("control API: the state store did not answer", extra={"error": str(exc)})
+                return error(503, "the state store is unreachable; try again")
+
+        return checked
+
+    def changing(self, handler: Callable[[Request, dict], Response]) -> Callable[[Request], Response]:
+        """A state-changing route: application/json only, and a JSON object as its body."""
+
+        def checked(request: Request) -> Response:
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != JSON:
+                return error(415, f"send Content-Type: {JSON}")
+            body = request.body.strip() or b"{}"
+            try:
+                value = json.loads(body)
+            except (ValueError, RecursionError):
+                return error(400, "the body is not valid JSON")
+            if not isinstance(value, dict):
+                return error(400, "the body must be a JSON object")
+            return handler(request, value)
+
+        return checked
+
+    def call(self, coro: Coroutine) -> Any:
+        """Run a store operation on the daemon's loop and wait for it here."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(STORE_TIMEOUT_S)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    # -- the routes -----------------------------------------------------------------------
+
+    def list_jobs(self, request: Request) -> Response:
+        return json_response(200, self.call(ops.jobs_view(self.settings, self.store)))
+
+    def one_job(self, request: Request) -> Response:
+        return json_response(200, self.call(ops.job_view(self.settings, self.store, request.params["name"])))
+
+    def trigger(self, request: Request, body: dict) -> Response:
+        unknown = sorted(set(body) - {"id"})
+        if unknown:
+            raise ops.BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; send {{}} or {{\"id\": \"...\"}}")
+        rid = body.get("id")
+        if rid is not None and not isinstance(rid, str):
+            raise ops.BadRequest("id must be a string")
+        done = self.call(ops.trigger(self.settings, self.store, request.params["name"], rid))
+        return json_response(202, {"id": done.id, "result": done.result})
+
+    def pause(self, request: Request, body: dict) -> Response:
+        return self._set_paused(request, body, True)
+
+    def resume(self, request: Request, body: dict) -> Response:
+        return self._set_paused(request, body, False)
+
+    def _set_paused(self, request: Request, body: dict, paused: bool) -> Response:
+        if body:
+            raise ops.BadRequest("this route takes an empty object, {}")
+        name = request.params["name"]
+        self.call(ops.set_paused(self.settings, self.store, name, paused))
+        view = self.call(ops.jobs_view(self.settings, self.store))
+        return json_response(200, next(j for j in view["jobs"] if j["name"] == name))
+
+    def status_page(self, request: Request) -> Response:
+        view = self.call(ops.jobs_view(self.settings, self.store, with_history=True))
+        nonce = secrets.token_urlsafe(16)
+        headers = COMMON_HEADERS + [("Content-Security-Policy", PAGE_CSP.format(nonce=nonce)), ("X-Frame-Options", "DENY")]
+        return Response(200, page.render(view, nonce).encode(), "text/html; charset=utf-8", headers)
+
+
+def add_routes(router, api: ControlApi) -> None:
+    for method, path, handler, max_body in api.routes():
+        router.add(method, path, handler, max_body=max_body)
