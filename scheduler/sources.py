@@ -87,8 +87,10 @@ class JobSources:
 
     def __init__(self, settings: Settings, *, on_change: OnChange | None = None,
                  env_names: set[str] | None = None, file_poll_s: float = FILE_POLL_S,
-                 client=None, rand: Callable[[], float] = random.random, clock: Callable[[], float] = time.time):
+                 client=None, rand: Callable[[], float] = random.random, clock: Callable[[], float] = time.time,
+                 logger: logging.Logger = log):
         self.settings = settings
+        self.log = logger  # `check` passes a silent one: it prints what it found itself
         self.on_change = on_change
         self.env_names = {j.name for j in settings.jobs} if env_names is None else set(env_names)
         self.file_poll_s, self.rand, self.clock = file_poll_s, rand, clock
@@ -198,14 +200,14 @@ class JobSources:
             s.failures += 1
             s.failures_total += 1
             if str(exc) != s.error:
-                log.warning("jobs source unreadable; keeping its last good jobs" if s.good else
+                self.log.warning("jobs source unreadable; keeping its last good jobs" if s.good else
                             "jobs source unreadable; retrying",
                             extra={"source": s.reader.source, "location": s.reader.location, "problem": str(exc),
                                    "jobs_kept": len(s.good.jobs) if s.good else 0})
             s.error = str(exc)
             return
         if s.error is not None:
-            log.info("jobs source read again", extra={"source": s.reader.source, "location": s.reader.location})
+            self.log.info("jobs source read again", extra={"source": s.reader.source, "location": s.reader.location})
         s.error, s.failures, s.last_success = None, 0, self.clock()
         if result is not UNCHANGED:
             s.good = result
@@ -229,7 +231,7 @@ class JobSources:
                     jobs[name], source_of[name] = job, src
         for r in rejected:
             if r not in self._logged:
-                log.warning("job rejected", extra={"job": r.name, "source": r.source, "problem": r.problem})
+                self.log.warning("job rejected", extra={"job": r.name, "source": r.source, "problem": r.problem})
         self._logged = set(rejected)
         self._rejected = rejected
         if jobs != self._jobs:
@@ -239,6 +241,6 @@ class JobSources:
                 try:
                     self.on_change(jobs, source_of)
                 except Exception:  # the engine's problem; the sources keep being read
-                    log.exception("applying a change of source jobs failed")
+                    self.log.exception("applying a change of source jobs failed")
         else:
             self._source_of = source_of
