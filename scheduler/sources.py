@@ -166,8 +166,13 @@ class JobSources:
                 await s.reader.aclose()
 
     async def read_once(self, offload: bool = False) -> None:
-        """One read of every source, merged (`check`)."""
-        await asyncio.gather(*(self._read(s, offload=offload) for s in self._sources))
+        """One read of every source, merged (`check`). Keeps no connection open."""
+        try:
+            await asyncio.gather(*(self._read(s, offload=offload) for s in self._sources))
+        finally:
+            for s in self._sources:
+                if isinstance(s.reader, UrlReader):
+                    await s.reader.aclose()  # the client stays usable: it connects again
         self._merge()
 
     # -- reading ----------------------------------------------------------------------
