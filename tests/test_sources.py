@@ -432,3 +432,19 @@ def test_check_strict_fails_on_an_unreadable_source_and_plain_check_does_not(tmp
     strict = run_cli(["check", "--strict", "--json"], env, cwd=tmp_path)
     assert plain.returncode == 0 and "cannot be read: cannot read" in plain.stdout
     assert strict.returncode == 78 and json.loads(strict.stdout)["sources"][0]["ok"] is False
+
+
+def test_each_source_is_exported_as_metrics(tmp_path):
+    from scheduler.metrics import Metrics, SourcesCollector
+
+    path = tmp_path / "jobs.json"
+    write(path, doc(job("a"), job("b", method="GRT")))
+    sources = JobSources(settings(SCHEDULER_JOBS_FILE=str(path), SCHEDULER_JOBS_URL="http://127.0.0.1:9/jobs"))
+    asyncio.run(sources.read_once())
+    metrics = Metrics()
+    metrics.registry.register(SourcesCollector(sources.states))
+    text = metrics.exposition().decode()
+    for line in ('scheduler_jobs_source_up{source="file"} 1.0', 'scheduler_jobs_source_up{source="url"} 0.0',
+                 'scheduler_jobs_source_jobs{source="file"} 1.0', 'scheduler_jobs_source_rejected{source="file"} 1.0',
+                 'scheduler_jobs_source_read_failures_total{source="url"} 1.0'):
+        assert line in text, text
