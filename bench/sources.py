@@ -125,8 +125,8 @@ async def run(args) -> list[tuple]:
     # A refresh answered 304: the CPU of the request and of deciding nothing changed.
     cpu0 = time.process_time()
     for _ in range(args.refreshes):
-        await sources._read(src)  # noqa: SLF001
-        sources._merge()  # noqa: SLF001
+        if await sources._read(src):  # noqa: SLF001 - as JobSources does: a merge only after a change
+            sources._merge()  # noqa: SLF001
     refresh_cpu_ms = (time.process_time() - cpu0) / args.refreshes * 1000
 
     # A change of N jobs: fetch, parse, revalidate only what changed, merge, diff.

@@ -468,3 +468,51 @@ def test_a_plain_path_is_joined_as_the_full_check_joins_it(base, path):
     except ValueError as exc:
         got = exc
     assert str(got) == str(expected)
+
+
+def test_the_example_app_serves_its_triggers_to_the_sidecar(tmp_path):
+    """examples/app.py: a user creates a trigger, the sidecar's next read has it; deleted, it is gone."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.support import REPO_ROOT, free_port, wait_until
+
+    port = free_port()
+    secret = "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUE="
+    app = subprocess.Popen([sys.executable, str(REPO_ROOT / "examples" / "app.py")], cwd=tmp_path,
+                           env={**os.environ, "APP_TOKEN": "tok", "APP_SIGNING_SECRET": secret,
+                                "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "APP_DB": str(tmp_path / "t.db")},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Authorization": "Bearer tok", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return r.status
+
+    try:
+        wait_until(lambda: call("GET", "/internal/cron-jobs") == 200, message="the app")
+        s = settings(SCHEDULER_API_URL=base, SCHEDULER_JOBS_URL="/internal/cron-jobs", SCHEDULER_API_TOKEN="tok")
+        sources = JobSources(s)
+
+        async def main():
+            reader = sources._sources[0].reader  # noqa: SLF001
+            await sources.read_once()
+            empty = dict(sources.current())
+            assert call("POST", "/triggers", {"name": "user-7-digest", "schedule": "every 1m"}) == 201
+            await sources.read_once()
+            created = dict(sources.current())
+            assert await reader.read(sources._sources[0].good) is UNCHANGED  # noqa: SLF001 - a 304
+            await reader.aclose()
+            assert call("DELETE", "/triggers/user-7-digest") == 200
+            await sources.read_once()
+            return empty, created, dict(sources.current())
+
+        empty, created, deleted = asyncio.run(main())
+    finally:
+        app.terminate()
+        app.wait(10)
+    assert empty == {} and deleted == {}
+    assert created["user-7-digest"].url == f"{base}/triggers/user-7-digest/run"
