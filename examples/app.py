@@ -6,12 +6,22 @@ Per call: the bearer token (constant-time compare), the Standard Webhooks signat
 fencing token (lower than the highest seen for the job: a deposed leader, 409), then the
 Idempotency-Key (work already done: 200 again, not redone). A real app keeps `done` and
 `fences` in its database, written in the same transaction as the work. Logs JSON lines.
+
+It also owns its users' triggers, in a SQLite table (APP_DB, default ./app-triggers.db),
+and serves them to the sidecar (SCHEDULER_JOBS_URL=/internal/cron-jobs):
+    GET  /internal/cron-jobs      {"jobs": [...]} with an ETag; 304 on If-None-Match
+    POST /triggers                {"name", "schedule", ...any job field}: create or replace
+    DELETE /triggers/<name>       delete
+The trigger routes need the same bearer token (a real app has its own user auth there).
 """
 
+import hashlib
 import hmac
 import json
 import logging
 import os
+import re
+import sqlite3
 import sys
 import threading
 import time
@@ -39,6 +49,19 @@ def log(event: str, **fields) -> None:  # logging is thread-safe: one whole line
     logging.info(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}))
 
 
+db = sqlite3.connect(os.environ.get("APP_DB", "app-triggers.db"), check_same_thread=False)
+db.execute("CREATE TABLE IF NOT EXISTS triggers (name TEXT PRIMARY KEY, job TEXT NOT NULL)")
+NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+
+
+def jobs_document() -> tuple[bytes, str]:
+    """Every trigger as the sidecar's document of jobs, and its ETag (a hash of the bytes)."""
+    with lock:
+        rows = db.execute("SELECT job FROM triggers ORDER BY name").fetchall()
+    body = json.dumps({"jobs": [json.loads(job) for (job,) in rows]}).encode()
+    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
 def do_work(job: str, payload) -> None:
     log("working", job=job, payload=payload)  # the job's real work goes here
 
@@ -46,6 +69,11 @@ def do_work(job: str, payload) -> None:
 class Handler(BaseHTTPRequestHandler):
     def handle_call(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/internal/cron-jobs" or (self.path.startswith("/triggers") and not self.path.endswith("/run")):
+            return self.triggers(body)
+        return self.handle_fire(body)
+
+    def handle_fire(self, body: bytes) -> None:
         key = self.headers.get("Idempotency-Key", "").strip('"')
         job = self.headers.get("X-Scheduler-Job", "")
         info = {"method": self.command, "path": self.path, "job": job, "key": key,
@@ -86,6 +114,41 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, "done", "work done", verified=True, fencing_token=fence, **info)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_call
+
+    def triggers(self, body: bytes) -> None:
+        if not hmac.compare_digest(self.headers.get("Authorization", "").encode(), TOKEN):
+            return self.reply(401, "rejected", "bad bearer token", path=self.path)
+        if self.command == "GET" and self.path == "/internal/cron-jobs":
+            document, etag = jobs_document()
+            if self.headers.get("If-None-Match") == etag:  # unchanged: the sidecar's usual refresh
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                return self.end_headers()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("ETag", etag)
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            return self.wfile.write(document)
+        if self.command == "POST" and self.path == "/triggers":
+            try:
+                job = json.loads(body)
+                assert isinstance(job, dict) and NAME.fullmatch(str(job.get("name", "")))
+            except (ValueError, AssertionError):
+                return self.reply(400, "rejected", "expected a JSON object with a name of a-z 0-9 -")
+            job.setdefault("url", f"/triggers/{job['name']}/run")
+            with lock:
+                db.execute("INSERT OR REPLACE INTO triggers VALUES (?, ?)", (job["name"], json.dumps(job)))
+                db.commit()
+            return self.reply(201, "trigger saved", "picked up at the sidecar's next refresh", trigger=job["name"])
+        if self.command == "DELETE" and self.path.startswith("/triggers/"):
+            name = self.path.removeprefix("/triggers/")
+            with lock:
+                gone = db.execute("DELETE FROM triggers WHERE name = ?", (name,)).rowcount
+                db.commit()
+            return self.reply(200 if gone else 404, "trigger deleted" if gone else "rejected",
+                              "deleted" if gone else "no such trigger", trigger=name)
+        return self.reply(404, "rejected", "no such route", path=self.path)
 
     def reply(self, status: int, event: str, reason: str, **fields) -> None:
         log(event, status=status, reason=reason, **fields)

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON")
     check.add_argument("--from", dest="from_", metavar="TIME", help="list slots strictly after this RFC 3339 instant")
     check.add_argument("--count", type=int, default=3, metavar="N", help="slots per job (default 3)")
+    check.add_argument("--strict", action="store_true",
+                       help="exit 78 when a job from SCHEDULER_JOBS_FILE/URL is rejected or a source cannot be read")
     sub.add_parser("healthcheck", parents=[common], help="exit 0 when the local /healthz answers")
     sub.add_parser("demo", help="see it work: the daemon firing two jobs at a built-in app (no setup)")
     status = sub.add_parser("status", parents=[common], help="leader, lease, and each job's last outcome and next slot")
@@ -121,28 +123,40 @@ def check(settings: config.Settings, args) -> int:
         except sched.ScheduleError as exc:
             print(f"--from: {exc}", file=sys.stderr)
             return EX_CONFIG
+    listed, source_of, rejected, states = _with_sources(settings)
     jobs = []
-    for job in settings.jobs:
+    for job in listed:
         nxt = []
         for slot in sched.iter_slots(job.schedule, start):
             nxt.append(slot)
             if len(nxt) >= args.count:
                 break
         jobs.append((job, nxt))
+    failed = [s for s in states if not s["ok"]]
+    code = EX_CONFIG if args.strict and (rejected or failed) else EX_OK
     if args.json:
         out = {"jobs": [
-            {"name": j.name, "schedule": j.schedule_text, "timezone": j.timezone, "url": j.url,
-             "enabled": j.enabled, "next": [sched.format_slot(s) for s in nxt], **_policy(j)}
+            {"name": j.name, "source": source_of.get(j.name, "env"), "schedule": j.schedule_text,
+             "timezone": j.timezone, "url": j.url, "enabled": j.enabled,
+             "next": [sched.format_slot(s) for s in nxt], **_policy(j)}
             for j, nxt in jobs
+        ], "rejected": rejected, "sources": [
+            {k: s[k] for k in ("source", "location", "ok", "error", "jobs", "rejected")} for s in states
         ]}
         print(json.dumps(out, indent=2))
-        return EX_OK
+        return code
     mode = "standalone (SQLite: " + settings.state_file + ")" if settings.standalone else "redis"
     print(f"configuration OK: {len(jobs)} job(s), state: {mode}, namespace {settings.namespace}")
+    for s in states:
+        read = f"{s['jobs']} job(s), {s['rejected']} rejected" if s["ok"] else f"cannot be read: {s['error']}"
+        print(f"jobs {s['source']:<4}  {s['location']}: {read}")
+    for r in rejected:
+        print(f"rejected  {r['name']} ({r['source']}): {r['problem']}")
     for j, nxt in jobs:
         zone = ZoneInfo(j.timezone)
         flag = "" if j.enabled else "  [disabled]"
-        print(f"\n{j.name}{flag}\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
+        print(f"\n{j.name}{flag}  (from {source_of.get(j.name, 'env')})"
+              f"\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
         retries = "no retries" if j.retries == 0 else f"{j.retries} retr{'y' if j.retries == 1 else 'ies'}"
         window = "unlimited" if j.catchup_window_s is None else _span(j.catchup_window_s)
         print(f"  attempts  timeout {_span(j.timeout_s)} each, {retries}")
@@ -153,7 +167,35 @@ def check(settings: config.Settings, args) -> int:
         for s in nxt:
             local = datetime.fromtimestamp(s, zone).isoformat()
             print(f"  next      {local}  ({sched.format_slot(s)})")
-    return EX_OK
+    if code != EX_OK:
+        print(f"--strict: {len(rejected)} rejected job(s), {len(failed)} unreadable source(s)", file=sys.stderr)
+    return code
+
+
+def _with_sources(settings: config.Settings):
+    """The env jobs and those of SCHEDULER_JOBS_FILE/URL, read once as the daemon would:
+    (jobs, source_of, rejected, source states)."""
+    if not (settings.jobs_file or settings.jobs_url):
+        return list(settings.jobs), {}, [], []
+    import logging
+
+    from .sources import JobSources
+
+    silent = logging.getLogger("scheduler.sources.check")
+    silent.addHandler(logging.NullHandler())
+    silent.propagate = False
+    sources = JobSources(settings, logger=silent)
+
+    async def read() -> None:
+        try:
+            await sources.read_once()
+        finally:
+            await sources.aclose()
+
+    asyncio.run(read())
+    found = sources.current()
+    return (list(settings.jobs) + [found[n] for n in sorted(found)], sources.source_of(),
+            sources.rejected(), sources.states())
 
 
 def _policy(job: config.JobSpec) -> dict:

@@ -30,7 +30,7 @@ import httptools
 from .http1_proxy import HAPPY_EYEBALLS_DELAY_S, ConnectionClosed, HeadersTooLarge, ProtocolError, connect_tunnel
 from .http1_url import Target, check_url, proxy_target, target
 
-__all__ = ["ERRORS", "ConnectionClosed", "HeadersTooLarge", "Http1Client", "ProtocolError", "Response",
+__all__ = ["ERRORS", "BodyTooLarge", "ConnectionClosed", "HeadersTooLarge", "Http1Client", "ProtocolError", "Response",
            "Target", "check_url", "target", "tls_context"]
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -40,11 +40,15 @@ EXCERPT_BYTES = 1024  # of a non-2xx body; the caller shows less, see dispatch
 
 
 
+class BodyTooLarge(ProtocolError):
+    """A 2xx body longer than the client's body_bytes."""
+
+
 class _Abort(Exception):
     """Raised in a parser callback to stop parsing; the reason is already the waiter's."""
 
 
-ERRORS = (OSError, httptools.HttpParserError, ProtocolError)
+ERRORS = (OSError, httptools.HttpParserError, ProtocolError)  # BodyTooLarge is a ProtocolError
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Response:
     status: int
     headers: tuple[tuple[str, str], ...]  # as received, latin-1 decoded
     excerpt: str | None = None  # the start of a non-2xx body, decoded by its charset
+    body: bytes | None = None  # a 2xx body, kept only by a client made with body_bytes > 0
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -93,6 +98,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, client: "Http1Client") -> None:
         self.max_header_bytes, self.max_headers = client.max_header_bytes, client.max_headers
         self.excerpt_bytes = client.excerpt_bytes
+        self.body_bytes = client.body_bytes
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future | None = None
@@ -107,6 +113,7 @@ class _Connection(asyncio.Protocol):
         self.head_bytes = 0  # bytes received while a head was incomplete
         self.header_bytes = 0
         self.excerpt: bytearray | None = None  # collected for a non-2xx answer
+        self.body: bytearray | None = None  # collected for a 2xx answer when body_bytes > 0
         self.body_complete = False
 
     # asyncio.Protocol
@@ -141,12 +148,18 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.waiter is not None and not self.waiter.done():
-            if self.head_done:
+            if self.body is not None and self._framed():
+                # A kept body cut short: its length was announced and never reached.
+                self.waiter.set_exception(exc or ConnectionClosed("connection closed before the end of the body"))
+            elif self.head_done:
                 # A body that ends when the connection does (no Content-Length).
                 self.body_complete = exc is None
                 self.waiter.set_result(False)
             else:
                 self.waiter.set_exception(exc or ConnectionClosed("connection closed before a response"))
+
+    def _framed(self) -> bool:
+        return any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in self.headers)
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -164,8 +177,17 @@ class _Connection(asyncio.Protocol):
         self.head_done = self.status >= 200  # an interim 1xx response is followed by the real one
         if self.head_done and not 200 <= self.status < 300:
             self.excerpt = bytearray()
+        elif self.head_done and self.body_bytes:
+            self.body = bytearray()
 
     def on_body(self, body: bytes) -> None:
+        kept = self.body
+        if kept is not None:
+            if len(kept) + len(body) > self.body_bytes:
+                self._fail(BodyTooLarge(f"response body over {self.body_bytes} bytes"))
+                raise _Abort
+            kept += body
+            return
         excerpt = self.excerpt
         if excerpt is not None and len(excerpt) < self.excerpt_bytes:
             excerpt += body[: self.excerpt_bytes - len(excerpt)]
@@ -194,6 +216,8 @@ class _Connection(asyncio.Protocol):
         if self.excerpt is not None:
             text = _decode(bytes(self.excerpt), response.header("content-type"), self.body_complete)
             response = Response(self.status, headers, text)
+        elif self.body is not None:
+            response = Response(self.status, headers, body=bytes(self.body))
         return response
 
     def time_out(self) -> None:
@@ -222,13 +246,16 @@ class Http1Client:
                  client_key: str | None = None, key_password: str | None = None,
                  proxy: str | None = None, no_proxy: str = "",
                  max_header_bytes: int = MAX_HEADER_BYTES, max_headers: int = MAX_HEADERS,
-                 excerpt_bytes: int = EXCERPT_BYTES, idle_s: float = 4.0,
+                 excerpt_bytes: int = EXCERPT_BYTES, body_bytes: int = 0, idle_s: float = 4.0,
                  connect_to: Address | None = None):
         self._tls_args = (verify, client_cert, client_key, key_password)
         self._ssl: ssl.SSLContext | None = None
         self.proxy = proxy_target(proxy) if proxy else None
         self.no_proxy = no_proxy
         self.max_header_bytes, self.max_headers, self.excerpt_bytes = max_header_bytes, max_headers, excerpt_bytes
+        # 0: a 2xx body is read and dropped (a fire needs only its status); above 0, it is
+        # kept up to this many bytes and a longer one fails the request with BodyTooLarge.
+        self.body_bytes = body_bytes
         # An idle connection is reused for this long at most: less than the shortest
         # keep-alive timeout common among servers (5 s: uvicorn, Node.js), so the app
         # rarely closes one just as a request goes out on it. A request is never sent twice

@@ -283,3 +283,31 @@ def is_overdue(now: float, period_s: float | None, last_success: float | None, s
     """Older than two periods: the last success, or, before any, the moment watching began."""
     ref = last_success if last_success is not None else since
     return period_s is not None and ref is not None and now - ref > 2 * period_s
+
+
+# ---- job sources (scheduler/sources.py) ------------------------------------------------
+class SourcesCollector:
+    """Per source of jobs (label `source`: file or url), read from `JobSources.states()` at
+    scrape time: register it with `registry.register(SourcesCollector(sources.states))`."""
+
+    def __init__(self, states: Callable[[], Iterable[dict]]):
+        self.states = states
+
+    def collect(self):
+        up = GaugeMetricFamily("scheduler_jobs_source_up", "1 when the last read of the source succeeded", labels=["source"])
+        jobs = GaugeMetricFamily("scheduler_jobs_source_jobs", "Valid jobs in the source's last good document", labels=["source"])
+        rejected = GaugeMetricFamily("scheduler_jobs_source_rejected",
+                                     "Jobs of the source's last good document rejected by validation", labels=["source"])
+        failures = CounterMetricFamily("scheduler_jobs_source_read_failures", "Failed reads of the source", labels=["source"])
+        last_ok = GaugeMetricFamily("scheduler_jobs_source_last_success_timestamp_seconds",
+                                    "Last successful read of the source", labels=["source"])
+        for s in list(self.states()):
+            label = [s["source"]]
+            up.add_metric(label, 1 if s["ok"] else 0)
+            jobs.add_metric(label, s["jobs"])
+            rejected.add_metric(label, s["rejected"])
+            failures.add_metric(label, s["failures_total"])
+            if s["last_success"] is not None:
+                last_ok.add_metric(label, s["last_success"])
+        yield from (up, jobs, rejected, failures, last_ok)
+# ---- end of the job sources' metrics ---------------------------------------------------

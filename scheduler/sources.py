@@ -1,0 +1,254 @@
+"""Jobs from a file and from the app's URL, merged, kept current, and handed to the engine.
+
+What the engine must do with a change (SPEC section 6, rule 2). `on_change(jobs, source_of)`
+gives the whole merged set of valid source jobs; `diff(old, new)` names what differs:
+- added: fire from its next slot after now; slots before it was first seen are not made
+  up, except an `at` job whose instant has just passed: it fires once, unless its CATCHUP
+  is `none` or the instant is older than its CATCHUP_WINDOW.
+- changed: keep its watermark (the store's last claimed slot): no slot fires twice, and
+  none from before the change is made up beyond CATCHUP. Replace its heap entry only.
+- removed: no new slot; fires in flight finish; its state stays in the store for at least
+  a day. A job removed and added back then finds its watermark and never fires a claimed
+  slot again: nothing to do for that beyond not deleting the state at once.
+- a rename is a removal and an addition (identity is the name).
+Apply a change between two claims, never during one. Env jobs never appear here: a source
+job named like one is rejected (the environment wins), and a name in both the file and the
+URL is the file's.
+
+    sources = JobSources(settings, on_change=engine.apply_source_jobs)
+    await sources.start()          # reads in the background; SIGHUP re-reads
+    ...  sources.current(), sources.source_of(), sources.rejected(), sources.states()
+    await sources.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from typing import Callable
+
+from .config import JobSpec, Settings
+from .job_document import Parsed, Rejection
+from .source_readers import UNCHANGED, FileReader, SourceError, UrlReader
+
+log = logging.getLogger("scheduler.sources")
+OnChange = Callable[[dict[str, JobSpec], dict[str, str]], None]
+FILE_POLL_S = 1.0
+BACKOFF_FIRST_S = 1.0
+
+
+def diff(old: dict[str, JobSpec], new: dict[str, JobSpec]) -> tuple[set[str], set[str], set[str]]:
+    """(added, changed, removed) job names between two sets of jobs."""
+    added = new.keys() - old.keys()
+    removed = old.keys() - new.keys()
+    changed = {n for n in new.keys() & old.keys() if old[n] is not new[n] and old[n] != new[n]}
+    return added, changed, removed
+
+
+def backoff_s(failures: int, refresh_s: float, rand: Callable[[], float] = random.random) -> float:
+    """Delay before retrying a source after `failures` failed reads in a row: 1 s, 2 s, 4 s...
+    capped at the refresh period (a failing source is never asked less often than a good
+    one), each drawn from its upper half so that replicas do not ask in step."""
+    cap = min(refresh_s, BACKOFF_FIRST_S * 2 ** min(failures - 1, 30))
+    return cap * (0.5 + rand() / 2)
+
+
+class _Source:
+    """One reader and what it last gave: the good set kept through failed reads."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.good: Parsed | None = None
+        self.error: str | None = None
+        self.failures = 0  # in a row
+        self.failures_total = 0
+        self.reads_total = 0
+        self.last_success: float | None = None
+        self.wake = asyncio.Event()
+        self.forced = False
+
+    def state(self) -> dict:
+        return {
+            "source": self.reader.source, "location": self.reader.location,
+            "ok": None if self.reads_total == 0 else self.error is None, "error": self.error,
+            "jobs": len(self.good.jobs) if self.good else 0,
+            "rejected": len(self.good.rejected) if self.good else 0,
+            "last_success": self.last_success, "reads_total": self.reads_total,
+            "failures_total": self.failures_total,
+        }
+
+
+class JobSources:
+    """The file and URL sources of one daemon (either may be absent). See the module's
+    docstring for what a change means to the engine."""
+
+    def __init__(self, settings: Settings, *, on_change: OnChange | None = None,
+                 env_names: set[str] | None = None, file_poll_s: float = FILE_POLL_S,
+                 client=None, rand: Callable[[], float] = random.random, clock: Callable[[], float] = time.time,
+                 logger: logging.Logger = log):
+        self.settings = settings
+        self.log = logger  # `check` passes a silent one: it prints what it found itself
+        self.on_change = on_change
+        self.env_names = {j.name for j in settings.jobs} if env_names is None else set(env_names)
+        self.file_poll_s, self.rand, self.clock = file_poll_s, rand, clock
+        self._sources: list[_Source] = []
+        if settings.jobs_file:
+            self._sources.append(_Source(FileReader(settings, settings.jobs_file)))
+        if settings.jobs_url:
+            self._sources.append(_Source(UrlReader(settings, settings.jobs_url, client)))
+        self._jobs: dict[str, JobSpec] = {}
+        self._source_of: dict[str, str] = {}
+        self._rejected: list[Rejection] = []
+        self._logged: set[Rejection] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._first: asyncio.Event | None = None
+        self._sighup = False
+        self.changed = asyncio.Event()  # set on every change of current(); clear it after reading
+
+    # -- the view ---------------------------------------------------------------------
+    def current(self) -> dict[str, JobSpec]:
+        return self._jobs
+
+    def source_of(self) -> dict[str, str]:
+        return self._source_of
+
+    def rejected(self) -> list[dict[str, str]]:
+        return [r.as_dict() for r in self._rejected]
+
+    def states(self) -> list[dict]:
+        return [s.state() for s in self._sources]
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self, *, sighup: bool = True) -> None:
+        """Start reading in the background (the first reads begin at once); with sighup,
+        SIGHUP re-reads every source. Returns without waiting for a read: see wait_first_read."""
+        loop = asyncio.get_running_loop()
+        if sighup and self._sources:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            self._sighup = True
+        pending = len(self._sources)
+        self._first = asyncio.Event()
+        if not pending:
+            self._first.set()
+        done = {"n": 0}
+
+        def first_done() -> None:
+            done["n"] += 1
+            if done["n"] == pending:
+                self._first.set()
+
+        for s in self._sources:
+            self._tasks.append(asyncio.create_task(self._run(s, first_done), name=f"jobs-{s.reader.source}"))
+
+    async def wait_first_read(self) -> None:
+        """Until every source has been tried once (read, or failed and left to retry)."""
+        await self._first.wait()
+
+    def reload(self) -> None:
+        """Read every source now (SIGHUP): the file even if its stat looks unchanged."""
+        for s in self._sources:
+            s.forced = True
+            s.wake.set()
+
+    async def aclose(self) -> None:
+        if self._sighup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._sighup = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for s in self._sources:
+            if isinstance(s.reader, UrlReader):
+                await s.reader.aclose()
+
+    async def read_once(self, offload: bool = False) -> None:
+        """One read of every source, merged (`check`). Keeps no connection open."""
+        try:
+            await asyncio.gather(*(self._read(s, offload=offload) for s in self._sources))
+        finally:
+            for s in self._sources:
+                if isinstance(s.reader, UrlReader):
+                    await s.reader.aclose()  # the client stays usable: it connects again
+        self._merge()
+
+    # -- reading ----------------------------------------------------------------------
+    async def _run(self, s: _Source, first_done: Callable[[], None]) -> None:
+        first = True
+        while True:
+            if await self._read(s):
+                self._merge()
+            if first:
+                first, _ = False, first_done()
+            if isinstance(s.reader, FileReader):
+                delay = self.file_poll_s
+            else:
+                delay = self.settings.jobs_refresh_s if s.error is None else backoff_s(
+                    s.failures, self.settings.jobs_refresh_s, self.rand)
+            try:
+                await asyncio.wait_for(s.wake.wait(), delay)
+            except TimeoutError:
+                pass
+            s.wake.clear()
+
+    async def _read(self, s: _Source, offload: bool = True) -> bool:
+        """One read; True when the source's good set changed (a merge is due)."""
+        forced, s.forced = s.forced, False
+        if isinstance(s.reader, FileReader) and not forced and s.reads_total and not s.reader.changed():
+            return False  # the once-a-second poll: a stat, nothing else
+        s.reads_total += 1
+        try:
+            result = await s.reader.read(s.good, force=forced, offload=offload)
+        except SourceError as exc:
+            s.failures += 1
+            s.failures_total += 1
+            if str(exc) != s.error:
+                self.log.warning("jobs source unreadable; keeping its last good jobs" if s.good else
+                            "jobs source unreadable; retrying",
+                            extra={"source": s.reader.source, "location": s.reader.location, "problem": str(exc),
+                                   "jobs_kept": len(s.good.jobs) if s.good else 0})
+            s.error = str(exc)
+            return False
+        if s.error is not None:
+            self.log.info("jobs source read again", extra={"source": s.reader.source, "location": s.reader.location})
+        s.error, s.failures, s.last_success = None, 0, self.clock()
+        if result is UNCHANGED:
+            return False  # a 304 or an unchanged file: nothing to merge (bench: well under 1 ms)
+        s.good = result
+        return True
+
+    def _merge(self) -> None:
+        jobs: dict[str, JobSpec] = {}
+        source_of: dict[str, str] = {}
+        rejected: list[Rejection] = []
+        for s in self._sources:  # the file first: its jobs win over the URL's
+            if s.good is None:
+                continue
+            rejected += s.good.rejected
+            src = s.reader.source
+            for name, job in s.good.jobs.items():
+                if name in self.env_names:
+                    rejected.append(Rejection(name, src, "also defined in the environment "
+                                              f"(SCHEDULER_JOB_{name.upper().replace('-', '_')}_*); the environment's definition applies"))
+                elif name in jobs:
+                    rejected.append(Rejection(name, src, "also defined in SCHEDULER_JOBS_FILE; the file's definition applies"))
+                else:
+                    jobs[name], source_of[name] = job, src
+        for r in rejected:
+            if r not in self._logged:
+                self.log.warning("job rejected", extra={"job": r.name, "source": r.source, "problem": r.problem})
+        self._logged = set(rejected)
+        self._rejected = rejected
+        if jobs != self._jobs:
+            self._jobs, self._source_of = jobs, source_of
+            self.changed.set()
+            if self.on_change is not None:
+                try:
+                    self.on_change(jobs, source_of)
+                except Exception:  # the engine's problem; the sources keep being read
+                    self.log.exception("applying a change of source jobs failed")
+        else:
+            self._source_of = source_of
