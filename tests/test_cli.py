@@ -158,12 +158,12 @@ POLICY_JOB = {
 def test_check_shows_how_each_job_is_fired(tmp_path: Path) -> None:
     result = run_cli(["check"], {**JOB, **POLICY_JOB}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    sync = result.stdout.split("\nsync\n")[1]
+    sync = result.stdout.split("\nsync  (from env)\n")[1]
     assert "call      PUT http://localhost:8000/sync" in sync
     assert "attempts  timeout 1.5s each, 1 retry" in sync
     assert "catch-up  all, window 1h30m" in sync
     assert "overlap   concurrency replace, jitter 250ms" in sync
-    ping = result.stdout.split("\nping\n")[1].split("\nsync\n")[0]
+    ping = result.stdout.split("\nping  (from env)\n")[1].split("\nsync  (from env)\n")[0]
     assert "attempts  timeout 30s each, 3 retries" in ping
     assert "catch-up  latest, window unlimited" in ping
     assert "overlap   concurrency forbid, jitter 0s" in ping
