@@ -412,7 +412,7 @@ def analyze(raw: dict) -> dict:
         held = [(t0, t1) for t0, t1, pid in tenures if pid == d["pid"]]
         if held:
             violations["dry_run_lease"].append({**d, "held_s": round(sum(t1 - t0 for t0, t1 in held), 2)})
-        fires = [e for e in events if e.get("pid") == d["pid"] and e["event"].startswith(("dry run: would send", "became leader"))]
+        fires = [e for e in events if e.get("pid") == d["pid"] and e["event"].startswith("became leader")]
         if fires:
             violations["dry_run_fires"].append({**d, "events": len(fires), "first": fires[0]["event"]})
     for f in faults:

@@ -15,6 +15,8 @@ from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim
 
 
 class ReadOnlyStore:
+    dry_run = True
+
     def __init__(self, store):
         self.store = store
         self.replica_id = store.replica_id

@@ -217,7 +217,10 @@ class Engine:
     async def _lead(self, epoch: int, acquired_at: float) -> None:
         self.epoch = epoch
         self.lease = Lease(self.settings.lease_ttl_s, acquired_at)
-        log.info("became leader", extra={"epoch": epoch, "replica": self.store.replica_id})
+        if getattr(self.store, "dry_run", False):
+            log.info("dry run: planning as the leader would, without taking the lease", extra={"replica": self.store.replica_id})
+        else:
+            log.info("became leader", extra={"epoch": epoch, "replica": self.store.replica_id})
         self.is_leader = True
         self.watch_since = self.clock.time()
         self.metrics.leader.set(1)
