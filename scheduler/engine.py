@@ -9,19 +9,16 @@ clock from the start of the last successful renewal (SPEC 3, rule 3).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import heapq
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import schedule as sched
 from .config import JobSpec, Settings
 from .dispatch import Dispatcher, Fire
 from .observe import Health, Metrics
+from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, fire_at, jitter_offset_s  # noqa: F401  (public names)
 from .schedule import format_slot
 from .model import CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome
 from .store import LeaseLost, Store, StoreUnavailable
@@ -30,11 +27,7 @@ REFUSED = 3  # the store refused a slot too far ahead of its clock (SPEC 3, rule
 
 log = logging.getLogger("scheduler.engine")
 
-CATCHUP_ALL_LIMIT = 100  # like Kubernetes CronJob's limit on missed schedules
 CLAIM_CHUNK = 500  # claims per store call when many are due at once
-# Slots are claimed this long before their moment (at most a tenth of the lease TTL), so
-# the store's round trips are over when the moment comes and the calls leave on time.
-CLAIM_AHEAD_S = 0.25
 RETRY_BASE_S = 0.25  # store-outage backoff: base and cap
 RETRY_CAP_S = 5.0
 STANDBY_LOG_EVERY_S = 300.0  # a standby says it still stands by this often
@@ -94,7 +87,7 @@ class Engine:
         # job -> {in-flight field: task} of fires whose HTTP call is under way (not those
         # only recording their outcome): what CONCURRENCY looks at, in O(1) per job.
         self._active: dict[str, dict[str, asyncio.Task]] = {}
-        self._upcoming: dict[str, int] = {}  # job -> its next slot in the heap: the retry deadline
+        self._plan = Plan(self.jobs, 0.0)
         self._gates: dict[float, asyncio.Event] = {}  # moment -> set when it comes (claimed ahead)
         self.epoch: int | None = None
         self.lease: Lease | None = None
@@ -291,117 +284,29 @@ class Engine:
                 self.last_success[job] = health.last_success_at
                 self.metrics.job(job).last_success.set(health.last_success_at)
         now = self.clock.time()
-        heap: list[tuple[float, int, str]] = []  # (moment to fire: slot + jitter, slot, job)
-        # Fires left in flight by an earlier leader first, then missed slots oldest first.
-        first = [
-            Claim(f.job, f.slot, REDELIVER, f.attempt + 1, f.trigger)
-            for f in sorted(state.inflight, key=lambda f: f.slot)
-            if f.job in self.jobs and Claim(f.job, f.slot, trigger=f.trigger).field not in self.running
-        ]
-        for job in self.jobs.values():
-            mark = state.watermarks.get(job.name)
-            if mark is None:
-                # First sight of this job: nothing in the past fires, but from now on an
-                # outage is made up according to CATCHUP.
-                first.append(Claim(job.name, math.floor(now), INIT))
-                self.first_seen.setdefault(job.name, now)
-                cursor = math.floor(now)
-            else:
-                # A slot whose jittered moment may still be ahead is not missed yet.
-                cursor = max(mark, math.floor(now - job.jitter_s))
-                first += [Claim(job.name, slot, FIRE) for slot in self._missed(job, mark, cursor)]
-            nxt = sched.next_after(job.schedule, cursor)
-            if nxt is not None:
-                heapq.heappush(heap, (self._fire_at(job, nxt), nxt, job.name))
-                self._upcoming[job.name] = nxt
-                after = sched.next_after(job.schedule, nxt)
-                if after is not None:
-                    self.period_s[job.name] = after - nxt
+        plan = self._plan = Plan(self.jobs, claim_ahead_s(lease.ttl_s))
+        first = plan.start(state, now, self.running)
+        for claim in first:
+            if claim.kind == INIT:
+                self.first_seen.setdefault(claim.job, now)
+        self.period_s = plan.period_s
         if first and not await self._claim_and_fire(epoch, lease, first, backlog=True):
             return
-
-        ahead = claim_ahead_s(lease.ttl_s)
-        # Slots of forbid/replace jobs whose previous fire still runs are claimed at their
-        # moment, not ahead: CONCURRENCY decides on what runs then.
-        held: list[tuple[float, int, str]] = []
         while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
             now = self.clock.time()
-            due: dict[str, list[int]] = {}
-            while (heap and heap[0][0] - ahead <= now) or (held and held[0][0] <= now):
-                if held and held[0][0] <= now:
-                    at, slot, name = heapq.heappop(held)
-                else:
-                    at, slot, name = heapq.heappop(heap)
-                    if at > now and self.jobs[name].concurrency != "allow" and name in self._active:
-                        heapq.heappush(held, (at, slot, name))
-                        continue
-                job = self.jobs[name]
-                slots = due.setdefault(name, [slot])
-                nxt = sched.next_after(job.schedule, slot)
-                if nxt is not None and nxt <= now - job.jitter_s:
-                    # A loop that fell behind (a paused process, a blocked loop) finds several
-                    # slots of a job due at once: take them together, not one per pass.
-                    late, more = sched.recent_slots(job.schedule, slot, now - job.jitter_s, CATCHUP_ALL_LIMIT)
-                    if more:
-                        log.warning("more overdue slots than the catch-up limit; taking the newest",
-                                    extra={"job": job.name, "limit": CATCHUP_ALL_LIMIT})
-                        slots[:] = late
-                    else:
-                        slots += late
-                    nxt = sched.next_after(job.schedule, slots[-1])
-                if nxt is not None:
-                    heapq.heappush(heap, (self._fire_at(job, nxt), nxt, name))
-                    self._upcoming[name] = nxt
-                    self.period_s[name] = nxt - slots[-1]
-                else:
-                    self._upcoming.pop(name, None)
-            if not due:
-                until_next = min(heap[0][0] - ahead if heap else now + 3600.0, held[0][0] if held else math.inf) - now
+            claims = plan.due(now, busy=lambda job: job in self._active, overlapping=self._overlapping)
+            if not claims:
                 until_deadline = lease.claim_deadline - self.clock.monotonic()
-                await self._sleep(min(until_next, until_deadline))
+                await self._sleep(min(plan.wake_in(now), until_deadline))
                 continue
-            claims = [c for name, slots in due.items() for c in self._claims_for(self.jobs[name], slots, now)]
             if not await self._claim_and_fire(epoch, lease, claims):
                 return
 
-    def _missed(self, job: JobSpec, mark: int, now: float) -> list[int]:
-        """Slots after the watermark and not after now that CATCHUP says to make up."""
-        if job.catchup == "none":
-            return []
-        after = mark
-        if job.catchup_window_s is not None:
-            after = max(after, math.ceil(now - job.catchup_window_s) - 1)
-        limit = CATCHUP_ALL_LIMIT if job.catchup == "all" else 1
-        slots, more = sched.recent_slots(job.schedule, after, now, limit)
-        if more and job.catchup == "all":
-            log.warning(
-                "more missed slots than the catch-up limit; making up the newest only",
-                extra={"job": job.name, "limit": CATCHUP_ALL_LIMIT},
-            )
-        if slots:
-            log.info("catching up", extra={"job": job.name, "slots": len(slots), "policy": job.catchup})
-        return slots
-
-    def _fire_at(self, job: JobSpec, slot: int) -> float:
-        return slot + jitter_offset_s(job.name, slot, job.jitter_s) if job.jitter_s else float(slot)
-
-    def _claims_for(self, job: JobSpec, slots: list[int], now: float) -> list[Claim]:
-        """Claims for the slots of one job due now, oldest first. The newest is the one due;
-        older ones were missed while the loop was behind and follow CATCHUP."""
-        running = self._running_of(job.name)
-        # forbid skips a slot while the job's previous fire runs. The backlog made up at
-        # leadership start does not count: a slot due behind it waits its turn instead of
-        # being lost to a burst the outage caused.
-        if job.concurrency == "forbid" and any(t not in self._backlog for t in running):
-            return [Claim(job.name, slot, SKIP, reason="overlap") for slot in slots]
-        *older, newest = slots
-        oldest_kept = now - job.catchup_window_s if job.catchup_window_s is not None else -math.inf
-        claims = [
-            Claim(job.name, slot, FIRE) if job.catchup == "all" and slot >= oldest_kept
-            else Claim(job.name, slot, SKIP, reason="missed")
-            for slot in older
-        ]
-        return claims + [Claim(job.name, newest, FIRE)]
+    def _overlapping(self, job: str) -> bool:
+        """A fire of the job started by the loop still runs. The backlog made up at
+        leadership start does not count: a slot due behind it waits its turn instead of
+        being lost to a burst the outage caused."""
+        return any(t not in self._backlog for t in self._running_of(job))
 
     def _running_of(self, job: str) -> list[asyncio.Task]:
         """The job's fires whose HTTP call is still under way, oldest first."""
@@ -466,7 +371,7 @@ class Engine:
             elif claim.kind == TRIGGER:
                 log.info("manual trigger", extra={"job": job.name, "trigger": claim.trigger})
             # Retries stop at the job's next slot still to come (for a made-up slot too).
-            deadline = None if claim.trigger else self._upcoming.get(job.name)
+            deadline = self._plan.deadline(claim)
             fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=deadline, trigger=claim.trigger)
             # Several fires of one job claimed together (redeliveries, catch-up) go out one
             # after another, oldest first.
@@ -474,7 +379,7 @@ class Engine:
             if after is None and job.concurrency == "forbid" and claim.kind == FIRE:
                 after = next(reversed(self._running_of(job.name)), None)  # the backlog's last
             # A slot claimed ahead of its moment waits for it.
-            at = self._fire_at(job, claim.slot) if claim.kind == FIRE else None
+            at = fire_at(job, claim.slot) if claim.kind == FIRE else None
             gate = self._gate(at) if at is not None and at > self.clock.time() else None
             task = asyncio.create_task(self._fire(claim, fire, lease, after=after, gate=gate))
             chained[job.name] = task
@@ -695,18 +600,6 @@ async def _cancel(*tasks: asyncio.Future) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def claim_ahead_s(lease_ttl_s: float) -> float:
-    """How long before its moment a slot is claimed: at most a tenth of the lease TTL."""
-    return min(CLAIM_AHEAD_S, lease_ttl_s / 10)
-
-
-def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:
-    """How long after its slot a jittered fire goes out: derived from job and slot, never
-    from a random source, so every replica (and every restart) picks the same moment."""
-    digest = hashlib.sha256(f"{job}@{slot}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") % (int(jitter_s * 1000) + 1)) / 1000
 
 
 def _backoff(failures: int) -> float:
