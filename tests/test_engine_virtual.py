@@ -10,6 +10,8 @@ import asyncio
 import logging
 import time
 
+import pytest
+
 from scheduler import config
 from scheduler.engine import Engine, jitter_offset_s
 from scheduler.local_store import LocalStore
@@ -195,5 +197,34 @@ def test_a_lost_lease_stops_claims(redis_server, tmp_path):
             before = len(run.dispatcher.sent)
             await run.clock.advance(10)
             assert len(run.dispatcher.sent) == before
+
+    asyncio.run(main())
+
+
+# -- the matrix: CONCURRENCY x jitter x lease expiry, one slot claimed ahead -----------------
+
+@pytest.mark.parametrize("lease_runs_out", [False, True], ids=["lease-kept", "lease-ran-out"])
+@pytest.mark.parametrize("jitter", ["0", "5s"])
+@pytest.mark.parametrize("concurrency", ["forbid", "allow", "replace"])
+def test_a_slot_claimed_ahead_goes_out_at_its_moment_unless_the_lease_runs_out(tmp_path, concurrency, jitter, lease_runs_out):
+    settings = settings_for(tmp_path, {"job": {"SCHEDULE": "every 10s", "URL": "/j", "CONCURRENCY": concurrency,
+                                               "JITTER": jitter}})
+    moment = T + 10 + (jitter_offset_s("job", T + 10, 5.0) if jitter != "0" else 0.0)
+
+    async def main():
+        async with Run(settings, local(tmp_path, settings), T + 0.5) as run:
+            first = run.engine.keeper.epoch
+            await run.clock.advance_to(moment - 0.2)
+            assert await inflight_slots(run, "job") == [T + 10] and run.dispatcher.sent == []
+            if lease_runs_out:
+                run.store.failing.add("renew")
+                await run.clock.jump(30.0)
+                # Left to the next leader, which delivers it as the next attempt (and then
+                # makes up the slot missed during the pause, by CATCHUP latest).
+                assert [(s - T, a, e - first) for _, _, s, a, e in run.dispatcher.sent] == [(10, 2, 1), (30, 1, 1)]
+            else:
+                await run.clock.advance_to(moment + 0.5)
+                assert [(round(at, 6), s, a, e) for at, _, s, a, e in run.dispatcher.sent] == [
+                    (round(moment, 6), T + 10, 1, first)]
 
     asyncio.run(main())
