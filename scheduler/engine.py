@@ -53,12 +53,10 @@ class Engine:
             store.on_malformed = lambda key: self.metrics.malformed.inc()
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self.last_success: dict[str, float] = {}
-        self.first_seen: dict[str, float] = {}  # persisted: overdue counts from it before any success
         self.watch_since: float | None = None  # when this replica began leading
         self.is_leader = False
         self.plan = Plan(self.jobs, 0.0)
-        self.recorder = Recorder(store, self.metrics, clock, self.last_success)
+        self.recorder = Recorder(store, self.metrics, clock)
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, self._send, self.recorder.record)
         self.keeper = LeaseKeeper(settings, store, clock, self.metrics, self.health, self.stopping,
                                   self._sleep, self._wake.set)
@@ -68,11 +66,8 @@ class Engine:
         standby knows nothing of the fires and reports no job."""
         if not self.is_leader:
             return []
-        period = self.plan.period_s
-        return [
-            (job, period.get(job), self.last_success.get(job) or self.first_seen.get(job) or self.watch_since)
-            for job in list(self.jobs)
-        ]
+        period, success, seen = self.plan.period_s, self.recorder.last_success, self.recorder.first_seen
+        return [(job, period.get(job), success.get(job) or seen.get(job) or self.watch_since) for job in list(self.jobs)]
 
     def stop(self) -> None:
         """Called from a signal handler: only flips state; the loops notice at once."""
@@ -129,18 +124,10 @@ class Engine:
         state = await self.keeper.retry(lambda: self.store.load(list(self.jobs)), lease)
         if state is None:
             return
-        for job, health in state.health.items():
-            if health.first_seen_at is not None:
-                self.first_seen[job] = health.first_seen_at
-            self.metrics.job(job).failures.set(health.consecutive_failures)
-            if health.last_success_at is not None:
-                self.last_success[job] = health.last_success_at
-                self.metrics.job(job).last_success.set(health.last_success_at)
         now = self.clock.time()
         plan = self.plan = Plan(self.jobs, claim_ahead_s(lease.ttl_s))
         first = plan.start(state, now, self.fires)
-        for job in {c.job for c in first if c.job not in self.first_seen and c.kind == INIT}:
-            self.first_seen[job] = now
+        self.recorder.loaded(state, {c.job for c in first if c.kind == INIT}, now)
         if first and not await self._claim_and_fire(lease, first, backlog=True):
             return
         while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):

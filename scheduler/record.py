@@ -8,7 +8,7 @@ import logging
 from .clock import Clock, backoff
 from .config import JobSpec
 from .dispatch import Fire
-from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome
+from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
 from .observe import Metrics
 from .schedule import format_slot
 from .store import Store, StoreUnavailable
@@ -20,13 +20,29 @@ log = logging.getLogger("scheduler.engine")
 
 
 class Recorder:
-    def __init__(self, store: Store, metrics: Metrics, clock: Clock, last_success: dict[str, float]):
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock):
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.last_success = last_success  # job -> when it last succeeded (the overdue gauge)
+        # What the overdue gauge counts from: a job's last success, else when a leader
+        # first saw it (persisted), per job.
+        self.last_success: dict[str, float] = {}
+        self.first_seen: dict[str, float] = {}
         self._outcomes: list[tuple[Finished, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
+
+    def loaded(self, state: State, new_jobs: set[str], now: float) -> None:
+        """Take each job's health from the state read at leadership start; jobs seen for
+        the first time (`new_jobs`) count from `now`."""
+        for job, health in state.health.items():
+            if health.first_seen_at is not None:
+                self.first_seen[job] = health.first_seen_at
+            self.metrics.job(job).failures.set(health.consecutive_failures)
+            if health.last_success_at is not None:
+                self.last_success[job] = health.last_success_at
+                self.metrics.job(job).last_success.set(health.last_success_at)
+        for job in new_jobs:
+            self.first_seen.setdefault(job, now)
 
     def claimed(self, claim: Claim, result: int, job: JobSpec) -> bool:
         """Note what one claim came to; True when it is a fire to start."""
