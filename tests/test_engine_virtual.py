@@ -59,6 +59,16 @@ def local(tmp_path, settings):
     return LocalStore(settings.state_file)
 
 
+@pytest.fixture(params=["local", "redis"])
+def make_store(request, tmp_path):
+    """A fresh store object on one state: a LocalStore's file, or a real redis-server.
+    The virtual clock is not the server's, so the Redis store is told to allow the skew."""
+    if request.param == "local":
+        return lambda settings: LocalStore(settings.state_file)
+    server = request.getfixturevalue("redis_server")
+    return lambda settings: RedisStore(server.url, "virtual", settings.lease_ttl_s, max_skew_s=10 * 365 * 86400.0)
+
+
 async def inflight_slots(run: Run, job: str) -> list[int]:
     state = await run.store.load([job])
     return sorted(f.slot for f in state.inflight if f.job == job)
@@ -66,17 +76,17 @@ async def inflight_slots(run: Run, job: str) -> list[int]:
 
 # -- CATCHUP after a gap ----------------------------------------------------------------------
 
-def test_catchup_latest_all_none_after_a_gap(tmp_path):
+def test_catchup_latest_all_none_after_a_gap(tmp_path, make_store):
     jobs = {name: {"SCHEDULE": "every 10s", "URL": f"/{name}", "CATCHUP": name} for name in ("latest", "all", "none")}
     jobs["window"] = {"SCHEDULE": "every 10s", "URL": "/window", "CATCHUP": "all", "CATCHUP_WINDOW": "15s"}
     settings = settings_for(tmp_path, jobs)
 
     async def main():
-        async with Run(settings, local(tmp_path, settings), T + 5.5) as first:
+        async with Run(settings, make_store(settings), T + 5.5) as first:
             await first.clock.advance_to(T + 12)
         assert {j: first.dispatcher.slots(j, T) for j in jobs} == {j: [10] for j in jobs}
         # Down from T+12 to T+45.5: slots 20, 30 and 40 were missed.
-        async with Run(settings, local(tmp_path, settings), T + 45.5) as second:
+        async with Run(settings, make_store(settings), T + 45.5) as second:
             made_up = {j: second.dispatcher.slots(j, T) for j in jobs}
             await second.clock.advance_to(T + 50.5)
         assert made_up == {"latest": [40], "all": [20, 30, 40], "none": [], "window": [30, 40]}
@@ -88,13 +98,13 @@ def test_catchup_latest_all_none_after_a_gap(tmp_path):
 
 # -- CONCURRENCY with a slow fire -------------------------------------------------------------
 
-def test_concurrency_forbid_allow_replace_with_a_slow_fire(tmp_path, caplog):
+def test_concurrency_forbid_allow_replace_with_a_slow_fire(tmp_path, caplog, make_store):
     jobs = {mode: {"SCHEDULE": "every 1s", "URL": f"/{mode}", "CONCURRENCY": mode} for mode in ("forbid", "allow", "replace")}
     settings = settings_for(tmp_path, jobs)
     caplog.set_level(logging.INFO, "scheduler.engine")
 
     async def main():
-        async with Run(settings, local(tmp_path, settings), T + 0.5, {j: 2.5 for j in jobs}) as run:
+        async with Run(settings, make_store(settings), T + 0.5, {j: 2.5 for j in jobs}) as run:
             await run.clock.advance_to(T + 10.5)
         return run
 
