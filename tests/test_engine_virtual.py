@@ -241,3 +241,27 @@ def test_a_slot_claimed_ahead_goes_out_at_its_moment_unless_the_lease_runs_out(t
                     (round(moment, 6), T + 10, 1, first)]
 
     asyncio.run(main())
+
+
+class EarlyTimers(VirtualClock):
+    """Timers set more than 10 ms ahead run 2 ms early, as an event loop's may after rounding."""
+
+    def call_at(self, when, callback, *args):
+        return super().call_at(when - (0.002 if when - self.now > 0.01 else 0.0), callback, *args)
+
+
+def test_a_gate_never_opens_before_its_moment_even_when_timers_run_early(tmp_path):
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 10s", "URL": "/t"}})
+
+    async def main():
+        run = Run(settings, local(tmp_path, settings), T + 0.5)
+        run.clock = EarlyTimers(T + 0.5, busy=run.store.busy)
+        run.dispatcher = ScriptedDispatcher(run.clock)
+        run.engine = Engine(settings, run.store, run.dispatcher, clock=run.clock)
+        async with run:
+            await run.clock.advance_to(T + 9.9985)
+            assert await inflight_slots(run, "tick") == [T + 10] and run.dispatcher.sent == []
+            await run.clock.advance_to(T + 20.5)
+        assert run.dispatcher.times("tick", T) == [10, 20]
+
+    asyncio.run(main())
