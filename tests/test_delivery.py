@@ -92,9 +92,9 @@ def test_concurrency_modes_with_a_slow_target(redis_server, receiver, daemon_fac
     assert daemon.wait(15) == 0
     requests = receiver.requests
 
-    forbid = sorted(r.received_at for r in requests if r.path == "/forbid")
-    assert len(forbid) >= 2
-    assert all(b - a >= 2.4 for a, b in zip(forbid, forbid[1:])), "forbid let two calls overlap"
+    # That forbid never lets two calls overlap, and when each goes out, is pinned on the
+    # virtual clock (test_engine_virtual); here, end to end, only that it skips.
+    assert len([r for r in requests if r.path == "/forbid"]) >= 2
     skips = [e for e in log_events(daemon, "skipped: previous fire still running") if e["job"] == "forbid"]
     assert len(skips) >= 2
 

@@ -1,0 +1,157 @@
+"""The fires in flight: one registry for what runs, what waits, and what CONCURRENCY sees.
+
+A fire is a task that waits for the fire it is chained behind (fires of one job claimed
+together go out one after another), then for its moment (a slot claimed ahead waits at a
+gate), then for a place under SCHEDULER_MAX_CONCURRENCY; sends; and records its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from .clock import Clock
+from .dispatch import Fire
+from .model import FIRE, Claim, Outcome
+from .observe import Metrics
+from .plan import fire_at
+from .schedule import format_slot
+
+log = logging.getLogger("scheduler.engine")
+
+Send = Callable[[Claim, Fire], Awaitable[tuple[Outcome, float | None]]]
+Record = Callable[[Claim, Fire, Outcome, float | None], Awaitable[None]]
+Chain = dict[str, asyncio.Task]  # job -> its last fire started by one claim call
+
+
+class Fires:
+    def __init__(self, clock: Clock, max_concurrency: int, metrics: Metrics, send: Send, record: Record):
+        self.clock = clock
+        self.metrics = metrics
+        self._send = send
+        self._record = record
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self.running: dict[str, tuple[Claim, asyncio.Task]] = {}  # by in-flight field
+        # job -> {in-flight field: task} of fires whose HTTP call is under way (not those
+        # only recording their outcome): what CONCURRENCY looks at, in O(1) per job.
+        self._calls: dict[str, dict[str, asyncio.Task]] = {}
+        self._backlog: set[asyncio.Task] = set()  # fires claimed at leadership start
+        self._replaced: set[asyncio.Task] = set()
+        self._gates: dict[float, asyncio.Event] = {}  # moment -> set when it comes
+
+    def __contains__(self, field: object) -> bool:
+        return field in self.running
+
+    def __len__(self) -> int:
+        return len(self.running)
+
+    def busy(self, job: str) -> bool:
+        """An HTTP call of the job is under way."""
+        return job in self._calls
+
+    def overlapping(self, job: str) -> bool:
+        """A call of the job started by the loop is under way. The backlog made up at
+        leadership start does not count: a slot due behind it waits its turn instead of
+        being lost to a burst the outage caused."""
+        return any(t not in self._backlog for t in self._calls_of(job))
+
+    def _calls_of(self, job: str) -> list[asyncio.Task]:
+        """The job's fires whose HTTP call is still under way, oldest first."""
+        calls = self._calls.get(job)
+        return list(calls.values()) if calls else []
+
+    def start(self, claim: Claim, fire: Fire, valid: Callable[[], bool], chain: Chain, backlog: bool = False) -> None:
+        """Start a claimed fire. `valid()`: the lease still lets this leader send."""
+        job = fire.job
+        if job.concurrency == "replace" and claim.kind == FIRE:
+            for task in self._calls_of(job.name):
+                if task is not chain.get(job.name):
+                    self._replaced.add(task)
+                    task.cancel()
+        after = chain.get(job.name)
+        if after is None and job.concurrency == "forbid" and claim.kind == FIRE:
+            after = next(reversed(self._calls_of(job.name)), None)  # the backlog's last
+        # A slot claimed ahead of its moment waits for it.
+        at = fire_at(job, claim.slot) if claim.kind == FIRE else None
+        gate = self._gate(at) if at is not None and at > self.clock.time() else None
+        task = asyncio.create_task(self._fire(claim, fire, valid, after, gate))
+        chain[job.name] = task
+        if backlog:
+            self._backlog.add(task)
+        self.running[claim.field] = (claim, task)
+        self._calls.setdefault(job.name, {})[claim.field] = task
+
+    def _gate(self, at: float) -> asyncio.Event:
+        """An event set when the wall clock reaches `at`: one timer for all fires of a moment."""
+        gate = self._gates.get(at)
+        if gate is None:
+            gate = self._gates[at] = asyncio.Event()
+            self.clock.call_at(at, self._open_gate, at)
+        return gate
+
+    def _open_gate(self, at: float) -> None:
+        if at - self.clock.time() > 0:  # loop timers may round to the millisecond: never before the slot
+            self.clock.call_at(at, self._open_gate, at)
+            return
+        gate = self._gates.pop(at, None)
+        if gate is not None:
+            gate.set()
+
+    async def _fire(
+        self, claim: Claim, fire: Fire, valid: Callable[[], bool], after: asyncio.Task | None, gate: asyncio.Event | None
+    ) -> None:
+        task = asyncio.current_task()
+        try:
+            if after is not None:
+                await asyncio.wait({after})  # its outcome, even a cancellation, is its own
+            if gate is not None:
+                await gate.wait()
+                if not valid():
+                    # The lease ran out between the claim and the moment (a paused process):
+                    # the fire stays in flight in the store and the next leader delivers it.
+                    log.warning("lease ran out before the moment; leaving the fire to the next leader",
+                                extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
+                    return
+            async with self._limit:
+                outcome, lateness = await self._send(claim, fire)
+            self._call_ended(claim)  # for CONCURRENCY the fire is over; only its record remains
+            await self._record(claim, fire, outcome, lateness)
+        except asyncio.CancelledError:
+            if task in self._replaced:
+                self._replaced.discard(task)
+                now = self.clock.time()
+                await self._record(claim, fire, Outcome("cancelled", fire.attempt, 0.0, now, None, "replaced by a newer slot"), None)
+            # Cancelled by shutdown: the fire stays in flight in the store and the next leader
+            # redelivers it with the same idempotency key.
+            raise
+        finally:
+            self._backlog.discard(task)
+            self._call_ended(claim)
+            self.running.pop(claim.field, None)
+            self.metrics.inflight.set(len(self.running))
+
+    def _call_ended(self, claim: Claim) -> None:
+        calls = self._calls.get(claim.job)
+        if calls is not None:
+            calls.pop(claim.field, None)
+            if not calls:
+                del self._calls[claim.job]
+
+    async def drain(self, grace_s: float) -> None:
+        """Wait up to `grace_s` for fires in flight, then cancel the rest."""
+        tasks = {task for _, task in self.running.values()}
+        if not tasks:
+            return
+        log.info("waiting for fires in flight", extra={"count": len(tasks), "grace_s": grace_s})
+        everything = asyncio.ensure_future(asyncio.wait(tasks))
+        grace = asyncio.ensure_future(self.clock.sleep(grace_s))
+        await asyncio.wait({everything, grace}, return_when=asyncio.FIRST_COMPLETED)
+        everything.cancel()
+        grace.cancel()
+        pending = {task for task in tasks if not task.done()}
+        if pending:
+            log.warning(f"cancelling {len(pending)} running fires", extra={"count": len(pending)})
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,190 @@
+"""The lease: acquire it, keep it renewed, notice losing it, retry store calls while it lasts.
+
+Time on the lease is measured on the monotonic clock from the start of the last successful
+renewal (SPEC 3, rule 3); claims stop two thirds of the way through the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from .clock import Clock, backoff
+from .config import Settings
+from .observe import Health, Metrics
+from .store import Store, StoreUnavailable
+
+log = logging.getLogger("scheduler.engine")
+
+STANDBY_LOG_EVERY_S = 300.0  # a standby says it still stands by this often
+
+
+@dataclass
+class Lease:
+    ttl_s: float
+    renewed_at: float  # monotonic time at the start of the last successful acquire/renew
+    lost: bool = False
+
+    @property
+    def claim_deadline(self) -> float:
+        """Claims stop, and the leader steps down, once two thirds of the TTL have passed."""
+        return self.renewed_at + self.ttl_s * 2 / 3
+
+    def valid(self, now_mono: float) -> bool:
+        return not self.lost and now_mono < self.claim_deadline
+
+
+class LeaseKeeper:
+    """`pause(seconds)` is the engine's sleep that a stop cuts short; `wake()` tells the
+    leader loop to look again (the lease is gone)."""
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock, metrics: Metrics, health: Health,
+                 stopping: asyncio.Event, pause: Callable[[float], Awaitable[None]], wake: Callable[[], None]):
+        self.settings, self.store, self.clock = settings, store, clock
+        self.metrics, self.health = metrics, health
+        self.stopping, self._pause, self._wake = stopping, pause, wake
+        self.epoch: int | None = None
+        self._warned = False
+        self._standby_since: float | None = None
+
+    async def acquire(self) -> Lease | None:
+        """Stand by until the lease is ours (a new Lease, `self.epoch` set) or we are stopped (None)."""
+        failures = 0
+        while not self.stopping.is_set():
+            started = self.clock.monotonic()
+            try:
+                epoch = await self.store.acquire()
+            except StoreUnavailable as exc:
+                self.health.store_ok = False
+                failures += 1
+                delay = backoff(failures)
+                log.warning("state store unreachable; retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
+                await self._pause(delay)
+                continue
+            self.health.store_ok = True
+            failures = 0
+            if not self._warned:
+                self._warned = True
+                for warning in await self._store_warnings():
+                    log.warning(warning)
+            if epoch is None:
+                self.note_refusal()
+                await self._standby_wait()
+                continue
+            self._standby_since = None
+            self.health.clock_ok = self.health.format_ok = True
+            self._note_skew()
+            self.epoch = epoch
+            return Lease(self.settings.lease_ttl_s, started)
+        return None
+
+    def _note_skew(self) -> float | None:
+        skew = getattr(self.store, "clock_skew_s", None)
+        if skew is not None:
+            self.metrics.clock_skew.set(skew)
+        return skew
+
+    def note_refusal(self) -> None:
+        """Why acquire said no: another holder (a standby waits), or this replica may not lead
+        (its clock is off, or the state is of a newer format); the latter fail /readyz."""
+        skew = self._note_skew()
+        problem = getattr(self.store, "format_problem", None)
+        clock_ok = getattr(self.store, "clock_ok", lambda: True)()
+        self.health.clock_ok, self.health.format_ok = clock_ok, problem is None
+        if problem:
+            self.metrics.format_refused.set(1)
+            log.error("not leading: the state store holds a newer state format", extra={"problem": problem})
+        elif not clock_ok:
+            log.error("not leading: this replica's clock is off from the Redis server's",
+                      extra={"skew_s": round(skew or 0.0, 3), "max_skew_s": self.settings.max_clock_skew_s})
+        else:
+            self.metrics.format_refused.set(0)
+            now = self.clock.monotonic()
+            if self._standby_since is None or now - self._standby_since >= STANDBY_LOG_EVERY_S:
+                self._standby_since = now
+                log.info("standing by: another replica holds the lease", extra={"replica": self.store.replica_id})
+
+    async def _store_warnings(self) -> list[str]:
+        try:
+            return await self.store.warnings()
+        except StoreUnavailable:
+            return []
+
+    async def _standby_wait(self) -> None:
+        """Until the holder releases the lease, one renew period passes, or we are stopped."""
+        waiter = asyncio.ensure_future(self.store.wait_released(self.settings.lease_renew_s))
+        stopper = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiter, stopper):
+            task.cancel()
+        await asyncio.gather(waiter, stopper, return_exceptions=True)
+
+    async def renew_loop(self, lease: Lease) -> None:
+        """Renew every SCHEDULER_LEASE_RENEW; return (and wake the leader) once it is lost
+        or has run out while the store could not be reached."""
+        renew_s = self.settings.lease_renew_s
+        while True:
+            await self.clock.sleep(lease.renewed_at + renew_s - self.clock.monotonic())
+            while True:
+                started = self.clock.monotonic()
+                try:
+                    held = await self.store.renew()
+                except StoreUnavailable as exc:
+                    self.health.store_ok = False
+                    log.warning("lease renewal failed; retrying", extra={"error": str(exc)})
+                    if not lease.valid(self.clock.monotonic()):
+                        self._wake()
+                        return
+                    await self.clock.sleep(min(0.5, renew_s / 4))
+                    continue
+                self.health.store_ok = True
+                skew = self._note_skew()
+                if not held:
+                    lease.lost = True
+                    self._log_lost(skew)
+                    self._wake()
+                    return
+                lease.renewed_at = started
+                break
+
+    def _log_lost(self, skew: float | None) -> None:
+        if not getattr(self.store, "clock_ok", lambda: True)():
+            self.health.clock_ok = False
+            log.error("stepping down: this replica's clock is off from the Redis server's",
+                      extra={"epoch": self.epoch, "skew_s": round(skew or 0.0, 3),
+                             "max_skew_s": self.settings.max_clock_skew_s})
+        else:
+            log.warning("lease no longer ours (expired, taken, or the Redis master moved)", extra={"epoch": self.epoch})
+
+    async def retry(self, call: Callable[[], Awaitable[Any]], lease: Lease) -> Any:
+        """Run a store call, retrying outages while the lease lasts; None once it has run out."""
+        failures = 0
+        while True:
+            try:
+                result = await call()
+                self.health.store_ok = True
+                return result
+            except StoreUnavailable as exc:
+                self.health.store_ok = False
+                failures += 1
+                delay = min(backoff(failures), lease.claim_deadline - self.clock.monotonic())
+                if delay <= 0 or self.stopping.is_set():
+                    log.warning("state store unreachable until the lease ran out; giving up this step",
+                                extra={"error": str(exc), "epoch": self.epoch})
+                    return None
+                log.warning("state store call failed; retrying", extra={"error": str(exc)})
+                await self.clock.sleep(delay)
+
+    async def step_down(self, lease: Lease, stopping: bool) -> None:
+        """Release the lease when stopping; otherwise say why leadership ended."""
+        if stopping:
+            try:
+                await self.store.release()
+                log.info("released the lease", extra={"epoch": self.epoch})
+            except StoreUnavailable as exc:
+                log.warning("could not release the lease; it expires by itself", extra={"error": str(exc)})
+        else:
+            log.warning("stepped down", extra={"epoch": self.epoch,
+                                                "reason": "lease lost" if lease.lost else "lease not renewed in time"})

@@ -1,0 +1,168 @@
+"""What to claim, and when: a pure planner over the enabled jobs.
+
+Nothing here waits or asks what time it is; every instant is an argument. The engine asks
+the planner what to claim at leadership start and what is due at an instant, sleeps until
+the planner's next wake-up, and runs what the store let it claim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+import math
+from typing import Callable, Collection, Mapping
+
+from . import schedule as sched
+from .config import JobSpec
+from .model import FIRE, INIT, REDELIVER, SKIP, Claim, State
+
+log = logging.getLogger("scheduler.engine")
+
+CATCHUP_ALL_LIMIT = 100  # like Kubernetes CronJob's limit on missed schedules
+# Slots are claimed this long before their moment (at most a tenth of the lease TTL), so
+# the store's round trips are over when the moment comes and the calls leave on time.
+CLAIM_AHEAD_S = 0.25
+IDLE_WAKE_S = 3600.0  # with no slot ahead at all, look again this often
+
+
+def claim_ahead_s(lease_ttl_s: float) -> float:
+    """How long before its moment a slot is claimed: at most a tenth of the lease TTL."""
+    return min(CLAIM_AHEAD_S, lease_ttl_s / 10)
+
+
+def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:
+    """How long after its slot a jittered fire goes out: derived from job and slot, never
+    from a random source, so every replica (and every restart) picks the same moment."""
+    digest = hashlib.sha256(f"{job}@{slot}".encode()).digest()
+    return (int.from_bytes(digest[:8], "big") % (int(jitter_s * 1000) + 1)) / 1000
+
+
+def fire_at(job: JobSpec, slot: int) -> float:
+    """The moment a slot's fire goes out: the slot, plus the job's jitter."""
+    return slot + jitter_offset_s(job.name, slot, job.jitter_s) if job.jitter_s else float(slot)
+
+
+def missed(job: JobSpec, mark: int, now: float) -> list[int]:
+    """Slots after the watermark and not after now that CATCHUP says to make up."""
+    if job.catchup == "none":
+        return []
+    after = mark
+    if job.catchup_window_s is not None:
+        after = max(after, math.ceil(now - job.catchup_window_s) - 1)
+    limit = CATCHUP_ALL_LIMIT if job.catchup == "all" else 1
+    slots, more = sched.recent_slots(job.schedule, after, now, limit)
+    if more and job.catchup == "all":
+        log.warning("more missed slots than the catch-up limit; making up the newest only",
+                    extra={"job": job.name, "limit": CATCHUP_ALL_LIMIT})
+    if slots:
+        log.info("catching up", extra={"job": job.name, "slots": len(slots), "policy": job.catchup})
+    return slots
+
+
+def claims_for(job: JobSpec, slots: list[int], now: float, overlapping: bool) -> list[Claim]:
+    """Claims for the slots of one job due now, oldest first. The newest is the one due;
+    older ones were missed while the loop was behind and follow CATCHUP. `overlapping`: a
+    fire of the job started in this leadership's loop still runs (forbid skips then)."""
+    if job.concurrency == "forbid" and overlapping:
+        return [Claim(job.name, slot, SKIP, reason="overlap") for slot in slots]
+    *older, newest = slots
+    oldest_kept = now - job.catchup_window_s if job.catchup_window_s is not None else -math.inf
+    claims = [
+        Claim(job.name, slot, FIRE) if job.catchup == "all" and slot >= oldest_kept
+        else Claim(job.name, slot, SKIP, reason="missed")
+        for slot in older
+    ]
+    return claims + [Claim(job.name, newest, FIRE)]
+
+
+class Plan:
+    """Every enabled job's next slot in a heap, keyed by the moment it fires (slot + jitter).
+
+    Slots of forbid/replace jobs whose previous fire still runs wait in `held` until their
+    moment rather than being claimed ahead: CONCURRENCY decides on what runs then.
+    """
+
+    def __init__(self, jobs: Mapping[str, JobSpec], ahead_s: float):
+        self.jobs = jobs
+        self.ahead_s = ahead_s
+        self.heap: list[tuple[float, int, str]] = []  # (moment to fire, slot, job)
+        self.held: list[tuple[float, int, str]] = []
+        self.upcoming: dict[str, int] = {}  # job -> its next slot in the heap: the retry deadline
+        self.period_s: dict[str, float] = {}  # time between a job's current slots
+
+    def start(self, state: State, now: float, running: Collection[str] = ()) -> list[Claim]:
+        """What to claim at leadership start: fires left in flight by an earlier leader
+        (not those `running` here already), then each job's first sighting or the slots
+        missed since its watermark, oldest first. Fills the heap with the next slots."""
+        first = [
+            Claim(f.job, f.slot, REDELIVER, f.attempt + 1, f.trigger)
+            for f in sorted(state.inflight, key=lambda f: f.slot)
+            if f.job in self.jobs and Claim(f.job, f.slot, trigger=f.trigger).field not in running
+        ]
+        for job in self.jobs.values():
+            mark = state.watermarks.get(job.name)
+            if mark is None:
+                # First sight of this job: nothing in the past fires, but from now on an
+                # outage is made up according to CATCHUP.
+                first.append(Claim(job.name, math.floor(now), INIT))
+                cursor = math.floor(now)
+            else:
+                # A slot whose jittered moment may still be ahead is not missed yet.
+                cursor = max(mark, math.floor(now - job.jitter_s))
+                first += [Claim(job.name, slot, FIRE) for slot in missed(job, mark, cursor)]
+            nxt = sched.next_after(job.schedule, cursor)
+            if nxt is not None:
+                heapq.heappush(self.heap, (fire_at(job, nxt), nxt, job.name))
+                self.upcoming[job.name] = nxt
+                after = sched.next_after(job.schedule, nxt)
+                if after is not None:
+                    self.period_s[job.name] = after - nxt
+        return first
+
+    def due(self, now: float, busy: Callable[[str], bool], overlapping: Callable[[str], bool]) -> list[Claim]:
+        """What to claim at `now`. `busy(job)`: an HTTP call of the job is under way;
+        `overlapping(job)`: one started by this leadership's loop (not its start backlog)."""
+        due: dict[str, list[int]] = {}
+        heap, held = self.heap, self.held
+        while (heap and heap[0][0] - self.ahead_s <= now) or (held and held[0][0] <= now):
+            if held and held[0][0] <= now:
+                at, slot, name = heapq.heappop(held)
+            else:
+                at, slot, name = heapq.heappop(heap)
+                if at > now and self.jobs[name].concurrency != "allow" and busy(name):
+                    heapq.heappush(held, (at, slot, name))
+                    continue
+            self._take(self.jobs[name], slot, now, due.setdefault(name, [slot]))
+        return [c for name, slots in due.items() for c in claims_for(self.jobs[name], slots, now, overlapping(name))]
+
+    def _take(self, job: JobSpec, slot: int, now: float, slots: list[int]) -> None:
+        """Take a due slot, and any later ones already past; push the job's next slot."""
+        nxt = sched.next_after(job.schedule, slot)
+        if nxt is not None and nxt <= now - job.jitter_s:
+            # A loop that fell behind (a paused process, a blocked loop) finds several
+            # slots of a job due at once: take them together, not one per pass.
+            late, more = sched.recent_slots(job.schedule, slot, now - job.jitter_s, CATCHUP_ALL_LIMIT)
+            if more:
+                log.warning("more overdue slots than the catch-up limit; taking the newest",
+                            extra={"job": job.name, "limit": CATCHUP_ALL_LIMIT})
+                slots[:] = late
+            else:
+                slots += late
+            nxt = sched.next_after(job.schedule, slots[-1])
+        if nxt is not None:
+            heapq.heappush(self.heap, (fire_at(job, nxt), nxt, job.name))
+            self.upcoming[job.name] = nxt
+            self.period_s[job.name] = nxt - slots[-1]
+        else:
+            self.upcoming.pop(job.name, None)
+
+    def wake_in(self, now: float) -> float:
+        """Seconds from `now` until something may be due (claimed ahead, or held)."""
+        ahead = self.heap[0][0] - self.ahead_s if self.heap else now + IDLE_WAKE_S
+        return min(ahead, self.held[0][0] if self.held else math.inf) - now
+
+    def deadline(self, claim: Claim) -> int | None:
+        """Retries stop at the job's next slot still to come (for a made-up slot too); a
+        manual fire has none."""
+        return None if claim.trigger else self.upcoming.get(claim.job)

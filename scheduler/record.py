@@ -1,0 +1,136 @@
+"""What a claim and a fire came to: metrics, log lines and the store's record, batched."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .clock import Clock, backoff
+from .config import JobSpec
+from .dispatch import Fire
+from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
+from .observe import Metrics
+from .schedule import format_slot
+from .store import Store, StoreUnavailable
+
+REFUSED = 3  # the store refused a slot too far ahead of its clock (SPEC 3, rule 7)
+WRITE_TRIES = 5  # an outcome is written this many times before it is left to redelivery
+
+log = logging.getLogger("scheduler.engine")
+
+
+class Recorder:
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock):
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        # What the overdue gauge counts from: a job's last success, else when a leader
+        # first saw it (persisted), per job.
+        self.last_success: dict[str, float] = {}
+        self.first_seen: dict[str, float] = {}
+        self._outcomes: list[tuple[Finished, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    def loaded(self, state: State, new_jobs: set[str], now: float) -> None:
+        """Take each job's health from the state read at leadership start; jobs seen for
+        the first time (`new_jobs`) count from `now`."""
+        for job, health in state.health.items():
+            if health.first_seen_at is not None:
+                self.first_seen[job] = health.first_seen_at
+            self.metrics.job(job).failures.set(health.consecutive_failures)
+            if health.last_success_at is not None:
+                self.last_success[job] = health.last_success_at
+                self.metrics.job(job).last_success.set(health.last_success_at)
+        for job in new_jobs:
+            self.first_seen.setdefault(job, now)
+
+    def claimed(self, claim: Claim, result: int, job: JobSpec) -> bool:
+        """Note what one claim came to; True when it is a fire to start."""
+        slot = format_slot(claim.slot)
+        if result == PAUSED:
+            self.metrics.job(job.name).skipped("paused")
+            log.info("skipped: job is paused", extra={"job": job.name, "slot": slot})
+            return False
+        if claim.kind == INIT:
+            return False
+        if result == REFUSED:
+            log.warning("claim refused: the slot lies ahead of the Redis server's clock",
+                        extra={"job": job.name, "slot": slot, "kind": claim.kind})
+            return False
+        if result != CLAIMED:
+            log.debug("already claimed", extra={"job": job.name, "slot": slot, "kind": claim.kind})
+            return False
+        if claim.kind == SKIP:
+            reason = claim.reason or "overlap"
+            self.metrics.job(job.name).skipped(reason)
+            what = "previous fire still running" if reason == "overlap" else "missed while the loop was behind"
+            log.info(f"skipped: {what}", extra={"job": job.name, "slot": slot, "policy": job.catchup})
+            return False
+        if claim.kind == REDELIVER:
+            log.info("redelivering a fire left in flight", extra={"job": job.name, "slot": slot, "attempt": claim.attempt})
+        elif claim.kind == TRIGGER:
+            log.info("manual trigger", extra={"job": job.name, "trigger": claim.trigger})
+        return True
+
+    async def record(self, claim: Claim, fire: Fire, outcome: Outcome, lateness: float | None) -> None:
+        job = fire.job
+        metrics = self.metrics.job(job.name)
+        metrics.fired(outcome.status)
+        metrics.duration.observe(outcome.duration_s)
+        if outcome.status == "ok":
+            self.last_success[job.name] = outcome.finished_at
+            metrics.last_success.set(outcome.finished_at)
+        level = logging.INFO if outcome.status == "ok" else logging.WARNING
+        if log.isEnabledFor(level):  # the record's fields cost more than a skipped call
+            log.log(level, "fired", extra={
+                "job": job.name, "slot": format_slot(fire.slot), "attempt": outcome.attempts,
+                "outcome": outcome.status, "http_status": outcome.http_status,
+                "duration_ms": round(outcome.duration_s * 1000, 1),
+                "lateness_ms": None if lateness is None else round(lateness * 1000, 1),
+                "epoch": fire.epoch, **({"trigger": fire.trigger} if fire.trigger else {}),
+                **({"error": outcome.error} if outcome.error else {}),
+                **({"excerpt": outcome.excerpt} if outcome.excerpt else {}),
+            })
+        for attempt in range(WRITE_TRIES):
+            try:
+                metrics.failures.set(await self._write_outcome(Finished(claim, fire.epoch, outcome, lateness)))
+                return
+            except StoreUnavailable as exc:
+                if attempt == WRITE_TRIES - 1:
+                    log.warning("could not record the outcome; the fire may be redelivered", extra={"job": job.name, "error": str(exc)})
+                    return
+                await self.clock.sleep(backoff(attempt + 1))
+
+    async def _write_outcome(self, item: Finished) -> int:
+        """Outcomes go to the store in batches: one is written at once; those that finish
+        while a write is under way go together in the next one. No delay at low rates, one
+        store call for many fires at high ones."""
+        done = asyncio.get_running_loop().create_future()
+        self._outcomes.append((item, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_outcomes())
+        return await done
+
+    async def _write_outcomes(self) -> None:
+        """Every waiter gets an answer, whatever goes wrong: a result, or the error."""
+        batch: list[tuple[Finished, asyncio.Future]] = []
+        try:
+            while self._outcomes:
+                batch, self._outcomes = self._outcomes, []
+                try:
+                    results = await self.store.finish([item for item, _ in batch])
+                except Exception as exc:
+                    error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"{type(exc).__name__}: {exc}")
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(error)
+                    continue
+                for (_, done), fails in zip(batch, results):
+                    if not done.done():
+                        done.set_result(fails)
+        except BaseException:  # cancelled with the loop: no waiter is left pending
+            for _, done in batch + self._outcomes:
+                if not done.done():
+                    done.set_exception(StoreUnavailable("the outcome writer stopped"))
+            self._outcomes = []
+            raise
