@@ -21,6 +21,7 @@ from typing import Any, Callable, Coroutine
 
 from . import operations as ops
 from . import page
+from .catalog import Catalog
 from .config import Settings
 from .http_server import Request, Response
 from .store import Store, StoreUnavailable
@@ -49,11 +50,17 @@ def error(status: int, message: str, extra: list[tuple[str, str]] | None = None)
 class ControlApi:
     """The routes, bound to the settings, the store and the loop that owns the store."""
 
-    def __init__(self, settings: Settings, store: Store, loop: asyncio.AbstractEventLoop, token: str):
+    def __init__(self, catalog: Catalog | Settings, store: Store, loop: asyncio.AbstractEventLoop, token: str):
         if not token:
             raise ValueError("the control API needs a token")
-        self.settings, self.store, self.loop = settings, store, loop
+        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+        self.store, self.loop = store, loop
         self._token = token.encode()
+
+    @property
+    def settings(self) -> Settings:
+        """The jobs as they stand now, source jobs included."""
+        return self.catalog.view()
 
     def routes(self) -> list[tuple[str, str, Callable[[Request], Response], int]]:
         """(method, path, handler, max body bytes) for the HTTP port's router."""

@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_state(settings, args))
     if command in ("status", "history", "pause", "resume", "trigger"):
-        return asyncio.run(control(settings, command, args))
+        from .catalog import read_once
+
+        # The jobs of SCHEDULER_JOBS_FILE/URL are jobs too: read them as the daemon does.
+        return asyncio.run(control(read_once(settings)[0], command, args))
     from .observe import setup_logging
 
     setup_logging(settings.log_format, settings.log_level, config.secret_values(settings))
@@ -175,27 +178,10 @@ def check(settings: config.Settings, args) -> int:
 def _with_sources(settings: config.Settings):
     """The env jobs and those of SCHEDULER_JOBS_FILE/URL, read once as the daemon would:
     (jobs, source_of, rejected, source states)."""
-    if not (settings.jobs_file or settings.jobs_url):
-        return list(settings.jobs), {}, [], []
-    import logging
+    from .catalog import read_once
 
-    from .sources import JobSources
-
-    silent = logging.getLogger("scheduler.sources.check")
-    silent.addHandler(logging.NullHandler())
-    silent.propagate = False
-    sources = JobSources(settings, logger=silent)
-
-    async def read() -> None:
-        try:
-            await sources.read_once()
-        finally:
-            await sources.aclose()
-
-    asyncio.run(read())
-    found = sources.current()
-    return (list(settings.jobs) + [found[n] for n in sorted(found)], sources.source_of(),
-            sources.rejected(), sources.states())
+    view, states = read_once(settings)
+    return list(view.jobs), dict(view.source_of), [dict(r) for r in view.rejected], states
 
 
 def _policy(job: config.JobSpec) -> dict:

@@ -181,6 +181,10 @@ class Settings:
     jobs_url: str | None = None
     jobs_refresh_s: float = 30.0
     jobs: tuple[JobSpec, ...] = field(default_factory=tuple)
+    # Filled from SCHEDULER_JOBS_FILE/URL by the daemon and the commands (catalog.py), not
+    # read from the environment: where each non-env job came from, and the refused ones.
+    source_of: Mapping[str, str] = field(default_factory=dict)
+    rejected: tuple[Mapping[str, str], ...] = ()
 
     @property
     def standalone(self) -> bool:

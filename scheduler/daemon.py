@@ -16,6 +16,7 @@ import sys
 
 from . import __version__
 from . import config
+from .catalog import Catalog
 
 EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
 SHUTDOWN_BACKSTOP_S = 10.0
@@ -97,6 +98,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
 
         store = ReadOnlyStore(store)
     metrics, health = Metrics(), Health()
+    catalog = Catalog(settings)
     server = None
     if settings.http_port:
         router = routes(metrics, health)
@@ -106,7 +108,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
         if settings.control_token and not dry_run:
             from .api import ControlApi, add_routes
 
-            add_routes(router, ControlApi(settings, store, asyncio.get_running_loop(), str(settings.control_token)))
+            add_routes(router, ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token)))
             paths += " /api/v1/jobs /"
         try:
             server = HTTPServer(settings.http_host, settings.http_port, router)
@@ -127,6 +129,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
     metrics.registry.register(OverdueCollector(engine.overdue_source))
+    sources = await start_sources(settings, engine, catalog, metrics)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, engine, sig)
@@ -147,12 +150,34 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if sources is not None:
+            await sources.aclose()
         await dispatcher.aclose()
         await store.close()
         if server is not None:
             server.shutdown()
     log.info("stopped")
     return EX_OK
+
+
+async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics):
+    """Every replica reads SCHEDULER_JOBS_FILE/URL (the leader fires from its current view);
+    a change goes to the engine, applied between two claims, and to the catalog the control
+    API reads."""
+    if not (settings.jobs_file or settings.jobs_url):
+        return None
+    from .metrics import SourcesCollector
+    from .sources import JobSources
+
+    def changed(jobs: dict, source_of: dict) -> None:
+        engine.apply_source_jobs(jobs, source_of)
+        catalog.update(jobs, source_of, sources.rejected())
+
+    sources = JobSources(settings, on_change=changed)
+    catalog._rejected = sources.rejected
+    metrics.registry.register(SourcesCollector(sources.states))
+    await sources.start()
+    return sources
 
 
 def _on_signal(engine, sig: signal.Signals) -> None:

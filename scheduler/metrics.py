@@ -151,6 +151,10 @@ class Metrics:
             found = self._jobs[name] = JobMetrics(self.lateness, self.duration)
         return found
 
+    def forget(self, name: str) -> None:
+        """A job that left the running set: its series go with it."""
+        self._jobs.pop(name, None)
+
     def exposition(self) -> bytes:
         return self.registry.exposition()
 

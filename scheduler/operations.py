@@ -122,6 +122,7 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
             now, period, last.get("last_success_at"), last.get("first_seen_at"))
         jobs.append({
             "name": job.name,
+            "source": settings.source_of.get(job.name, "env"),
             "schedule": job.schedule_text,
             "timezone": job.timezone,
             "method": job.method,
@@ -166,7 +167,7 @@ def job_object(row: dict) -> dict:
             "finished_at": row["last_finished_at"], "error": row["last_error"], "excerpt": row["last_excerpt"],
         }
     return {
-        "name": row["name"], "source": "env", "schedule": row["schedule"], "timezone": row["timezone"],
+        "name": row["name"], "source": row["source"], "schedule": row["schedule"], "timezone": row["timezone"],
         "method": row["method"], "url": row["url"],
         "state": "disabled" if not row["enabled"] else "paused" if row["paused"] else "active",
         "next": row["next"], "last": last, "overdue": row["overdue"],
@@ -184,7 +185,7 @@ async def jobs_view(settings: Settings, store: Store, now: float | None = None, 
     if with_history:
         for job in jobs:
             job["history"] = await history(settings, store, job["name"])
-    return {"leader": leader, "jobs": jobs, "rejected": []}
+    return {"leader": leader, "jobs": jobs, "rejected": [dict(r) for r in settings.rejected]}
 
 
 async def job_view(settings: Settings, store: Store, name: str, now: float | None = None) -> dict:

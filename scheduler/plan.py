@@ -120,6 +120,50 @@ class Plan:
                     self.period_s[job.name] = after - nxt
         return first
 
+    def add(self, job: JobSpec, now: float) -> list[Claim]:
+        """A job that joined the running set (SPEC 6, rule 2): it fires from its next slot
+        after `now`, and nothing from before is made up, except a one-shot `at` whose
+        instant has just passed: it is claimed once, unless its CATCHUP is `none` or the
+        instant is older than its CATCHUP_WINDOW. The INIT claim records the first sighting
+        and leaves a watermark already there (a job removed and added back) as it is, so the
+        store refuses any slot claimed before."""
+        claims = []
+        cursor = math.floor(now)
+        if isinstance(job.schedule, sched.At) and job.schedule.slot <= cursor:
+            window = job.catchup_window_s
+            if job.catchup != "none" and (window is None or now - job.schedule.slot <= window):
+                claims.append(Claim(job.name, job.schedule.slot, FIRE))
+        claims.append(Claim(job.name, cursor, INIT))
+        self._push_next(job, cursor)
+        return claims
+
+    def replace(self, job: JobSpec, now: float) -> None:
+        """A job whose definition changed: its next slot under the new schedule replaces the
+        old one on the heap. Its watermark stays in the store, so no slot fires twice; the
+        slots the old schedule had before `now` are not made up."""
+        self._push_next(job, math.floor(now))
+
+    def remove(self, name: str) -> None:
+        """No new slot of a removed job: its heap entry is dropped when it comes up."""
+        self.upcoming.pop(name, None)
+        self.period_s.pop(name, None)
+
+    def _push_next(self, job: JobSpec, cursor: int) -> None:
+        nxt = sched.next_after(job.schedule, cursor)
+        if nxt is None:
+            self.upcoming.pop(job.name, None)
+            return
+        heapq.heappush(self.heap, (fire_at(job, nxt), nxt, job.name))
+        self.upcoming[job.name] = nxt
+        after = sched.next_after(job.schedule, nxt)
+        if after is not None:
+            self.period_s[job.name] = after - nxt
+
+    def _live(self, slot: int, name: str) -> bool:
+        """Whether a heap entry is still the job's next slot: entries of a removed or
+        changed job are left in the heap and dropped here (no search through the heap)."""
+        return name in self.jobs and self.upcoming.get(name) == slot
+
     def due(self, now: float, busy: Callable[[str], bool], overlapping: Callable[[str], bool]) -> list[Claim]:
         """What to claim at `now`. `busy(job)`: an HTTP call of the job is under way;
         `overlapping(job)`: one started by this leadership's loop (not its start backlog)."""
@@ -128,8 +172,12 @@ class Plan:
         while (heap and heap[0][0] - self.ahead_s <= now) or (held and held[0][0] <= now):
             if held and held[0][0] <= now:
                 at, slot, name = heapq.heappop(held)
+                if not self._live(slot, name):
+                    continue
             else:
                 at, slot, name = heapq.heappop(heap)
+                if not self._live(slot, name):
+                    continue
                 if at > now and self.jobs[name].concurrency != "allow" and busy(name):
                     heapq.heappush(held, (at, slot, name))
                     continue
@@ -158,6 +206,8 @@ class Plan:
             self.upcoming.pop(job.name, None)
 
     def wake_in(self, now: float) -> float:
+        while self.heap and not self._live(self.heap[0][1], self.heap[0][2]):
+            heapq.heappop(self.heap)
         """Seconds from `now` until something may be due (claimed ahead, or held)."""
         ahead = self.heap[0][0] - self.ahead_s if self.heap else now + IDLE_WAKE_S
         return min(ahead, self.held[0][0] if self.held else math.inf) - now
