@@ -11,25 +11,21 @@ import asyncio
 import json
 import logging
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from . import __version__
 from . import redis_records as records
 from . import redis_scripts as scripts
-from .model import Claim, Finished, InFlight, JobHealth, MalformedRecord, State, TriggerRequest
+from .model import Claim, Finished, JobHealth, MalformedRecord, State, TriggerRequest
+from .redis_connect import SOCKET_TIMEOUT_S, connect
+from .redis_notices import Notices
+from .redis_quarantine import Quarantine, configuration_warnings
 from .store import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.redis")
 
-POOL_SIZE = 32  # connections for claims, outcomes and reads; outcomes are batched
-
-# Short enough that no single call can outlive a lease renewal period.
-SOCKET_TIMEOUT_S = 2.0
 # With Sentinel, a claim counts only once a replica has it: a planned failover promotes a
 # replica, and a claim the old master took but never passed on would be claimed again.
 REPLICA_WAIT_MS = 500
@@ -65,10 +61,8 @@ class RedisStore:
         self.clock = clock  # this replica's wall clock, compared with the server's
         self.clock_skew_s: float | None = None  # ours minus the server's, at the last lease call
         self.format_problem: str | None = None  # set when the state is newer than this version reads
-        self.malformed = 0  # records moved aside
         self.read_only = False  # a dry run's view: unreadable records are skipped, not moved
         self.on_malformed: Callable[[str], None] | None = None
-        self._reported: set[tuple[str, str]] = set()
         ns = "{" + namespace + "}"
         self.k_leader, self.k_epoch, self.k_meta = f"{ns}:leader", f"{ns}:epoch", f"{ns}:meta"
         self.k_slots, self.k_inflight, self.k_paused = f"{ns}:slots", f"{ns}:inflight", f"{ns}:paused"
@@ -76,48 +70,15 @@ class RedisStore:
         self.k_trigger, self.k_triggered = f"{ns}:trigger", f"{ns}:triggered"
         self.k_quarantine = f"{ns}:quarantine"
         self.job_prefix, self.history_prefix = f"{ns}:job:", f"{ns}:history:"
-        self._types = {
+        self.call_timeout_s = SOCKET_TIMEOUT_S * 2 + 0.5
+        self.key_types = {
             self.k_leader: "string", self.k_epoch: "counter", self.k_meta: "hash", self.k_slots: "hash",
             self.k_inflight: "hash", self.k_paused: "set", self.k_trigger: "list", self.k_triggered: "hash",
             self.k_quarantine: "hash",
         }
-        opts = dict(
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=SOCKET_TIMEOUT_S,
-            decode_responses=True,
-            # Any bytes a person or a bug left in the namespace decode, and encode back to
-            # the same bytes, so an unreadable value can still be named and moved aside.
-            encoding_errors="surrogateescape",
-            # One immediate retry replaces a pooled connection that died with the server;
-            # longer waits are the caller's backoff, never hidden inside a call.
-            retry=Retry(NoBackoff(), 1),
-        )
         self.wait_replicas = 0  # with Sentinel: 1 while the sentinels see a live replica
         self._master_name = sentinel_master
-        if sentinels:
-            from redis.asyncio.sentinel import Sentinel
-
-            kw = {}
-            if url:
-                ck = aioredis.ConnectionPool.from_url(url).connection_kwargs
-                kw = {k: ck[k] for k in ("username", "password", "db") if ck.get(k) is not None}
-            self._sentinel = Sentinel(list(sentinels), **opts)
-
-            def client(size: int) -> aioredis.Redis:
-                return self._sentinel.master_for(sentinel_master, max_connections=size, **opts, **kw)
-        else:
-            self._sentinel = None
-
-            def client(size: int) -> aioredis.Redis:
-                # A caller waits for a free connection instead of failing: a burst of
-                # outcomes must never fail for want of a connection.
-                pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=SOCKET_TIMEOUT_S, **opts)
-                return aioredis.Redis(connection_pool=pool)
-
-        self.redis = client(POOL_SIZE)
-        # The lease is kept on connections of its own, so no burst of other calls can
-        # make a renewal wait its turn past the lease.
-        self.lease_redis = client(2)
+        self._sentinel, self.redis, self.lease_redis = connect(url, sentinels, sentinel_master)
         self._acquire = self.lease_redis.register_script(scripts.ACQUIRE)
         self._renew = self.lease_redis.register_script(scripts.RENEW)
         self._release = self.lease_redis.register_script(scripts.RELEASE)
@@ -125,19 +86,17 @@ class RedisStore:
         self._note = self.redis.register_script(scripts.NOTE_ATTEMPT)
         self._finish = self.redis.register_script(scripts.FINISH)
         self._request = self.redis.register_script(scripts.REQUEST_TRIGGER)
-        self._quarantine_field = self.redis.register_script(scripts.QUARANTINE_FIELD)
-        self._quarantine_keys = self.redis.register_script(scripts.QUARANTINE_KEYS)
-        self._pubsub = None
-        self._pubsub_stale = False
+        self.notices = Notices(self.redis, (self.k_released, self.k_wake))
+        self.quarantine = Quarantine(self)
 
     async def _call(self, coro, jobs: Sequence[str] = ()):
         try:
-            async with asyncio.timeout(SOCKET_TIMEOUT_S * 2 + 0.5):
+            async with asyncio.timeout(self.call_timeout_s):
                 return await coro
         except ResponseError as exc:
             # An error reply: most likely a key of the wrong type or an epoch that is no
             # number (a stray write). Move such keys aside so the caller's retry succeeds.
-            await self._repair_keys(jobs)
+            await self.quarantine.repair_keys(jobs)
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
@@ -145,39 +104,6 @@ class RedisStore:
             # A client in a state it does not expect (say, a connection torn by a failover)
             # is an unreachable store too: the loop retries, the process never dies of it.
             raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from None
-
-    async def _repair_keys(self, jobs: Sequence[str]) -> None:
-        types = dict(self._types)
-        for job in jobs:
-            types[self.job_prefix + job] = "hash"
-            types[self.history_prefix + job] = "list"
-        try:
-            async with asyncio.timeout(SOCKET_TIMEOUT_S * 2 + 0.5):
-                moved = await self._quarantine_keys(keys=list(types), args=[int(time.time() * 1000), *types.values()])
-        except Exception as exc:  # the caller reports the outage; this was only a repair
-            log.debug("could not check the namespace's key types", extra={"error": str(exc)})
-            return
-        for name in moved or ():
-            self._report(name, "", "a key of the wrong type, renamed aside")
-
-    def _report(self, key: str, field: str, problem: str) -> None:
-        self.malformed += 1
-        if self.on_malformed is not None:
-            self.on_malformed(key)
-        if (key, field) not in self._reported:  # logged once, however often it is met
-            self._reported.add((key, field))
-            log.warning("unreadable record set aside", extra={"key": key, "field": field[:120], "problem": problem})
-
-    async def _set_aside(self, bad: list[tuple[str, str, str, str, str]]) -> None:
-        """Move unreadable (kind, key, field, raw, problem) records into the quarantine hash."""
-        for kind, key, field, raw, problem in bad:
-            self._report(key, field, problem)
-            if self.read_only:
-                continue
-            try:
-                await self._call(self._quarantine_field(keys=[self.k_quarantine, key], args=[kind, field, raw]))
-            except StoreUnavailable:
-                pass  # moved on a later read
 
     async def _master_moved(self) -> bool:
         """With Sentinel: ask the sentinels where the master is now. After a failover the old
@@ -195,7 +121,7 @@ class RedisStore:
         if moved is None:
             return False
         before, now = moved
-        self._pubsub_stale = True  # its reader drops it; closing it here would pull it from under that reader
+        self.notices.stale = True  # its reader drops it; closing it here would pull it from under that reader
         log.warning("Redis master moved", extra={"from": f"{before[0]}:{before[1]}", "to": f"{now[0]}:{now[1]}"})
         return True
 
@@ -237,39 +163,10 @@ class RedisStore:
         await self._call(self._release(keys=[self.k_leader, self.k_released], args=[self.replica_id]))
 
     async def wait_released(self, timeout_s: float) -> None:
-        await self._wait_message(self.k_released, timeout_s)
+        await self.notices.wait(self.k_released, timeout_s)
 
     async def wait_wake(self, timeout_s: float) -> None:
-        await self._wait_message(self.k_wake, timeout_s)
-
-    async def _wait_message(self, channel: str, timeout_s: float) -> None:
-        """Until a message on `channel` or the timeout. One subscription serves both
-        channels: a replica waits on one of them at a time, and drops the other's news."""
-        deadline = time.monotonic() + timeout_s
-        try:
-            if self._pubsub_stale:
-                self._pubsub_stale = False
-                await self._drop_pubsub()
-            if self._pubsub is None:
-                self._pubsub = self.redis.pubsub()
-                await self._pubsub.subscribe(self.k_released, self.k_wake)
-            while (left := deadline - time.monotonic()) > 0 and not self._pubsub_stale:
-                async with asyncio.timeout(left + SOCKET_TIMEOUT_S):
-                    msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
-                if msg is not None and msg.get("channel") == channel:
-                    return
-        except Exception:  # RedisError, OSError, a timeout, or a client in a state it did not expect
-            # The subscription died with its connection; the next call subscribes again.
-            await self._drop_pubsub()
-            await asyncio.sleep(max(0.0, min(deadline - time.monotonic(), 1.0)))
-
-    async def _drop_pubsub(self) -> None:
-        if self._pubsub is not None:
-            try:
-                await self._pubsub.aclose()
-            except Exception:
-                pass
-            self._pubsub = None
+        await self.notices.wait(self.k_wake, timeout_s)
 
     async def _read_state(self, jobs: Sequence[str], extra: Callable) -> tuple[State, dict, list]:
         """Watermarks, in-flight fires, pauses and job records, read in one round trip and
@@ -300,7 +197,7 @@ class RedisStore:
         for job, raw in zip(jobs, raw_jobs):
             typed[job], fields = records.job_record(raw)
             bad += [("hash", self.job_prefix + job, f, raw[f], f"unreadable {f}") for f in fields]
-        await self._set_aside(bad)
+        await self.quarantine.set_aside(bad)
         health = {
             job: JobHealth(rec.get("last_success_at"), rec.get("consecutive_failures") or 0, rec.get("first_seen_at"))
             for job, rec in typed.items() if rec
@@ -351,7 +248,7 @@ class RedisStore:
                 out.append(records.trigger(raw))
             except MalformedRecord as exc:
                 bad.append(("list", self.k_trigger, "", raw, str(exc)))
-        await self._set_aside(bad)
+        await self.quarantine.set_aside(bad)
         return out
 
     async def set_paused(self, job: str, paused: bool) -> bool:
@@ -416,24 +313,11 @@ class RedisStore:
         }
 
     async def warnings(self) -> list[str]:
-        out = []
-        try:
-            policy = (await self._call(self.redis.config_get("maxmemory-policy"))).get("maxmemory-policy", "")
-            aof = (await self._call(self.redis.config_get("appendonly"))).get("appendonly", "")
-            save = (await self._call(self.redis.config_get("save"))).get("save", "")
-        except StoreUnavailable:
-            return ["could not read the Redis configuration (CONFIG GET refused?); eviction and persistence unchecked"]
-        if policy and policy != "noeviction":
-            out.append(
-                f"Redis maxmemory-policy is {policy}: under memory pressure Redis may evict the scheduler's "
-                "keys (watermarks, lease), so slots could fire twice or be lost; use noeviction"
-            )
-        if aof != "yes" and not save.strip():
-            out.append(
-                "Redis persistence is off (appendonly no, no save points): a Redis restart forgets every "
-                "watermark and in-flight fire; enable appendonly yes"
-            )
-        return out
+        return await configuration_warnings(self)
+
+    @property
+    def malformed(self) -> int:
+        return self.quarantine.count
 
     async def ping(self) -> bool:
         try:
@@ -442,7 +326,7 @@ class RedisStore:
             return False
 
     async def close(self) -> None:
-        await self._drop_pubsub()
+        await self.notices.aclose()
         await self.redis.aclose()
         await self.lease_redis.aclose()
 

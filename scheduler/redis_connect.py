@@ -1,0 +1,53 @@
+"""The Redis store's connections: one pool for claims, outcomes and reads, and a small one
+of its own for the lease, through a URL or through Sentinel discovery."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+POOL_SIZE = 32  # connections for claims, outcomes and reads; outcomes are batched
+LEASE_POOL_SIZE = 2
+# Short enough that no single call can outlive a lease renewal period.
+SOCKET_TIMEOUT_S = 2.0
+
+
+def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str | None) -> tuple[Any, aioredis.Redis, aioredis.Redis]:
+    """(the Sentinel or None, the main client, the lease's client)."""
+    opts: dict[str, Any] = dict(
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        decode_responses=True,
+        # Any bytes a person or a bug left in the namespace decode, and encode back to the
+        # same bytes, so an unreadable value can still be named and moved aside.
+        encoding_errors="surrogateescape",
+        # One immediate retry replaces a pooled connection that died with the server;
+        # longer waits are the caller's backoff, never hidden inside a call.
+        retry=Retry(NoBackoff(), 1),
+    )
+    if sentinels:
+        from redis.asyncio.sentinel import Sentinel
+
+        kw = {}
+        if url:
+            ck = aioredis.ConnectionPool.from_url(url).connection_kwargs
+            kw = {k: ck[k] for k in ("username", "password", "db") if ck.get(k) is not None}
+        sentinel = Sentinel(list(sentinels), **opts)
+
+        def client(size: int) -> aioredis.Redis:
+            return sentinel.master_for(master, max_connections=size, **opts, **kw)
+    else:
+        sentinel = None
+
+        def client(size: int) -> aioredis.Redis:
+            # A caller waits for a free connection instead of failing: a burst of outcomes
+            # must never fail for want of a connection.
+            pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=SOCKET_TIMEOUT_S, **opts)
+            return aioredis.Redis(connection_pool=pool)
+
+    # The lease is kept on connections of its own, so no burst of other calls can make a
+    # renewal wait its turn past the lease.
+    return sentinel, client(POOL_SIZE), client(LEASE_POOL_SIZE)

@@ -1,0 +1,49 @@
+"""The Redis store's notifications: the lease's release (standbys take over at once) and
+the trigger command's wake-up (the leader looks at once), on one pub/sub subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Sequence
+
+import redis.asyncio as aioredis
+
+SOCKET_TIMEOUT_S = 2.0
+
+
+class Notices:
+    def __init__(self, client: aioredis.Redis, channels: Sequence[str]):
+        self.client = client
+        self.channels = tuple(channels)
+        self.stale = False  # set when the master moved: the subscription is on the old one
+        self._pubsub = None
+
+    async def wait(self, channel: str, timeout_s: float) -> None:
+        """Until a message on `channel` or the timeout. One subscription serves every
+        channel: a replica waits on one of them at a time, and drops the others' news."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            if self.stale:
+                self.stale = False
+                await self.aclose()
+            if self._pubsub is None:
+                self._pubsub = self.client.pubsub()
+                await self._pubsub.subscribe(*self.channels)
+            while (left := deadline - time.monotonic()) > 0 and not self.stale:
+                async with asyncio.timeout(left + SOCKET_TIMEOUT_S):
+                    msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
+                if msg is not None and msg.get("channel") == channel:
+                    return
+        except Exception:  # RedisError, OSError, a timeout, or a client in a state it did not expect
+            # The subscription died with its connection; the next call subscribes again.
+            await self.aclose()
+            await asyncio.sleep(max(0.0, min(deadline - time.monotonic(), 1.0)))
+
+    async def aclose(self) -> None:
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.aclose()
+            except Exception:
+                pass
+            self._pubsub = None

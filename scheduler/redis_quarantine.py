@@ -1,0 +1,93 @@
+"""Setting aside what the Redis store cannot read (SPEC 3, rule 8), and the checks of the
+server's own configuration that could lose or repeat runs.
+
+An unreadable hash field or list entry moves to `{ns}:quarantine` (`"<key> <field>"` -> its
+raw value), a key of the wrong type is renamed `<key>:quarantined:<unix ms>`; each is logged
+once (key and field, never a value), counted, and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Sequence
+
+from . import redis_scripts as scripts
+from .store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from .redis_store import RedisStore
+
+log = logging.getLogger("scheduler.redis")
+
+# (kind: hash|list, key, field, raw value, problem)
+Bad = tuple[str, str, str, str, str]
+
+
+class Quarantine:
+    def __init__(self, store: RedisStore):
+        self.store = store
+        self.count = 0
+        self._reported: set[tuple[str, str]] = set()
+        self._field = store.redis.register_script(scripts.QUARANTINE_FIELD)
+        self._keys = store.redis.register_script(scripts.QUARANTINE_KEYS)
+
+    def report(self, key: str, field: str, problem: str) -> None:
+        self.count += 1
+        if self.store.on_malformed is not None:
+            self.store.on_malformed(key)
+        if (key, field) not in self._reported:  # logged once, however often it is met
+            self._reported.add((key, field))
+            log.warning("unreadable record set aside", extra={"key": key, "field": field[:120], "problem": problem})
+
+    async def set_aside(self, bad: Sequence[Bad]) -> None:
+        """Move unreadable records into the quarantine hash (a dry run only skips them)."""
+        store = self.store
+        for kind, key, field, raw, problem in bad:
+            self.report(key, field, problem)
+            if store.read_only:
+                continue
+            try:
+                await store._call(self._field(keys=[store.k_quarantine, key], args=[kind, field, raw]))
+            except StoreUnavailable:
+                pass  # moved on a later read
+
+    async def repair_keys(self, jobs: Sequence[str]) -> None:
+        """After an error reply: rename aside every key of the wrong type, so a retry works."""
+        store = self.store
+        types = dict(store.key_types)
+        for job in jobs:
+            types[store.job_prefix + job] = "hash"
+            types[store.history_prefix + job] = "list"
+        try:
+            async with asyncio.timeout(store.call_timeout_s):
+                moved = await self._keys(keys=list(types), args=[int(time.time() * 1000), *types.values()])
+        except Exception as exc:  # the caller reports the outage; this was only a repair
+            log.debug("could not check the namespace's key types", extra={"error": str(exc)})
+            return
+        for name in moved or ():
+            self.report(name, "", "a key of the wrong type, renamed aside")
+
+
+async def configuration_warnings(store: RedisStore) -> list[str]:
+    """What about the Redis server's own configuration could lose or repeat runs."""
+    out = []
+    try:
+        config = {}
+        for name in ("maxmemory-policy", "appendonly", "save"):
+            config.update(await store._call(store.redis.config_get(name)))
+    except StoreUnavailable:
+        return ["could not read the Redis configuration (CONFIG GET refused?); eviction and persistence unchecked"]
+    policy, aof, save = config.get("maxmemory-policy", ""), config.get("appendonly", ""), config.get("save", "")
+    if policy and policy != "noeviction":
+        out.append(
+            f"Redis maxmemory-policy is {policy}: under memory pressure Redis may evict the scheduler's "
+            "keys (watermarks, lease), so slots could fire twice or be lost; use noeviction"
+        )
+    if aof != "yes" and not save.strip():
+        out.append(
+            "Redis persistence is off (appendonly no, no save points): a Redis restart forgets every "
+            "watermark and in-flight fire; enable appendonly yes"
+        )
+    return out
