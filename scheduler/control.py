@@ -80,7 +80,7 @@ def render_status(report: dict) -> str:
     else:
         lines = [f"leader   none (last epoch {report['epoch'] or '-'})"]
     lines.append(f"mode     {report['mode']}, namespace {report['namespace']}")
-    header = ("JOB", "STATE", "LAST SLOT", "OUTCOME", "HTTP", "FAILS", "NEXT SLOT")
+    header = ("JOB", "SOURCE", "STATE", "LAST SLOT", "OUTCOME", "HTTP", "FAILS", "NEXT SLOT")
     rows = [header]
     for j in report["jobs"]:
         state = (
@@ -88,7 +88,7 @@ def render_status(report: dict) -> str:
             else "overdue" if j["overdue"] else "done" if j["next_slot"] is None else "active"
         )
         rows.append((
-            j["name"], state, j["last_slot"] or "-", j["last_outcome"] or "-",
+            j["name"], j.get("source", "env"), state, j["last_slot"] or "-", j["last_outcome"] or "-",
             str(j["last_http_status"] or "-"), str(j["consecutive_failures"]), j["next_slot"] or "-",
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -99,6 +99,8 @@ def render_status(report: dict) -> str:
             lines.append(f"  {j['name']}: last error: {j['last_error']}")
         if j.get("last_excerpt"):
             lines.append(f"  {j['name']}: the app said: {j['last_excerpt']}")
+    for r in report.get("rejected", []):
+        lines.append(f"rejected {r['name']} ({r['source']}): {r['problem']}")
     if report["pending_triggers"]:
         lines.append(f"pending triggers: {', '.join(t['job'] + ' ' + t['id'] for t in report['pending_triggers'])}")
     return "\n".join(lines)

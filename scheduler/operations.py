@@ -154,6 +154,7 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
         "lease_left_s": info["lease_left_s"],
         "pending_triggers": info["pending_triggers"],
         "jobs": jobs,
+        "rejected": [dict(r) for r in settings.rejected],
     }
 
 

@@ -91,3 +91,21 @@ def test_jobs_added_changed_removed_and_renamed_while_it_runs(daemon_env, receiv
     assert len(keys) == len(set(keys)), "a slot fired twice as attempt 1"
     assert len(slots(receiver, "/once")) == 1
     assert daemon.running and "Traceback" not in daemon.output()
+
+
+def test_status_and_the_api_name_each_jobs_source_and_the_rejected_ones(tmp_path, receiver):
+    from tests.support import run_cli
+
+    jobs_file = tmp_path / "jobs.json"
+    write(jobs_file, [{"name": "digest", "schedule": "0 7 * * 1-5", "url": "/digest"},
+                      {"name": "broken", "schedule": "every never", "url": "/x"},
+                      {"name": "typo", "schedule": "@daily", "url": "/t", "retires": 2}])
+    env = standalone_env(receiver, tmp_path / "state.db", {"ping": {"SCHEDULE": "@hourly", "URL": "/ping"}},
+                         jobs_file=str(jobs_file))
+    report = json.loads(run_cli(["status", "--json"], env, cwd=tmp_path).stdout)
+    assert {j["name"]: j["source"] for j in report["jobs"]} == {"ping": "env", "digest": "file"}
+    rejected = {r["name"]: r for r in report["rejected"]}
+    assert set(rejected) == {"broken", "typo"} and rejected["typo"]["source"] == "file"
+    assert "retries" in rejected["typo"]["problem"]  # did you mean
+    text = run_cli(["status"], env, cwd=tmp_path).stdout
+    assert "digest  file" in text and "rejected broken (file):" in text
