@@ -11,6 +11,7 @@ import urllib.error
 
 import pytest
 
+from scheduler import sqlite_schema
 from tests import upgrade_run
 from tests.releases import PREVIOUS, release
 from tests.support import Daemon, Receiver, RedisServer, free_port, wait_until
@@ -49,7 +50,7 @@ def test_upgrade_then_rollback_on_one_sqlite_file_loses_and_doubles_nothing(prev
     report = upgrade_run.run("sqlite", [old, upgrade_run.CURRENT, old], {old: previous}, state_file=state)
     _check(report)
     with sqlite3.connect(state) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite_schema.VERSION  # written by the current code, read by the old one
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -100,7 +101,7 @@ def test_a_replica_facing_a_newer_sqlite_format_refuses_to_lead_and_says_why(tmp
     port = free_port()
     with Receiver() as receiver, Daemon(_env(receiver, port, SCHEDULER_STATE_FILE=str(state))) as daemon:
         _refuses(daemon, port, receiver)
-        assert "up to 2" in daemon.output()
+        assert f"up to {sqlite_schema.VERSION}" in daemon.output()
     with sqlite3.connect(state) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 99
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
