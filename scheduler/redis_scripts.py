@@ -37,7 +37,8 @@ if not ok then
 end
 if not format or format < tonumber(ARGV[5]) then redis.call('HSET', KEYS[3], 'format', ARGV[5]) end
 redis.call('HSET', KEYS[3], 'writer', ARGV[6])
-if not tonumber(redis.call('GET', KEYS[2])) then
+-- INCR takes only a whole number: tonumber would also pass '0' followed by a NUL byte.
+if not string.match(redis.call('GET', KEYS[2]) or '', '^%-?%d+$') then
   redis.call('SET', KEYS[2], now)
 end
 return {1, redis.call('INCR', KEYS[2]), skew}
@@ -245,7 +246,7 @@ for i, key in ipairs(KEYS) do
   local have = redis.call('TYPE', key)['ok']
   local bad
   if want == 'counter' then
-    bad = have ~= 'none' and (have ~= 'string' or not tonumber(redis.call('GET', key)))
+    bad = have ~= 'none' and (have ~= 'string' or not string.match(redis.call('GET', key), '^%-?%d+$'))
   else
     bad = have ~= 'none' and have ~= want
   end
