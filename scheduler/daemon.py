@@ -90,6 +90,8 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
 
     try:
         store = make_store(settings)
+        if settings.standalone:
+            await store.open()  # a file that cannot be opened is the configuration's problem
     except StoreUnavailable as exc:
         print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -66,6 +66,10 @@ class LocalStore:
         except Exception as exc:  # sqlite3.Error, OSError, or a file in a state nothing expects
             raise StoreUnavailable(f"sqlite {self.path}: {type(exc).__name__}: {exc}") from None
 
+    async def open(self) -> None:
+        """Open the file now (the daemon's start checks it can, and exits 78 if not)."""
+        await self._run(self._conn)
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             self._db, self.format_problem = open_db(self.path, self.busy_timeout_s)
