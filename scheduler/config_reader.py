@@ -28,7 +28,8 @@ class Secret(str):
 class Reader:
     """Reads one variable with a parser; a parser raises ValueError saying what is expected."""
 
-    def __init__(self, values: dict[str, str], problems: list[str], from_files: set[str] = frozenset()):
+    def __init__(self, values: dict[str, str], problems: list[str],
+                 from_files: set[str] | frozenset[str] = frozenset()):
         self.values = values
         self.problems = problems
         self.from_files = from_files  # secrets read from NAME_FILE: problems name that variable

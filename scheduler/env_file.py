@@ -32,7 +32,7 @@ def read_environment(env_file: str | None, environ: Mapping[str, str] | None = N
         path = ".env" if Path(".env").is_file() else None
     if path is not None:
         text = _read_env_text(path, "--env-file" if env_file is not None else "./.env")
-        values = _simple_dotenv(text)
+        values: Mapping[str, str | None] | None = _simple_dotenv(text)
         if values is None:
             # Interpolation costs time quadratic in the number of variables (10,000 jobs:
             # half a minute); a file with no ${...} has nothing to interpolate.

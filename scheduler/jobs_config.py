@@ -69,7 +69,8 @@ def load_job(key: str, fields: dict[str, str], g: Reader, default_tz: str, api_u
     def get(fld: str, parse: Callable[[str], object]):
         if fld not in fields:  # a default: parsed once for all jobs, not once per job
             if fld not in _PARSED_DEFAULTS:
-                _PARSED_DEFAULTS[fld] = None if JOB_FIELDS[fld] is None else parse(JOB_FIELDS[fld])
+                default = JOB_FIELDS[fld]
+                _PARSED_DEFAULTS[fld] = None if default is None else parse(default)
             return _PARSED_DEFAULTS[fld]
         return g.get(var(fld), parse, JOB_FIELDS[fld])
 

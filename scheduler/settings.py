@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from .config_reader import Reader, Secret
 from .jobs_config import JobSpec
@@ -19,7 +20,7 @@ from .parsers import (
 )
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-Check = Callable[[dict[str, object], list[str]], None]
+Check = Callable[[dict[str, Any], list[str]], None]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Setting:
         return self.unset if self.default is None else self.parse(self.default)
 
 
-def _sentinels_and_master(got: dict[str, object], problems: list[str]) -> None:
+def _sentinels_and_master(got: dict[str, Any], problems: list[str]) -> None:
     if bool(got["redis_sentinels"]) != bool(got["redis_sentinel_master"]):
         problems.append(
             "SCHEDULER_REDIS_SENTINELS and SCHEDULER_REDIS_SENTINEL_MASTER: set both to use "
@@ -45,16 +46,16 @@ def _sentinels_and_master(got: dict[str, object], problems: list[str]) -> None:
         )
 
 
-def _renew_under_half_ttl(got: dict[str, object], problems: list[str]) -> None:
+def _renew_under_half_ttl(got: dict[str, Any], problems: list[str]) -> None:
     ttl, renew = got["lease_ttl_s"], got["lease_renew_s"]
-    if ttl and renew and not renew < ttl / 2:  # type: ignore[operator]
+    if ttl and renew and not renew < ttl / 2:
         problems.append(
             "SCHEDULER_LEASE_RENEW: must be less than half of SCHEDULER_LEASE_TTL "
-            f"(TTL is {ttl:g}s, so at most {ttl / 2:g}s exclusive)"  # type: ignore[operator]
+            f"(TTL is {ttl:g}s, so at most {ttl / 2:g}s exclusive)"
         )
 
 
-def _client_certificate_loads(got: dict[str, object], problems: list[str]) -> None:
+def _client_certificate_loads(got: dict[str, Any], problems: list[str]) -> None:
     cert, key, password = got["tls_client_cert"], got["tls_client_key"], got["tls_client_key_password"]
     if key and not cert:
         problems.append("SCHEDULER_TLS_CLIENT_KEY: set SCHEDULER_TLS_CLIENT_CERT too (the certificate it belongs to)")
@@ -127,7 +128,7 @@ GLOBAL_DEFAULTS: dict[str, str | None] = {s.env: s.default for s in SETTINGS}
 HTTP_CLIENT_DEFAULTS: dict[str, str | None] = {s.env: s.default for s in HTTP_CLIENT}
 JOB_SOURCE_DEFAULTS: dict[str, str | None] = {s.env: s.default for s in JOB_SOURCES}
 SECRETS = tuple(s.env for s in SETTINGS if s.secret)
-_DEFAULT = {s.field: s.default_value() for s in SETTINGS}  # each default text parsed once
+_DEFAULT: dict[str, Any] = {s.field: s.default_value() for s in SETTINGS}  # each default text parsed once
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ class Settings:
         return self.redis_url is None and not self.redis_sentinels
 
 
-def read_settings(g: Reader, stderr_is_tty: bool) -> dict[str, object]:
+def read_settings(g: Reader, stderr_is_tty: bool) -> dict[str, Any]:
     """Every setting of the table, field -> value, in table order; problems go to g.problems."""
     got: dict[str, object] = {}
     for s in SETTINGS:
