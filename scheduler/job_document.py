@@ -3,9 +3,9 @@
     {"jobs": [{"name": "tenant-42-digest", "schedule": "0 7 * * 1-5", "url": "/api/digest/42"}]}
 
 Each job's fields are mapped to the text of the SCHEDULER_JOB_<NAME>_<FIELD> variables and
-checked by config's own job rules, so a rule and its message exist once. A job that fails
+checked by the job rules of jobs_config, so a rule and its message exist once. A job that fails
 is rejected alone (a `Rejection`); a document that cannot be parsed raises DocumentError and
-its source keeps the last good set. Imports config and schedule; never asyncio or the network.
+its source keeps the last good set. Imports the configuration's job rules and schedule; never asyncio or the network.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from . import config
-from .config import JOB_FIELDS, JobSpec, Settings
+from .config_reader import Reader, show
+from .jobs_config import JOB_FIELDS, JobSpec, load_job
+from .settings import Settings
 
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # about 640 bytes a job for 100,000 jobs, with room
 _NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
@@ -107,7 +108,7 @@ def validate(data: Any, source: str, settings: Settings, previous: Parsed | None
         job, problems = _job(item, label, settings)
         if job is None:
             shown = name if isinstance(name, str) and name else label
-            rejected.append(Rejection(config._show(shown, quote=False)[:80], source, "; ".join(problems)))
+            rejected.append(Rejection(show(shown, quote=False)[:80], source, "; ".join(problems)))
             continue
         jobs[job.name], raw[job.name] = job, item
     return Parsed(jobs, tuple(rejected), raw)
@@ -119,7 +120,7 @@ def _job(item: dict, label: str, settings: Settings) -> tuple[JobSpec | None, li
     if name is None:
         problems.append(f"{label}: name: required (1-64 of a-z 0-9 -, not starting or ending with -)")
     elif not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        shown = config._show(name) if isinstance(name, str) else type(name).__name__
+        shown = show(name) if isinstance(name, str) else type(name).__name__
         problems.append(f"name: expected 1-64 of a-z 0-9 -, not starting or ending with -, got {shown}")
     fields: dict[str, str] = {}
     for key, value in item.items():
@@ -129,16 +130,16 @@ def _job(item: dict, label: str, settings: Settings) -> tuple[JobSpec | None, li
         if fld is None:
             close = difflib.get_close_matches(str(key).lower(), _KNOWN, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else ""
-            problems.append(f"{config._show(str(key), quote=False)[:64]}: unknown field; expected one of {', '.join(_KNOWN)}{hint}")
+            problems.append(f"{show(str(key), quote=False)[:64]}: unknown field; expected one of {', '.join(_KNOWN)}{hint}")
             continue
         text = _text(key, value, problems)
         if text is not None:
             fields[fld] = text
     if problems:
         return None, problems
-    g = config._Reader({key: text for key, text in ((f.lower(), t) for f, t in fields.items())}, problems)
-    job = config._load_job(name.upper().replace("-", "_"), fields, g, settings.timezone, settings.api_url,
-                           var=str.lower)
+    g = Reader({key: text for key, text in ((f.lower(), t) for f, t in fields.items())}, problems)
+    job = load_job(name.upper().replace("-", "_"), fields, g, settings.timezone, settings.api_url,
+                   var=str.lower)
     return job, problems
 
 

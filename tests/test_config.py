@@ -572,3 +572,23 @@ def test_settings_are_frozen() -> None:
 def test_mask_url_hides_the_password() -> None:
     assert config.mask_url("redis://user:pw-1@redis:6379/0") == "redis://user:***@redis:6379/0"
     assert config.mask_url("redis://redis:6379/0") == "redis://redis:6379/0"
+
+
+def test_each_setting_has_one_entry_and_settings_defaults_are_its_parsed_default() -> None:
+    """One table: every Settings field read from the environment has exactly one entry, and
+    a Settings built without arguments holds what each entry's default text parses to."""
+    from scheduler import settings as table
+
+    read_fields = [f.name for f in dataclasses.fields(config.Settings) if f.name not in ("jobs", "source_of", "rejected")]
+    assert sorted(s.field for s in table.SETTINGS) == sorted(read_fields)
+    assert len({s.env for s in table.SETTINGS}) == len(table.SETTINGS)
+    assert list(config.GLOBAL_DEFAULTS) == [s.env for s in table.SETTINGS]
+    assert set(config.SECRETS) == {s.env for s in table.SETTINGS if s.secret}
+    built = config.Settings()
+    for s in table.SETTINGS:
+        expected = s.unset if s.default is None else s.parse(s.default)
+        assert getattr(built, s.field) == expected, s.env
+    # A setting left unset is, once loaded, what Settings holds by default (the log format
+    # follows the terminal, so it is compared on one).
+    loaded = config.load(VALID_JOB, stderr_is_tty=True)
+    assert dataclasses.replace(loaded, jobs=()) == built

@@ -453,16 +453,18 @@ def test_each_source_is_exported_as_metrics(tmp_path):
 @pytest.mark.parametrize("base", ["http://app:8000", "https://u:p@app/api/", "http://[::1]:81/x"])
 @pytest.mark.parametrize("path", ["/tasks/x", "tasks/x?a=1&b=2", "/t?", "/a/b/", "", "/a:b", "/x%20y", "/a b", "a:b/c"])
 def test_a_plain_path_is_joined_as_the_full_check_joins_it(base, path):
-    fast = config._job_url(base)
-    slow = config._job_url(base)
-    config_re, config._PLAIN_PATH = config._PLAIN_PATH, __import__("re").compile(r"(?!)")
+    from scheduler import parsers
+
+    fast = parsers.job_url(base)
+    slow = parsers.job_url(base)
+    plain, parsers.PLAIN_PATH = parsers.PLAIN_PATH, __import__("re").compile(r"(?!)")
     try:
         try:
             expected = slow(path)
         except ValueError as exc:
             expected = exc
     finally:
-        config._PLAIN_PATH = config_re
+        parsers.PLAIN_PATH = plain
     try:
         got = fast(path)
     except ValueError as exc:
