@@ -172,7 +172,7 @@ class Engine:
         self.recorder.loaded(state, {c.job for c in first if c.kind == INIT}, now)
         if first and not await self._claim_and_fire(lease, first, backlog=True):
             return
-        while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
+        while not self.stopping.is_set() and self._usable(lease):
             now = self.clock.time()
             if self._pending is not None:
                 async with self._claiming:
@@ -218,7 +218,7 @@ class Engine:
             return False
         if results is None:
             return False
-        valid = lambda: lease.valid(self.clock.monotonic())  # noqa: E731
+        valid = lambda: self._usable(lease)  # noqa: E731
         for claim, result in zip(claims, results):
             job = self.jobs[claim.job]
             if self.recorder.claimed(claim, result, job):
@@ -226,6 +226,24 @@ class Engine:
                 self.fires.start(claim, fire, valid, chain, backlog)
         self.metrics.inflight.set(len(self.fires))
         return True
+
+    def _usable(self, lease: Lease) -> bool:
+        """Whether this leadership may still claim and send. Once it may not, it ends: a fire
+        left in flight at its moment is redelivered by the next leadership (this replica's
+        own, with a new epoch, if it takes the lease again), never forgotten while the
+        same leadership goes on."""
+        if lease.valid(self.clock.monotonic()) and lease.steady(self.clock):
+            return True
+        if not lease.lost:
+            lease.lost = True
+            if lease.steady(self.clock):
+                lease.ended = "lease not renewed in time"
+            else:
+                lease.ended = "the wall clock jumped"
+                log.error("the wall clock jumped; stepping down until it is checked against the store's again",
+                          extra={"epoch": self.keeper.epoch})
+            self._wake.set()
+        return False
 
     async def _send(self, claim: Claim, fire: Fire) -> tuple[Outcome, float | None]:
         """One fire's HTTP call, under the concurrency limit: its outcome and lateness."""

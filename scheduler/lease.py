@@ -19,6 +19,10 @@ from .store import Store, StoreUnavailable
 log = logging.getLogger("scheduler.engine")
 
 STANDBY_LOG_EVERY_S = 300.0  # a standby says it still stands by this often
+# The wall clock may move against the monotonic one by this much between two renewals (NTP
+# slews at most 0.5 ms a second); a larger move is a jump (a VM resumed, a clock set by
+# hand), and the skew measured at the last renewal no longer holds.
+CLOCK_JUMP_S = 0.05
 
 
 @dataclass
@@ -26,6 +30,8 @@ class Lease:
     ttl_s: float
     renewed_at: float  # monotonic time at the start of the last successful acquire/renew
     lost: bool = False
+    wall_offset: float | None = None  # wall minus monotonic time when the skew was last checked
+    ended: str | None = None  # why this leadership ended, when the engine ended it
 
     @property
     def claim_deadline(self) -> float:
@@ -34,6 +40,13 @@ class Lease:
 
     def valid(self, now_mono: float) -> bool:
         return not self.lost and now_mono < self.claim_deadline
+
+    def steady(self, clock: Clock) -> bool:
+        """Whether the wall clock kept pace with the monotonic one since the last check
+        against the store's clock (a jump would make slots fire early or late)."""
+        if self.wall_offset is None:
+            return True
+        return abs(clock.time() - clock.monotonic() - self.wall_offset) <= CLOCK_JUMP_S
 
 
 class LeaseKeeper:
@@ -77,7 +90,7 @@ class LeaseKeeper:
             self.health.clock_ok = self.health.format_ok = True
             self._note_skew()
             self.epoch = epoch
-            return Lease(self.settings.lease_ttl_s, started)
+            return Lease(self.settings.lease_ttl_s, started, wall_offset=self.clock.time() - started)
         return None
 
     def _note_skew(self) -> float | None:
@@ -147,6 +160,7 @@ class LeaseKeeper:
                     self._wake()
                     return
                 lease.renewed_at = started
+                lease.wall_offset = self.clock.time() - self.clock.monotonic()
                 break
 
     def _log_lost(self, skew: float | None) -> None:
@@ -187,4 +201,4 @@ class LeaseKeeper:
                 log.warning("could not release the lease; it expires by itself", extra={"error": str(exc)})
         else:
             log.warning("stepped down", extra={"epoch": self.epoch,
-                                                "reason": "lease lost" if lease.lost else "lease not renewed in time"})
+                                                "reason": lease.ended or ("lease lost" if lease.lost else "lease not renewed in time")})

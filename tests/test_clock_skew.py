@@ -51,3 +51,27 @@ def test_a_replica_with_a_skewed_clock_never_leads_and_fires_nothing_early_or_la
         early = slot_of(r) - r.received_at
         assert early <= 0.05, f"fired {early:.3f}s before its slot"
         assert r.received_at - slot_of(r) < 5, "fired late"
+
+
+def test_a_leader_whose_wall_clock_jumps_steps_down_and_fires_nothing_early(redis_server, receiver, daemon_factory, tmp_path):
+    """The clock is set 15 s ahead under a running leader (a VM resumed, a hand-set clock):
+    between two renewals no store has said so yet, so the leader notices the jump against its
+    monotonic clock, steps down, and the replica with a good clock takes over."""
+    jobs = {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}}
+    clock_file = tmp_path / "faketime"
+    clock_file.write_text("+0s\n")
+    env = env_for(redis_server, receiver, "jump", jobs)
+    jumpy = daemon_factory({**env, "LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+                            "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    jumpy.wait_for_output("became leader", timeout=20)
+    good = daemon_factory(env)
+    good.wait_for_output("standing by", timeout=20)
+    receiver.wait_for_count(2, timeout=20)
+    clock_file.write_text("+15s\n")
+    jumped_at = len(receiver.requests)
+    good.wait_for_output("became leader", timeout=20)
+    receiver.wait_for(lambda rs: len(rs) >= jumped_at + 3, timeout=20)
+    assert "wall clock jumped" in jumpy.output() or "clock is off" in jumpy.output()
+    for r in receiver.requests:
+        assert slot_of(r) - r.received_at <= 0.05, f"fired {slot_of(r) - r.received_at:.3f}s before its slot"
+    assert jumpy.running and "Traceback" not in jumpy.output()
