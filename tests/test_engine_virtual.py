@@ -185,6 +185,27 @@ def test_lease_run_out_before_the_moment_leaves_the_fire_to_the_next_leader(tmp_
     asyncio.run(main())
 
 
+def test_a_wall_clock_jump_ends_the_leadership_before_a_fire_goes_out_early(tmp_path, caplog):
+    """The wall clock moves 15 s ahead and the monotonic one does not (a clock set by hand):
+    the claimed fire must not go out 15 s early; the leadership ends, and the next one
+    (after a new check against the store) delivers it as a redelivery."""
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 10s", "URL": "/t"}})
+    caplog.set_level(logging.INFO, "scheduler.engine")
+
+    async def main():
+        async with Run(settings, local(tmp_path, settings), T + 0.5) as run:
+            first_epoch = run.engine.keeper.epoch
+            await run.clock.advance_to(T + 9.8)
+            assert await inflight_slots(run, "tick") == [T + 10]
+            run.clock._mono_offset -= 15.0  # the wall clock alone moves on
+            await run.clock.jump(15.0)
+            early = [(s - T, e) for _, _, s, _, e in run.dispatcher.sent if e == first_epoch]
+            assert early == [], "a fire went out on a wall clock that had jumped"
+            assert any("wall clock jumped" in r.getMessage() for r in caplog.records)
+
+    asyncio.run(main())
+
+
 def test_a_lost_lease_stops_claims(redis_server, tmp_path):
     settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 1s", "URL": "/t"}},
                             SCHEDULER_REDIS_URL=redis_server.url, SCHEDULER_NAMESPACE="vlost")
