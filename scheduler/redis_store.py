@@ -198,6 +198,15 @@ class RedisStore:
             typed[job], fields = records.job_record(raw)
             bad += [("hash", self.job_prefix + job, f, raw[f], f"unreadable {f}") for f in fields]
         await self.quarantine.set_aside(bad)
+        for job in {b[2] for b in bad if b[1] == self.k_slots}:
+            # An unreadable watermark: the newest slot known to have been claimed (its last
+            # outcome, a fire in flight) stands in, so CATCHUP still makes up what was missed
+            # instead of the job starting over as if first seen.
+            known = [f.slot for f in fires if f.job == job and f.trigger is None]
+            if (typed.get(job) or {}).get("slot") is not None:
+                known.append(typed[job]["slot"])
+            if known:
+                marks[job] = max(known)
         health = {
             job: JobHealth(rec.get("last_success_at"), rec.get("consecutive_failures") or 0, rec.get("first_seen_at"))
             for job, rec in typed.items() if rec

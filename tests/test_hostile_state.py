@@ -233,3 +233,21 @@ def test_overdue_counts_from_the_persisted_first_sighting_across_leaders(redis_s
     wait_until(lambda: overdue() and float(overdue().rsplit(" ", 1)[1]) == 1.0, timeout=10)
     report = json.loads(run_cli(["status", "--json"], env).stdout)
     assert report["jobs"][0]["overdue"] is True
+
+
+def test_an_unreadable_watermark_falls_back_to_the_last_claimed_slot(redis_server):
+    """CATCHUP still makes up a missed slot when the watermark was overwritten with junk:
+    the last outcome's slot stands in for it."""
+    client = redis_server.client()
+    client.hset("{wm}:slots", "five", "junk")
+    client.hset("{wm}:job:five", mapping={"status": "ok", "slot": 1_700_000_000})
+
+    async def go():
+        store = RedisStore(redis_server.url, "wm", 3.0, replica_id="r")
+        state = await store.load(["five"])
+        await store.close()
+        return state
+
+    assert run(go()).watermarks == {"five": 1_700_000_000}
+    assert client.hget("{wm}:slots", "five") is None  # the junk itself was set aside
+    assert client.hexists("{wm}:quarantine", "{wm}:slots five")
