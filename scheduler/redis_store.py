@@ -128,9 +128,19 @@ class RedisStore:
     async def _count_replicas(self) -> None:
         """With Sentinel, claims wait for a replica only while there is a live one to wait
         for: after the master died and its replica took over, no one is left to ask."""
-        if self._sentinel is not None:
-            alive = await self._call(self._sentinel.discover_slaves(self._master_name))
-            self.wait_replicas = 1 if alive else 0
+        if self._sentinel is None:
+            return
+        alive = await self._call(self._sentinel.discover_slaves(self._master_name))
+        if not alive:
+            self.wait_replicas = 0
+            return
+        # Just after a failover the old master rejoins as a replica and copies the new one's
+        # data for seconds: connected, not yet online. There is then no replica up to date to
+        # lose a claim to, so claims go ahead. A master that lists no replica at all while the
+        # sentinels see one is the other case: its replica may be taking over from it.
+        info = await self._call(self.lease_redis.info("replication"))
+        states = [v.get("state") for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        self.wait_replicas = 0 if states and "online" not in states else 1
 
     async def acquire(self) -> int | None:
         await self._master_moved()
