@@ -43,7 +43,7 @@ class Proxy:
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
-    async def start(self) -> "Proxy":
+    async def start(self) -> Proxy:
         self._server = await asyncio.start_server(self._accept, HOST, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -189,7 +189,7 @@ class Target:
     def misbehave(self, fail: float = 0.0, hang: float = 0.0, reset: float = 0.0, hang_s: float = 5.0) -> None:
         self.fail_rate, self.hang_rate, self.reset_rate, self.hang_s = fail, hang, reset, hang_s
 
-    async def start(self) -> "Target":
+    async def start(self) -> Target:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)

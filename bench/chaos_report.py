@@ -230,7 +230,7 @@ def analyze(raw: dict) -> dict:
         by_key[a["key"]].append(a)
     first: dict[tuple[str, int], dict] = {}
     delivered: dict[str, list[int]] = defaultdict(list)
-    for key, got in by_key.items():
+    for _key, got in by_key.items():
         a = got[0]
         first[(a["job"], a["slot"])] = a
         delivered[a["job"]].append(a["slot"])
@@ -495,7 +495,7 @@ def format_report(report: dict) -> str:
                  f"{overall['injected']} faults, {overall['requests']} requests, {overall['unique_keys']} unique keys")
     lines.append(fmt(head))
     lines.append("  ".join("-" * w for w in widths))
-    for i, row in enumerate(body):
+    for row in body:
         if row[0] == "overall":
             lines.append("  ".join("-" * w for w in widths))
         lines.append(fmt(row))

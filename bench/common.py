@@ -33,7 +33,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 # Where the `scheduler` package that the daemons run comes from (the checkout by default;
@@ -216,7 +217,7 @@ def stats_ms(values_s: Sequence[float]) -> dict[str, float | None]:
 def parse_slot(text: str, _cache: dict[str, int] = {}) -> int:  # noqa: B006 - a cache on purpose
     v = _cache.get(text)
     if v is None:
-        v = int(dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp())
+        v = int(dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp())
         _cache[text] = v
     return v
 
@@ -278,7 +279,7 @@ def environment_info() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         redis_version = "?"
     return {
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host_cpus": os.cpu_count(),
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "platform": platform.platform(),
@@ -299,7 +300,7 @@ def make_workdir(prefix: str) -> Path:
 
 
 def default_json_path(name: str) -> Path:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return RESULTS / f"{name}-{stamp}.json"
 
 
@@ -312,7 +313,7 @@ def write_json(path: Path | str, data: Any) -> Path:
 
 def log_dir(name: str) -> Path:
     """Daemon logs of one run, under bench/results/ (git-ignored), kept for inspection."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     d = RESULTS / "logs" / f"{name}-{stamp}-{os.getpid()}"
     d.mkdir(parents=True, exist_ok=True)
     return d

@@ -119,7 +119,7 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         c.sleep_until(int(time.time()) + 1 + phase)
         start = receiver.count()
         exited: list[float] = []
-        watcher = threading.Thread(target=lambda p=old.proc: (p.wait(), exited.append(time.time())), daemon=True)
+        watcher = threading.Thread(target=lambda p=old.proc: (p.wait(), exited.append(time.time())), daemon=True)  # noqa: B023 (run in this pass)
         t_ev = time.time()
         if kind == "crash":
             old.proc.send_signal(signal.SIGKILL)
@@ -128,7 +128,7 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         watcher.start()
 
         def new_leader_fire():
-            return next((x for x in receiver.since(start) if x.fencing.isdigit() and int(x.fencing) > old_epoch), None)
+            return next((x for x in receiver.since(start) if x.fencing.isdigit() and int(x.fencing) > old_epoch), None)  # noqa: B023
 
         first_new = c.wait_for(new_leader_fire, ttl + renew + 15, 0.005, f"a fire by a new leader after {kind} #{n}")
         watcher.join(40)
@@ -351,7 +351,7 @@ def analyse(a, events: list[dict], arrivals: list[c.Arrival], ttl: float, renew:
                 idx = i
         return None if idx is None else events[idx]
 
-    for job, slots in per_job.items():
+    for _job, slots in per_job.items():
         lo, hi = min(slots), max(slots)
         firsts: list[tuple[int, float]] = []
         for s in range(lo, hi + 1):

@@ -17,7 +17,8 @@ import hmac
 import json
 import logging
 import secrets
-from typing import Any, Callable, Coroutine
+from typing import Any
+from collections.abc import Callable, Coroutine
 
 from . import operations as ops
 from . import page

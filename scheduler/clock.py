@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 RETRY_BASE_S = 0.25  # store-outage backoff: base and cap
 RETRY_CAP_S = 5.0

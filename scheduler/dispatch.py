@@ -16,10 +16,11 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from standardwebhooks.webhooks import Webhook
 
@@ -135,7 +136,7 @@ class Dispatcher:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.webhook is not None:
             # Standard Webhooks signs "id.timestamp.body"; the library takes a UTC datetime.
-            now = datetime.fromtimestamp(self.clock(), timezone.utc)
+            now = datetime.fromtimestamp(self.clock(), UTC)
             headers["webhook-id"] = key
             headers["webhook-timestamp"] = str(int(now.timestamp()))
             headers["webhook-signature"] = self.webhook.sign(key, now, body)

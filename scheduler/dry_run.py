@@ -9,7 +9,7 @@ a live cluster's store changes nothing there.
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+from collections.abc import Sequence
 
 from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, State, TriggerRequest
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .clock import Clock
 from .config import JobSpec, Settings
@@ -41,7 +41,7 @@ class Engine:
         *,
         metrics: Metrics | None = None,
         health: Health | None = None,
-        clock: Clock = Clock(),
+        clock: Clock | None = None,
     ):
         self.settings = settings
         self.env_jobs: dict[str, JobSpec] = {j.name: j for j in settings.jobs if j.enabled}
@@ -52,7 +52,7 @@ class Engine:
         self.dispatcher = dispatcher
         self.metrics = metrics or Metrics()
         self.health = health or Health()
-        self.clock = clock
+        self.clock = clock = clock or Clock()
         if hasattr(store, "on_malformed"):
             store.on_malformed = lambda key: self.metrics.malformed.inc()
         self.stopping = asyncio.Event()

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 log = logging.getLogger("scheduler")
 

@@ -23,7 +23,7 @@ import ssl
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import httptools
 
@@ -95,7 +95,7 @@ def _decode(data: bytes, content_type: str | None, complete: bool) -> str:
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: one request at a time, the response parsed by httptools."""
 
-    def __init__(self, client: "Http1Client") -> None:
+    def __init__(self, client: Http1Client) -> None:
         self.max_header_bytes, self.max_headers = client.max_header_bytes, client.max_headers
         self.excerpt_bytes = client.excerpt_bytes
         self.body_bytes = client.body_bytes

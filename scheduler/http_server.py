@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import parse_qs, unquote
 
 import httptools

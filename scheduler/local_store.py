@@ -18,7 +18,8 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from . import sqlite_state as ops
 from .model import Claim, Finished, Outcome, State, TriggerRequest

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 FIRE, SKIP, REDELIVER, TRIGGER, INIT = "fire", "skip", "redeliver", "trigger", "init"
 # What a claim came to: not claimed (an older or already claimed slot, a spent trigger id),
@@ -36,7 +36,7 @@ def request_id_problem(text: str) -> str | None:
 
 def format_slot(slot: int) -> str:
     """RFC 3339 UTC, whole seconds: 2026-11-22T03:00:00Z."""
-    return datetime.fromtimestamp(slot, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(slot, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class MalformedRecord(ValueError):

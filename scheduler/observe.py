@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -55,7 +55,7 @@ class _Scrubbing(logging.Formatter):
 class JsonFormatter(_Scrubbing):
     def _format(self, record: logging.LogRecord) -> str:
         out = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -68,7 +68,7 @@ class JsonFormatter(_Scrubbing):
 
 class TextFormatter(_Scrubbing):
     def _format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
         fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         line = f"{ts} {record.levelname:<7} {record.getMessage()}" + (f"  {fields}" if fields else "")
         if record.exc_info:

@@ -11,7 +11,7 @@ import hashlib
 import heapq
 import logging
 import math
-from typing import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from . import schedule as sched
 from .config import JobSpec

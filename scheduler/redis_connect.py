@@ -3,7 +3,8 @@ of its own for the lease, through a URL or through Sentinel discovery."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry

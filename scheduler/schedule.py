@@ -19,8 +19,8 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Iterator, Union
+from datetime import datetime, timedelta, UTC
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -45,7 +45,7 @@ _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universa
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
 MAX_DURATION_S = 10 * 366 * 86400
 # Slots are shown as RFC 3339 years 0001-9999; keep every one a schedule can name well inside.
-MAX_SLOT = int(datetime(9000, 1, 1, tzinfo=timezone.utc).timestamp())
+MAX_SLOT = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp())
 _DAILY_TIME_RE = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 
@@ -91,7 +91,7 @@ class At:
     slot: int
 
 
-Schedule = Union[Cron, Interval, At]
+Schedule = Cron | Interval | At
 
 
 def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
@@ -254,8 +254,8 @@ def _next_cron(expr: str, hash_id: str, seconds: bool, fixed: bool, tz: str, t: 
     it = _matcher(expr, hash_id, seconds)
     if tz in _UTC_NAMES:
         # No transitions: wall-clock time is the instant; skip the DST search.
-        it.set_current(datetime.fromtimestamp(t, timezone.utc).replace(tzinfo=None), force=True)
-        return int(it.get_next(datetime).replace(tzinfo=timezone.utc).timestamp())
+        it.set_current(datetime.fromtimestamp(t, UTC).replace(tzinfo=None), force=True)
+        return int(it.get_next(datetime).replace(tzinfo=UTC).timestamp())
     zone = ZoneInfo(tz)
     here = datetime.fromtimestamp(t, zone)
     wall = here.replace(tzinfo=None)

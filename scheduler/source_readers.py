@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from . import __version__
 from .config import Settings, mask_url

@@ -28,7 +28,7 @@ import logging
 import random
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .config import JobSpec, Settings
 from .job_document import Parsed, Rejection

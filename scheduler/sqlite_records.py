@@ -15,7 +15,8 @@ import math
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .model import FireId, InFlight, MalformedRecord, TriggerRequest, request_id_problem
 

@@ -10,7 +10,7 @@ import json
 import logging
 import sqlite3
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 from .model import (
     CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome, State, TriggerRequest,

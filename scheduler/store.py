@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from typing import Protocol, Sequence
+from typing import Protocol
+from collections.abc import Sequence
 
 from .model import (  # noqa: F401  (the values, re-exported for the stores)
     CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth, Outcome, State,

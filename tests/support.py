@@ -30,7 +30,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -334,7 +335,7 @@ class RedisServer:
         finally:
             probe.close()
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         """Start the server (if not running) and wait until it answers PING."""
         if self._closed:
             raise RuntimeError("RedisServer is closed")
@@ -382,7 +383,7 @@ class RedisServer:
         """SIGCONT after ``pause()``."""
         _signal(self.proc, signal.SIGCONT)
 
-    def restart(self) -> "RedisServer":
+    def restart(self) -> RedisServer:
         """Start again on the same port and dir (stopping gracefully first if running)."""
         if self.running:
             self.stop()
@@ -403,7 +404,7 @@ class RedisServer:
             self._clients.clear()
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -495,7 +496,7 @@ class _ReceiverHTTPServer(ThreadingHTTPServer):
     # socketserver's default listen backlog of 5 drops SYNs when a burst of fires opens
     # connections at once; the client then waits a full second to retransmit.
     request_queue_size = 1024
-    receiver: "Receiver"
+    receiver: Receiver
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -678,7 +679,7 @@ class Receiver:
                 pass
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -752,7 +753,7 @@ class Daemon:
         if start:
             self.start()
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         """Start the process (again, after it exited: output is appended)."""
         if self._closed:
             raise RuntimeError("Daemon is closed")
@@ -848,7 +849,7 @@ class Daemon:
             self._final_output = self.output()
             shutil.rmtree(self._dir, ignore_errors=True)
 
-    def __enter__(self) -> "Daemon":
+    def __enter__(self) -> Daemon:
         return self
 
     def __exit__(self, *exc: object) -> None:

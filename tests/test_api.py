@@ -56,7 +56,7 @@ def cluster():
                 wait_until(lambda: redis.client().get(f"{{{NS}}}:leader"), 15, message="a leader")
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         for url in urls:
-            wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 15, message="the HTTP port")
+            wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, 15, message="the HTTP port")  # noqa: B023
         leader_id = redis.client().get(f"{{{NS}}}:leader")
         yield {"redis": redis, "receiver": receiver, "leader": urls[0], "standby": urls[1], "daemons": daemons,
                "leader_id": leader_id, "env": env}

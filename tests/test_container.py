@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -703,7 +703,7 @@ def test_example_app_verifies_fences_and_dedupes_real_calls(daemon_factory, tmp_
     def signed(job: str, key: str, fence: int, attempt: int, auth: str = token) -> tuple[dict, bytes]:
         body = json.dumps({"job": job, "slot": slot, "attempt": attempt, "fencing_token": fence,
                            "idempotency_key": key}, separators=(",", ":")).encode()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return {
             "Authorization": f"Bearer {auth}", "Content-Type": "application/json",
             "Idempotency-Key": f'"{key}"', "X-Scheduler-Job": job, "X-Scheduler-Slot": slot,

@@ -15,7 +15,7 @@ The sources, at the commits read:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -23,11 +23,11 @@ from scheduler import schedule as sched
 
 
 def ts(text: str) -> int:
-    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
 
 
 def iso(slot: int) -> str:
-    return datetime.fromtimestamp(slot, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.fromtimestamp(slot, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def following(expr: str, start: str, count: int) -> list[str]:

@@ -7,10 +7,11 @@ import asyncio
 import base64
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from email.utils import format_datetime
 from importlib.metadata import version
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ import scheduler
 from scheduler import config
 from scheduler.dispatch import Dispatcher, Fire
 
-UTC = timezone.utc
+UTC = UTC
 SLOT = int(datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC).timestamp())
 SLOT_TEXT = "2026-11-22T03:00:00Z"
 KEY = f"nightly-report@{SLOT_TEXT}"

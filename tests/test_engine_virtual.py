@@ -41,7 +41,7 @@ class Run:
         self.engine = Engine(settings, self.store, self.dispatcher, clock=self.clock)
         self.task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "Run":
+    async def __aenter__(self) -> Run:
         self.task = asyncio.create_task(self.engine.run())
         await self.clock.settle()
         assert self.engine.is_leader

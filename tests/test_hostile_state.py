@@ -7,7 +7,6 @@ import asyncio
 import json
 import time
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 

@@ -14,7 +14,8 @@ import socket
 import struct
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 import httptools
 import pytest
@@ -66,7 +67,7 @@ class Server:
         self.requests: list[bytes] = []
         self.port = 0
 
-    async def __aenter__(self) -> "Server":
+    async def __aenter__(self) -> Server:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self

@@ -25,7 +25,7 @@ class TlsServer(Server):
         self.context = context
         self.peer_certs: list[dict] = []
 
-    async def __aenter__(self) -> "TlsServer":
+    async def __aenter__(self) -> TlsServer:
         async def serve(reader, writer):
             self.peer_certs.append(writer.get_extra_info("peercert"))
             await self._serve(reader, writer)
@@ -124,7 +124,7 @@ class Proxy:
     def __init__(self) -> None:
         self.heads: list[bytes] = []
 
-    async def __aenter__(self) -> "Proxy":
+    async def __aenter__(self) -> Proxy:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         self.tasks: set[asyncio.Task] = set()

@@ -70,7 +70,7 @@ def test_a_request_trickled_a_byte_at_a_time_is_cut_off_at_the_read_timeout(port
             try:
                 s.sendall(b"X")  # a header line that never ends, one byte every 0.2 s
                 closed = s.recv(1) == b""
-            except socket.timeout:
+            except TimeoutError:
                 pass
             except (BrokenPipeError, ConnectionResetError):
                 closed = True

@@ -20,7 +20,7 @@ import signal
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
@@ -526,11 +526,11 @@ def test_cron_next_after_agrees_with_cronsim_in_fixed_offset_zones(expr, tz, aft
         s = sched.parse(expr, tz, "job")
     except sched.ScheduleError:
         # Only expressions that can never match are refused (a Feb 30th).
-        assert cronsim_next(expr, timezone.utc, 0) is None, f"{expr!r} refused but it matches"
+        assert cronsim_next(expr, UTC, 0) is None, f"{expr!r} refused but it matches"
         return
     got = ours(s, after)
     assert isinstance(got, int) and got > after
-    zone = timezone.utc if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
+    zone = UTC if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
     want = cronsim_next(expr, zone, after)
     assume(want is not None)  # cronsim gives up after 50 years without a match
     assert got == want, f"{expr!r} in {tz} after {after}: {sched.format_slot(got)} != {sched.format_slot(want)}"
@@ -615,7 +615,7 @@ def test_hashed_fields_are_stable_per_job_and_otherwise_plain_cron(expr, job, tz
     got = ours(expr, after, tz, job)
     assert got == ours(expr, after, tz, job) and got > after
     resolved = expanded_for_cronsim(expr, job)
-    zone = timezone.utc if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
+    zone = UTC if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
     want = cronsim_next(resolved, zone, after)
     assume(want is not None)
     assert got == want, f"{expr!r} for {job!r} (= {resolved!r}): {sched.format_slot(got)} != {sched.format_slot(want)}"
@@ -634,7 +634,7 @@ def test_hashed_minute_spreads_jobs_and_is_stable():
         slot = ours("H * * * *", 1_700_000_000, "UTC", f"job-{i}")
         assert slot == ours("H * * * *", 1_700_000_000, "UTC", f"job-{i}")
         assert ours("H * * * *", slot, "UTC", f"job-{i}") == slot + 3600
-        minutes.add(datetime.fromtimestamp(slot, timezone.utc).minute)
+        minutes.add(datetime.fromtimestamp(slot, UTC).minute)
     assert len(minutes) >= 20, f"60 jobs share only {len(minutes)} minutes"
 
 
@@ -671,8 +671,8 @@ def vixie_reference(expr: str, zone, lo: int, hi: int) -> list[int]:
             while b - a > 1:
                 mid = (a + b) // 2
                 a, b = (mid, b) if offset(zone, mid) == prev else (a, mid)
-            before = datetime.fromtimestamp(b, timezone.utc) + prev
-            after_ = datetime.fromtimestamp(b, timezone.utc) + off
+            before = datetime.fromtimestamp(b, UTC) + prev
+            after_ = datetime.fromtimestamp(b, UTC) + off
             naive = before.replace(tzinfo=None)
             if step == 60 and naive.second:
                 naive = naive.replace(second=0) + timedelta(minutes=1)
@@ -820,7 +820,7 @@ def test_a_wall_clock_time_in_a_dst_gap_or_repeat(data, tz, t):
     edge = transition_after(zone, t)
     assume(edge is not None)
     old, new = offset(zone, edge - 1), offset(zone, edge)
-    at_edge = datetime.fromtimestamp(edge, timezone.utc).replace(tzinfo=None)
+    at_edge = datetime.fromtimestamp(edge, UTC).replace(tzinfo=None)
     start, end = sorted((at_edge + old, at_edge + new))  # wall-clock times skipped or repeated
     first = start.replace(second=0) + (timedelta(minutes=1) if start.second else timedelta(0))
     minutes = int((end - first).total_seconds() // 60)
@@ -834,7 +834,7 @@ def test_a_wall_clock_time_in_a_dst_gap_or_repeat(data, tz, t):
         assert all(datetime.fromtimestamp(s, zone).replace(tzinfo=None) != naive
                    for s in sched.slots_between(hourly, edge - 86400, edge + 86400))
     else:
-        occurrences = [int((naive - o).replace(tzinfo=timezone.utc).timestamp()) for o in (old, new)]
+        occurrences = [int((naive - o).replace(tzinfo=UTC).timestamp()) for o in (old, new)]
         window = (edge - 2 * 86400, edge + 2 * 86400)
         assert [s for s in sched.slots_between(fixed, *window)] == [occurrences[0]]
         hourly = sched.parse(f"{naive.minute} * {naive.day} {naive.month} *", tz, "job")
@@ -866,7 +866,7 @@ def test_a_range_from_a_number_to_itself_is_that_number(expr):
     """POSIX cron: `a-b` is the inclusive range, so `16-16` is 16, not every hour."""
     s = sched.parse(expr, "UTC", "job")
     after, got, want = 1_700_000_000, [], []
-    sim = CronSim(expr, datetime.fromtimestamp(after, timezone.utc))
+    sim = CronSim(expr, datetime.fromtimestamp(after, UTC))
     for _ in range(5):
         after = ours(s, after)
         got.append(sched.format_slot(after))

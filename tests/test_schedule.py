@@ -8,14 +8,14 @@ transition and the local times it skips or repeats), not taken from the module's
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
 from scheduler import schedule as sched
 from tests.support import run_cli
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def ts(text: str) -> int:

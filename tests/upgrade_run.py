@@ -10,14 +10,13 @@ starts the next version on the same file. `run()` returns what the receiver saw,
 
 from __future__ import annotations
 
-import signal
 import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from tests.releases import Release
 from tests.support import Daemon, Receiver, RedisServer, wait_until

@@ -12,7 +12,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from scheduler.clock import Clock
 from scheduler.model import Outcome
