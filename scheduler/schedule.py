@@ -139,7 +139,10 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     if not _valid_cron(raw, seconds):
         raise ScheduleError(f"cron expression {_shown(raw)} is not accepted: {_croniter_reason(raw, seconds)}")
     fixed = not minute.startswith("*") and not hour.startswith("*")
-    cron = Cron((raw,), tz, seconds, (fixed,), job or "job")
+    # `H` becomes the job's numbers here, not in croniter: jobs whose numbers agree then
+    # share one expression, hence one croniter expansion (the costly part of a parse).
+    expr = " ".join(cronfields.resolve_hash(fields, seconds, job or "job"))
+    cron = Cron((expr,), tz, seconds, (fixed,), job or "job")
     try:
         next_after(cron, 0)
     except Exception as exc:  # croniter gives up on expressions that never match
@@ -196,8 +199,8 @@ def next_after(schedule: Schedule, after: float) -> int | None:
     if isinstance(schedule, At):
         return schedule.slot if schedule.slot > after else None
     return min(
-        # `H` is the only part that depends on the job; without it, jobs sharing an
-        # expression share the answer, and many jobs often do.
+        # parse() resolves `H` to the job's numbers, so jobs sharing an expression share
+        # the answer, and many jobs often do; a Cron made by hand may still hold an `H`.
         _next_cron(expr, schedule.hash_id if "H" in expr else "", schedule.seconds, fixed, schedule.tz, t)
         for expr, fixed in zip(schedule.exprs, schedule.fixed)
     )
