@@ -96,6 +96,33 @@ Schedule = Union[Cron, Interval, At]
 
 def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     """Parse a schedule expression; `job` seeds `H` and `tz` is the zone for cron forms."""
+    found = _parse_shared(text, tz)
+    if not isinstance(found, _CronForm):
+        return found
+    # `H` becomes the job's numbers here, not in croniter: jobs whose numbers agree then
+    # share one expression, hence one croniter expansion (the costly part of a parse).
+    expr = " ".join(cronfields.resolve_hash(found.fields, found.seconds, job or "job")) if found.hashed else found.raw
+    try:
+        _next_cron(expr, "", found.seconds, found.fixed, tz, 0)
+    except Exception as exc:  # croniter gives up on expressions that never match
+        raise ScheduleError(f"cron expression {found.raw!r} never matches a date") from exc
+    return Cron((expr,), tz, found.seconds, (found.fixed,), job or "job")
+
+
+@dataclass(frozen=True)
+class _CronForm:
+    """A checked cron expression before its `H` fields are given a job's numbers."""
+
+    fields: tuple[str, ...]
+    raw: str
+    seconds: bool
+    fixed: bool
+    hashed: bool
+
+
+@functools.lru_cache(maxsize=4096)  # 100,000 jobs share few expressions, `H` ones too
+def _parse_shared(text: str, tz: str) -> "Schedule | _CronForm":
+    """All of a parse that does not depend on the job: every form but cron, whole."""
     raw = " ".join(text.split())
     if not raw:
         raise ScheduleError("expected a schedule, got an empty value")
@@ -139,15 +166,7 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     if not _valid_cron(raw, seconds):
         raise ScheduleError(f"cron expression {_shown(raw)} is not accepted: {_croniter_reason(raw, seconds)}")
     fixed = not minute.startswith("*") and not hour.startswith("*")
-    # `H` becomes the job's numbers here, not in croniter: jobs whose numbers agree then
-    # share one expression, hence one croniter expansion (the costly part of a parse).
-    expr = " ".join(cronfields.resolve_hash(fields, seconds, job or "job"))
-    cron = Cron((expr,), tz, seconds, (fixed,), job or "job")
-    try:
-        next_after(cron, 0)
-    except Exception as exc:  # croniter gives up on expressions that never match
-        raise ScheduleError(f"cron expression {raw!r} never matches a date") from exc
-    return cron
+    return _CronForm(tuple(fields), raw, seconds, fixed, any(f.startswith("H") for f in fields))
 
 
 @functools.lru_cache(maxsize=4096)  # many jobs often share an expression
