@@ -209,14 +209,20 @@ def _parse_rfc3339(text: str) -> int:
     return slot
 
 
-@functools.lru_cache(maxsize=4096)  # many jobs share a slot; a fire names its slot several times
 def next_after(schedule: Schedule, after: float) -> int | None:
-    """The first slot strictly later than `after`, or None when there is none (a spent `at`)."""
+    """The first slot strictly later than `after`, or None when there is none (a spent `at`).
+
+    Not cached by schedule: a Cron is hashed field by field, and 100,000 jobs hold 100,000
+    Crons (each names its job); the answers are cached per expression in _next_cron."""
     t = int(after // 1)  # slots are whole seconds; a slot equal to floor(after) is not later
     if isinstance(schedule, Interval):
         return (t // schedule.period_s + 1) * schedule.period_s
     if isinstance(schedule, At):
         return schedule.slot if schedule.slot > after else None
+    if len(schedule.exprs) == 1:
+        expr = schedule.exprs[0]
+        return _next_cron(expr, schedule.hash_id if "H" in expr else "", schedule.seconds, schedule.fixed[0],
+                          schedule.tz, t)
     return min(
         # parse() resolves `H` to the job's numbers, so jobs sharing an expression share
         # the answer, and many jobs often do; a Cron made by hand may still hold an `H`.
