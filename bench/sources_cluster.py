@@ -151,6 +151,7 @@ def run(a) -> list[tuple]:
     n_all = a.jobs + a.every_second
     ports = [c.free_port(), c.free_port()]
     leader = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[0])}, logs / "leader.log")
+    spies = [c.start_py_spy(leader.pid, 6, Path(a.profile) / "start.raw")] if a.profile else []
     lead = in_force(leader, ports[0], a.jobs, 60)
     c.wait_for(lambda: c.leader_of(redis.client)[1] == leader.pid, 30, what="the first replica to lead")
     standby = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[1])}, logs / "standby.log")
@@ -170,6 +171,8 @@ def run(a) -> list[tuple]:
     # (b) a change of 1,000 jobs while 100 jobs fire every second
     i0 = receiver.count()
     w0 = time.time()
+    if a.profile:
+        spies.append(c.start_py_spy(leader.pid, a.window, Path(a.profile) / "window.raw"))
     time.sleep(a.window / 2)
     seen = {d.pid: len(job_set_changes(d)) for d in (leader, standby)}
     t_change = time.time()
@@ -190,6 +193,12 @@ def run(a) -> list[tuple]:
     quiet = c.stats_ms([x.t - c.parse_slot(x.slot) for x in arrivals if x.slot and c.parse_slot(x.slot) < t_change])
     after = c.stats_ms([x.t - c.parse_slot(x.slot) for x in arrivals if x.slot and c.parse_slot(x.slot) >= t_change])
     peak = {name: c.proc_status(d.pid).get("VmHWM", 0) for name, d in (("leader", leader), ("standby", standby))}
+    for spy in spies:
+        if spy is not None:
+            spy.wait(30)
+    for name in ("start", "window") if a.profile else ():
+        top = c.summarize_collapsed(Path(a.profile) / f"{name}.raw", top=12)
+        print(f"py-spy, leader, {name}:", json.dumps(top, indent=1)[:3000])
     problems = c.summarize_problems(c.log_problems([leader.log_path, standby.log_path]))
     standby.terminate()
     leader.terminate()
@@ -241,7 +250,8 @@ def main() -> int:
     ap.add_argument("--refresh", default="2s", help="SCHEDULER_JOBS_REFRESH")
     ap.add_argument("--refreshes", type=int, default=10, help="unchanged refreshes to measure the CPU of")
     ap.add_argument("--window", type=float, default=10.0, help="seconds of every-second fires around the change")
-    ap.add_argument("--load-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10_000, 100_000])
+    ap.add_argument("--load-sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10_000, 100_000])
+    ap.add_argument("--profile", metavar="DIR", help="py-spy the leader at start and around the change, into DIR")
     a = ap.parse_args()
     rows = []
     try:
