@@ -24,6 +24,7 @@ Rules, and the reference each one follows:
 
 from __future__ import annotations
 
+import binascii
 import re
 
 FIVE = ("minute", "hour", "day-of-month", "month", "day-of-week")
@@ -155,6 +156,34 @@ def _hash(field: str, text: str) -> str:
     if m["step"] is not None:
         _step(field, text, m["step"])
     return text.upper()  # `h` is `H`: the job's hash is applied where an H is seen
+
+
+# croniter's index of each field (seconds come last there) and its bounds for `H`.
+_CRONITER_INDEX = {"minute": 0, "hour": 1, "day-of-month": 2, "month": 3, "day-of-week": 4, "second": 5}
+
+
+def resolve_hash(fields: list[str], seconds: bool, job: str) -> list[str]:
+    """Normalized fields with each `H` replaced by the numbers croniter's HashExpander picks
+    for `job` (CRC-32 of the name, shifted by croniter's field index), so that jobs whose
+    picks agree share one expression and one parse. Only for fields `normalize` accepted."""
+    if not any(f.startswith("H") for f in fields):
+        return fields
+    crc = binascii.crc32(job.encode("utf-8")) & 0xFFFFFFFF
+    names = (("second",) if seconds else ()) + FIVE
+    return [_pick(crc, name, f) if f.startswith("H") else f for name, f in zip(names, fields)]
+
+
+def _pick(crc: int, field: str, text: str) -> str:
+    m = _HASH.fullmatch(text.lower())
+    idx = _CRONITER_INDEX[field]
+    lo, hi = BOUNDS[field]
+    if m["a"] is not None:
+        lo, hi = int(m["a"]), int(m["b"])
+    if m["step"] is None:
+        return str((crc >> idx) % (hi - lo + 1) + lo)
+    step = int(m["step"])
+    x = (crc >> idx) % (min(lo + step - 1, hi) - lo + 1) + lo
+    return str(x) if x == hi else f"{x}-{hi}/{step}"
 
 
 def _nearest_weekday(field: str, text: str, items: list[str]) -> str:

@@ -96,6 +96,33 @@ Schedule = Cron | Interval | At
 
 def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     """Parse a schedule expression; `job` seeds `H` and `tz` is the zone for cron forms."""
+    found = _parse_shared(text, tz)
+    if not isinstance(found, _CronForm):
+        return found
+    # `H` becomes the job's numbers here, not in croniter: jobs whose numbers agree then
+    # share one expression, hence one croniter expansion (the costly part of a parse).
+    expr = " ".join(cronfields.resolve_hash(found.fields, found.seconds, job or "job")) if found.hashed else found.raw
+    try:
+        _next_cron(expr, "", found.seconds, found.fixed, tz, 0)
+    except Exception as exc:  # croniter gives up on expressions that never match
+        raise ScheduleError(f"cron expression {found.raw!r} never matches a date") from exc
+    return Cron((expr,), tz, found.seconds, (found.fixed,), job or "job")
+
+
+@dataclass(frozen=True)
+class _CronForm:
+    """A checked cron expression before its `H` fields are given a job's numbers."""
+
+    fields: tuple[str, ...]
+    raw: str
+    seconds: bool
+    fixed: bool
+    hashed: bool
+
+
+@functools.lru_cache(maxsize=4096)  # 100,000 jobs share few expressions, `H` ones too
+def _parse_shared(text: str, tz: str) -> "Schedule | _CronForm":
+    """All of a parse that does not depend on the job: every form but cron, whole."""
     raw = " ".join(text.split())
     if not raw:
         raise ScheduleError("expected a schedule, got an empty value")
@@ -139,12 +166,7 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     if not _valid_cron(raw, seconds):
         raise ScheduleError(f"cron expression {_shown(raw)} is not accepted: {_croniter_reason(raw, seconds)}")
     fixed = not minute.startswith("*") and not hour.startswith("*")
-    cron = Cron((raw,), tz, seconds, (fixed,), job or "job")
-    try:
-        next_after(cron, 0)
-    except Exception as exc:  # croniter gives up on expressions that never match
-        raise ScheduleError(f"cron expression {raw!r} never matches a date") from exc
-    return cron
+    return _CronForm(tuple(fields), raw, seconds, fixed, any(f.startswith("H") for f in fields))
 
 
 @functools.lru_cache(maxsize=4096)  # many jobs often share an expression
@@ -187,17 +209,23 @@ def _parse_rfc3339(text: str) -> int:
     return slot
 
 
-@functools.lru_cache(maxsize=4096)  # many jobs share a slot; a fire names its slot several times
 def next_after(schedule: Schedule, after: float) -> int | None:
-    """The first slot strictly later than `after`, or None when there is none (a spent `at`)."""
+    """The first slot strictly later than `after`, or None when there is none (a spent `at`).
+
+    Not cached by schedule: a Cron is hashed field by field, and 100,000 jobs hold 100,000
+    Crons (each names its job); the answers are cached per expression in _next_cron."""
     t = int(after // 1)  # slots are whole seconds; a slot equal to floor(after) is not later
     if isinstance(schedule, Interval):
         return (t // schedule.period_s + 1) * schedule.period_s
     if isinstance(schedule, At):
         return schedule.slot if schedule.slot > after else None
+    if len(schedule.exprs) == 1:
+        expr = schedule.exprs[0]
+        return _next_cron(expr, schedule.hash_id if "H" in expr else "", schedule.seconds, schedule.fixed[0],
+                          schedule.tz, t)
     return min(
-        # `H` is the only part that depends on the job; without it, jobs sharing an
-        # expression share the answer, and many jobs often do.
+        # parse() resolves `H` to the job's numbers, so jobs sharing an expression share
+        # the answer, and many jobs often do; a Cron made by hand may still hold an `H`.
         _next_cron(expr, schedule.hash_id if "H" in expr else "", schedule.seconds, fixed, schedule.tz, t)
         for expr, fixed in zip(schedule.exprs, schedule.fixed)
     )

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Jobs from the app's URL on a whole cluster: a leader and a standby (`python -m scheduler
+run`), a real redis-server, a local HTTP server serving the document of jobs (ETag, 304),
+and a recording receiver for the fires.
+
+Most of the document's jobs are daily at spread times (none due at the current hour), 10 %
+of them `H H * * *`; 100 env jobs fire every second. Prints:
+(a) start -> source jobs in force, per replica: the engine's "job set changed" line and the
+    `scheduler_jobs_source_jobs{source="url"}` metric; peak RSS; memory per job (against a
+    daemon without the source);
+(b) a change of 1,000 jobs: document switched -> the engine's "job set changed" line, and
+    the lateness of the every-second fires (arrival - X-Scheduler-Slot) around it;
+(c) CPU per unchanged (304) refresh, from the standby's CPU over several refreshes (an
+    upper bound: the standby's lease waits are in it too);
+(d) commands and round trips of the state load at leadership start, for 1,000 to 100,000 jobs.
+
+    uv run python bench/sources_cluster.py
+    uv run python bench/sources_cluster.py --jobs 20000 --window 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+import common as c  # noqa: E402
+from sources import SERVER  # noqa: E402  (the document server of bench/sources.py)
+
+_SOURCE_JOBS = re.compile(r'^scheduler_jobs_source_jobs\{source="url"\} ([0-9.e+]+)$', re.M)
+
+
+def document(n: int, h_share: float, changed: int = 0) -> dict:
+    """n jobs, daily at times spread over the hours other than the current one and the next."""
+    busy = {time.gmtime().tm_hour, (time.gmtime().tm_hour + 1) % 24}
+    hours = [h for h in range(24) if h not in busy]
+    jobs = []
+    for i in range(n):
+        schedule = "H H * * *" if i < n * h_share else f"{i % 60} {hours[(i // 60) % len(hours)]} * * *"
+        job = {"name": f"tenant-{i}-digest", "schedule": schedule, "url": f"/digest/{i}"}
+        if i % 10 == 0:
+            job |= {"timezone": "UTC", "retries": 1, "timeout": "2m"}
+        if n - changed <= i:
+            job["url"] += "?v=2"
+        jobs.append(job)
+    return {"jobs": jobs}
+
+
+def scrape(port: int) -> float | None:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    m = _SOURCE_JOBS.search(text)
+    return float(m.group(1)) if m else None
+
+
+def job_set_changes(d: c.Daemon) -> list[dict]:
+    return [ev for ev in c.log_events(d.log_path) if ev.get("event") == "job set changed"]
+
+
+def in_force(d: c.Daemon, port: int, n: int, timeout: float) -> dict:
+    """Seconds from the process's start to the metric saying n, and to the log line."""
+    metric_at = log_at = None
+    deadline = time.time() + timeout
+    while time.time() < deadline and (metric_at is None or log_at is None):
+        if metric_at is None and (scrape(port) or 0) >= n:
+            metric_at = time.time()
+        if log_at is None:
+            for ev in job_set_changes(d):
+                if ev.get("jobs", 0) >= n:
+                    log_at = c.log_time(ev)
+                    break
+        if not d.alive():
+            raise RuntimeError(f"the daemon exited; see {d.log_path}")
+        time.sleep(0.02)
+    return {"metric_s": None if metric_at is None else metric_at - d.started,
+            "log_s": None if log_at is None else log_at - d.started}
+
+
+def state_load(redis_url: str, sizes: list[int]) -> list[tuple]:
+    """Commands and time of RedisStore.load at leadership start, with state for every job."""
+    from scheduler.model import Claim
+    from scheduler.redis_store import RedisStore
+
+    import redis as redis_lib
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+
+    def total() -> int:
+        return sum(v["calls"] for k, v in client.info("commandstats").items())
+
+    async def one(n: int) -> tuple:
+        store = RedisStore(redis_url, f"load{n}", 4.0)
+        epoch = await store.acquire()
+        names = [f"tenant-{i}-digest" for i in range(n)]
+        for i in range(0, n, 5000):
+            await store.claim(epoch, [Claim(name, 1_700_000_000) for name in names[i:i + 5000]])
+        await store.load([])  # the connection and scripts are warm
+        rows = []
+        for jobs in ([], names):
+            before = total()
+            t0 = time.perf_counter()
+            state = await store.load(jobs)
+            ms = (time.perf_counter() - t0) * 1000
+            commands = total() - before - 1  # less the INFO that read `before`
+            assert len(state.watermarks) == n
+            rows.append((f"state load, {n} jobs, load({'all names' if jobs else '[]'})",
+                         f"{commands} commands in 1 pipeline (1 round trip), {ms:.0f} ms"))
+        await store.close()
+        return rows
+
+    out = []
+    for n in sizes:
+        out += asyncio.run(one(n))
+    client.close()
+    return out
+
+
+def run(a) -> list[tuple]:
+    work = c.make_workdir("bench-sources-cluster-")
+    logs = c.log_dir("sources-cluster")
+    redis = c.RedisServer()
+    receiver = c.make_receiver("raw")
+    first, second = work / "a.json", work / "b.json"
+    first.write_text(json.dumps(document(a.jobs, a.h_share)))
+    second.write_text(json.dumps(document(a.jobs, a.h_share, a.changed)))
+    doc_port = c.free_port()
+    c.spawn([sys.executable, "-c", SERVER, str(doc_port), str(first), str(second)])
+    c.wait_for(lambda: _up(f"http://127.0.0.1:{doc_port}/jobs"), 20, what="the document server")
+    env_file = c.write_env_file(work / "jobs.env", {f"TICK{i:03d}": "every 1s" for i in range(a.every_second)})
+    base = {"SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url, "SCHEDULER_LOG_FORMAT": "json",
+            "SCHEDULER_LOG_LEVEL": "INFO", "SCHEDULER_MAX_CONCURRENCY": "256"}
+    with_source = base | {"SCHEDULER_JOBS_URL": f"http://127.0.0.1:{doc_port}/jobs", "SCHEDULER_JOBS_REFRESH": a.refresh}
+
+    # A daemon without the source, for the memory per job.
+    port0 = c.free_port()
+    bare = c.Daemon(env_file, base | {"SCHEDULER_NAMESPACE": "bare", "SCHEDULER_HTTP_PORT": str(port0)}, logs / "bare.log")
+    c.wait_for(lambda: _up(f"http://127.0.0.1:{port0}/metrics"), 30, what="the bare daemon's /metrics")
+    time.sleep(1.0)
+    bare_rss = c.proc_status(bare.pid).get("VmRSS", 0)
+    bare.terminate()
+
+    n_all = a.jobs + a.every_second
+    ports = [c.free_port(), c.free_port()]
+    leader = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[0])}, logs / "leader.log")
+    spies = [c.start_py_spy(leader.pid, 6, Path(a.profile) / "start.raw")] if a.profile else []
+    lead = in_force(leader, ports[0], a.jobs, 60)
+    c.wait_for(lambda: c.leader_of(redis.client)[1] == leader.pid, 30, what="the first replica to lead")
+    standby = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[1])}, logs / "standby.log")
+    stand = in_force(standby, ports[1], a.jobs, 60)
+    c.wait_for(lambda: any(ev.get("jobs", 0) >= n_all for ev in job_set_changes(leader)), 30, what="the leader's jobs")
+    time.sleep(2.0)  # both settled: every-second fires only
+    rss = {name: c.proc_status(d.pid).get("VmRSS", 0) for name, d in (("leader", leader), ("standby", standby))}
+
+    # (c) unchanged refreshes: the standby's CPU over several of them
+    refresh_s = c.duration_s(a.refresh)
+    cpu = c.CpuWindow(standby.pid)
+    cpu.start()
+    time.sleep(refresh_s * a.refreshes)
+    cpu.stop()
+    per_refresh_ms = cpu.cpu_s * 1000 / a.refreshes
+
+    # (b) a change of 1,000 jobs while 100 jobs fire every second
+    i0 = receiver.count()
+    w0 = time.time()
+    if a.profile:
+        spies.append(c.start_py_spy(leader.pid, a.window, Path(a.profile) / "window.raw"))
+    time.sleep(a.window / 2)
+    seen = {d.pid: len(job_set_changes(d)) for d in (leader, standby)}
+    t_change = time.time()
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{doc_port}/switch", method="POST"), timeout=5).read()
+
+    def applied(d: c.Daemon):
+        for ev in job_set_changes(d)[seen[d.pid]:]:
+            if ev.get("changed") == a.changed:
+                return c.log_time(ev)
+        return None
+
+    lead_at = c.wait_for(lambda: applied(leader), refresh_s + 10, what="the leader to apply the change")
+    c.sleep_until(max(w0 + a.window, time.time()))
+    stand_at = applied(standby)  # a standby's engine may apply it only when it leads
+    arrivals = [x for x in receiver.since(i0) if x.job.startswith("tick")]
+    late = [x.t - c.parse_slot(x.slot) for x in arrivals if x.slot]
+    lat = c.stats_ms(late)
+    quiet = c.stats_ms([x.t - c.parse_slot(x.slot) for x in arrivals if x.slot and c.parse_slot(x.slot) < t_change])
+    after = c.stats_ms([x.t - c.parse_slot(x.slot) for x in arrivals if x.slot and c.parse_slot(x.slot) >= t_change])
+    peak = {name: c.proc_status(d.pid).get("VmHWM", 0) for name, d in (("leader", leader), ("standby", standby))}
+    for spy in spies:
+        if spy is not None:
+            spy.wait(30)
+    for name in ("start", "window") if a.profile else ():
+        top = c.summarize_collapsed(Path(a.profile) / f"{name}.raw", top=12)
+        print(f"py-spy, leader, {name}:", json.dumps(top, indent=1)[:3000])
+    problems = c.summarize_problems(c.log_problems([leader.log_path, standby.log_path]))
+    standby.terminate()
+    leader.terminate()
+
+    def t(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f} s  {c.verdict(v <= 2.0)}"
+
+    rows = [
+        ("jobs in the document (H share); every-second env jobs", f"{a.jobs} ({a.h_share:.0%}); {a.every_second}"),
+        ("document size", c.fmt(first.stat().st_size / 1e6, " MB")),
+        ("(a) leader: start -> source jobs metric", t(lead["metric_s"]) + " (target <= 2 s)"),
+        ("(a) leader: start -> engine 'job set changed'", t(lead["log_s"])),
+        ("(a) standby: start -> source jobs metric", t(stand["metric_s"])),
+        ("(a) standby: start -> engine 'job set changed'", t(stand["log_s"])),
+        ("(a) peak RSS leader / standby", f"{c.mb(peak['leader'])} / {c.mb(peak['standby'])}  "
+         f"{c.verdict(max(peak.values()) <= 300 * 1024)} (target <= 300 MB)"),
+        ("(a) RSS without the source / leader / standby", f"{c.mb(bare_rss)} / {c.mb(rss['leader'])} / {c.mb(rss['standby'])}"),
+        ("(a) memory per job (leader RSS - bare RSS) / jobs", f"{(rss['leader'] - bare_rss) / a.jobs:.2f} kB"),
+        (f"(b) change of {a.changed}: switch -> leader 'job set changed'",
+         f"{lead_at - t_change:.2f} s  {c.verdict(lead_at - t_change <= refresh_s + 0.5)} (target <= {refresh_s + 0.5:g} s)"),
+        (f"(b) change of {a.changed}: switch -> standby 'job set changed'", "n/a (not applied while standing by)" if stand_at is None else f"{stand_at - t_change:.2f} s"),
+        (f"(b) every-second fires in the {a.window:g} s around it", str(len(late))),
+        ("(b) lateness p50 / p99 / max", f"{lat['p50']} / {lat['p99']} / {lat['max']} ms  "
+         f"{c.verdict(lat['p99'] is not None and lat['p99'] <= 50)} (target p99 <= 50 ms)"),
+        ("(b) lateness p99 before the switch / after it", f"{quiet['p99']} / {after['p99']} ms"),
+        (f"(c) CPU per 304 refresh (standby, {a.refreshes} refreshes)",
+         f"{per_refresh_ms:.2f} ms  {c.verdict(per_refresh_ms <= 1.0)} (target <= 1 ms; an upper bound, "
+         f"counted in {1000 / c.CLK_TCK / a.refreshes:.1f} ms steps)"),
+        ("warnings and errors logged", problems),
+    ]
+    rows += state_load(redis.url, a.load_sizes)
+    return rows
+
+
+def _up(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=5).read()
+        return True
+    except OSError:
+        return False
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=100_000)
+    ap.add_argument("--changed", type=int, default=1_000)
+    ap.add_argument("--h-share", type=float, default=0.1)
+    ap.add_argument("--every-second", type=int, default=100)
+    ap.add_argument("--refresh", default="2s", help="SCHEDULER_JOBS_REFRESH")
+    ap.add_argument("--refreshes", type=int, default=10, help="unchanged refreshes to measure the CPU of")
+    ap.add_argument("--window", type=float, default=10.0, help="seconds of every-second fires around the change")
+    ap.add_argument("--load-sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10_000, 100_000])
+    ap.add_argument("--profile", metavar="DIR", help="py-spy the leader at start and around the change, into DIR")
+    a = ap.parse_args()
+    rows = []
+    try:
+        rows = run(a)
+    finally:
+        c.cleanup()
+    c.print_table("jobs from the app's URL: leader + standby + redis-server", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
