@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config_reader import Reader, show
-from .jobs_config import JOB_FIELDS, JobSpec, load_job
+from .jobs_config import JOB_FIELDS, JobSpec, load_job, parse_schedule
+from .parsers import job_url
 from .settings import Settings
 
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # about 640 bytes a job for 100,000 jobs, with room
@@ -171,7 +172,7 @@ def _like(item: dict, name: Any, settings: Settings, alike: dict[tuple, JobSpec]
     if text is None:
         return None
     try:
-        spec = config.parse_schedule(text, model.timezone, name)
+        spec = parse_schedule(text, model.timezone, name)
         full = _url_parser(settings.api_url)(url)
     except ValueError:  # ScheduleError too: _job says it with the job's own words
         return None
@@ -186,7 +187,7 @@ _URL_PARSERS: dict[str | None, Any] = {}
 def _url_parser(api_url: str | None):
     if api_url not in _URL_PARSERS:
         _URL_PARSERS.clear()  # one base in a process, but tests load many
-        _URL_PARSERS[api_url] = config._job_url(api_url)
+        _URL_PARSERS[api_url] = job_url(api_url)
     return _URL_PARSERS[api_url]
 
 

@@ -121,7 +121,7 @@ class _CronForm:
 
 
 @functools.lru_cache(maxsize=4096)  # 100,000 jobs share few expressions, `H` ones too
-def _parse_shared(text: str, tz: str) -> "Schedule | _CronForm":
+def _parse_shared(text: str, tz: str) -> Schedule | _CronForm:
     """All of a parse that does not depend on the job: every form but cron, whole."""
     raw = " ".join(text.split())
     if not raw:

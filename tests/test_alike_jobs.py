@@ -41,13 +41,15 @@ def test_alike_jobs_are_what_each_job_alone_would_be() -> None:
 
 def test_alike_jobs_are_validated_in_full_once(monkeypatch) -> None:
     calls = []
-    real = config._load_job
+    from scheduler import job_document
+
+    real = job_document.load_job
 
     def counted(*args, **kwargs):
         calls.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(config, "_load_job", counted)
+    monkeypatch.setattr(job_document, "load_job", counted)
     jobs = [{"name": f"tenant-{i}", "schedule": "H H * * *" if i % 2 else f"{i % 60} 3 * * *",
              "url": f"/digest/{i}", "timezone": "Europe/Berlin"} for i in range(1000)]
     parsed = validate({"jobs": jobs}, "url", SETTINGS)
