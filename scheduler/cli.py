@@ -226,7 +226,8 @@ def healthcheck(env_file: str | None) -> int:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except (OSError, UnicodeDecodeError) as exc:
-            print(f"config error: --env-file: cannot read {path!r}: {exc.strerror or exc.reason}", file=sys.stderr)
+            why = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror
+            print(f"config error: --env-file: cannot read {path!r}: {why}", file=sys.stderr)
             return EX_CONFIG
         lines = "\n".join(_HTTP_LINE.findall(text))
         if "${" in lines:  # it may refer to other names in the file: python-dotenv reads it all
@@ -235,7 +236,7 @@ def healthcheck(env_file: str | None) -> int:
             found = dotenv_values(stream=io.StringIO(lines), interpolate=False)
         values.update({n: found[n] or "" for n in names if n in found})
     values.update({n: os.environ[n] for n in names if n in os.environ})
-    port_text, host = values["SCHEDULER_HTTP_PORT"].strip(), values["SCHEDULER_HTTP_HOST"].strip()
+    port_text, host = (values["SCHEDULER_HTTP_PORT"] or "").strip(), (values["SCHEDULER_HTTP_HOST"] or "").strip()
     if not port_text.isdigit() or int(port_text) > 65535:
         print("config error: SCHEDULER_HTTP_PORT: expected a port number 0-65535", file=sys.stderr)
         return EX_CONFIG

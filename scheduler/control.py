@@ -59,7 +59,7 @@ def render_history(job: str, entries: list[dict], keep: int) -> str:
     if not entries:
         return f"{job}: no finished fires recorded yet"
     header = ("FINISHED", "SLOT", "OUTCOME", "HTTP", "ATTEMPTS", "MS", "EPOCH")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for e in entries:
         rows.append(tuple(str(v if v is not None else "-") for v in (
             e.get("finished_at"), e.get("slot"), e.get("outcome"), e.get("http_status"), e.get("attempts"),

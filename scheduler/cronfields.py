@@ -175,6 +175,7 @@ def resolve_hash(fields: list[str], seconds: bool, job: str) -> list[str]:
 
 def _pick(crc: int, field: str, text: str) -> str:
     m = _HASH.fullmatch(text.lower())
+    assert m is not None  # checked by the caller
     idx = _CRONITER_INDEX[field]
     lo, hi = BOUNDS[field]
     if m["a"] is not None:
@@ -190,6 +191,7 @@ def _nearest_weekday(field: str, text: str, items: list[str]) -> str:
     if len(items) > 1:
         raise _fail(field, text, "W (nearest weekday) takes a single day, not a list")
     m = _NEAREST_WEEKDAY.fullmatch(items[0])
+    assert m is not None  # checked by the caller
     day = int(m.group(1) or m.group(2))
     if not 1 <= day <= 31:
         raise _fail(field, text, f"W needs a day from 1 to 31, got {day}")

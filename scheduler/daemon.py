@@ -71,7 +71,7 @@ def store_target(settings: config.Settings) -> str:
 
 def bind_problem(exc: OSError, host: str, port: int) -> str | None:
     """The sentence for a port that cannot be bound, or None for an unexpected error."""
-    what = _BIND_PROBLEMS.get(exc.errno)
+    what = _BIND_PROBLEMS.get(exc.errno) if exc.errno is not None else None
     if what is None:
         return None
     return (

@@ -134,6 +134,7 @@ class Engine:
 
     async def _lead(self, lease: Lease) -> None:
         epoch = self.keeper.epoch
+        assert epoch is not None  # set by the acquire that began this leadership
         if getattr(self.store, "dry_run", False):
             log.info("dry run: planning as the leader would, without taking the lease", extra={"replica": self.store.replica_id})
         else:
@@ -210,6 +211,7 @@ class Engine:
         if not claims:
             return True
         epoch = self.keeper.epoch
+        assert epoch is not None  # set by the acquire that began this leadership
         try:
             results = await self.keeper.retry(lambda: self.store.claim(epoch, claims), lease)
         except LeaseLost as exc:

@@ -179,10 +179,10 @@ async def run_state(settings, args) -> int:
             print(f"state: {problem}; nothing was deleted", file=sys.stderr)
             return 1
         if args.state_command == "gc":
-            items = await gc(store, [j.name for j in settings.jobs], args.older_than, args.dry_run)
-            for item in items:
-                print(f"{verb} {item}")
-            print(f"state gc: {verb} {len(items)} item(s) of jobs no longer configured")
+            deleted = await gc(store, [j.name for j in settings.jobs], args.older_than, args.dry_run)
+            for line in deleted:
+                print(f"{verb} {line}")
+            print(f"state gc: {verb} {len(deleted)} item(s) of jobs no longer configured")
         else:
             found = await quarantine(store, purge=args.purge, dry_run=args.dry_run)
             for item in found:
@@ -190,7 +190,7 @@ async def run_state(settings, args) -> int:
             tail = f", {verb} {len(found)}" if args.purge else ""
             print(f"state quarantine: {len(found)} record(s) set aside{tail}")
         return 0
-    except (StoreUnavailable, OSError, *_redis_errors()) as exc:
+    except (StoreUnavailable, OSError, *_redis_errors()) as exc:  # type: ignore[misc]  # a tuple of classes built at run time
         print(f"state: cannot reach the state store ({daemon.store_target(settings)}): {exc}", file=sys.stderr)
         return 1
     finally:

@@ -207,6 +207,7 @@ class _Connection(asyncio.Protocol):
     def start(self, data: bytes) -> asyncio.Future:
         self._reset()
         self.waiter = asyncio.get_running_loop().create_future()
+        assert self.transport is not None  # started only once connected
         self.transport.write(data)
         return self.waiter
 
@@ -276,9 +277,16 @@ class Http1Client:
             return False
         direct = self._direct.get(host)
         if direct is None:
-            direct = bool(self.no_proxy) and bool(urllib.request.proxy_bypass_environment(host, {"no": self.no_proxy}))
+            bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # not in typeshed
+            direct = bool(self.no_proxy) and bool(bypass(host, {"no": self.no_proxy}))
             self._direct[host] = direct
         return not direct
+
+    @property
+    def _via(self) -> Target:
+        """The proxy, asked for only on the way to a proxied origin."""
+        assert self.proxy is not None
+        return self.proxy
 
     async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float) -> Response:
         """One request and its response; raises TimeoutError after timeout_s, or one of ERRORS."""
@@ -292,14 +300,14 @@ class Http1Client:
         lines = [f"{method} {path} HTTP/1.1\r\nHost: {t.host_header}\r\n"]
         if t.basic_auth is not None and "Authorization" not in headers:
             lines.append(f"Authorization: {t.basic_auth}\r\n")
-        if forward and self.proxy.basic_auth is not None:
-            lines.append(f"Proxy-Authorization: {self.proxy.basic_auth}\r\n")
+        if forward and self._via.basic_auth is not None:
+            lines.append(f"Proxy-Authorization: {self._via.basic_auth}\r\n")
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         if body or method in BODY_METHODS:
             lines.append(f"Content-Length: {len(body)}\r\n")
         lines.append("\r\n")
         data = "".join(lines).encode() + body
-        pool_key = self.proxy.origin if forward else t.origin
+        pool_key = self._via.origin if forward else t.origin
         conn = self._idle_connection(pool_key)
         if conn is None:
             async with asyncio.timeout_at(deadline):
@@ -340,7 +348,7 @@ class Http1Client:
         loop = asyncio.get_running_loop()
         tls = self.ssl_context() if scheme == "https" else None
         if proxied:
-            _, proxy_host, proxy_port = self.proxy.origin
+            _, proxy_host, proxy_port = self._via.origin
             address = self._address(proxy_host, proxy_port)
             if tls is not None:
                 conn = await self._tunnel(address, host, port, tls)
@@ -358,7 +366,7 @@ class Http1Client:
 
     async def _tunnel(self, address: tuple[str, int], host: str, port: int, tls: ssl.SSLContext) -> _Connection:
         conn = _Connection(self)
-        await connect_tunnel(address, host, port, self.proxy.basic_auth, tls, conn, self.max_header_bytes)
+        await connect_tunnel(address, host, port, self._via.basic_auth, tls, conn, self.max_header_bytes)
         return conn
 
     def _address(self, host: str, port: int) -> tuple[str, int]:

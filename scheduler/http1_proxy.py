@@ -39,6 +39,8 @@ async def connect_tunnel(address: tuple[str, int], host: str, port: int, basic_a
     except BaseException:
         transport.abort()
         raise
+    if tls_transport is None:  # start_tls gives None only for a transport that closed meanwhile
+        raise ConnectionError("the proxy tunnel closed during the TLS handshake")
     protocol.connection_made(tls_transport)
     return tls_transport
 

@@ -215,7 +215,7 @@ def _job(item: dict, label: str, settings: Settings) -> tuple[JobSpec | None, li
     if problems:
         return None, problems
     g = Reader({key: text for key, text in ((f.lower(), t) for f, t in fields.items())}, problems)
-    job = load_job(name.upper().replace("-", "_"), fields, g, settings.timezone, settings.api_url,
+    job = load_job(str(name).upper().replace("-", "_"), fields, g, settings.timezone, settings.api_url,
                    var=str.lower)
     return job, problems
 

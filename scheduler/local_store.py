@@ -22,7 +22,7 @@ from typing import Any
 from collections.abc import Callable, Sequence
 
 from . import sqlite_state as ops
-from .model import Claim, Finished, Outcome, State, TriggerRequest
+from .model import Claim, Finished, State, TriggerRequest
 from .sqlite_records import Bad, Quarantine
 from .sqlite_schema import VERSION, newer_problem, open_db, user_version
 from .store import LeaseLost, StoreUnavailable, new_replica_id
@@ -214,15 +214,13 @@ class LocalStore:
         await self._run(self._write, lambda db, _: db.execute(
             "UPDATE inflight SET attempt = ? WHERE field = ? AND epoch = ?", (attempt, claim.field, epoch)))
 
-    async def finish(self, outcomes: Sequence[Finished | tuple[Claim, Outcome]]) -> list[int]:
-        """Each Finished is fenced by its epoch. A (Claim, Outcome) pair is taken too, and
-        written unfenced, as this store always did."""
-        items = [(f.claim, f.epoch, f.outcome, f.lateness_s) if isinstance(f, Finished) else (f[0], None, f[1], None)
-                 for f in outcomes]
-        if not items:
+    async def finish(self, outcomes: Sequence[Finished]) -> list[int]:
+        """Each outcome is fenced by the epoch that ran it."""
+        if not outcomes:
             return []
         keep = self.history_keep
-        return await self._run(self._write, lambda db, _: [ops.finish_one(db, self.quarantine, *i, keep) for i in items])
+        return await self._run(self._write, lambda db, _: [
+            ops.finish_one(db, self.quarantine, f.claim, f.epoch, f.outcome, f.lateness_s, keep) for f in outcomes])
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         return await self._run(self._read, lambda db, bad: ops.pending_triggers(db, self.quarantine, bad))

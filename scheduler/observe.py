@@ -3,6 +3,8 @@ server in .http_server)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import json
 import logging
 import sys
@@ -47,6 +49,9 @@ class Redactor(logging.Filter):
 class _Scrubbing(logging.Formatter):
     redactor: Redactor | None = None
 
+    def _format(self, record: logging.LogRecord) -> str:
+        raise NotImplementedError
+
     def format(self, record: logging.LogRecord) -> str:
         line = self._format(record)
         return self.redactor.scrub(line) if self.redactor else line
@@ -76,7 +81,7 @@ class TextFormatter(_Scrubbing):
         return line
 
 
-def setup_logging(fmt: str, level: str, secrets: list[str] = ()) -> None:
+def setup_logging(fmt: str, level: str, secrets: Sequence[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     formatter.redactor = Redactor(list(secrets))

@@ -11,7 +11,7 @@ import hashlib
 import heapq
 import logging
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Container, Mapping
 
 from . import schedule as sched
 from .config import JobSpec
@@ -91,7 +91,7 @@ class Plan:
         self.upcoming: dict[str, int] = {}  # job -> its next slot in the heap: the retry deadline
         self.period_s: dict[str, float] = {}  # time between a job's current slots
 
-    def start(self, state: State, now: float, running: Collection[str] = ()) -> list[Claim]:
+    def start(self, state: State, now: float, running: Container[str] = ()) -> list[Claim]:
         """What to claim at leadership start: fires left in flight by an earlier leader
         (not those `running` here already), then each job's first sighting or the slots
         missed since its watermark, oldest first. Fills the heap with the next slots."""

@@ -34,11 +34,12 @@ def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str |
 
         kw = {}
         if url:
-            ck = aioredis.ConnectionPool.from_url(url).connection_kwargs
+            ck = aioredis.ConnectionPool.from_url(url).connection_kwargs  # user, password, db only
             kw = {k: ck[k] for k in ("username", "password", "db") if ck.get(k) is not None}
         sentinel = Sentinel(list(sentinels), **opts)
 
         def client(size: int) -> aioredis.Redis:
+            assert master is not None  # config requires both Sentinel settings
             return sentinel.master_for(master, max_connections=size, **opts, **kw)
     else:
         sentinel = None
@@ -46,6 +47,7 @@ def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str |
         def client(size: int) -> aioredis.Redis:
             # A caller waits for a free connection instead of failing: a burst of outcomes
             # must never fail for want of a connection.
+            assert url is not None  # standalone mode never builds a Redis store
             pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=SOCKET_TIMEOUT_S, **opts)
             return aioredis.Redis(connection_pool=pool)
 

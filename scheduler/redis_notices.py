@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -17,7 +18,7 @@ class Notices:
         self.client = client
         self.channels = tuple(channels)
         self.stale = False  # set when the master moved: the subscription is on the old one
-        self._pubsub = None
+        self._pubsub: Any = None  # a redis.asyncio PubSub, made on first use
 
     async def wait(self, channel: str, timeout_s: float) -> None:
         """Until a message on `channel` or the timeout. One subscription serves every

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from . import redis_scripts as scripts
 from .store import StoreUnavailable
@@ -54,7 +54,7 @@ class Quarantine:
             except StoreUnavailable:
                 pass  # moved on a later read
 
-    async def repair_keys(self, jobs: Sequence[str]) -> None:
+    async def repair_keys(self, jobs: Collection[str]) -> None:
         """After an error reply: rename aside every key of the wrong type, so a retry works."""
         store = self.store
         types = dict(store.key_types)

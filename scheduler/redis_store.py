@@ -11,7 +11,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -92,7 +93,7 @@ class RedisStore:
         self.notices = Notices(self.redis, (self.k_released, self.k_wake))
         self.quarantine = Quarantine(self)
 
-    async def _call(self, coro, jobs: Sequence[str] = ()):
+    async def _call(self, coro, jobs: Collection[str] = ()):
         try:
             async with asyncio.timeout(self.call_timeout_s):
                 return await coro
@@ -117,8 +118,8 @@ class RedisStore:
             return False
         moved = None
         for pool in (self.redis.connection_pool, self.lease_redis.connection_pool):
-            before = pool.master_address
-            now = await self._call(pool.get_master_address())  # drops idle connections on a move
+            before = pool.master_address  # type: ignore[attr-defined]  # a SentinelConnectionPool
+            now = await self._call(pool.get_master_address())  # type: ignore[attr-defined]  # drops idle connections on a move
             if before is not None and now != before:
                 moved = (before, now)
         if moved is None:
@@ -148,7 +149,7 @@ class RedisStore:
     async def acquire(self) -> int | None:
         await self._master_moved()
         await self._count_replicas()
-        args = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms, scripts.FORMAT,
+        args: list[Any] = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms, scripts.FORMAT,
                 __version__]
         status, value, skew_ms = await self._call(
             self._acquire(keys=[self.k_leader, self.k_epoch, self.k_meta], args=args))
@@ -167,7 +168,7 @@ class RedisStore:
         if await self._master_moved():
             return False  # the lease and the claims since the move may be gone: start over
         await self._count_replicas()
-        args = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms]
+        args: list[Any] = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms]
         status, skew_ms = await self._call(self._renew(keys=[self.k_leader, self.k_released], args=args))
         self.clock_skew_s = skew_ms / 1000
         return status == 1
@@ -244,7 +245,7 @@ class RedisStore:
         if await self._master_moved():
             raise LeaseLost("the Redis master moved")
         payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field] for c in claims])
-        args = [self.replica_id, epoch, int(self.clock() * 1000), payload, self.job_prefix, self.max_ahead_ms]
+        args: list[Any] = [self.replica_id, epoch, int(self.clock() * 1000), payload, self.job_prefix, self.max_ahead_ms]
         keys = [self.k_leader, self.k_slots, self.k_inflight, self.k_paused, self.k_trigger, self.k_triggered]
         if not self.wait_replicas:
             result = await self._call(self._claim(keys=keys, args=args), {c.job for c in claims})
@@ -266,7 +267,7 @@ class RedisStore:
         if not items:
             return []
         payload = json.dumps([_finish_entry(item) for item in items])
-        args = [self.job_prefix, payload, self.history_prefix, self.history_keep]
+        args: list[Any] = [self.job_prefix, payload, self.history_prefix, self.history_keep]
         result = await self._call(self._finish(keys=[self.k_inflight], args=args), {i.claim.job for i in items})
         return [int(x) for x in result]
 

@@ -101,7 +101,7 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
         return found
     # `H` becomes the job's numbers here, not in croniter: jobs whose numbers agree then
     # share one expression, hence one croniter expansion (the costly part of a parse).
-    expr = " ".join(cronfields.resolve_hash(found.fields, found.seconds, job or "job")) if found.hashed else found.raw
+    expr = " ".join(cronfields.resolve_hash(list(found.fields), found.seconds, job or "job")) if found.hashed else found.raw
     try:
         _next_cron(expr, "", found.seconds, found.fixed, tz, 0)
     except Exception as exc:  # croniter gives up on expressions that never match
@@ -310,7 +310,7 @@ def _next_cron(expr: str, hash_id: str, seconds: bool, fixed: bool, tz: str, t: 
     # match: then wall-clock times *before* `here` (from the period's start) happen again
     # after the jump, possibly before `best`.
     ahead = datetime.fromtimestamp(t + _MAX_REPEAT_S, zone)
-    drop = int((here.utcoffset() - ahead.utcoffset()).total_seconds())
+    drop = int((_offset(here) - _offset(ahead)).total_seconds())
     if drop <= 0:
         return best
     jump = _transition(zone, t, t + _MAX_REPEAT_S)
@@ -352,3 +352,10 @@ def recent_slots(schedule: Schedule, after: float, until: float, limit: int) -> 
         if len(found) > limit or lo == after:
             return found[-limit:] if limit else [], len(found) > limit
         span *= 16
+
+
+def _offset(moment: datetime) -> timedelta:
+    """A zone-aware datetime's UTC offset (never None for the zones slots are computed in)."""
+    offset = moment.utcoffset()
+    assert offset is not None
+    return offset

@@ -140,7 +140,7 @@ class JobSources:
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             self._sighup = True
         pending = len(self._sources)
-        self._first = asyncio.Event()
+        self._first = first = asyncio.Event()
         if not pending:
             self._first.set()
         done = {"n": 0}
@@ -148,13 +148,14 @@ class JobSources:
         def first_done() -> None:
             done["n"] += 1
             if done["n"] == pending:
-                self._first.set()
+                first.set()
 
         for s in self._sources:
             self._tasks.append(asyncio.create_task(self._run(s, first_done), name=f"jobs-{s.reader.source}"))
 
     async def wait_first_read(self) -> None:
         """Until every source has been tried once (read, or failed and left to retry)."""
+        assert self._first is not None, "start() first"
         await self._first.wait()
 
     def reload(self) -> None:
@@ -192,7 +193,8 @@ class JobSources:
             if await self._read(s):
                 self._merge()
             if first:
-                first, _ = False, first_done()
+                first = False
+                first_done()
             if isinstance(s.reader, FileReader):
                 delay = self.file_poll_s
             else:

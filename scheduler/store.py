@@ -52,7 +52,7 @@ class Store(Protocol):
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         """Record that attempt `attempt` of an in-flight fire is being sent."""
 
-    async def finish(self, outcomes: Sequence[tuple[Claim, Outcome]]) -> list[int]:
+    async def finish(self, outcomes: Sequence[Finished]) -> list[int]:
         """Record fires' outcomes and drop them from the in-flight set, in one step; returns
         each job's consecutive failures after its outcome."""
 
@@ -72,6 +72,9 @@ class Store(Protocol):
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         """Queue a manual fire; returns the pending or in-flight request it joins, if any."""
+
+    async def history(self, job: str, limit: int | None = None) -> list[dict]:
+        """A job's last finished fires, newest first."""
 
     async def status(self, jobs: Sequence[str]) -> dict:
         """Leader, epoch, lease time left, watermarks, in-flight fires, pauses, outcomes."""
