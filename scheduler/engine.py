@@ -22,7 +22,7 @@ from .model import INIT, TRIGGER, Claim, Outcome
 from .observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
 from .record import Recorder
-from .sources import diff
+from .jobset import JobSet
 from .schedule import format_slot
 from .store import LeaseLost, Store, StoreUnavailable
 
@@ -44,9 +44,8 @@ class Engine:
         clock: Clock | None = None,
     ):
         self.settings = settings
-        self.env_jobs: dict[str, JobSpec] = {j.name: j for j in settings.jobs if j.enabled}
-        self.jobs: dict[str, JobSpec] = dict(self.env_jobs)  # env and source jobs, enabled
-        self._pending: dict[str, JobSpec] | None = None  # a new job set, applied between claims
+        self.jobset = JobSet(settings)
+        self.jobs = self.jobset.jobs  # env and source jobs, enabled: the one dict the plan reads
         self._claiming = asyncio.Lock()  # a claim and the start of its fires, or a job set change
         self.store = store
         self.dispatcher = dispatcher
@@ -74,35 +73,10 @@ class Engine:
         return [(job, period.get(job), success.get(job) or seen.get(job) or self.watch_since) for job in list(self.jobs)]
 
     def apply_source_jobs(self, jobs: dict[str, JobSpec], source_of: dict[str, str] | None = None) -> None:
-        """The sources' new set of valid jobs (JobSources' on_change). It is applied between
-        two claims, never during one: a slot is never claimed under a half-applied set."""
-        self._pending = {**{n: j for n, j in jobs.items() if j.enabled}, **self.env_jobs}
+        """The sources' new set of valid jobs (JobSources' on_change), applied between two
+        claims by the leader's loop."""
+        self.jobset.offer(jobs)
         self._wake.set()
-
-    def _apply_pending(self, now: float) -> list[Claim]:
-        """Change only what differs (SPEC 6, rule 2): heap entries and metric children of the
-        added, changed and removed jobs. Returns the claims an added job needs (its first
-        sighting, and an `at` whose instant has just passed)."""
-        new, self._pending = self._pending, None
-        if new is None:
-            return []
-        added, changed, removed = diff(self.jobs, new)
-        claims: list[Claim] = []
-        for name in removed:
-            del self.jobs[name]
-            self.plan.remove(name)
-            self.metrics.forget(name)
-        for name in changed:
-            self.jobs[name] = new[name]
-            self.plan.replace(new[name], now)
-        for name in sorted(added):
-            self.jobs[name] = new[name]
-            claims += self.plan.add(new[name], now)
-            self.recorder.first_seen.setdefault(name, now)
-        if added or changed or removed:
-            log.info("job set changed", extra={"added": len(added), "changed": len(changed), "removed": len(removed),
-                                               "jobs": len(self.jobs)})
-        return claims
 
     def stop(self) -> None:
         """Called from a signal handler: only flips state; the loops notice at once."""
@@ -160,10 +134,7 @@ class Engine:
         await self.keeper.step_down(lease, self.stopping.is_set())
 
     async def _leader_loop(self, lease: Lease) -> None:
-        if self._pending is not None:  # a change that came while standing by: no plan to edit yet
-            self.jobs.clear()
-            self.jobs.update(self._pending)
-            self._pending = None
+        self.jobset.take_pending()  # a change that came while standing by: no plan to edit yet
         state = await self.keeper.retry(lambda: self.store.load(list(self.jobs)), lease)
         if state is None:
             return
@@ -175,9 +146,9 @@ class Engine:
             return
         while not self.stopping.is_set() and self._usable(lease):
             now = self.clock.time()
-            if self._pending is not None:
+            if self.jobset.pending is not None:
                 async with self._claiming:
-                    changes = self._apply_pending(now)
+                    changes = self.jobset.apply(plan, now, self.metrics.forget, self.recorder.first_seen)
                 if changes and not await self._claim_and_fire(lease, changes):
                     return
             claims = plan.due(now, busy=self.fires.busy, overlapping=self.fires.overlapping)
