@@ -81,11 +81,45 @@ def bind_problem(exc: OSError, host: str, port: int) -> str | None:
     )
 
 
+class PortProblem(Exception):
+    """The HTTP port could not be had; `code` is the exit status (78: a setting fixes it)."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+
+def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, store, dry_run: bool):
+    """The HTTP port: /metrics and the probes, and with a control token the API and the page
+    (a dry run changes nothing anywhere, so it has neither). None when the port is 0."""
+    from .http_server import HTTPServer
+    from .observe import routes
+
+    if not settings.http_port:
+        return None
+    router = routes(metrics, health)
+    paths = "/metrics /healthz /readyz"
+    if settings.control_token and not dry_run:
+        from .api import ControlApi, add_routes
+
+        add_routes(router, ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token)))
+        paths += " /api/v1/jobs /"
+    try:
+        server = HTTPServer(settings.http_host, settings.http_port, router)
+    except OSError as exc:
+        problem = bind_problem(exc, settings.http_host, settings.http_port)
+        if problem is None:
+            log.error("cannot listen for /metrics and health", extra={"port": settings.http_port, "error": str(exc)})
+            raise PortProblem(EX_FAILURE) from None
+        print(f"config error: {problem}", file=sys.stderr)
+        raise PortProblem(EX_CONFIG) from None
+    log.info("metrics and probes listening", extra={"host": settings.http_host, "port": server.port, "paths": paths})
+    return server
+
+
 async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from .dispatch import Dispatcher
     from .engine import Engine
-    from .http_server import HTTPServer
-    from .observe import Health, Metrics, OverdueCollector, routes
+    from .observe import Health, Metrics, OverdueCollector
     from .store import StoreUnavailable
 
     try:
@@ -101,30 +135,11 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
         store = ReadOnlyStore(store)
     metrics, health = Metrics(), Health()
     catalog = Catalog(settings)
-    server = None
-    if settings.http_port:
-        router = routes(metrics, health)
-        paths = "/metrics /healthz /readyz"
-        # The control API and the page exist only with a token; a dry run changes nothing
-        # anywhere, so it has neither.
-        if settings.control_token and not dry_run:
-            from .api import ControlApi, add_routes
-
-            add_routes(router, ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token)))
-            paths += " /api/v1/jobs /"
-        try:
-            server = HTTPServer(settings.http_host, settings.http_port, router)
-        except OSError as exc:
-            await store.close()
-            problem = bind_problem(exc, settings.http_host, settings.http_port)
-            if problem is None:
-                log.error("cannot listen for /metrics and health", extra={"port": settings.http_port, "error": str(exc)})
-                return EX_FAILURE
-            print(f"config error: {problem}", file=sys.stderr)
-            return EX_CONFIG
-        log.info("metrics and probes listening", extra={
-            "host": settings.http_host, "port": server.port, "paths": paths,
-        })
+    try:
+        server = serve_port(settings, metrics, health, catalog, store, dry_run)
+    except PortProblem as exc:
+        await store.close()
+        return exc.code
     from .observe import Redactor
 
     # The app's error text goes to logs, status and history: scrubbed of every secret first.
