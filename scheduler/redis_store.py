@@ -21,6 +21,7 @@ from . import redis_records as records
 from . import redis_scripts as scripts
 from .model import Claim, Finished, JobHealth, MalformedRecord, State, TriggerRequest
 from .redis_connect import SOCKET_TIMEOUT_S, connect
+from .redis_control import ControlCommands
 from .redis_notices import Notices
 from .redis_quarantine import Quarantine, configuration_warnings
 from .store import LeaseLost, StoreUnavailable, new_replica_id
@@ -39,7 +40,7 @@ class ClaimNotReplicated(LeaseLost):
     """The claim was written, but no replica confirmed it in time."""
 
 
-class RedisStore:
+class RedisStore(ControlCommands):
     def __init__(
         self,
         url: str | None,
@@ -118,8 +119,8 @@ class RedisStore:
             return False
         moved = None
         for pool in (self.redis.connection_pool, self.lease_redis.connection_pool):
-            before = pool.master_address  # type: ignore[attr-defined]  # a SentinelConnectionPool
-            now = await self._call(pool.get_master_address())  # type: ignore[attr-defined]  # drops idle connections on a move
+            before = pool.master_address  # type: ignore[union-attr]  # a SentinelConnectionPool
+            now = await self._call(pool.get_master_address())  # type: ignore[union-attr]  # drops idle connections on a move
             if before is not None and now != before:
                 moved = (before, now)
         if moved is None:
@@ -281,67 +282,6 @@ class RedisStore:
                 bad.append(("list", self.k_trigger, "", raw, str(exc)))
         await self.quarantine.set_aside(bad)
         return out
-
-    async def set_paused(self, job: str, paused: bool) -> bool:
-        if paused:
-            changed = await self._call(self.redis.sadd(self.k_paused, job), [job])
-        else:
-            changed = await self._call(self.redis.srem(self.k_paused, job), [job])
-        return bool(changed)
-
-    async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
-        raw = json.dumps({"id": request.id, "job": request.job, "requested_at": request.requested_at})
-        keys = [self.k_trigger, self.k_inflight, self.k_triggered]
-        found = await self._call(self._request(keys=keys, args=[request.job, request.id, raw, self.k_wake]), [request.job])
-        if not found:
-            return None
-        try:
-            rec = json.loads(found)
-            return TriggerRequest(str(rec["id"]), request.job, records.whole(rec.get("requested_at") or rec.get("slot") or 0, "time"))
-        except (ValueError, KeyError, TypeError):
-            return TriggerRequest(request.id, request.job, 0)
-
-    async def history(self, job: str, limit: int | None = None) -> list[dict]:
-        raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history_keep or 1) - 1), [job])
-        out = []
-        for raw in raws:
-            try:
-                entry = json.loads(raw)
-            except (ValueError, RecursionError):
-                entry = None
-            if isinstance(entry, dict):
-                out.append(entry)
-        return out
-
-    async def status(self, jobs: Sequence[str]) -> dict:
-        def extra(pipe):
-            pipe.get(self.k_leader)
-            pipe.pttl(self.k_leader)
-            pipe.get(self.k_epoch)
-            pipe.lrange(self.k_trigger, 0, -1)
-
-        state, typed, (leader, pttl, epoch, triggers) = await self._read_state(jobs, extra)
-        pending = []
-        for raw in triggers:
-            try:
-                req = records.trigger(raw)
-            except MalformedRecord:
-                continue  # set aside by the leader's next look at the queue
-            pending.append({"id": req.id, "job": req.job, "requested_at": req.requested_at})
-        try:
-            epoch_value = records.whole(epoch, "epoch") if epoch else None
-        except MalformedRecord:
-            epoch_value = None
-        return {
-            "leader": leader,
-            "lease_left_s": pttl / 1000 if leader and pttl and pttl > 0 else None,
-            "epoch": epoch_value,
-            "watermarks": state.watermarks,
-            "inflight": state.inflight,
-            "paused": state.paused,
-            "pending_triggers": pending,
-            "jobs": typed,
-        }
 
     async def warnings(self) -> list[str]:
         return await configuration_warnings(self)

@@ -1,0 +1,91 @@
+"""The Redis store's control commands: pause, resume, trigger, history and status. Any
+replica or the CLI runs them; none needs the lease (SPEC section 5)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from . import redis_records as records
+from .model import MalformedRecord, TriggerRequest
+
+
+class ControlCommands:
+    """Mixed into RedisStore, whose keys, clients and reads these use."""
+
+    # Provided by RedisStore.
+    redis: Any
+    k_paused: str
+    k_trigger: str
+    k_inflight: str
+    k_triggered: str
+    k_wake: str
+    k_leader: str
+    k_epoch: str
+    history_prefix: str
+    history_keep: int
+    _request: Any
+    _call: Any
+    _read_state: Any
+
+    async def set_paused(self, job: str, paused: bool) -> bool:
+        if paused:
+            changed = await self._call(self.redis.sadd(self.k_paused, job), [job])
+        else:
+            changed = await self._call(self.redis.srem(self.k_paused, job), [job])
+        return bool(changed)
+
+    async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
+        raw = json.dumps({"id": request.id, "job": request.job, "requested_at": request.requested_at})
+        keys = [self.k_trigger, self.k_inflight, self.k_triggered]
+        found = await self._call(self._request(keys=keys, args=[request.job, request.id, raw, self.k_wake]), [request.job])
+        if not found:
+            return None
+        try:
+            rec = json.loads(found)
+            return TriggerRequest(str(rec["id"]), request.job, records.whole(rec.get("requested_at") or rec.get("slot") or 0, "time"))
+        except (ValueError, KeyError, TypeError):
+            return TriggerRequest(request.id, request.job, 0)
+
+    async def history(self, job: str, limit: int | None = None) -> list[dict]:
+        raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history_keep or 1) - 1), [job])
+        out = []
+        for raw in raws:
+            try:
+                entry = json.loads(raw)
+            except (ValueError, RecursionError):
+                entry = None
+            if isinstance(entry, dict):
+                out.append(entry)
+        return out
+
+    async def status(self, jobs: Sequence[str]) -> dict:
+        def extra(pipe):
+            pipe.get(self.k_leader)
+            pipe.pttl(self.k_leader)
+            pipe.get(self.k_epoch)
+            pipe.lrange(self.k_trigger, 0, -1)
+
+        state, typed, (leader, pttl, epoch, triggers) = await self._read_state(jobs, extra)
+        pending = []
+        for raw in triggers:
+            try:
+                req = records.trigger(raw)
+            except MalformedRecord:
+                continue  # set aside by the leader's next look at the queue
+            pending.append({"id": req.id, "job": req.job, "requested_at": req.requested_at})
+        try:
+            epoch_value = records.whole(epoch, "epoch") if epoch else None
+        except MalformedRecord:
+            epoch_value = None
+        return {
+            "leader": leader,
+            "lease_left_s": pttl / 1000 if leader and pttl and pttl > 0 else None,
+            "epoch": epoch_value,
+            "watermarks": state.watermarks,
+            "inflight": state.inflight,
+            "paused": state.paused,
+            "pending_triggers": pending,
+            "jobs": typed,
+        }
