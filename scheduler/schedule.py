@@ -19,13 +19,14 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, UTC
+from datetime import datetime, UTC
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
 from . import cronfields
+from .cron_time import _matcher, _next_cron  # noqa: F401  (_matcher: its cache is what jobs share)
 from .model import format_slot  # noqa: F401  (slots are named the same everywhere)
 
 MACROS = {
@@ -38,10 +39,6 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 
-# A backward jump longer than this is not searched for repeated wall-clock times. Real
-# zones repeat at most 2 hours (Antarctica/Troll); 3 leaves a margin.
-_MAX_REPEAT_S = 3 * 3600
-_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu", "GMT", "Etc/GMT"})
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
 MAX_DURATION_S = 10 * 366 * 86400
 # Slots are shown as RFC 3339 years 0001-9999; keep every one a schedule can name well inside.
@@ -250,90 +247,6 @@ def iter_slots(schedule: Schedule, after: float) -> Iterator[int]:
         slot = next_after(schedule, slot)
 
 
-def _instants(naive: datetime, zone: ZoneInfo, fixed: bool) -> tuple[int, ...]:
-    """The instants at which the wall-clock time `naive` happens, under Vixie's DST rules."""
-    first = naive.replace(tzinfo=zone)
-    second = naive.replace(tzinfo=zone, fold=1)
-    off0, off1 = first.utcoffset(), second.utcoffset()
-    if off0 == off1:
-        return (int(first.timestamp()),)
-    u0, u1 = int(first.timestamp()), int(second.timestamp())
-    if u0 < u1:  # a repeated time: first occurrence (fold 0), then the second
-        return (u0,) if fixed else (u0, u1)
-    # A skipped time: fold=0 maps with the offset before the jump (past the gap), fold=1
-    # with the one after (before the gap); the jump itself lies in between.
-    return (_transition(zone, u1, u0),) if fixed else ()
-
-
-def _transition(zone: ZoneInfo, lo: int, hi: int) -> int:
-    """The first instant in (lo, hi] whose UTC offset differs from lo's."""
-    base = datetime.fromtimestamp(lo, zone).utcoffset()
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if datetime.fromtimestamp(mid, zone).utcoffset() == base:
-            lo = mid
-        else:
-            hi = mid
-    return hi
-
-
-@functools.lru_cache(maxsize=16384)
-def _next_cron(expr: str, hash_id: str, seconds: bool, fixed: bool, tz: str, t: int) -> int:
-    it = _matcher(expr, hash_id, seconds)
-    if tz in _UTC_NAMES:
-        # No transitions: wall-clock time is the instant; skip the DST search.
-        it.set_current(datetime.fromtimestamp(t, UTC).replace(tzinfo=None), force=True)
-        return int(it.get_next(datetime).replace(tzinfo=UTC).timestamp())
-    zone = ZoneInfo(tz)
-    here = datetime.fromtimestamp(t, zone)
-    wall = here.replace(tzinfo=None)
-    it.set_current(wall - timedelta(seconds=1), force=True)
-    again: int | None = None
-    while True:
-        naive = it.get_next(datetime)
-        instants = _instants(naive, zone, fixed)
-        later = [u for u in instants if u > t]
-        if len(instants) == 2 and instants[0] == t and again is None:
-            # t is this repeated time's first occurrence; its second comes after the jump,
-            # and the next wall-clock match may come sooner.
-            again = instants[1]
-            continue
-        if later or again is not None:
-            # Wall-clock order is instant order, but for one thing: a time in a repeated
-            # period happens first at its fold-0 instant, then again after the jump; taking
-            # the earliest instant of the first candidate that has one is right, except below.
-            best = min(later + ([again] if again is not None else []))
-            break
-    if fixed:
-        return best  # fixed-time jobs fire only at first occurrences: no earlier repeat
-    # t may lie in the first pass of a repeated period whose later wall-clock times had no
-    # match: then wall-clock times *before* `here` (from the period's start) happen again
-    # after the jump, possibly before `best`.
-    ahead = datetime.fromtimestamp(t + _MAX_REPEAT_S, zone)
-    drop = int((_offset(here) - _offset(ahead)).total_seconds())
-    if drop <= 0:
-        return best
-    jump = _transition(zone, t, t + _MAX_REPEAT_S)
-    if not (jump - drop <= t < jump <= best):
-        return best
-    repeat_start = datetime.fromtimestamp(jump - drop, zone).replace(tzinfo=None)
-    it.set_current(repeat_start - timedelta(seconds=1), force=True)
-    naive = it.get_next(datetime)
-    if naive < wall:
-        again = int(naive.replace(tzinfo=zone, fold=1).timestamp())
-        if t < again < best:
-            return again
-    return best
-
-
-@functools.lru_cache(maxsize=65536)
-def _matcher(expr: str, hash_id: str, seconds: bool) -> croniter:
-    """A croniter per expression, reset before each use: expanding an expression costs
-    several times more than finding the next match, and the same ones are asked again
-    and again. Only ever used synchronously, so sharing one instance is safe."""
-    return croniter(expr, datetime(2000, 1, 1), hash_id=hash_id, second_at_beginning=seconds, ret_type=datetime)
-
-
 def recent_slots(schedule: Schedule, after: float, until: float, limit: int) -> tuple[list[int], bool]:
     """The newest `limit` slots s with after < s <= until, oldest first, and whether older
     ones in that range were left out.
@@ -352,10 +265,3 @@ def recent_slots(schedule: Schedule, after: float, until: float, limit: int) -> 
         if len(found) > limit or lo == after:
             return found[-limit:] if limit else [], len(found) > limit
         span *= 16
-
-
-def _offset(moment: datetime) -> timedelta:
-    """A zone-aware datetime's UTC offset (never None for the zones slots are computed in)."""
-    offset = moment.utcoffset()
-    assert offset is not None
-    return offset
