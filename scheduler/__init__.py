@@ -2,4 +2,4 @@
 
 # The package's only version string: the build reads it from here (pyproject's
 # [tool.hatch.version]), and the User-Agent and `--version` import it.
-__version__ = "0.1.0"
+__version__ = "0.2.0"
