@@ -70,6 +70,8 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
         "SCHEDULER_LOG_FORMAT": "json", "SCHEDULER_HTTP_PORT": "0",
         "SCHEDULER_LEASE_TTL": a.ttl, "SCHEDULER_LEASE_RENEW": a.renew,
     }
+    if a.history is not None and not a.src:  # an older copy (--src) may not know the setting
+        settings["SCHEDULER_HISTORY"] = str(a.history)
     print(f"[{name}] {jobs} jobs '{a.schedule}', {a.replicas} replicas, MAX_CONCURRENCY={max_conc}, "
           f"LOG_LEVEL={a.log_level}, redis :{redis.port}, {a.receiver} receiver :{receiver.port}, logs {logs}", flush=True)
 
@@ -260,6 +262,8 @@ def main() -> int:
     ap.add_argument("--replicas", type=int, default=2, help="replicas: 1 leader + standbys (default 2)")
     ap.add_argument("--max-concurrency", type=int, help="SCHEDULER_MAX_CONCURRENCY (default: max(64, jobs rounded up to a power of 2))")
     ap.add_argument("--log-level", default="WARNING", help="SCHEDULER_LOG_LEVEL (default WARNING)")
+    ap.add_argument("--history", type=int, default=None,
+                    help="SCHEDULER_HISTORY for the replicas (default: the daemon's own, 20); 0 turns history off")
     ap.add_argument("--ttl", default="15s", help="SCHEDULER_LEASE_TTL (default 15s)")
     ap.add_argument("--renew", default="5s", help="SCHEDULER_LEASE_RENEW (default 5s)")
     ap.add_argument("--hold-ms", type=float, default=0.0, help="receiver waits this long before answering (default 0)")
