@@ -249,12 +249,16 @@ class Engine:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None  # a cancellation that arrived as an error
                 log.exception("the trigger watcher failed; restarting it", extra={"epoch": self.keeper.epoch})
                 await self.clock.sleep(SUPERVISE_RESTART_S)
 
     async def _watch_triggers(self, lease: Lease) -> None:
-        """Take manual fire requests as they come (woken by the trigger command)."""
-        while True:
+        """Take manual fire requests as they come (woken by the trigger command), while this
+        leadership lasts."""
+        while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
             try:
                 requests = await self.store.pending_triggers()
             except StoreUnavailable:
@@ -273,9 +277,26 @@ class Engine:
             await self.store.wait_wake(self.settings.lease_renew_s)
 
 
+CANCEL_AGAIN_S = 1.0  # a task that outlives its cancellation is cancelled again this often
+CANCEL_WAIT_S = 10.0  # and given up on after this long, so a leadership always ends
+
+
 async def _cancel(*tasks: asyncio.Future) -> None:
     """Cancel and wait until each has stopped, so none is still reading a connection that
-    the next step uses."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    the next step uses. A cancellation can be lost (Python 3.11's asyncio.timeout turns one
+    that coincides with its own deadline into TimeoutError, which a loop then catches as an
+    error and goes on): such a task is cancelled again, and after CANCEL_WAIT_S left behind
+    with a log line rather than holding up the step down, the drain and the release."""
+    pending = {t for t in tasks if not t.done()}
+    waited = 0.0
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_S)
+        waited += CANCEL_AGAIN_S
+        if pending and waited >= CANCEL_WAIT_S:
+            log.error("a task did not stop when cancelled; leaving it", extra={"tasks": len(pending)})
+            return
+    for task in tasks:  # retrieve what each ended with, so none is reported as never retrieved
+        if task.done() and not task.cancelled():
+            task.exception()

@@ -91,7 +91,8 @@ class LeaseKeeper:
             self.health.clock_ok = self.health.format_ok = True
             self._note_skew()
             self.epoch = epoch
-            return Lease(self.settings.lease_ttl_s, started, wall_offset=self.clock.time() - started)
+            # Both clocks read now: a pause during the store call must not look like a jump.
+            return Lease(self.settings.lease_ttl_s, started, wall_offset=self.clock.time() - self.clock.monotonic())
         return None
 
     def _note_skew(self) -> float | None:

@@ -39,6 +39,11 @@ class Notices:
         except Exception:  # RedisError, OSError, a timeout, or a client in a state it did not expect
             # The subscription died with its connection; the next call subscribes again.
             await self.aclose()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancellation that arrived as a TimeoutError (asyncio.timeout in 3.11):
+                # it is still the caller's to honour, not an error to wait out.
+                raise asyncio.CancelledError from None
             await asyncio.sleep(max(0.0, min(deadline - time.monotonic(), 1.0)))
 
     async def aclose(self) -> None:

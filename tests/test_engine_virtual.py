@@ -286,3 +286,29 @@ def test_a_gate_never_opens_before_its_moment_even_when_timers_run_early(tmp_pat
         assert run.dispatcher.times("tick", T) == [10, 20]
 
     asyncio.run(main())
+
+
+def test_a_task_that_loses_its_cancellation_is_cancelled_again_and_never_holds_up_a_step_down():
+    """A side loop that catches the first cancellation as an error and goes on (what an
+    asyncio.timeout firing at the same moment can make of it in Python 3.11) must not keep a
+    leadership from ending: it is cancelled again until it stops."""
+    from scheduler.engine import _cancel
+
+    async def main():
+        swallowed = []
+
+        async def stubborn():
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if swallowed:
+                        raise
+                    swallowed.append(True)  # the first one is lost
+
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(_cancel(task), 5)
+        assert task.cancelled() and swallowed == [True]
+
+    asyncio.run(main())
