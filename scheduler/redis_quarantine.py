@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scheduler.redis")
 
-# (kind: hash|list, key, field, raw value, problem)
-Bad = tuple[str, str, str, str, str]
+# (kind: hash|list, key, field, raw value, problem) and optionally a replacement value
+Bad = tuple[str, ...]
 
 
 class Quarantine:
@@ -45,12 +45,13 @@ class Quarantine:
     async def set_aside(self, bad: Sequence[Bad]) -> None:
         """Move unreadable records into the quarantine hash (a dry run only skips them)."""
         store = self.store
-        for kind, key, field, raw, problem in bad:
+        for kind, key, field, raw, problem, *replacement in bad:
             self.report(key, field, problem)
             if store.read_only:
                 continue
             try:
-                await store._call(self._field(keys=[store.k_quarantine, key], args=[kind, field, raw]))
+                args = [kind, field, raw, replacement[0] if replacement else ""]
+                await store._call(self._field(keys=[store.k_quarantine, key], args=args))
             except StoreUnavailable:
                 pass  # moved on a later read
 

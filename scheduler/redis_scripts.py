@@ -223,11 +223,15 @@ return false
 
 # Move one unreadable hash field or list entry into the quarantine hash, only if it still
 # holds the value that was read (a concurrent writer may have fixed it meanwhile).
-# KEYS: quarantine source  ARGV: kind (hash|list) field raw_value
+# KEYS: quarantine source  ARGV: kind (hash|list) field raw_value replacement ('' = none)
 QUARANTINE_FIELD = """
 if ARGV[1] == 'hash' then
   if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then return 0 end
-  redis.call('HDEL', KEYS[2], ARGV[2])
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])  -- a readable value that stands in for it
+  else
+    redis.call('HDEL', KEYS[2], ARGV[2])
+  end
 else
   if redis.call('LREM', KEYS[2], 1, ARGV[3]) == 0 then return 0 end
 end

@@ -201,7 +201,7 @@ class RedisStore(ControlCommands):
         raw_jobs, more = rest[:len(jobs)], rest[len(jobs):]
         if fields:
             raw_jobs = [{f: v for f, v in zip(fields, values) if v is not None} for values in raw_jobs]
-        bad: list[tuple[str, str, str, str, str]] = []
+        bad: list[tuple[str, ...]] = []
         marks = {}
         for job, value in slots.items():
             try:
@@ -218,16 +218,21 @@ class RedisStore(ControlCommands):
         for job, raw in zip(jobs, raw_jobs):
             typed[job], fields = records.job_record(raw)
             bad += [("hash", self.job_prefix + job, f, raw[f], f"unreadable {f}") for f in fields]
-        await self.quarantine.set_aside(bad)
-        for job in {b[2] for b in bad if b[1] == self.k_slots}:
+        for i, entry in enumerate(bad):
+            if entry[1] != self.k_slots:
+                continue
             # An unreadable watermark: the newest slot known to have been claimed (its last
-            # outcome, a fire in flight) stands in, so CATCHUP still makes up what was missed
+            # outcome, a fire in flight) stands in for it, here and in the store (whoever reads
+            # it first, a leader or `status`), so CATCHUP still makes up what was missed
             # instead of the job starting over as if first seen.
+            job = entry[2]
             known = [f.slot for f in fires if f.job == job and f.trigger is None]
             if (typed.get(job) or {}).get("slot") is not None:
                 known.append(typed[job]["slot"])
             if known:
                 marks[job] = max(known)
+                bad[i] = (*entry, str(marks[job]))
+        await self.quarantine.set_aside(bad)
         health = {
             job: JobHealth(rec.get("last_success_at"), rec.get("consecutive_failures") or 0, rec.get("first_seen_at"))
             for job, rec in typed.items() if rec

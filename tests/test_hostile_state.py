@@ -248,5 +248,22 @@ def test_an_unreadable_watermark_falls_back_to_the_last_claimed_slot(redis_serve
         return state
 
     assert run(go()).watermarks == {"five": 1_700_000_000}
-    assert client.hget("{wm}:slots", "five") is None  # the junk itself was set aside
-    assert client.hexists("{wm}:quarantine", "{wm}:slots five")
+    assert client.hget("{wm}:slots", "five") == "1700000000"  # the stand-in replaces the junk
+    assert client.hexists("{wm}:quarantine", "{wm}:slots five")  # which is kept aside
+
+
+def test_status_reading_an_unreadable_watermark_first_leaves_the_stand_in_for_the_leader(redis_server):
+    """Whoever meets the junk first (here `status`, as an operator would run it) leaves the
+    stand-in in the store, so the next leader's load still makes up what was missed."""
+    client = redis_server.client()
+    client.hset("{wm2}:slots", "five", "junk")
+    client.hset("{wm2}:job:five", mapping={"status": "ok", "slot": 1_700_000_000})
+
+    async def go():
+        store = RedisStore(redis_server.url, "wm2", 3.0, replica_id="r")
+        await store.status(["five"])
+        state = await store.load(["five"])
+        await store.close()
+        return state
+
+    assert run(go()).watermarks == {"five": 1_700_000_000}
