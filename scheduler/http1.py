@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 
 from .http1_conn import ERRORS, BodyTooLarge, Response, _Connection
-from .http1_proxy import HAPPY_EYEBALLS_DELAY_S, ConnectionClosed, HeadersTooLarge, ProtocolError, connect_tunnel
+from .http1_proxy import ConnectionClosed, HeadersTooLarge, ProtocolError, connect_tunnel, happy_eyeballs
 from .http1_url import Target, check_url, proxy_target, target
 
 __all__ = ["ERRORS", "BodyTooLarge", "ConnectionClosed", "HeadersTooLarge", "Http1Client", "ProtocolError", "Response",
@@ -175,7 +175,7 @@ class Http1Client:
             address = self._address(host, port)
         _, conn = await loop.create_connection(
             lambda: _Connection(self), *address, ssl=tls, server_hostname=host if tls else None,
-            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1,
+            **happy_eyeballs(loop),
         )
         self.open.add(conn)
         return conn

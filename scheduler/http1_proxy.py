@@ -8,6 +8,14 @@ import ssl
 HAPPY_EYEBALLS_DELAY_S = 0.25  # RFC 8305's recommended connection attempt delay
 
 
+def happy_eyeballs(loop: asyncio.AbstractEventLoop) -> dict:
+    """The create_connection arguments for RFC 8305 on this loop: asyncio's own loop takes
+    them; uvloop's does not (it raises TypeError on the keyword), so there it is left out."""
+    if isinstance(loop, asyncio.BaseEventLoop):
+        return {"happy_eyeballs_delay": HAPPY_EYEBALLS_DELAY_S, "interleave": 1}
+    return {}
+
+
 class ConnectionClosed(ConnectionError):
     """The connection ended before a whole response head arrived."""
 
@@ -28,7 +36,7 @@ async def connect_tunnel(address: tuple[str, int], host: str, port: int, basic_a
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     auth = f"Proxy-Authorization: {basic_auth}\r\n" if basic_auth else ""
     transport, handshake = await loop.create_connection(
-        lambda: _ConnectHandshake(limit), *address, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1)
+        lambda: _ConnectHandshake(limit), *address, **happy_eyeballs(loop))
     try:
         transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode())
         status_line = await handshake.answer

@@ -68,6 +68,7 @@ class LeaseKeeper:
         failures = 0
         while not self.stopping.is_set():
             started = self.clock.monotonic()
+            offset = self.clock.time() - started  # as the store's skew check saw them
             try:
                 epoch = await self.store.acquire()
             except StoreUnavailable as exc:
@@ -91,8 +92,7 @@ class LeaseKeeper:
             self.health.clock_ok = self.health.format_ok = True
             self._note_skew()
             self.epoch = epoch
-            # Both clocks read now: a pause during the store call must not look like a jump.
-            return Lease(self.settings.lease_ttl_s, started, wall_offset=self.clock.time() - self.clock.monotonic())
+            return Lease(self.settings.lease_ttl_s, started, wall_offset=offset)
         return None
 
     def _note_skew(self) -> float | None:
@@ -144,6 +144,9 @@ class LeaseKeeper:
             await self.clock.sleep(lease.renewed_at + renew_s - self.clock.monotonic())
             while True:
                 started = self.clock.monotonic()
+                # The clocks as the store will judge them: a jump during the call is then a
+                # change from this offset, caught before the next fire (Lease.steady).
+                offset = self.clock.time() - started
                 try:
                     held = await self.store.renew()
                 except StoreUnavailable as exc:
@@ -162,7 +165,7 @@ class LeaseKeeper:
                     self._wake()
                     return
                 lease.renewed_at = started
-                lease.wall_offset = self.clock.time() - self.clock.monotonic()
+                lease.wall_offset = offset
                 break
 
     def _log_lost(self, skew: float | None) -> None:
