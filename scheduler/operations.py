@@ -101,51 +101,7 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
         inflight.setdefault(f.job, []).append(
             {"slot": sched.format_slot(f.slot), "attempt": f.attempt, "epoch": f.epoch, "trigger": f.trigger}
         )
-    jobs = []
-    for job in settings.jobs:
-        mark = info["watermarks"].get(job.name)
-        start = max(mark or 0, now)
-        upcoming = []
-        if job.enabled:
-            for slot in sched.iter_slots(job.schedule, start):
-                upcoming.append(slot)
-                if len(upcoming) >= NEXT_SLOTS:
-                    break
-        nxt = upcoming[0] if upcoming else None
-        after = upcoming[1] if len(upcoming) > 1 else None
-        period = after - nxt if after and nxt else None
-        last = info["jobs"].get(job.name) or {}
-        paused = job.name in info["paused"]
-        # The same rule as the scheduler_job_overdue gauge: two periods without a success,
-        # counted from the last success or, before any, from when a leader first saw the job.
-        overdue = job.enabled and not paused and is_overdue(
-            now, period, last.get("last_success_at"), last.get("first_seen_at"))
-        jobs.append({
-            "name": job.name,
-            "source": settings.source_of.get(job.name, "env"),
-            "schedule": job.schedule_text,
-            "timezone": job.timezone,
-            "method": job.method,
-            "url": job.url,
-            "enabled": job.enabled,
-            "paused": paused,
-            "watermark": sched.format_slot(mark) if mark else None,
-            "last_slot": sched.format_slot(last["slot"]) if last.get("slot") else None,
-            "next_slot": sched.format_slot(nxt) if nxt else None,
-            "next": [sched.format_slot(s) for s in upcoming],
-            "last_outcome": last.get("status"),
-            "last_http_status": last.get("http_status"),
-            "last_attempts": last.get("attempts"),
-            "last_duration_ms": last.get("duration_ms"),
-            "last_finished_at": iso(last.get("finished_at")),
-            "last_success_at": iso(last.get("last_success_at")),
-            "last_error": last.get("error"),
-            "last_excerpt": last.get("excerpt"),
-            "consecutive_failures": last.get("consecutive_failures") or 0,
-            "period_s": period,
-            "overdue": bool(overdue),
-            "in_flight": inflight.get(job.name, []),
-        })
+    jobs = [_job_row(settings, job, info, inflight, now) for job in settings.jobs]
     return {
         "mode": "standalone" if settings.standalone else "redis",
         "namespace": settings.namespace,
@@ -155,6 +111,53 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
         "pending_triggers": info["pending_triggers"],
         "jobs": jobs,
         "rejected": [dict(r) for r in settings.rejected],
+    }
+
+
+def _job_row(settings: Settings, job, info: dict, inflight: dict, now: float) -> dict:
+    """One job's line of the status report."""
+    mark = info["watermarks"].get(job.name)
+    start = max(mark or 0, now)
+    upcoming = []
+    if job.enabled:
+        for slot in sched.iter_slots(job.schedule, start):
+            upcoming.append(slot)
+            if len(upcoming) >= NEXT_SLOTS:
+                break
+    nxt = upcoming[0] if upcoming else None
+    after = upcoming[1] if len(upcoming) > 1 else None
+    period = after - nxt if after and nxt else None
+    last = info["jobs"].get(job.name) or {}
+    paused = job.name in info["paused"]
+    # The same rule as the scheduler_job_overdue gauge: two periods without a success,
+    # counted from the last success or, before any, from when a leader first saw the job.
+    overdue = job.enabled and not paused and is_overdue(
+        now, period, last.get("last_success_at"), last.get("first_seen_at"))
+    return {
+        "name": job.name,
+        "source": settings.source_of.get(job.name, "env"),
+        "schedule": job.schedule_text,
+        "timezone": job.timezone,
+        "method": job.method,
+        "url": job.url,
+        "enabled": job.enabled,
+        "paused": paused,
+        "watermark": sched.format_slot(mark) if mark else None,
+        "last_slot": sched.format_slot(last["slot"]) if last.get("slot") else None,
+        "next_slot": sched.format_slot(nxt) if nxt else None,
+        "next": [sched.format_slot(s) for s in upcoming],
+        "last_outcome": last.get("status"),
+        "last_http_status": last.get("http_status"),
+        "last_attempts": last.get("attempts"),
+        "last_duration_ms": last.get("duration_ms"),
+        "last_finished_at": iso(last.get("finished_at")),
+        "last_success_at": iso(last.get("last_success_at")),
+        "last_error": last.get("error"),
+        "last_excerpt": last.get("excerpt"),
+        "consecutive_failures": last.get("consecutive_failures") or 0,
+        "period_s": period,
+        "overdue": bool(overdue),
+        "in_flight": inflight.get(job.name, []),
     }
 
 
