@@ -6,6 +6,7 @@ in-flight set, what its idempotency key is, and how to read a stored name back.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
@@ -34,6 +35,7 @@ def request_id_problem(text: str) -> str | None:
     return f"a trigger id may hold only {REQUEST_ID_RULE}; {bad!r} is not allowed"
 
 
+@functools.lru_cache(maxsize=4096)  # many jobs share a slot; a fire names its slot several times
 def format_slot(slot: int) -> str:
     """RFC 3339 UTC, whole seconds: 2026-11-22T03:00:00Z."""
     return datetime.fromtimestamp(slot, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -101,7 +103,8 @@ class Claim:
 
     @property
     def field(self) -> str:
-        return self.id.field
+        # FireId.field's format, without building a FireId: this runs several times per fire.
+        return f"{self.job}@{MANUAL}{self.trigger}" if self.trigger else f"{self.job}@{self.slot}"
 
 
 @dataclass(frozen=True)

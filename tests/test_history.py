@@ -158,3 +158,25 @@ def test_history_command_prints_a_table_and_json(tmp_path) -> None:
     assert missing.returncode == 2 and "no job named 'weekly'" in missing.stderr
     off = run_cli(["history", "nightly"], {**env, "SCHEDULER_HISTORY": "0"})
     assert off.returncode == 0 and "SCHEDULER_HISTORY=0" in off.stdout
+
+
+def test_a_history_entry_formatted_directly_is_the_json_of_its_fields():
+    import json
+
+    from scheduler.model import Claim, Finished, Outcome
+    from scheduler.redis_store import history_entry
+
+    cases = [
+        (Finished(Claim("j", 1_700_000_000), 7, Outcome("ok", 1, 0.0123, 1_700_000_000.4567, 200), 0.0421), None),
+        (Finished(Claim("j", 5, trigger="a.b_c-1"), 9, Outcome("failed", 3, 2.5, 12.0, None, 'say "no"\n\\ \u2603')), 'x"\x00'),
+        (Finished(Claim("j", 5), 9, Outcome("failed", 1, 0.0, 12.3456789, 503, "HTTP 503")), "<b>é</b>"),
+    ]
+    for item, excerpt in cases:
+        claim, o = item.claim, item.outcome
+        expected = {
+            "slot": claim.slot, "trigger": claim.trigger, "attempts": o.attempts, "outcome": o.status,
+            "http_status": o.http_status, "duration_ms": int(o.duration_s * 1000),
+            "lateness_ms": None if item.lateness_s is None else round(item.lateness_s * 1000, 1),
+            "finished_at": round(o.finished_at, 3), "fencing_token": item.epoch, "error": o.error, "excerpt": excerpt,
+        }
+        assert json.loads(history_entry(item, excerpt)) == expected
