@@ -160,23 +160,36 @@ def test_history_command_prints_a_table_and_json(tmp_path) -> None:
     assert off.returncode == 0 and "SCHEDULER_HISTORY=0" in off.stdout
 
 
-def test_a_history_entry_formatted_directly_is_the_json_of_its_fields():
+def test_history_entries_built_by_the_finish_script_are_the_json_of_their_fields(redis_server):
+    """The Redis store's FINISH script writes each entry itself (no JSON built per fire by the
+    leader): every field, free texts with quotes, newlines, NUL and non-ASCII included."""
+    import asyncio
     import json
 
     from scheduler.model import Claim, Finished, Outcome
-    from scheduler.redis_store import history_entry
+    from scheduler.redis_store import RedisStore
 
     cases = [
-        (Finished(Claim("j", 1_700_000_000), 7, Outcome("ok", 1, 0.0123, 1_700_000_000.4567, 200), 0.0421), None),
-        (Finished(Claim("j", 5, trigger="a.b_c-1"), 9, Outcome("failed", 3, 2.5, 12.0, None, 'say "no"\n\\ \u2603')), 'x"\x00'),
-        (Finished(Claim("j", 5), 9, Outcome("failed", 1, 0.0, 12.3456789, 503, "HTTP 503")), "<b>é</b>"),
+        Finished(Claim("j", 1_700_000_000), 7, Outcome("ok", 1, 0.0123, 1_700_000_000.4567, 200), 0.0421),
+        Finished(Claim("j", 5, trigger="a.b_c-1"), 9, Outcome("failed", 3, 2.5, 12.0, None, 'say "no"\n\\ \u2603', 'x"\x00')),
+        Finished(Claim("j", 6), 9, Outcome("failed", 1, 0.0, 12.3456789, 503, "HTTP 503", "<b>é</b>/")),
     ]
-    for item, excerpt in cases:
+
+    async def go():
+        store = RedisStore(redis_server.url, "hist", 3.0, replica_id="r")
+        await store.finish(cases)
+        entries = await store.history("j")
+        await store.close()
+        return entries
+
+    entries = list(reversed(asyncio.run(go())))
+    for item, entry in zip(cases, entries):
         claim, o = item.claim, item.outcome
-        expected = {
+        assert entry == {
             "slot": claim.slot, "trigger": claim.trigger, "attempts": o.attempts, "outcome": o.status,
             "http_status": o.http_status, "duration_ms": int(o.duration_s * 1000),
             "lateness_ms": None if item.lateness_s is None else round(item.lateness_s * 1000, 1),
-            "finished_at": round(o.finished_at, 3), "fencing_token": item.epoch, "error": o.error, "excerpt": excerpt,
+            "finished_at": round(o.finished_at, 3), "fencing_token": item.epoch, "error": o.error,
+            "excerpt": o.excerpt,
         }
-        assert json.loads(history_entry(item, excerpt)) == expected
+    assert json.dumps(entries)  # and each is plain JSON
