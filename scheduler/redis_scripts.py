@@ -83,6 +83,14 @@ return 0
 # field is named by the client (model.FireId), the one place a fire's name is spelled.
 CLAIM = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+-- A script stopped by an error keeps what it wrote before it: a key of the wrong type found
+-- half-way would leave a watermark advanced with no fire recorded. Check them all first; the
+-- client renames such keys aside and sends the claims again.
+local want = {'hash', 'hash', 'set', 'list', 'hash'}
+for i = 2, 6 do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= want[i - 1] then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t) end
+end
 local epoch, now = ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local latest = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[6])
@@ -165,7 +173,16 @@ local function text(v) if v == '' then return 'null' end return cjson.encode(v) 
 local function number(v) if v == '' then return 'null' end return v end
 local keep = tonumber(ARGV[4])
 local out = {}
-for _, o in ipairs(cjson.decode(ARGV[2])) do
+local outcomes = cjson.decode(ARGV[2])
+-- As in CLAIM: no write before every key is known to be of its type (an error half-way
+-- would count a failure twice when the batch is sent again).
+for _, o in ipairs(outcomes) do
+  for _, k in ipairs({{ARGV[1] .. o[1], 'hash'}, {ARGV[3] .. o[1], 'list'}}) do
+    local t = redis.call('TYPE', k[1])['ok']
+    if t ~= 'none' and t ~= k[2] then return redis.error_reply('WRONGTYPE ' .. k[1] .. ' holds a ' .. t) end
+  end
+end
+for _, o in ipairs(outcomes) do
   local key, field, status, slot, at, epoch = ARGV[1] .. o[1], o[2], o[3], o[4], o[5], o[10]
   local cur = redis.call('HGET', KEYS[1], field)
   local ours = false

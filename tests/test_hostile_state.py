@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -267,3 +268,24 @@ def test_status_reading_an_unreadable_watermark_first_leaves_the_stand_in_for_th
         return state
 
     assert run(go()).watermarks == {"five": 1_700_000_000}
+
+
+def test_a_mistyped_key_met_half_way_through_a_claim_loses_no_slot(redis_server):
+    """`paused` holding a string: the claim is refused before it writes anything, the key is
+    renamed aside, and the claim sent again takes the slot (before, the first job's watermark
+    had advanced with no fire recorded, and the slot was lost)."""
+    client = redis_server.client()
+
+    async def go():
+        store = RedisStore(redis_server.url, "half", 3.0, replica_id="r")
+        epoch = await store.acquire()
+        client.set("{half}:paused", "a string where a set belongs")
+        slot = int(time.time())
+        with pytest.raises(StoreUnavailable):
+            await store.claim(epoch, [Claim("a", slot), Claim("b", slot)])
+        assert client.hget("{half}:slots", "a") is None  # nothing written by the refused claim
+        assert await store.claim(epoch, [Claim("a", slot), Claim("b", slot)]) == [1, 1]
+        assert {f.job for f in (await store.load(["a", "b"])).inflight} == {"a", "b"}
+        await store.close()
+
+    run(go())
