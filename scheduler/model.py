@@ -45,6 +45,12 @@ class MalformedRecord(ValueError):
     """A record read from the store that this version cannot read."""
 
 
+def fire_field(job: str, slot: int, trigger: str | None) -> str:
+    """How a fire is named in the in-flight set: job@<unix slot>, or job@manual:<id>. Plain
+    arguments rather than a FireId, since a claim asks for it several times per fire."""
+    return f"{job}@{MANUAL}{trigger}" if trigger else f"{job}@{slot}"
+
+
 @dataclass(frozen=True, slots=True)
 class FireId:
     """One fire: a job's scheduled slot, or a manual request (`trigger` is its id and `slot`
@@ -56,8 +62,8 @@ class FireId:
 
     @property
     def field(self) -> str:
-        """The fire's name in the in-flight set: job@<unix slot>, or job@manual:<id>."""
-        return f"{self.job}@{MANUAL}{self.trigger}" if self.trigger else f"{self.job}@{self.slot}"
+        """The fire's name in the in-flight set (fire_field)."""
+        return fire_field(self.job, self.slot, self.trigger)
 
     @property
     def key(self) -> str:
@@ -103,8 +109,7 @@ class Claim:
 
     @property
     def field(self) -> str:
-        # FireId.field's format, without building a FireId: this runs several times per fire.
-        return f"{self.job}@{MANUAL}{self.trigger}" if self.trigger else f"{self.job}@{self.slot}"
+        return fire_field(self.job, self.slot, self.trigger)
 
 
 @dataclass(frozen=True)

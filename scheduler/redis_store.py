@@ -309,7 +309,7 @@ class RedisStore(ControlCommands):
 
 def _finish_entry(item: Finished) -> list[str]:
     claim, o = item.claim, item.outcome
-    excerpt = getattr(o, "excerpt", None)
+    excerpt = o.excerpt
     lateness = "" if item.lateness_s is None else f"{item.lateness_s * 1000:.1f}"
     return [
         claim.job, claim.field, o.status, str(claim.slot), f"{o.finished_at:.3f}", str(int(o.duration_s * 1000)),

@@ -151,7 +151,7 @@ def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: 
     rec.update(
         status=outcome.status, slot=claim.slot, finished_at=outcome.finished_at,
         duration_ms=int(outcome.duration_s * 1000), http_status=outcome.http_status, error=outcome.error,
-        attempts=outcome.attempts, excerpt=getattr(outcome, "excerpt", None),
+        attempts=outcome.attempts, excerpt=outcome.excerpt,
         lateness_ms=None if lateness_s is None else int(lateness_s * 1000),
     )
     if epoch is not None:
@@ -170,7 +170,7 @@ def _add_history(db: Db, claim: Claim, epoch: int | None, o: Outcome, lateness_s
         "http_status": o.http_status, "duration_ms": int(o.duration_s * 1000),
         "lateness_ms": None if lateness_s is None else round(lateness_s * 1000, 1),
         "finished_at": round(o.finished_at, 3), "fencing_token": epoch, "error": o.error,
-        "excerpt": getattr(o, "excerpt", None),
+        "excerpt": o.excerpt,
     }
     db.execute("INSERT INTO history (job, entry) VALUES (?, ?)", (claim.job, json.dumps(entry)))
     db.execute("DELETE FROM history WHERE job = ? AND seq <= (SELECT seq FROM history WHERE job = ? "
