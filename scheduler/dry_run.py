@@ -26,6 +26,17 @@ class ReadOnlyStore:
         self._paused: set[str] = set()
         self._leading = False
 
+    @property
+    def clock_skew_s(self) -> float | None:
+        return self.store.clock_skew_s
+
+    @property
+    def format_problem(self) -> str | None:
+        return self.store.format_problem
+
+    def clock_ok(self) -> bool:
+        return self.store.clock_ok()
+
     async def acquire(self) -> int | None:
         # Always "leads", locally: it competes with no one, and epoch 0 is below any real one.
         self._leading = True

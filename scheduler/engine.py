@@ -109,7 +109,7 @@ class Engine:
     async def _lead(self, lease: Lease) -> None:
         epoch = self.keeper.epoch
         assert epoch is not None  # set by the acquire that began this leadership
-        if getattr(self.store, "dry_run", False):
+        if self.store.dry_run:
             log.info("dry run: planning as the leader would, without taking the lease", extra={"replica": self.store.replica_id})
         else:
             log.info("became leader", extra={"epoch": epoch, "replica": self.store.replica_id})

@@ -96,7 +96,7 @@ class LeaseKeeper:
         return None
 
     def _note_skew(self) -> float | None:
-        skew = getattr(self.store, "clock_skew_s", None)
+        skew = self.store.clock_skew_s
         if skew is not None:
             self.metrics.clock_skew.set(skew)
         return skew
@@ -105,8 +105,8 @@ class LeaseKeeper:
         """Why acquire said no: another holder (a standby waits), or this replica may not lead
         (its clock is off, or the state is of a newer format); the latter fail /readyz."""
         skew = self._note_skew()
-        problem = getattr(self.store, "format_problem", None)
-        clock_ok = getattr(self.store, "clock_ok", lambda: True)()
+        problem = self.store.format_problem
+        clock_ok = self.store.clock_ok()
         self.health.clock_ok, self.health.format_ok = clock_ok, problem is None
         if problem:
             self.metrics.format_refused.set(1)
@@ -169,7 +169,7 @@ class LeaseKeeper:
                 break
 
     def _log_lost(self, skew: float | None) -> None:
-        if not getattr(self.store, "clock_ok", lambda: True)():
+        if not self.store.clock_ok():
             self.health.clock_ok = False
             log.error("stepping down: this replica's clock is off from the Redis server's",
                       extra={"epoch": self.epoch, "skew_s": round(skew or 0.0, 3),

@@ -37,6 +37,13 @@ GC_AGE_S = 86400.0
 
 
 class LocalStore:
+    # No reference clock in standalone mode: the host's clock is trusted (see the README).
+    clock_skew_s: float | None = None
+    dry_run = False
+
+    def clock_ok(self) -> bool:
+        return True
+
     def __init__(self, path: str, replica_id: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
                  on_malformed: Callable[[str, str], None] | None = None, history: int = 20):
         self.replica_id = replica_id or new_replica_id()

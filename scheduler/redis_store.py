@@ -41,6 +41,8 @@ class ClaimNotReplicated(LeaseLost):
 
 
 class RedisStore(ControlCommands):
+    dry_run = False
+
     def __init__(
         self,
         url: str | None,

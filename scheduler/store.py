@@ -28,6 +28,12 @@ class StoreUnavailable(Exception):
 
 class Store(Protocol):
     replica_id: str
+    clock_skew_s: float | None  # this replica's clock minus the store's; None without a reference clock
+    format_problem: str | None  # why this version may not lead on this state, if it may not
+    dry_run: bool  # a read-only view (dry_run.ReadOnlyStore)
+
+    def clock_ok(self) -> bool:
+        """Whether the clock is within SCHEDULER_MAX_CLOCK_SKEW of the store's (always, without one)."""
 
     async def acquire(self) -> int | None:
         """Take the lease if free; return the new fencing epoch, or None if another holds it."""
