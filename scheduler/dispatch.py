@@ -27,7 +27,7 @@ from standardwebhooks.webhooks import Webhook
 from . import __version__
 from .config import JobSpec, Settings
 from .http1 import ERRORS, Http1Client, Response
-from .model import FireId, Outcome, format_slot
+from .model import Outcome, fire_key, format_slot
 
 log = logging.getLogger("scheduler.dispatch")
 
@@ -53,7 +53,7 @@ class Fire:
     @property
     def key(self) -> str:
         """The idempotency key's inner string: job@slot, or job@manual:<id> for a trigger."""
-        return FireId(self.job.name, self.slot, self.trigger).key
+        return fire_key(self.job.name, self.slot, self.trigger)
 
 
 @dataclass(frozen=True)
@@ -142,45 +142,43 @@ class Dispatcher:
             headers["webhook-signature"] = self.webhook.sign(key, now, body)
         return Request(job.method, job.url, headers, body.encode())
 
-    async def send(self, fire: Fire, on_attempt: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
+    async def send(self, fire: Fire, on_retry: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
         """The fire's outcome; whatever goes wrong inside becomes a failed outcome with its
-        error text (only cancellation leaves as an exception)."""
+        error text (only cancellation leaves as an exception). `on_retry(attempt)` is awaited
+        before each attempt after the first (the claim itself recorded the first). One
+        coroutine, not a wrapper around a loop: every await of a fire resumes each frame of
+        its chain, a thousand times a second."""
         started = self.clock()
-        reached = [fire.attempt]  # the attempt under way, for an outcome after an exception
-        try:
-            return await self._send(fire, on_attempt, started, reached)
-        except Exception as exc:  # noqa: BLE001 - a fire must end with an outcome
-            log.exception("fire failed inside the scheduler", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
-            return self._outcome("failed", fire, reached[0], started, None, f"internal error: {_error_text(exc)}")
-
-    async def _send(self, fire: Fire, on_attempt, started: float, reached: list[int]) -> Outcome:
         attempt = fire.attempt
         last_attempt = fire.attempt + fire.job.retries
-        while True:
-            reached[0] = attempt
-            if on_attempt is not None:
-                await on_attempt(attempt)
-            result = await self._attempt(fire, attempt)
-            status, error = result.status, result.error
-            if status is not None and 200 <= status < 300:
-                return self._outcome("ok", fire, attempt, started, status, None)
-            retryable = status is None or status in RETRYABLE_STATUS
-            if not retryable or attempt >= last_attempt:
-                return self._outcome("failed", fire, attempt, started, status, error, result.excerpt)
-            n = attempt - fire.attempt + 1
-            delay = self.rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1))
-            if result.retry_after_s is not None:
-                delay = max(delay, result.retry_after_s)
-            if fire.deadline is not None and self.clock() + delay >= fire.deadline:
-                return self._outcome("failed", fire, attempt, started, status,
-                                     f"{error}; no retry: it would pass the next slot", result.excerpt)
-            log.info(
-                "retrying",
-                extra={"job": fire.job.name, "slot": format_slot(fire.slot), "attempt": attempt,
-                       "http_status": status, "error": error, "delay_s": round(delay, 3)},
-            )
-            await self.sleep(delay)
-            attempt += 1
+        try:
+            while True:
+                result = await self._attempt(fire, attempt)
+                status, error = result.status, result.error
+                if status is not None and 200 <= status < 300:
+                    return self._outcome("ok", fire, attempt, started, status, None)
+                retryable = status is None or status in RETRYABLE_STATUS
+                if not retryable or attempt >= last_attempt:
+                    return self._outcome("failed", fire, attempt, started, status, error, result.excerpt)
+                n = attempt - fire.attempt + 1
+                delay = self.rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1))
+                if result.retry_after_s is not None:
+                    delay = max(delay, result.retry_after_s)
+                if fire.deadline is not None and self.clock() + delay >= fire.deadline:
+                    return self._outcome("failed", fire, attempt, started, status,
+                                         f"{error}; no retry: it would pass the next slot", result.excerpt)
+                log.info(
+                    "retrying",
+                    extra={"job": fire.job.name, "slot": format_slot(fire.slot), "attempt": attempt,
+                           "http_status": status, "error": error, "delay_s": round(delay, 3)},
+                )
+                await self.sleep(delay)
+                attempt += 1
+                if on_retry is not None:
+                    await on_retry(attempt)
+        except Exception as exc:  # noqa: BLE001 - a fire must end with an outcome
+            log.exception("fire failed inside the scheduler", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
+            return self._outcome("failed", fire, attempt, started, None, f"internal error: {_error_text(exc)}")
 
     async def _attempt(self, fire: Fire, attempt: int) -> _Attempt:
         request = self.build(fire, attempt)

@@ -23,7 +23,6 @@ from .observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
 from .record import Recorder
 from .jobset import JobSet
-from .schedule import format_slot
 from .store import LeaseLost, Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
@@ -197,7 +196,6 @@ class Engine:
             if self.recorder.claimed(claim, result, job):
                 fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=self.plan.deadline(claim), trigger=claim.trigger)
                 self.fires.start(claim, fire, valid, chain, backlog)
-        self.metrics.inflight.set(len(self.fires))
         return True
 
     def _usable(self, lease: Lease) -> bool:
@@ -218,27 +216,24 @@ class Engine:
             self._wake.set()
         return False
 
-    async def _send(self, claim: Claim, fire: Fire) -> tuple[Outcome, float | None]:
-        """One fire's HTTP call, under the concurrency limit: its outcome and lateness."""
+    def _send(self, claim: Claim, fire: Fire) -> tuple[Awaitable[Outcome], float | None]:
+        """One fire's HTTP call, started under the concurrency limit: the call to await, and
+        the fire's lateness (None for a manual fire)."""
         job = fire.job
+        if fire.trigger:
+            return self.dispatcher.send(fire, self._on_retry(claim, fire)), None
         lateness = self.clock.time() - fire.slot
-        if not fire.trigger:
-            self.metrics.job(job.name).lateness.observe(max(0.0, lateness))
+        self.metrics.job(job.name).lateness.observe(max(0.0, lateness))
+        return self.dispatcher.send(fire, self._on_retry(claim, fire)), lateness
 
-        async def on_attempt(attempt: int) -> None:
-            if attempt > fire.attempt:  # the claim itself recorded the first attempt
-                self.metrics.job(job.name).retries.inc()
-                try:
-                    await self.store.note_attempt(fire.epoch, claim, attempt)
-                except StoreUnavailable:
-                    pass  # a redelivery then reuses an attempt number; the key is what matters
-
-        try:
-            outcome = await self.dispatcher.send(fire, on_attempt)
-        except Exception as exc:  # a bug in a fire ends that fire, with its error, never the loop
-            log.exception("the fire failed unexpectedly", extra={"job": job.name, "slot": format_slot(fire.slot)})
-            outcome = Outcome("failed", fire.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
-        return outcome, None if fire.trigger else lateness
+    def _on_retry(self, claim: Claim, fire: Fire) -> Callable[[int], Awaitable[None]]:
+        async def on_retry(attempt: int) -> None:
+            self.metrics.job(fire.job.name).retries.inc()
+            try:
+                await self.store.note_attempt(fire.epoch, claim, attempt)
+            except StoreUnavailable:
+                pass  # a redelivery then reuses an attempt number; the key is what matters
+        return on_retry
 
     async def _supervise(self, loop: Callable[[Lease], Awaitable[None]], lease: Lease) -> None:
         """Run a leader's side loop; if it dies of an error, log it and start it again."""

@@ -20,7 +20,8 @@ from .schedule import format_slot
 
 log = logging.getLogger("scheduler.engine")
 
-Send = Callable[[Claim, Fire], Awaitable[tuple[Outcome, float | None]]]
+# The start of a fire's HTTP call: the call to await, and the fire's lateness (None: manual).
+Send = Callable[[Claim, Fire], tuple[Awaitable[Outcome], float | None]]
 Record = Callable[[Claim, Fire, Outcome, float | None], Awaitable[None]]
 Chain = dict[str, asyncio.Task]  # job -> its last fire started by one claim call
 
@@ -39,6 +40,7 @@ class Fires:
         self._backlog: set[asyncio.Task] = set()  # fires claimed at leadership start
         self._replaced: set[asyncio.Task] = set()
         self._gates: dict[float, asyncio.Event] = {}  # moment -> set when it comes
+        metrics.inflight.set_function(self.__len__)  # read at each scrape, not set per fire
 
     def __contains__(self, field: object) -> bool:
         return field in self.running
@@ -114,7 +116,13 @@ class Fires:
                                 extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
                     return
             async with self._limit:
-                outcome, lateness = await self._send(claim, fire)
+                lateness = None
+                try:
+                    call, lateness = self._send(claim, fire)
+                    outcome = await call
+                except Exception as exc:  # a bug in a fire ends that fire, with its error, never the loop
+                    log.exception("the fire failed unexpectedly", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
+                    outcome = Outcome("failed", fire.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
             self._call_ended(claim)  # for CONCURRENCY the fire is over; only its record remains
             await self._record(claim, fire, outcome, lateness)
         except asyncio.CancelledError:
@@ -129,7 +137,6 @@ class Fires:
             self._backlog.discard(task)
             self._call_ended(claim)
             self.running.pop(claim.field, None)
-            self.metrics.inflight.set(len(self.running))
 
     def _call_ended(self, claim: Claim) -> None:
         calls = self._calls.get(claim.job)

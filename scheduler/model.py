@@ -45,6 +45,12 @@ class MalformedRecord(ValueError):
     """A record read from the store that this version cannot read."""
 
 
+def fire_key(job: str, slot: int, trigger: str | None) -> str:
+    """A fire's idempotency key (its inner string): job@<RFC 3339 slot>, or job@manual:<id>.
+    Plain arguments rather than a FireId: every fire asks for it on its hot path."""
+    return f"{job}@{MANUAL}{trigger}" if trigger else f"{job}@{format_slot(slot)}"
+
+
 def fire_field(job: str, slot: int, trigger: str | None) -> str:
     """How a fire is named in the in-flight set: job@<unix slot>, or job@manual:<id>. Plain
     arguments rather than a FireId, since a claim asks for it several times per fire."""
@@ -68,7 +74,7 @@ class FireId:
     @property
     def key(self) -> str:
         """The idempotency key's inner string: job@<RFC 3339 slot>, or job@manual:<id>."""
-        return f"{self.job}@{MANUAL}{self.trigger}" if self.trigger else f"{self.job}@{format_slot(self.slot)}"
+        return fire_key(self.job, self.slot, self.trigger)
 
     @staticmethod
     def parse_field(name: str) -> tuple[str, int | None, str | None]:
@@ -107,7 +113,7 @@ class Claim:
     def id(self) -> FireId:
         return FireId(self.job, self.slot, self.trigger)
 
-    @property
+    @functools.cached_property  # asked for several times per fire; kept in the instance's __dict__
     def field(self) -> str:
         return fire_field(self.job, self.slot, self.trigger)
 
