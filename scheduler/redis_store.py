@@ -22,6 +22,7 @@ from . import redis_scripts as scripts
 from .model import Claim, Finished
 from .redis_connect import SOCKET_TIMEOUT_S, connect
 from .redis_control import ControlCommands
+from .redis_gc import redis_gc
 from .redis_lease import LeaseCommands
 from .redis_notices import Notices
 from .redis_quarantine import Quarantine, configuration_warnings
@@ -145,6 +146,9 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         args: list[Any] = [self.job_prefix, payload, self.history_prefix, self.history_keep]
         result = await self._call(self._finish(keys=[self.k_inflight], args=args), {i.claim.job for i in items})
         return [int(x) for x in result]
+
+    async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
+        return await redis_gc(self, keep_jobs, older_than_s, dry_run)
 
     async def warnings(self) -> list[str]:
         return await configuration_warnings(self)

@@ -85,6 +85,10 @@ class Store(Protocol):
     async def status(self, jobs: Sequence[str]) -> dict:
         """Leader, epoch, lease time left, watermarks, in-flight fires, pauses, outcomes."""
 
+    async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
+        """`state gc`: delete the state of jobs not in keep_jobs, idle for older_than_s (gc.py);
+        returns what was deleted (or, with dry_run, would be)."""
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
