@@ -17,39 +17,13 @@ from __future__ import annotations
 import json
 import logging
 
-from .redis_gc import glob_escape, number, scan
-
 log = logging.getLogger("scheduler")
 
 
 async def quarantine(store, purge: bool = False, dry_run: bool = False) -> list[dict]:
     """What was set aside as unreadable: one dict per record (where, what, and when known, why
     and when). With purge (and not dry_run), each is deleted and logged."""
-    delete = purge and not dry_run
-    if hasattr(store, "k_quarantine"):
-        r, out = store.redis, []
-        for name, raw in sorted((await r.hgetall(store.k_quarantine)).items()):
-            out.append({"where": store.k_quarantine, "record": name, "size": len(raw)})
-        pattern = glob_escape("{" + store.namespace + "}:") + "*:quarantined:*"
-        for key in await scan(r, pattern):
-            out.append({"where": "key", "record": key, "set_aside_at_ms": int(key.rsplit(":", 1)[1] or 0)
-                        if key.rsplit(":", 1)[1].isdigit() else None})
-        if delete:
-            for item in out:
-                if item["where"] == "key":
-                    await r.delete(item["record"])
-                else:
-                    await r.hdel(store.k_quarantine, item["record"])
-    else:
-        def step(db, bad):
-            rows = db.execute("SELECT seq, source, key, reason, at FROM quarantine ORDER BY seq").fetchall()
-            if delete:
-                db.execute("DELETE FROM quarantine WHERE seq <= ?", (rows[-1][0],)) if rows else None
-            bad.clear()
-            return [{"where": "quarantine", "record": f"{src} {key}", "reason": reason, "at": at, "seq": seq}
-                    for seq, src, key, reason, at in rows]
-
-        out = await store._run(store._write, step)
+    out = await store.quarantined(delete=purge and not dry_run)
     if purge:
         for item in out:
             log.info("state quarantine: would delete" if dry_run else "state quarantine: deleted",
@@ -86,7 +60,7 @@ async def run_state(settings, args) -> int:
         return 1
     verb = "would delete" if args.dry_run else "deleted"
     try:
-        problem = await _format_problem(store)
+        problem = await store.check_format()  # a state newer than this version reads is never cleaned up by it
         if problem:
             print(f"state: {problem}; nothing was deleted", file=sys.stderr)
             return 1
@@ -107,19 +81,6 @@ async def run_state(settings, args) -> int:
         return 1
     finally:
         await store.close()
-
-
-async def _format_problem(store) -> str | None:
-    """A store newer than this version reads is never cleaned up by it."""
-    if hasattr(store, "k_meta"):
-        from .redis_scripts import FORMAT
-
-        found = number(await store.redis.hget(store.k_meta, "format"))
-        if found is not None and found > FORMAT:
-            return f"the state has format {found:g}; this version reads format {FORMAT} and older"
-        return None
-    await store._run(store._read, lambda db, bad: None)
-    return store.format_problem
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:

@@ -1,5 +1,6 @@
-"""`state gc` on the Redis store (gc.py has what it deletes and why): the script that deletes
-one job's state if nothing changed since it was read, and the scan that finds the jobs."""
+"""`state gc` and `state quarantine` on the Redis store (gc.py has what they delete and why):
+the script that deletes one job's state if nothing changed since it was read, the scan that
+finds the jobs, and the records set aside as unreadable."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from .redis_scripts import FORMAT
 
 log = logging.getLogger("scheduler")
 
@@ -91,3 +94,28 @@ async def redis_gc(store, keep_jobs: Sequence[str], older_than_s: float, dry_run
             log.info("state gc: would delete" if dry_run else "state gc: deleted", extra={"item": item})
         out += items
     return out
+
+
+async def redis_quarantined(store, delete: bool) -> list[dict]:
+    """The records set aside: fields of the quarantine hash, and keys moved aside whole."""
+    r, out = store.redis, []
+    for name, raw in sorted((await r.hgetall(store.k_quarantine)).items()):
+        out.append({"where": store.k_quarantine, "record": name, "size": len(raw)})
+    pattern = glob_escape("{" + store.namespace + "}:") + "*:quarantined:*"
+    for key in await scan(r, pattern):
+        out.append({"where": "key", "record": key, "set_aside_at_ms": int(key.rsplit(":", 1)[1] or 0)
+                    if key.rsplit(":", 1)[1].isdigit() else None})
+    if delete:
+        for item in out:
+            if item["where"] == "key":
+                await r.delete(item["record"])
+            else:
+                await r.hdel(store.k_quarantine, item["record"])
+    return out
+
+
+async def redis_format_problem(store) -> str | None:
+    found = number(await store.redis.hget(store.k_meta, "format"))
+    if found is not None and found > FORMAT:
+        return f"the state has format {found:g}; this version reads format {FORMAT} and older"
+    return None

@@ -22,7 +22,7 @@ from . import redis_scripts as scripts
 from .model import Claim, Finished
 from .redis_connect import SOCKET_TIMEOUT_S, connect
 from .redis_control import ControlCommands
-from .redis_gc import redis_gc
+from .redis_gc import redis_format_problem, redis_gc, redis_quarantined
 from .redis_lease import LeaseCommands
 from .redis_notices import Notices
 from .redis_quarantine import Quarantine, configuration_warnings
@@ -149,6 +149,12 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
 
     async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
         return await redis_gc(self, keep_jobs, older_than_s, dry_run)
+
+    async def quarantined(self, delete: bool = False) -> list[dict]:
+        return await redis_quarantined(self, delete)
+
+    async def check_format(self) -> str | None:
+        return await redis_format_problem(self)
 
     async def warnings(self) -> list[str]:
         return await configuration_warnings(self)
