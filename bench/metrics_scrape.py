@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily  # noqa: E402
 
-from scheduler.metrics import DURATION_BUCKETS, LATENESS_BUCKETS, Metrics, OverdueCollector, _Histogram  # noqa: E402
+from scheduler.job_metrics import Histogram, OverdueCollector  # noqa: E402
+from scheduler.metrics import DURATION_BUCKETS, LATENESS_BUCKETS, Metrics  # noqa: E402
 from scheduler.observe import Health, serve  # noqa: E402
 
 
@@ -61,7 +62,7 @@ class _Before:
         now = time.time()
         self.jobs = []
         for i, name in enumerate(names):
-            lateness, duration = _Histogram(LATENESS_BUCKETS), _Histogram(DURATION_BUCKETS)
+            lateness, duration = Histogram(LATENESS_BUCKETS), Histogram(DURATION_BUCKETS)
             lateness.observe((i % 97) / 10_000)
             duration.observe((i % 89) / 100)
             self.jobs.append((name, lateness, duration, now - i % 600))

@@ -1,11 +1,12 @@
-"""A small HTTP/1.1 server for the daemon's own port: routes, limits and timeouts.
+"""A small HTTP/1.1 server for the daemon's own port: connections, timeouts, answers.
 
 One asyncio loop in a thread of its own reads every connection (a stalled client costs a
 socket and a few kB, not a thread), httptools parses, and a handler runs either on that
 loop (`inline`, for answers that take microseconds: the probes) or in a bounded pool of
 worker threads. Each request must arrive whole within `read_timeout` of the moment the
 server starts waiting for it (an idle keep-alive connection is closed after as long), its
-head within `max_header_bytes`, and its body within the route's `max_body`."""
+head within `max_header_bytes`, and its body within the route's `max_body` (those limits are
+checked as the request is read: http_requests.py; the routes are in http_routes.py)."""
 
 from __future__ import annotations
 
@@ -13,184 +14,15 @@ import asyncio
 import logging
 import socket
 import threading
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from http import HTTPStatus
-from collections.abc import Callable
-from urllib.parse import parse_qs, unquote
 
-import httptools
+from .http_requests import Messages, Refused
+from .http_routes import Request, Response, Route, Router, no_route
+
+__all__ = ["HTTPServer", "Request", "Response", "Router"]
 
 log = logging.getLogger("scheduler.http")
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # names in lower case; a repeated header's values joined by ", "
-    body: bytes = b""
-    params: dict[str, str] = field(default_factory=dict)  # the route's {name} segments
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-Handler = Callable[[Request], Response]
-
-
-@dataclass
-class Route:
-    method: str
-    pattern: tuple[str, ...]  # path segments; "{name}" matches one segment
-    handler: Handler
-    max_body: int
-    inline: bool
-
-    def match(self, segments: list[str]) -> dict[str, str] | None:
-        if len(segments) != len(self.pattern):
-            return None
-        params = {}
-        for want, got in zip(self.pattern, segments):
-            if want.startswith("{") and want.endswith("}"):
-                if not got:
-                    return None
-                params[want[1:-1]] = unquote(got)
-            elif want != got:
-                return None
-        return params
-
-
-class Router:
-    """Routes by method and path. A GET route also answers HEAD, without the body."""
-
-    def __init__(self) -> None:
-        self.routes: list[Route] = []
-
-    def add(self, method: str, path: str, handler: Handler, *, max_body: int = 0, inline: bool = False) -> None:
-        """`max_body`: the most body bytes a request may send (more: 413). `inline`: run on the
-        server's loop; only for handlers that never block."""
-        if not path.startswith("/"):
-            raise ValueError(f"route path must start with '/': {path!r}")
-        self.routes.append(Route(method.upper(), tuple(path.split("/")[1:]), handler, max_body, inline))
-
-    def find(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
-        """(route, params, []) or (None, {}, methods allowed on that path: empty means 404)."""
-        segments = path.split("/")[1:]
-        want = "GET" if method == "HEAD" else method
-        allowed: list[str] = []
-        for route in self.routes:
-            params = route.match(segments)
-            if params is None:
-                continue
-            if route.method == want:
-                return route, params, []
-            allowed.append(route.method)
-        return None, {}, allowed
-
-
-class _Refused(Exception):
-    """A request answered without reading the rest of it; the connection then closes."""
-
-    def __init__(self, status: int, message: str, headers: list[tuple[str, str]] | None = None):
-        super().__init__(message)
-        self.response = Response(status, f"{message}\n".encode(), headers=headers or [])
-
-
-def _no_route(allowed: list[str]) -> Response:
-    if allowed:
-        methods = ", ".join(sorted(set(allowed) | ({"HEAD"} if "GET" in allowed else set())))
-        return Response(405, b"method not allowed\n", headers=[("Allow", methods)])
-    return Response(404, b"not found\n")
-
-
-class _Messages:
-    """httptools callbacks: collects whole requests (several when a client pipelines)."""
-
-    def __init__(self, router: Router, max_header_bytes: int):
-        self.router, self.max_header_bytes = router, max_header_bytes
-        self.parser = httptools.HttpRequestParser(self)
-        self.done: deque[tuple[Request, Route | None, list[str], bool]] = deque()
-        self.continue_: bool = False  # the client waits for "100 Continue" before its body
-        self._reset()
-
-    def _reset(self) -> None:
-        self.url = b""
-        self.head_bytes = 0
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.body_bytes = 0
-        self.route: Route | None = None
-        self.request: Request | None = None
-        self.allowed: list[str] = []
-
-    def feed(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _Refused):
-                raise exc.__context__ from None
-            raise
-        except httptools.HttpParserUpgrade:
-            raise _Refused(400, "upgrade is not supported") from None
-        except httptools.HttpParserError:
-            raise _Refused(400, "malformed request") from None
-        if self.request is None and self.head_bytes > self.max_header_bytes:
-            raise _Refused(431, "request head too large")
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self.head_bytes += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value) + 4
-        self.raw_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        if self.head_bytes > self.max_header_bytes:
-            raise _Refused(431, "request head too large")
-        method = self.parser.get_method().decode("ascii", "replace")
-        try:
-            parsed = httptools.parse_url(self.url)
-        except httptools.HttpParserInvalidURLError:
-            raise _Refused(400, "malformed request target") from None
-        headers: dict[str, str] = {}
-        for name, value in self.raw_headers:
-            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        path = (parsed.path or b"/").decode("latin-1")
-        query = parse_qs(parsed.query.decode("latin-1")) if parsed.query else {}
-        self.route, params, self.allowed = self.router.find(method, path)
-        self.request = Request(method, path, query, headers, params=params)
-        length = headers.get("content-length")
-        announced = "transfer-encoding" in headers or (length is not None and length != "0")
-        if self.route is None and announced:  # answer now; its body is never read
-            found = _no_route(self.allowed)
-            raise _Refused(found.status, found.body.decode().strip(), found.headers)
-        limit = self.route.max_body if self.route else 0
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise _Refused(413, "request body too large")
-        self.continue_ = headers.get("expect", "").lower() == "100-continue"
-
-    def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)
-        if self.body_bytes > (self.route.max_body if self.route else 0):
-            raise _Refused(413, "request body too large")
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        request = self.request
-        assert request is not None
-        request.body = b"".join(self.body)
-        self.done.append((request, self.route, self.allowed, self.parser.should_keep_alive()))
-        self._reset()
 
 
 class HTTPServer:
@@ -255,7 +87,7 @@ class HTTPServer:
             writer.transport.abort()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        messages = _Messages(self.router, self.max_header_bytes)
+        messages = Messages(self.router, self.max_header_bytes)
         loop = asyncio.get_running_loop()
         while True:
             deadline = loop.time() + self.read_timeout
@@ -266,7 +98,7 @@ class HTTPServer:
                     return
                 try:
                     messages.feed(data)
-                except _Refused as exc:
+                except Refused as exc:
                     await self._send(writer, "GET", exc.response, False)
                     return
                 if messages.continue_:
@@ -280,7 +112,7 @@ class HTTPServer:
 
     async def _respond(self, request: Request, route: Route | None, allowed: list[str]) -> Response:
         if route is None:
-            return _no_route(allowed)
+            return no_route(allowed)
         try:
             if route.inline:
                 return route.handler(request)

@@ -256,14 +256,14 @@ class LocalStore:
         """Delete (or with dry_run, only list) the state of jobs not in `keep_jobs` whose last
         activity is older than `older_than_s`: watermark, job record, spent trigger ids."""
         keep, before = set(keep_jobs), time.time() - older_than_s
+        return await self._run(self._write, lambda db, bad: ops.gc(db, self.quarantine, bad, keep, before, dry_run))
 
-        def step(db: sqlite3.Connection, bad: list[Bad]) -> list[str]:
-            out = ops.gc(db, self.quarantine, bad, keep, before, dry_run)
-            if dry_run:
-                bad.clear()  # a dry run moves nothing either
-            return out
+    async def quarantined(self, delete: bool = False) -> list[dict]:
+        return await self._run(self._write, lambda db, bad: ops.quarantined(db, delete))
 
-        return await self._run(self._write, step)
+    async def check_format(self) -> str | None:
+        await self._run(self._read, lambda db, bad: None)
+        return self.format_problem
 
     async def ping(self) -> bool:
         try:

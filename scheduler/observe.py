@@ -15,7 +15,8 @@ from datetime import datetime, UTC
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .http_server import HTTPServer, Request, Response, Router
-from .metrics import JobMetrics, Metrics, OverdueCollector, is_overdue
+from .job_metrics import JobMetrics, OverdueCollector, is_overdue
+from .metrics import Metrics
 
 __all__ = [
     "Redactor", "setup_logging", "Health", "serve", "routes", "accepts_gzip",

@@ -1,8 +1,10 @@
-"""The Redis store: lease, fencing epoch, atomic claims, outcomes.
+"""The Redis store: its keys and clients, atomic claims, outcomes.
 
 Every key lives under `{namespace}:`; the braces are a Redis Cluster hash tag, so all keys
 share one slot and each script touches keys of one slot only. The scripts are in
-`redis_scripts`; reading records, which may be malformed, is in `redis_records`.
+`redis_scripts`; the lease and fencing epoch in `redis_lease`; reading the state in
+`redis_reads`, and parsing its records, which may be malformed, in `redis_records`; the
+control commands in `redis_control`.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from . import __version__
-from . import redis_records as records
 from . import redis_scripts as scripts
-from .model import Claim, Finished, JobHealth, MalformedRecord, State, TriggerRequest
+from .model import Claim, Finished
 from .redis_connect import SOCKET_TIMEOUT_S, connect
 from .redis_control import ControlCommands
+from .redis_gc import redis_format_problem, redis_gc, redis_quarantined
+from .redis_lease import LeaseCommands
 from .redis_notices import Notices
 from .redis_quarantine import Quarantine, configuration_warnings
+from .redis_reads import StateReads
 from .store import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.redis")
@@ -33,14 +36,11 @@ log = logging.getLogger("scheduler.redis")
 REPLICA_WAIT_MS = 500
 
 
-LOAD_FIELDS = ("last_success_at", "consecutive_failures", "first_seen_at", "slot")
-
-
 class ClaimNotReplicated(LeaseLost):
     """The claim was written, but no replica confirmed it in time."""
 
 
-class RedisStore(ControlCommands):
+class RedisStore(LeaseCommands, StateReads, ControlCommands):
     dry_run = False
 
     def __init__(
@@ -112,140 +112,8 @@ class RedisStore(ControlCommands):
             # is an unreachable store too: the loop retries, the process never dies of it.
             raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from None
 
-    async def _master_moved(self) -> bool:
-        """With Sentinel: ask the sentinels where the master is now. After a failover the old
-        master can stay up, and a master to the connections it has, for seconds; whatever
-        is written there is lost. redis-py asks only when it opens a connection, so the
-        lease keeper and the claims ask before they write."""
-        if self._sentinel is None:
-            return False
-        moved = None
-        for pool in (self.redis.connection_pool, self.lease_redis.connection_pool):
-            before = pool.master_address  # type: ignore[union-attr]  # a SentinelConnectionPool
-            now = await self._call(pool.get_master_address())  # type: ignore[union-attr]  # drops idle connections on a move
-            if before is not None and now != before:
-                moved = (before, now)
-        if moved is None:
-            return False
-        before, now = moved
-        self.notices.stale = True  # its reader drops it; closing it here would pull it from under that reader
-        log.warning("Redis master moved", extra={"from": f"{before[0]}:{before[1]}", "to": f"{now[0]}:{now[1]}"})
-        return True
-
-    async def _count_replicas(self) -> None:
-        """With Sentinel, claims wait for a replica only while there is a live one to wait
-        for: after the master died and its replica took over, no one is left to ask."""
-        if self._sentinel is None:
-            return
-        alive = await self._call(self._sentinel.discover_slaves(self._master_name))
-        if not alive:
-            self.wait_replicas = 0
-            return
-        # Just after a failover the old master rejoins as a replica and copies the new one's
-        # data for seconds: connected, not yet online. There is then no replica up to date to
-        # lose a claim to, so claims go ahead. A master that lists no replica at all while the
-        # sentinels see one is the other case: its replica may be taking over from it.
-        info = await self._call(self.lease_redis.info("replication"))
-        states = [v.get("state") for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
-        self.wait_replicas = 0 if states and "online" not in states else 1
-
-    async def acquire(self) -> int | None:
-        await self._master_moved()
-        await self._count_replicas()
-        args: list[Any] = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms, scripts.FORMAT,
-                __version__]
-        status, value, skew_ms = await self._call(
-            self._acquire(keys=[self.k_leader, self.k_epoch, self.k_meta], args=args))
-        self.clock_skew_s = skew_ms / 1000
-        if status == 3:
-            self.format_problem = (f"the state in namespace {self.namespace!r} has format {value}; this version "
-                                   f"({__version__}) reads format {scripts.FORMAT} and older")
-            return None
-        self.format_problem = None
-        return int(value) if status == 1 else None
-
-    def clock_ok(self) -> bool:
-        return self.clock_skew_s is None or abs(self.clock_skew_s) * 1000 <= self.max_skew_ms
-
-    async def renew(self) -> bool:
-        if await self._master_moved():
-            return False  # the lease and the claims since the move may be gone: start over
-        await self._count_replicas()
-        args: list[Any] = [self.replica_id, self.lease_ttl_ms, int(self.clock() * 1000), self.max_skew_ms]
-        status, skew_ms = await self._call(self._renew(keys=[self.k_leader, self.k_released], args=args))
-        self.clock_skew_s = skew_ms / 1000
-        return status == 1
-
-    async def release(self) -> None:
-        await self._call(self._release(keys=[self.k_leader, self.k_released], args=[self.replica_id]))
-
-    async def wait_released(self, timeout_s: float) -> None:
-        await self.notices.wait(self.k_released, timeout_s)
-
     async def wait_wake(self, timeout_s: float) -> None:
         await self.notices.wait(self.k_wake, timeout_s)
-
-    async def _read_state(self, jobs: Sequence[str], extra: Callable, fields: Sequence[str] = ()) -> tuple[State, dict, list]:
-        """Watermarks, in-flight fires, pauses and job records, read in one round trip and
-        checked; unreadable records are set aside. `extra` adds commands to the pipeline;
-        `fields`: only these of each job's record (all when empty)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.k_slots)
-            pipe.hgetall(self.k_inflight)
-            pipe.smembers(self.k_paused)
-            for job in jobs:
-                if fields:
-                    pipe.hmget(self.job_prefix + job, list(fields))
-                else:
-                    pipe.hgetall(self.job_prefix + job)
-            extra(pipe)
-            slots, inflight, paused, *rest = await self._call(pipe.execute(), jobs)
-        raw_jobs, more = rest[:len(jobs)], rest[len(jobs):]
-        if fields:
-            raw_jobs = [{f: v for f, v in zip(fields, values) if v is not None} for values in raw_jobs]
-        bad: list[tuple[str, ...]] = []
-        marks = {}
-        for job, value in slots.items():
-            try:
-                marks[job] = records.watermark(value)
-            except MalformedRecord as exc:
-                bad.append(("hash", self.k_slots, job, value, str(exc)))
-        fires = []
-        for name, value in inflight.items():
-            try:
-                fires.append(records.inflight(name, value))
-            except MalformedRecord as exc:
-                bad.append(("hash", self.k_inflight, name, value, str(exc)))
-        typed = {}
-        for job, raw in zip(jobs, raw_jobs):
-            typed[job], fields = records.job_record(raw)
-            bad += [("hash", self.job_prefix + job, f, raw[f], f"unreadable {f}") for f in fields]
-        for i, entry in enumerate(bad):
-            if entry[1] != self.k_slots:
-                continue
-            # An unreadable watermark: the newest slot known to have been claimed (its last
-            # outcome, a fire in flight) stands in for it, here and in the store (whoever reads
-            # it first, a leader or `status`), so CATCHUP still makes up what was missed
-            # instead of the job starting over as if first seen.
-            job = entry[2]
-            known = [f.slot for f in fires if f.job == job and f.trigger is None]
-            if (typed.get(job) or {}).get("slot") is not None:
-                known.append(typed[job]["slot"])
-            if known:
-                marks[job] = max(known)
-                bad[i] = (*entry, str(marks[job]))
-        await self.quarantine.set_aside(bad)
-        health = {
-            job: JobHealth(rec.get("last_success_at"), rec.get("consecutive_failures") or 0, rec.get("first_seen_at"))
-            for job, rec in typed.items() if rec
-        }
-        return State(marks, fires, set(paused), health), typed, more
-
-    async def load(self, jobs: Sequence[str]) -> State:
-        # A leader needs only these of each job's record: a few bytes a job, not the whole
-        # last outcome, when a hundred thousand jobs are loaded at once.
-        state, _, _ = await self._read_state(jobs, lambda pipe: None, LOAD_FIELDS)
-        return state
 
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
         if not claims:
@@ -279,16 +147,14 @@ class RedisStore(ControlCommands):
         result = await self._call(self._finish(keys=[self.k_inflight], args=args), {i.claim.job for i in items})
         return [int(x) for x in result]
 
-    async def pending_triggers(self) -> list[TriggerRequest]:
-        raws = await self._call(self.redis.lrange(self.k_trigger, 0, -1))
-        out, bad = [], []
-        for raw in raws:
-            try:
-                out.append(records.trigger(raw))
-            except MalformedRecord as exc:
-                bad.append(("list", self.k_trigger, "", raw, str(exc)))
-        await self.quarantine.set_aside(bad)
-        return out
+    async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
+        return await redis_gc(self, keep_jobs, older_than_s, dry_run)
+
+    async def quarantined(self, delete: bool = False) -> list[dict]:
+        return await redis_quarantined(self, delete)
+
+    async def check_format(self) -> str | None:
+        return await redis_format_problem(self)
 
     async def warnings(self) -> list[str]:
         return await configuration_warnings(self)

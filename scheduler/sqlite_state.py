@@ -214,7 +214,7 @@ def set_paused(db: Db, job: str, paused: bool) -> bool:
 def gc(db: Db, q: Quarantine, bad: list[Bad], keep: set[str], before: float, dry_run: bool) -> list[str]:
     """Delete the watermark, job record and spent trigger ids of each job not in `keep`
     whose last activity is older than `before`. A job with a fire in flight or a queued
-    trigger keeps its state."""
+    trigger keeps its state. A dry run moves no unreadable row aside either."""
     marks = dict(q.rows(db, "slots", bad))
     records = dict(q.rows(db, "jobs", bad))
     spent_at = dict(q.rows(db, "triggered", bad))
@@ -242,4 +242,15 @@ def gc(db: Db, q: Quarantine, bad: list[Bad], keep: set[str], before: float, dry
             for request_id in spent[job]:
                 db.execute("DELETE FROM triggered WHERE id = ?", (request_id,))
                 db.execute("DELETE FROM triggered_job WHERE id = ?", (request_id,))
+    if dry_run:
+        bad.clear()
     return out
+
+
+def quarantined(db: Db, delete: bool) -> list[dict]:
+    """The rows set aside as unreadable, oldest first; with delete, they are deleted too."""
+    rows = db.execute("SELECT seq, source, key, reason, at FROM quarantine ORDER BY seq").fetchall()
+    if delete and rows:
+        db.execute("DELETE FROM quarantine WHERE seq <= ?", (rows[-1][0],))
+    return [{"where": "quarantine", "record": f"{src} {key}", "reason": reason, "at": at, "seq": seq}
+            for seq, src, key, reason, at in rows]

@@ -85,6 +85,17 @@ class Store(Protocol):
     async def status(self, jobs: Sequence[str]) -> dict:
         """Leader, epoch, lease time left, watermarks, in-flight fires, pauses, outcomes."""
 
+    async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
+        """`state gc`: delete the state of jobs not in keep_jobs, idle for older_than_s (gc.py);
+        returns what was deleted (or, with dry_run, would be)."""
+
+    async def quarantined(self, delete: bool = False) -> list[dict]:
+        """`state quarantine`: the records set aside as unreadable (where, what, and when
+        known, why and when); with delete, each is deleted too."""
+
+    async def check_format(self) -> str | None:
+        """Read the state's format now: why this version may not write it, if it may not."""
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...

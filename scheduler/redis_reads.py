@@ -1,0 +1,101 @@
+"""The Redis store's reads of the state: watermarks, in-flight fires, pauses, job records and
+queued manual fires, checked as they are read; an unreadable record is set aside
+(redis_quarantine) and, for a watermark, stood in for by the newest slot known claimed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import redis_records as records
+from .model import JobHealth, MalformedRecord, State, TriggerRequest
+from .redis_quarantine import Quarantine
+
+LOAD_FIELDS = ("last_success_at", "consecutive_failures", "first_seen_at", "slot")
+
+
+class StateReads:
+    """Mixed into RedisStore, whose keys, client and quarantine these use."""
+
+    # Provided by RedisStore.
+    redis: Any
+    quarantine: Quarantine
+    k_slots: str
+    k_inflight: str
+    k_paused: str
+    k_trigger: str
+    job_prefix: str
+    _call: Any
+
+    async def _read_state(self, jobs: Sequence[str], extra: Callable, fields: Sequence[str] = ()) -> tuple[State, dict, list]:
+        """Watermarks, in-flight fires, pauses and job records, read in one round trip and
+        checked; unreadable records are set aside. `extra` adds commands to the pipeline;
+        `fields`: only these of each job's record (all when empty)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.k_slots)
+            pipe.hgetall(self.k_inflight)
+            pipe.smembers(self.k_paused)
+            for job in jobs:
+                if fields:
+                    pipe.hmget(self.job_prefix + job, list(fields))
+                else:
+                    pipe.hgetall(self.job_prefix + job)
+            extra(pipe)
+            slots, inflight, paused, *rest = await self._call(pipe.execute(), jobs)
+        raw_jobs, more = rest[:len(jobs)], rest[len(jobs):]
+        if fields:
+            raw_jobs = [{f: v for f, v in zip(fields, values) if v is not None} for values in raw_jobs]
+        bad: list[tuple[str, ...]] = []
+        marks = {}
+        for job, value in slots.items():
+            try:
+                marks[job] = records.watermark(value)
+            except MalformedRecord as exc:
+                bad.append(("hash", self.k_slots, job, value, str(exc)))
+        fires = []
+        for name, value in inflight.items():
+            try:
+                fires.append(records.inflight(name, value))
+            except MalformedRecord as exc:
+                bad.append(("hash", self.k_inflight, name, value, str(exc)))
+        typed = {}
+        for job, raw in zip(jobs, raw_jobs):
+            typed[job], fields = records.job_record(raw)
+            bad += [("hash", self.job_prefix + job, f, raw[f], f"unreadable {f}") for f in fields]
+        for i, entry in enumerate(bad):
+            if entry[1] != self.k_slots:
+                continue
+            # An unreadable watermark: the newest slot known to have been claimed (its last
+            # outcome, a fire in flight) stands in for it, here and in the store (whoever reads
+            # it first, a leader or `status`), so CATCHUP still makes up what was missed
+            # instead of the job starting over as if first seen.
+            job = entry[2]
+            known = [f.slot for f in fires if f.job == job and f.trigger is None]
+            if (typed.get(job) or {}).get("slot") is not None:
+                known.append(typed[job]["slot"])
+            if known:
+                marks[job] = max(known)
+                bad[i] = (*entry, str(marks[job]))
+        await self.quarantine.set_aside(bad)
+        health = {
+            job: JobHealth(rec.get("last_success_at"), rec.get("consecutive_failures") or 0, rec.get("first_seen_at"))
+            for job, rec in typed.items() if rec
+        }
+        return State(marks, fires, set(paused), health), typed, more
+
+    async def load(self, jobs: Sequence[str]) -> State:
+        # A leader needs only these of each job's record: a few bytes a job, not the whole
+        # last outcome, when a hundred thousand jobs are loaded at once.
+        state, _, _ = await self._read_state(jobs, lambda pipe: None, LOAD_FIELDS)
+        return state
+
+    async def pending_triggers(self) -> list[TriggerRequest]:
+        raws = await self._call(self.redis.lrange(self.k_trigger, 0, -1))
+        out, bad = [], []
+        for raw in raws:
+            try:
+                out.append(records.trigger(raw))
+            except MalformedRecord as exc:
+                bad.append(("list", self.k_trigger, "", raw, str(exc)))
+        await self.quarantine.set_aside(bad)
+        return out
