@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from .clock import Clock
@@ -26,13 +27,49 @@ Record = Callable[[Claim, Fire, Outcome, float | None], Awaitable[None]]
 Chain = dict[str, asyncio.Task]  # job -> its last fire started by one claim call
 
 
+class Places:
+    """SCHEDULER_MAX_CONCURRENCY places for HTTP calls, first come first served. A counter
+    while places are free, a queue of futures only when none is: unlike asyncio.Semaphore
+    (whose acquire is a coroutine), taking a free place costs no await, once per fire."""
+
+    def __init__(self, count: int):
+        self.free = count
+        self._waiters: deque[asyncio.Future] = deque()
+
+    def take(self) -> asyncio.Future | None:
+        """None: a place is taken. Else a future that resolves when one is handed over."""
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return None
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    async def wait(self, waiter: asyncio.Future) -> None:
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed over just as the fire was cancelled: pass it on
+            raise
+
+    def give(self) -> None:
+        """Give a place back: to the first live waiter, else to the free count."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
 class Fires:
     def __init__(self, clock: Clock, max_concurrency: int, metrics: Metrics, send: Send, record: Record):
         self.clock = clock
         self.metrics = metrics
         self._send = send
         self._record = record
-        self._limit = asyncio.Semaphore(max_concurrency)
+        self._places = Places(max_concurrency)
         self.running: dict[str, tuple[Claim, asyncio.Task]] = {}  # by in-flight field
         # job -> {in-flight field: task} of fires whose HTTP call is under way (not those
         # only recording their outcome): what CONCURRENCY looks at, in O(1) per job.
@@ -115,14 +152,18 @@ class Fires:
                     log.warning("lease ran out before the moment; leaving the fire to the next leader",
                                 extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
                     return
-            async with self._limit:
-                lateness = None
-                try:
-                    call, lateness = self._send(claim, fire)
-                    outcome = await call
-                except Exception as exc:  # a bug in a fire ends that fire, with its error, never the loop
-                    log.exception("the fire failed unexpectedly", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
-                    outcome = Outcome("failed", fire.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
+            waiter = self._places.take()
+            if waiter is not None:
+                await self._places.wait(waiter)
+            lateness = None
+            try:
+                call, lateness = self._send(claim, fire)
+                outcome = await call
+            except Exception as exc:  # a bug in a fire ends that fire, with its error, never the loop
+                log.exception("the fire failed unexpectedly", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
+                outcome = Outcome("failed", fire.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
+            finally:
+                self._places.give()
             self._call_ended(claim)  # for CONCURRENCY the fire is over; only its record remains
             await self._record(claim, fire, outcome, lateness)
         except asyncio.CancelledError:

@@ -93,7 +93,7 @@ class FireId:
         return job, int(rest), None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim:
     """One slot to claim. `fire` advances the watermark and records the fire in flight;
     `skip` only advances the watermark; `redeliver` takes over an in-flight record left by
@@ -108,14 +108,15 @@ class Claim:
     attempt: int = 1
     trigger: str | None = None
     reason: str | None = field(default=None, compare=False)  # why a skip; for logs only
+    # The in-flight name (fire_field), asked for several times per fire: computed once.
+    field: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field", fire_field(self.job, self.slot, self.trigger))
 
     @property
     def id(self) -> FireId:
         return FireId(self.job, self.slot, self.trigger)
-
-    @functools.cached_property  # asked for several times per fire; kept in the instance's __dict__
-    def field(self) -> str:
-        return fire_field(self.job, self.slot, self.trigger)
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,22 @@ def test_a_lost_lease_stops_claims(redis_server, tmp_path):
     asyncio.run(main())
 
 
+# -- SCHEDULER_MAX_CONCURRENCY ------------------------------------------------------------------
+
+def test_max_concurrency_holds_calls_beyond_the_limit_until_a_place_is_free(tmp_path, make_store):
+    jobs = {f"j{i}": {"SCHEDULE": "every 10s", "URL": f"/{i}", "TIMEOUT": "5s"} for i in range(5)}
+    settings = settings_for(tmp_path, jobs, SCHEDULER_MAX_CONCURRENCY="2")
+
+    async def main():
+        async with Run(settings, make_store(settings), T + 5.5, {j: 3.0 for j in jobs}) as run:
+            await run.clock.advance_to(T + 19)
+        starts = sorted(at - T for at, *_ in run.dispatcher.sent)
+        assert starts == [10, 10, 13, 13, 16]  # two at a time, each call 3 s
+        assert sorted(name for _, name, *_ in run.dispatcher.ended) == sorted(jobs)
+
+    asyncio.run(main())
+
+
 # -- the matrix: CONCURRENCY x jitter x lease expiry, one slot claimed ahead -----------------
 
 @pytest.mark.parametrize("lease_runs_out", [False, True], ids=["lease-kept", "lease-ran-out"])
