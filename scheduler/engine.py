@@ -194,7 +194,9 @@ class Engine:
         valid = lambda: self._usable(lease)  # noqa: E731
         for claim, result in zip(claims, results):
             job = self.jobs[claim.job]
-            if self.recorder.claimed(claim, result, job):
+            # A claim sent again answers for what this leadership already holds: a fire
+            # already running here is not started twice.
+            if self.recorder.claimed(claim, result, job) and claim.field not in self.fires:
                 fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=self.plan.deadline(claim), trigger=claim.trigger)
                 self.fires.start(claim, fire, valid, chain, backlog)
         self.metrics.inflight.set(len(self.fires))

@@ -94,6 +94,14 @@ end
 local epoch, now = ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local latest = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[6])
+-- 1 when the fire is in flight under this epoch: claimed by this leadership already.
+local function ours(field)
+  local cur = redis.call('HGET', KEYS[3], field)
+  if not cur then return 0 end
+  local fine, rec = pcall(cjson.decode, cur)
+  if fine and type(rec) == 'table' and tostring(rec['epoch']) == epoch then return 1 end
+  return 0
+end
 local out = {}
 for _, c in ipairs(cjson.decode(ARGV[4])) do
   local kind, job, slot, attempt, tid, field = c[1], c[2], c[3], c[4], c[5], c[6]
@@ -119,6 +127,8 @@ for _, c in ipairs(cjson.decode(ARGV[4])) do
     if redis.call('HSETNX', KEYS[6], tid, now) == 1 then
       redis.call('HSET', KEYS[3], field, record)
       ok = 1
+    else
+      ok = ours(field)  -- taken by the same claim sent before, whose reply was lost
     end
   else
     local mark = tonumber(redis.call('HGET', KEYS[2], job))
@@ -130,15 +140,13 @@ for _, c in ipairs(cjson.decode(ARGV[4])) do
         if kind == 'fire' then redis.call('HSET', KEYS[3], field, record) end
         ok = 1
       end
-    elseif kind == 'fire' and tonumber(slot) == mark then
-      -- A retry of a claim whose reply was lost: it is ours if recorded under our epoch.
-      local cur = redis.call('HGET', KEYS[3], field)
-      if cur then
-        local fine, rec = pcall(cjson.decode, cur)
-        if fine and type(rec) == 'table' and tostring(rec['epoch']) == epoch then ok = 1 end
-      end
-    elseif kind == 'skip' and tonumber(slot) == mark then
-      ok = 1  -- a skip sent again: only the leader claims, so the mark is its own
+    elseif kind == 'fire' then
+      -- A retry of a claim whose reply was lost: it is ours if recorded under our epoch. Not
+      -- only the job's newest slot (its watermark): a batch that made up several slots of a
+      -- job advanced the mark past the older ones, and they are ours too.
+      ok = ours(field)
+    elseif kind == 'skip' then
+      ok = 1  -- a skip sent again: only the leader claims, so a mark at or past it is its own
     end
   end
   out[#out + 1] = ok
