@@ -1,0 +1,24 @@
+"""The engine's loop behind by most of a period (slow store calls, a blocked loop): every
+slot of a one-second job still goes out once, on the virtual clock against a real store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.test_engine_virtual import T, Run, local, settings_for
+
+
+@pytest.mark.parametrize("catchup", ["all", "latest"])
+def test_a_loop_woken_late_by_most_of_a_period_passes_over_no_slot(tmp_path, catchup):
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 1s", "URL": "/t", "CATCHUP": catchup}})
+
+    async def main():
+        async with Run(settings, local(tmp_path, settings), T + 0.5) as run:
+            await run.clock.advance_to(T + 1.7)  # slot 2 is claimed ahead at 1.75
+            await run.clock.jump(1.1)  # woken at 2.8: slot 2 past, slot 3 within claim-ahead
+            await run.clock.advance_to(T + 6.5)
+            assert run.dispatcher.slots("tick", T) == [1, 2, 3, 4, 5, 6]
+
+    asyncio.run(main())
