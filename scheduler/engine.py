@@ -128,6 +128,7 @@ class Engine:
                 await self.fires.drain(self.settings.shutdown_grace_s)
         finally:
             await _cancel(renewer, watcher)
+            await self.fires.drop_waiting()
             self.is_leader = False
             self.metrics.leader.set(0)
             self.metrics.transitions.labels("released" if self.stopping.is_set() else "lost").inc()

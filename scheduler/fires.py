@@ -38,6 +38,7 @@ class Fires:
         self._calls: dict[str, dict[str, asyncio.Task]] = {}
         self._backlog: set[asyncio.Task] = set()  # fires claimed at leadership start
         self._replaced: set[asyncio.Task] = set()
+        self._waiting: set[asyncio.Task] = set()  # fires not yet past their moment's gate
         self._gates: dict[float, asyncio.Event] = {}  # moment -> set when it comes
 
     def __contains__(self, field: object) -> bool:
@@ -77,6 +78,8 @@ class Fires:
         gate = self._gate(at) if at is not None and at > self.clock.time() else None
         task = asyncio.create_task(self._fire(claim, fire, valid, after, gate))
         chain[job.name] = task
+        if gate is not None:
+            self._waiting.add(task)
         if backlog:
             self._backlog.add(task)
         self.running[claim.field] = (claim, task)
@@ -113,6 +116,7 @@ class Fires:
                     log.warning("lease ran out before the moment; leaving the fire to the next leader",
                                 extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
                     return
+            self._waiting.discard(task)
             async with self._limit:
                 outcome, lateness = await self._send(claim, fire)
             self._call_ended(claim)  # for CONCURRENCY the fire is over; only its record remains
@@ -127,6 +131,7 @@ class Fires:
             raise
         finally:
             self._backlog.discard(task)
+            self._waiting.discard(task)
             self._call_ended(claim)
             self.running.pop(claim.field, None)
             self.metrics.inflight.set(len(self.running))
@@ -137,6 +142,19 @@ class Fires:
             calls.pop(claim.field, None)
             if not calls:
                 del self._calls[claim.job]
+
+    async def drop_waiting(self) -> None:
+        """A leadership ended: its fires still waiting for their moment would find the lease
+        gone there and send nothing. They are dropped now, so the next leadership (this
+        replica's own, if it takes the lease again before the moment) sees them as left in
+        flight and redelivers them, instead of taking them for fires still running here."""
+        waiting = list(self._waiting)
+        if waiting:
+            log.warning("leadership ended before the moment of fires claimed ahead; leaving them to the next leader",
+                        extra={"count": len(waiting)})
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to `grace_s` for fires in flight, then cancel the rest."""

@@ -76,3 +76,41 @@ def test_a_lost_claim_reply_for_a_catch_up_batch_still_fires_every_slot(redis_se
 
     asyncio.run(main())
 
+
+class MasterMoves(RedisStore):
+    """A real Redis store whose next renewal answers "not ours", as `renew` does when the
+    sentinels report that the master moved; the lease is then taken again at once."""
+
+    moved = False
+
+    async def renew(self):
+        if self.moved:
+            self.moved = False
+            return False
+        return await super().renew()
+
+
+def test_a_fire_waiting_for_its_moment_when_the_leadership_ends_is_delivered_by_the_next(redis_server, tmp_path):
+    """A slot claimed ahead waits at its gate; the leadership ends (the master moved) and
+    this replica takes the lease again before the moment. The old leadership's fire must not
+    hide the slot from the new one, which redelivers it."""
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 10s", "URL": "/t"}},
+                            SCHEDULER_REDIS_URL=redis_server.url, SCHEDULER_NAMESPACE="vgate",
+                            SCHEDULER_LEASE_TTL="3s", SCHEDULER_LEASE_RENEW="1s")
+    store = MasterMoves(redis_server.url, "vgate", settings.lease_ttl_s, max_skew_s=3600.0)
+    base = int(time.time()) // 10 * 10  # slots of `every 10s` fall on multiples of 10
+    start = base + 0.8  # renewals at .8 of each second: after the claim at .75
+
+    async def main():
+        async with Run(settings, store, start) as run:
+            first = run.engine.keeper.epoch
+            await run.clock.advance_to(base + 9.76)
+            assert (await store.load(["tick"])).inflight[0].slot == base + 10  # claimed ahead
+            store.moved = True
+            await run.clock.advance_to(base + 9.9)
+            assert run.engine.is_leader and run.engine.keeper.epoch > first  # taken again at once
+            await run.clock.advance_to(base + 12)
+            assert [(s - base, a) for _, _, s, a, _ in run.dispatcher.sent] == [(10, 2)]
+            assert (await store.load(["tick"])).inflight == []
+
+    asyncio.run(main())
