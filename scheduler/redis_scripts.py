@@ -127,8 +127,6 @@ for _, c in ipairs(cjson.decode(ARGV[4])) do
     if redis.call('HSETNX', KEYS[6], tid, now) == 1 then
       redis.call('HSET', KEYS[3], field, record)
       ok = 1
-    else
-      ok = ours(field)  -- taken by the same claim sent before, whose reply was lost
     end
   else
     local mark = tonumber(redis.call('HGET', KEYS[2], job))
@@ -145,8 +143,8 @@ for _, c in ipairs(cjson.decode(ARGV[4])) do
       -- only the job's newest slot (its watermark): a batch that made up several slots of a
       -- job advanced the mark past the older ones, and they are ours too.
       ok = ours(field)
-    elseif kind == 'skip' then
-      ok = 1  -- a skip sent again: only the leader claims, so a mark at or past it is its own
+    elseif kind == 'skip' and tonumber(slot) == mark then
+      ok = 1  -- a skip sent again: only the leader claims, so the mark is its own
     end
   end
   out[#out + 1] = ok
