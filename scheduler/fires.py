@@ -155,13 +155,13 @@ class Fires:
                 del self._calls[claim.job]
 
     async def drop_waiting(self) -> None:
-        """A leadership ended: its fires still waiting for their turn or moment would find the lease
-        gone there and send nothing. They are dropped now, so the next leadership (this
+        """A leadership ended: its fires still waiting for their turn or moment would find the
+        lease gone there and send nothing. They are dropped now, so the next leadership (this
         replica's own, if it takes the lease again before the moment) sees them as left in
         flight and redelivers them, instead of taking them for fires still running here."""
         waiting = list(self._waiting)
         if waiting:
-            log.warning("leadership ended before the moment of fires claimed ahead; leaving them to the next leader",
+            log.warning("leadership ended before fires waiting for their turn or moment went out; leaving them to the next leader",
                         extra={"count": len(waiting)})
         for task in waiting:
             task.cancel()
