@@ -127,6 +127,7 @@ class Engine:
                 await self.fires.drain(self.settings.shutdown_grace_s)
         finally:
             await _cancel(renewer, watcher)
+            await self.fires.drop_waiting()
             self.is_leader = False
             self.metrics.leader.set(0)
             self.metrics.transitions.labels("released" if self.stopping.is_set() else "lost").inc()
@@ -193,7 +194,9 @@ class Engine:
         valid = lambda: self._usable(lease)  # noqa: E731
         for claim, result in zip(claims, results):
             job = self.jobs[claim.job]
-            if self.recorder.claimed(claim, result, job):
+            # A claim sent again answers for what this leadership already holds: a fire
+            # already running here is not started twice.
+            if self.recorder.claimed(claim, result, job) and claim.field not in self.fires:
                 fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=self.plan.deadline(claim), trigger=claim.trigger)
                 self.fires.start(claim, fire, valid, chain, backlog)
         return True

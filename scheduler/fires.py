@@ -76,6 +76,8 @@ class Fires:
         self._calls: dict[str, dict[str, asyncio.Task]] = {}
         self._backlog: set[asyncio.Task] = set()  # fires claimed at leadership start
         self._replaced: set[asyncio.Task] = set()
+        self._waiting: set[asyncio.Task] = set()  # fires still waiting for their turn or moment
+        self._called: dict[asyncio.Task, asyncio.Event] = {}  # set once a fire's HTTP call is over
         self._gates: dict[float, asyncio.Event] = {}  # moment -> set when it comes
         metrics.inflight.set_function(self.__len__)  # read at each scrape, not set per fire
 
@@ -114,8 +116,13 @@ class Fires:
         # A slot claimed ahead of its moment waits for it.
         at = fire_at(job, claim.slot) if claim.kind == FIRE else None
         gate = self._gate(at) if at is not None and at > self.clock.time() else None
-        task = asyncio.create_task(self._fire(claim, fire, valid, after, gate))
+        behind = None  # set when the call of the fire this one goes out after is over
+        if after is not None and after in self._calls.get(job.name, {}).values():
+            behind = self._called.setdefault(after, asyncio.Event())
+        task = asyncio.create_task(self._fire(claim, fire, valid, behind, gate))
         chain[job.name] = task
+        if gate is not None or behind is not None:
+            self._waiting.add(task)
         if backlog:
             self._backlog.add(task)
         self.running[claim.field] = (claim, task)
@@ -138,20 +145,25 @@ class Fires:
             gate.set()
 
     async def _fire(
-        self, claim: Claim, fire: Fire, valid: Callable[[], bool], after: asyncio.Task | None, gate: asyncio.Event | None
+        self, claim: Claim, fire: Fire, valid: Callable[[], bool], behind: asyncio.Event | None, gate: asyncio.Event | None
     ) -> None:
         task = asyncio.current_task()
+        assert task is not None  # a fire always runs as a task of its own (start)
         try:
-            if after is not None:
-                await asyncio.wait({after})  # its outcome, even a cancellation, is its own
+            if behind is not None:
+                # Its call, not its record: an outcome slow to be written (a slow store) holds
+                # up no later fire. Its outcome, even a cancellation, is its own.
+                await behind.wait()
             if gate is not None:
                 await gate.wait()
-                if not valid():
-                    # The lease ran out between the claim and the moment (a paused process):
-                    # the fire stays in flight in the store and the next leader delivers it.
-                    log.warning("lease ran out before the moment; leaving the fire to the next leader",
-                                extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
-                    return
+            if (behind is not None or gate is not None) and not valid():
+                # The lease ran out between the claim and the moment, or while the fire waited
+                # its turn (a paused process): the fire stays in flight in the store and the
+                # next leader delivers it.
+                log.warning("lease ran out before the moment; leaving the fire to the next leader",
+                            extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
+                return
+            self._waiting.discard(task)
             waiter = self._places.take()
             if waiter is not None:
                 await self._places.wait(waiter)
@@ -164,6 +176,9 @@ class Fires:
                 outcome = Outcome("failed", fire.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
             finally:
                 self._places.give()
+            called = self._called.get(task)
+            if called is not None:
+                called.set()
             self._call_ended(claim)  # for CONCURRENCY the fire is over; only its record remains
             await self._record(claim, fire, outcome, lateness)
         except asyncio.CancelledError:
@@ -176,6 +191,10 @@ class Fires:
             raise
         finally:
             self._backlog.discard(task)
+            self._waiting.discard(task)
+            called = self._called.pop(task, None)
+            if called is not None:
+                called.set()
             self._call_ended(claim)
             self.running.pop(claim.field, None)
 
@@ -185,6 +204,19 @@ class Fires:
             calls.pop(claim.field, None)
             if not calls:
                 del self._calls[claim.job]
+
+    async def drop_waiting(self) -> None:
+        """A leadership ended: its fires still waiting for their turn or moment would find the
+        lease gone there and send nothing. They are dropped now, so the next leadership (this
+        replica's own, if it takes the lease again before the moment) sees them as left in
+        flight and redelivers them, instead of taking them for fires still running here."""
+        waiting = list(self._waiting)
+        if waiting:
+            log.warning("leadership ended before fires waiting for their turn or moment went out; leaving them to the next leader",
+                        extra={"count": len(waiting)})
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to `grace_s` for fires in flight, then cancel the rest."""

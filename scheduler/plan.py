@@ -66,14 +66,19 @@ def claims_for(job: JobSpec, slots: list[int], now: float, overlapping: bool) ->
     fire of the job started in this leadership's loop still runs (forbid skips then)."""
     if job.concurrency == "forbid" and overlapping:
         return [Claim(job.name, slot, SKIP, reason="overlap") for slot in slots]
-    *older, newest = slots
+    # A loop behind by most of a period also takes the next slot, ahead of its moment: that
+    # one is no missed slot, and the newest before it is the one due.
+    ahead = [Claim(job.name, slot, FIRE) for slot in slots if fire_at(job, slot) > now]
+    if len(ahead) == len(slots):
+        return ahead
+    *older, newest = slots[:len(slots) - len(ahead)]
     oldest_kept = now - job.catchup_window_s if job.catchup_window_s is not None else -math.inf
     claims = [
         Claim(job.name, slot, FIRE) if job.catchup == "all" and slot >= oldest_kept
         else Claim(job.name, slot, SKIP, reason="missed")
         for slot in older
     ]
-    return claims + [Claim(job.name, newest, FIRE)]
+    return claims + [Claim(job.name, newest, FIRE)] + ahead
 
 
 class Plan:
@@ -181,7 +186,14 @@ class Plan:
                 if at > now and self.jobs[name].concurrency != "allow" and busy(name):
                     heapq.heappush(held, (at, slot, name))
                     continue
-            self._take(self.jobs[name], slot, now, due.setdefault(name, [slot]))
+            # A loop behind by most of a period meets a job twice in one pass: its slot past,
+            # then the next one within claim-ahead. Both are claimed.
+            slots = due.get(name)
+            if slots is None:
+                due[name] = slots = [slot]
+            else:
+                slots.append(slot)
+            self._take(self.jobs[name], slot, now, slots)
         return [c for name, slots in due.items() for c in claims_for(self.jobs[name], slots, now, overlapping(name))]
 
     def _take(self, job: JobSpec, slot: int, now: float, slots: list[int]) -> None:

@@ -94,6 +94,14 @@ end
 local epoch, now = ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local latest = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[6])
+-- 1 when the fire is in flight under this epoch: claimed by this leadership already.
+local function ours(field)
+  local cur = redis.call('HGET', KEYS[3], field)
+  if not cur then return 0 end
+  local fine, rec = pcall(cjson.decode, cur)
+  if fine and type(rec) == 'table' and tostring(rec['epoch']) == epoch then return 1 end
+  return 0
+end
 local out = {}
 for _, c in ipairs(cjson.decode(ARGV[4])) do
   local kind, job, slot, attempt, tid, field = c[1], c[2], c[3], c[4], c[5], c[6]
@@ -130,13 +138,11 @@ for _, c in ipairs(cjson.decode(ARGV[4])) do
         if kind == 'fire' then redis.call('HSET', KEYS[3], field, record) end
         ok = 1
       end
-    elseif kind == 'fire' and tonumber(slot) == mark then
-      -- A retry of a claim whose reply was lost: it is ours if recorded under our epoch.
-      local cur = redis.call('HGET', KEYS[3], field)
-      if cur then
-        local fine, rec = pcall(cjson.decode, cur)
-        if fine and type(rec) == 'table' and tostring(rec['epoch']) == epoch then ok = 1 end
-      end
+    elseif kind == 'fire' then
+      -- A retry of a claim whose reply was lost: it is ours if recorded under our epoch. Not
+      -- only the job's newest slot (its watermark): a batch that made up several slots of a
+      -- job advanced the mark past the older ones, and they are ours too.
+      ok = ours(field)
     elseif kind == 'skip' and tonumber(slot) == mark then
       ok = 1  -- a skip sent again: only the leader claims, so the mark is its own
     end

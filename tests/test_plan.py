@@ -146,6 +146,24 @@ def test_a_loop_far_behind_takes_the_newest_hundred():
     assert len(claims) == CATCHUP_ALL_LIMIT and claims[-1].slot == T + 1000
 
 
+@pytest.mark.parametrize("behind", [0.76, 0.9, 0.99])
+def test_a_loop_behind_by_most_of_a_period_claims_the_next_slot_ahead_too(behind):
+    """Slow store calls (network latency) keep the loop behind: at `now` the due slot is
+    past and the next one is within claim-ahead. Both are claimed; none is passed over."""
+    plan = planner(job(catchup="all", every="every 1s"))
+    plan.start(State(watermarks={"j": T}), T + 0.1)
+    claimed = [c.slot - T for c in plan.due(T + behind, busy=lambda j: False, overlapping=lambda j: False)]
+    claimed += [c.slot - T for c in plan.due(T + 2 + behind, busy=lambda j: False, overlapping=lambda j: False)]
+    claimed += [c.slot - T for c in plan.due(T + 10, busy=lambda j: False, overlapping=lambda j: False)]
+    assert claimed == list(range(1, 11))
+
+
+def test_the_slot_claimed_ahead_with_a_late_one_leaves_the_late_one_due_under_catchup_latest():
+    plan = planner(job(catchup="latest", every="every 1s"))
+    plan.start(State(watermarks={"j": T + 1}), T + 1.1)
+    assert shown(plan.due(T + 2.8, busy=lambda j: False, overlapping=lambda j: False)) == ["fire@2", "fire@3"]
+
+
 # -- wake-ups, moments, deadlines ---------------------------------------------------------
 
 def test_next_wake_up_is_the_claim_ahead_instant_or_a_held_moment():
