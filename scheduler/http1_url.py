@@ -24,9 +24,28 @@ class Target:
     basic_auth: str | None  # from user:password@ in the URL
 
 
-@lru_cache(maxsize=4096)
+# A URL whose path and query need no escaping and that has no fragment: the common case of
+# thousands of jobs on one app, read as origin + path without urlsplit and quote.
+_PLAIN = re.compile(r"(?P<origin>(?P<scheme>https?)://[^/?#%\s\\]+)"
+                    r"(?P<path>/[A-Za-z0-9/:@!$&'()*+,;=._~-]*)?(?P<query>\?[A-Za-z0-9/?:@!$&'()*+,;=._~-]+)?")
+
+
 def target(url: str) -> Target:
-    """Raises ValueError, saying why, for a URL that cannot be sent."""
+    """Raises ValueError, saying why, for a URL that cannot be sent. A plain URL costs one
+    match and a lookup of its origin (parsed once per origin); ten thousand jobs with as
+    many URLs on one app would otherwise each miss a cache of whole URLs at every fire."""
+    m = _PLAIN.fullmatch(url)
+    if m is None:
+        return _parsed(url)
+    origin = _parsed(m["origin"] + "/")
+    path = (m["path"] or "/") + (m["query"] or "")
+    if path == "/":
+        return origin
+    return Target(origin.origin, origin.host_header, path, origin.basic_auth)
+
+
+@lru_cache(maxsize=4096)
+def _parsed(url: str) -> Target:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
