@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -18,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -26,6 +24,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from bench.chaos_net import HOST
+from harness.ports import free_port
+from harness.procs import die_with_parent
 
 LIBFAKETIME_PATHS = (
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -35,31 +35,11 @@ LIBFAKETIME_PATHS = (
 )
 
 _children: set[subprocess.Popen] = set()
-try:  # resolved before any fork: nothing may be loaded in the child between fork and exec
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):  # pragma: no cover
-    _prctl = None
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """Children get SIGKILL when the harness dies, even by SIGKILL (Linux only)."""
-    if _prctl is None:
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
 def _spawn(argv: list[str], *, env: dict[str, str] | None, cwd: Path, log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent(),
+            start_new_session=True, preexec_fn=die_with_parent(),
         )
     _children.add(proc)
     return proc
@@ -80,12 +60,6 @@ async def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
     while proc.poll() is None and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     return proc.poll()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def find_libfaketime() -> str | None:

@@ -13,7 +13,6 @@ even if the runner itself is SIGKILLed.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import os
 import re
@@ -37,6 +36,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.ports import free_port
+from harness.procs import die_with_parent
+
 __all__ = [
     "REPO_ROOT",
     "Daemon",
@@ -54,27 +56,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------------------
 # small utilities
 # ---------------------------------------------------------------------------
-
-_handed_out_ports: set[int] = set()
-_port_lock = threading.Lock()
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is currently free.
-
-    Ports already returned by this function in this process are not returned
-    again, so two servers started back to back never get the same port.
-    """
-    with _port_lock:
-        for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            if port not in _handed_out_ports:
-                _handed_out_ports.add(port)
-                return port
-    raise RuntimeError("could not find a free port")
-
 
 def wait_until(
     predicate: Callable[[], Any],
@@ -117,34 +98,12 @@ def wait_until(
 _live_procs: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
 
-_PR_SET_PDEATHSIG = 1
-try:  # resolved up front: nothing may be loaded after fork()
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):  # pragma: no cover
-    _prctl = None
-
-
-def _make_preexec() -> Callable[[], None] | None:
-    # PDEATHSIG fires when the *thread* that forked exits, so only use it when
-    # spawning from the main thread, which lives as long as the process does.
-    if _prctl is None or threading.current_thread() is not threading.main_thread():
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # parent already gone
-            os._exit(1)
-
-    return preexec
-
-
 def _spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     proc = subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=_make_preexec(),
+        preexec_fn=die_with_parent(),
         **kwargs,
     )
     with _live_lock:
