@@ -7,7 +7,6 @@ exits, even by SIGKILL (PR_SET_PDEATHSIG on Linux).
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import json
 import os
@@ -25,7 +24,7 @@ from redis.backoff import NoBackoff
 
 from bench.chaos_net import HOST
 from harness.ports import free_port
-from harness.procs import die_with_parent
+from harness import procs
 
 LIBFAKETIME_PATHS = (
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -34,25 +33,10 @@ LIBFAKETIME_PATHS = (
     "/usr/local/lib/faketime/libfaketimeMT.so.1",
 )
 
-_children: set[subprocess.Popen] = set()
+
 def _spawn(argv: list[str], *, env: dict[str, str] | None, cwd: Path, log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=die_with_parent(),
-        )
-    _children.add(proc)
-    return proc
-
-
-@atexit.register
-def _kill_children() -> None:
-    for proc in list(_children):
-        with contextlib.suppress(OSError):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        _children.discard(proc)
+        return procs.spawn(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
 async def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
@@ -106,7 +90,7 @@ class RedisProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        _children.discard(self.proc)
+        procs.forget(self.proc)
 
     def wipe(self) -> None:
         """Forget everything on disk, as a Redis without persistence does on restart."""
@@ -177,7 +161,7 @@ class Replica:
         if self.running:
             return
         if self.proc is not None:
-            _children.discard(self.proc)
+            procs.forget(self.proc)
         self.run_env = dict(env or {})
         argv = [sys.executable, "-m", "scheduler", "run", *args]
         self.proc = _spawn(argv, env={**self.env, **(env or {})}, cwd=self.cwd, log_path=self.log_path)

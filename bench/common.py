@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:  # bench scripts run as `python bench/x.py`: the s
     sys.path.insert(0, str(REPO))
 
 from harness.ports import free_port  # noqa: E402
-from harness.procs import die_with_parent  # noqa: E402
+from harness import procs  # noqa: E402
 from harness.stats import stats_ms  # noqa: E402
 # Where the `scheduler` package that the daemons run comes from (the checkout by default;
 # `--src DIR` runs another copy, e.g. `git archive HEAD scheduler | tar -x -C DIR`).
@@ -58,7 +58,6 @@ class BenchTimeout(Exception):
     """The benchmark ran past its time budget."""
 
 
-_children: list[subprocess.Popen] = []
 _closers: list[Callable[[], None]] = []
 _lock = threading.Lock()
 
@@ -66,33 +65,16 @@ def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdout=None
           cwd: Path | str | None = None) -> subprocess.Popen:
     """Start a child in its own session (Ctrl-C goes to the benchmark only, which then stops
     it), registered for cleanup."""
-    proc = subprocess.Popen(
-        list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+    return procs.spawn(
+        argv, env=env, cwd=cwd,
         stdout=stdout if stdout is not None else subprocess.DEVNULL,
         stderr=stderr if stderr is not None else subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=die_with_parent(),
     )
-    with _lock:
-        _children.append(proc)
-    return proc
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
     """Signal one child we started (by its pid), wait, SIGKILL if it does not go."""
-    if proc.poll() is None:
-        try:
-            proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    with _lock:
-        if proc in _children:
-            _children.remove(proc)
-    return proc.returncode
+    return procs.stop(proc, sig, timeout)
 
 
 def on_cleanup(fn: Callable[[], None]) -> None:
@@ -112,9 +94,7 @@ def cleanup() -> None:
             fn()
         except Exception:  # noqa: BLE001 - keep stopping the rest
             pass
-    with _lock:
-        procs = list(_children)
-    for proc in procs:
+    for proc in procs.live():
         try:
             stop_process(proc, signal.SIGTERM, timeout=5)
         except Exception:  # noqa: BLE001

@@ -12,7 +12,6 @@ even if the runner itself is SIGKILLed.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import re
@@ -37,7 +36,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness.ports import free_port
-from harness.procs import die_with_parent
+from harness.procs import forget
+from harness.procs import spawn as _spawn
+from harness.procs import stop as _reap
 
 __all__ = [
     "REPO_ROOT",
@@ -95,60 +96,10 @@ def wait_until(
 # child process bookkeeping
 # ---------------------------------------------------------------------------
 
-_live_procs: set[subprocess.Popen] = set()
-_live_lock = threading.Lock()
-
-def _spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=die_with_parent(),
-        **kwargs,
-    )
-    with _live_lock:
-        _live_procs.add(proc)
-    return proc
-
-
-def _reap(proc: subprocess.Popen | None, sig: int = signal.SIGKILL, timeout: float = 10.0) -> int | None:
-    """Send ``sig`` (if still running), wait for exit, unregister."""
-    if proc is None:
-        return None
-    try:
-        if proc.poll() is None:
-            try:
-                proc.send_signal(sig)
-                if sig != signal.SIGKILL:
-                    proc.send_signal(signal.SIGCONT)  # deliver it even when stopped
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
-    finally:
-        with _live_lock:
-            _live_procs.discard(proc)
-
-
 def _signal(proc: subprocess.Popen | None, sig: int) -> None:
     if proc is None or proc.poll() is not None:
         raise RuntimeError("process is not running")
     proc.send_signal(sig)
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    with _live_lock:
-        procs = list(_live_procs)
-    for proc in procs:
-        try:
-            _reap(proc, signal.SIGKILL, timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def child_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
@@ -793,8 +744,7 @@ class Daemon:
         if self.proc is None:
             raise RuntimeError("daemon was never started")
         code = self.proc.wait(timeout)
-        with _live_lock:
-            _live_procs.discard(self.proc)
+        forget(self.proc)
         return code
 
     def close(self) -> None:
