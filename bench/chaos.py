@@ -49,7 +49,8 @@ from redis.backoff import NoBackoff  # noqa: E402
 from bench import chaos_faults, chaos_report  # noqa: E402
 # Proxy and Target are used from here by the tests, too.
 from bench.chaos_net import HOST, Proxy, Target  # noqa: E402
-from bench.chaos_proc import RedisProcess, Replica, _kill_children, find_libfaketime  # noqa: E402
+from bench.chaos_proc import RedisProcess, Replica, find_libfaketime  # noqa: E402
+from harness.procs import kill_all  # noqa: E402
 from bench.chaos_sentinel import SentinelCell  # noqa: E402
 from scheduler import schedule as sched  # noqa: E402
 
@@ -664,7 +665,7 @@ def run(cfg: ChaosConfig) -> dict:
         report = asyncio.run(Harness(cfg, workdir).run())
         return report
     finally:
-        _kill_children()
+        kill_all()
         if not keep and report is not None and report.get("ok"):
             shutil.rmtree(workdir, ignore_errors=True)
         elif not cfg.quiet:

@@ -7,9 +7,7 @@ exits, even by SIGKILL (PR_SET_PDEATHSIG on Linux).
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -18,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -26,6 +23,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from bench.chaos_net import HOST
+from harness.ports import free_port
+from harness import procs
 
 LIBFAKETIME_PATHS = (
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -34,45 +33,10 @@ LIBFAKETIME_PATHS = (
     "/usr/local/lib/faketime/libfaketimeMT.so.1",
 )
 
-_children: set[subprocess.Popen] = set()
-try:  # resolved before any fork: nothing may be loaded in the child between fork and exec
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):  # pragma: no cover
-    _prctl = None
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """Children get SIGKILL when the harness dies, even by SIGKILL (Linux only)."""
-    if _prctl is None:
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
 
 def _spawn(argv: list[str], *, env: dict[str, str] | None, cwd: Path, log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent(),
-        )
-    _children.add(proc)
-    return proc
-
-
-@atexit.register
-def _kill_children() -> None:
-    for proc in list(_children):
-        with contextlib.suppress(OSError):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        _children.discard(proc)
+        return procs.spawn(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
 async def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
@@ -80,12 +44,6 @@ async def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
     while proc.poll() is None and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     return proc.poll()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def find_libfaketime() -> str | None:
@@ -132,7 +90,7 @@ class RedisProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        _children.discard(self.proc)
+        procs.forget(self.proc)
 
     def wipe(self) -> None:
         """Forget everything on disk, as a Redis without persistence does on restart."""
@@ -203,7 +161,7 @@ class Replica:
         if self.running:
             return
         if self.proc is not None:
-            _children.discard(self.proc)
+            procs.forget(self.proc)
         self.run_env = dict(env or {})
         argv = [sys.executable, "-m", "scheduler", "run", *args]
         self.proc = _spawn(argv, env={**self.env, **(env or {})}, cwd=self.cwd, log_path=self.log_path)

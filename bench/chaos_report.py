@@ -50,6 +50,7 @@ from pathlib import Path
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.stats import percentile  # noqa: E402
 from scheduler import schedule as sched  # noqa: E402
 
 FAULT_ORDER = (
@@ -111,13 +112,6 @@ def read_replica_logs(paths: list[Path]) -> list[dict]:
 
 def _slot(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-
-
-def _percentile(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def _new_row() -> dict:
@@ -429,8 +423,8 @@ def analyze(raw: dict) -> dict:
     def finish(row: dict) -> dict:
         out = dict(row)
         fo, late = row["failover"], row["lateness"]
-        out["failover"] = {"n": len(fo), "p50_s": _percentile(fo, 50), "max_s": max(fo) if fo else None}
-        out["lateness"] = {"n": len(late), "p50_s": _percentile(late, 50), "p99_s": _percentile(late, 99),
+        out["failover"] = {"n": len(fo), "p50_s": percentile(fo, 50), "max_s": max(fo) if fo else None}
+        out["lateness"] = {"n": len(late), "p50_s": percentile(late, 50), "p99_s": percentile(late, 99),
                            "max_s": max(late) if late else None, "min_s": min(late) if late else None}
         return out
 

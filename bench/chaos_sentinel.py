@@ -19,7 +19,8 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from bench.chaos_net import HOST, Target
-from bench.chaos_proc import Replica, _children, _spawn, free_port
+from bench.chaos_proc import Replica, _spawn, free_port
+from harness import procs
 
 MASTER = "chaosmaster"
 JOB = {"SCHEDULE": "every 1s", "CATCHUP": "all", "CONCURRENCY": "allow", "TIMEOUT": "2s", "RETRIES": "2"}
@@ -135,4 +136,4 @@ class SentinelCell:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait(5)
-            _children.discard(proc)
+            procs.forget(proc)

@@ -17,14 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.stats import percentile  # noqa: E402
 from scheduler.model import Claim  # noqa: E402
 from scheduler.redis_store import RedisStore  # noqa: E402
 from tests.support import RedisServer, wait_until  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def measure(url: str, wait: int, size: int, batches: int) -> list[float]:
@@ -55,7 +51,7 @@ def main() -> int:
         for size in [int(s) for s in args.sizes.split(",")]:
             for wait in (0, 1):
                 ms = asyncio.run(measure(master.url, wait, size, args.batches))
-                print(f"{size:>12} {wait:>5} {statistics.median(ms):>8.3f} {percentile(ms, 0.99):>8.3f} "
+                print(f"{size:>12} {wait:>5} {statistics.median(ms):>8.3f} {percentile(ms, 99):>8.3f} "
                       f"{statistics.fmean(ms):>8.3f}")
     finally:
         replica.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import ctypes
 import datetime as dt
 import hashlib
 import json
@@ -25,7 +24,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,12 @@ from typing import Any
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # bench scripts run as `python bench/x.py`: the shared harness lives at the root
+    sys.path.insert(0, str(REPO))
+
+from harness.ports import free_port  # noqa: E402
+from harness import procs  # noqa: E402
+from harness.stats import stats_ms  # noqa: E402
 # Where the `scheduler` package that the daemons run comes from (the checkout by default;
 # `--src DIR` runs another copy, e.g. `git archive HEAD scheduler | tar -x -C DIR`).
 SRC = REPO
@@ -54,60 +58,23 @@ class BenchTimeout(Exception):
     """The benchmark ran past its time budget."""
 
 
-_children: list[subprocess.Popen] = []
 _closers: list[Callable[[], None]] = []
 _lock = threading.Lock()
-
-try:  # resolved before any fork: nothing may be loaded between fork and exec
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):  # pragma: no cover
-    _prctl = None
-
-
-def _preexec() -> Callable[[], None] | None:
-    if _prctl is None or threading.current_thread() is not threading.main_thread():
-        return None
-    parent = os.getpid()
-
-    def run() -> None:
-        _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return run
-
 
 def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdout=None, stderr=None,
           cwd: Path | str | None = None) -> subprocess.Popen:
     """Start a child in its own session (Ctrl-C goes to the benchmark only, which then stops
     it), registered for cleanup."""
-    proc = subprocess.Popen(
-        list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+    return procs.spawn(
+        argv, env=env, cwd=cwd,
         stdout=stdout if stdout is not None else subprocess.DEVNULL,
         stderr=stderr if stderr is not None else subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=_preexec(),
     )
-    with _lock:
-        _children.append(proc)
-    return proc
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
     """Signal one child we started (by its pid), wait, SIGKILL if it does not go."""
-    if proc.poll() is None:
-        try:
-            proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    with _lock:
-        if proc in _children:
-            _children.remove(proc)
-    return proc.returncode
+    return procs.stop(proc, sig, timeout)
 
 
 def on_cleanup(fn: Callable[[], None]) -> None:
@@ -127,9 +94,7 @@ def cleanup() -> None:
             fn()
         except Exception:  # noqa: BLE001 - keep stopping the rest
             pass
-    with _lock:
-        procs = list(_children)
-    for proc in procs:
+    for proc in procs.live():
         try:
             stop_process(proc, signal.SIGTERM, timeout=5)
         except Exception:  # noqa: BLE001
@@ -173,12 +138,6 @@ def run_bounded(main: Callable[[], int], budget_s: float) -> int:
 # small helpers
 # ---------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
 def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -193,25 +152,6 @@ def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.02, wh
 def sleep_until(t_wall: float) -> None:
     while (left := t_wall - time.time()) > 0:
         time.sleep(min(left, 0.5))
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); p in 0..100."""
-    if not values:
-        return None
-    xs = sorted(values)
-    k = (len(xs) - 1) * p / 100.0
-    lo, hi = math.floor(k), math.ceil(k)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
-def stats_ms(values_s: Sequence[float]) -> dict[str, float | None]:
-    """min/p50/p90/p99/max of seconds, in milliseconds."""
-    out = {}
-    for name, p in (("min", 0), ("p50", 50), ("p90", 90), ("p99", 99), ("max", 100)):
-        v = percentile(values_s, p)
-        out[name] = None if v is None else round(v * 1000, 2)
-    return out
 
 
 def parse_slot(text: str, _cache: dict[str, int] = {}) -> int:  # noqa: B006 - a cache on purpose

@@ -12,8 +12,6 @@ even if the runner itself is SIGKILLed.
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import json
 import os
 import re
@@ -37,6 +35,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.ports import free_port
+from harness.procs import forget
+from harness.procs import spawn as _spawn
+from harness.procs import stop as _reap
+
 __all__ = [
     "REPO_ROOT",
     "Daemon",
@@ -54,27 +57,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # ---------------------------------------------------------------------------
 # small utilities
 # ---------------------------------------------------------------------------
-
-_handed_out_ports: set[int] = set()
-_port_lock = threading.Lock()
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is currently free.
-
-    Ports already returned by this function in this process are not returned
-    again, so two servers started back to back never get the same port.
-    """
-    with _port_lock:
-        for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            if port not in _handed_out_ports:
-                _handed_out_ports.add(port)
-                return port
-    raise RuntimeError("could not find a free port")
-
 
 def wait_until(
     predicate: Callable[[], Any],
@@ -114,82 +96,10 @@ def wait_until(
 # child process bookkeeping
 # ---------------------------------------------------------------------------
 
-_live_procs: set[subprocess.Popen] = set()
-_live_lock = threading.Lock()
-
-_PR_SET_PDEATHSIG = 1
-try:  # resolved up front: nothing may be loaded after fork()
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):  # pragma: no cover
-    _prctl = None
-
-
-def _make_preexec() -> Callable[[], None] | None:
-    # PDEATHSIG fires when the *thread* that forked exits, so only use it when
-    # spawning from the main thread, which lives as long as the process does.
-    if _prctl is None or threading.current_thread() is not threading.main_thread():
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # parent already gone
-            os._exit(1)
-
-    return preexec
-
-
-def _spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=_make_preexec(),
-        **kwargs,
-    )
-    with _live_lock:
-        _live_procs.add(proc)
-    return proc
-
-
-def _reap(proc: subprocess.Popen | None, sig: int = signal.SIGKILL, timeout: float = 10.0) -> int | None:
-    """Send ``sig`` (if still running), wait for exit, unregister."""
-    if proc is None:
-        return None
-    try:
-        if proc.poll() is None:
-            try:
-                proc.send_signal(sig)
-                if sig != signal.SIGKILL:
-                    proc.send_signal(signal.SIGCONT)  # deliver it even when stopped
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
-    finally:
-        with _live_lock:
-            _live_procs.discard(proc)
-
-
 def _signal(proc: subprocess.Popen | None, sig: int) -> None:
     if proc is None or proc.poll() is not None:
         raise RuntimeError("process is not running")
     proc.send_signal(sig)
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    with _live_lock:
-        procs = list(_live_procs)
-    for proc in procs:
-        try:
-            _reap(proc, signal.SIGKILL, timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def child_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
@@ -834,8 +744,7 @@ class Daemon:
         if self.proc is None:
             raise RuntimeError("daemon was never started")
         code = self.proc.wait(timeout)
-        with _live_lock:
-            _live_procs.discard(self.proc)
+        forget(self.proc)
         return code
 
     def close(self) -> None:
