@@ -7,7 +7,7 @@ row reads like the schedule it pins. Every job runs "every 10s".
 from __future__ import annotations
 
 import heapq
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -194,7 +194,7 @@ def test_fire_moment_and_claim_ahead():
 
 
 def _at(slot):
-    return "at " + datetime.fromtimestamp(slot, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "at " + datetime.fromtimestamp(slot, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 EXPRS = ["every 10s", "every 7s", "*/5 * * * * *", "H * * * *", "0 3 * * *", _at(T + 25), _at(T - 5)]
