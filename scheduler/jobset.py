@@ -51,10 +51,11 @@ class JobSet:
         for name in changed:
             self.jobs[name] = new[name]
             plan.replace(new[name], now)
-        for name in sorted(added):
+        names = sorted(added)
+        for name in names:
             self.jobs[name] = new[name]
-            claims += plan.add(new[name], now)
             first_seen.setdefault(name, now)
+        claims += plan.add_many([new[name] for name in names], now)
         if added or changed or removed:
             log.info("job set changed", extra={"added": len(added), "changed": len(changed), "removed": len(removed),
                                                "jobs": len(self.jobs)})

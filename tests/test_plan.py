@@ -6,7 +6,12 @@ row reads like the schedule it pins. Every job runs "every 10s".
 
 from __future__ import annotations
 
+import heapq
+from datetime import UTC, datetime
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler import schedule as sched
 from scheduler.config import JobSpec
@@ -201,3 +206,36 @@ def test_fire_moment_and_claim_ahead():
     assert jitter_offset_s("j", T + 40, JITTER_S) == MOMENT  # the same on every replica
     assert all(0 <= jitter_offset_s("j", T + s, 0.9) <= 0.9 for s in range(0, 2000, 10))
     assert claim_ahead_s(30.0) == 0.25 and claim_ahead_s(1.0) == 0.1
+
+
+# -- a large addition at once gives the plan that one add per job gives ---------------------
+
+
+def _at(slot):
+    return "at " + datetime.fromtimestamp(slot, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+EXPRS = ["every 10s", "every 7s", "*/5 * * * * *", "H * * * *", "0 3 * * *", _at(T + 25), _at(T - 5)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(EXPRS), st.floats(0, 5)), min_size=0, max_size=150),
+       st.integers(0, 3), st.floats(0, 100))
+def test_add_many_matches_one_add_per_job(specs, existing, offset):
+    def make(i, expr, jitter):
+        return JobSpec(f"j{i}", expr, sched.parse(expr, job=f"j{i}"), "/x", jitter_s=jitter)
+    jobs = [make(i, e, jit) for i, (e, jit) in enumerate(specs)]
+    now = T + offset
+    one, many = planner(), planner()
+    for plan in (one, many):
+        for k in range(existing):  # jobs already planned before the addition
+            pre = job(f"pre{k}")
+            plan.jobs[pre.name] = pre  # type: ignore[index]
+            plan.add(pre, now - 50)
+    claims_one = [c for j in jobs for c in one.add(j, now)]
+    claims_many = many.add_many(jobs, now)
+    assert claims_one == claims_many
+    assert one.upcoming == many.upcoming and one.period_s == many.period_s
+    assert sorted(one.heap) == sorted(many.heap)
+    assert [heapq.heappop(one.heap) for _ in range(len(one.heap))] == \
+        [heapq.heappop(many.heap) for _ in range(len(many.heap))]
