@@ -26,7 +26,7 @@ from .redis_gc import redis_format_problem, redis_gc, redis_quarantined
 from .redis_lease import LeaseCommands
 from .redis_notices import Notices
 from .redis_quarantine import Quarantine, configuration_warnings
-from .redis_reads import StateReads
+from .redis_reads import LOAD_RECORDS, StateReads
 from .store import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.redis")
@@ -93,6 +93,7 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         self._note = self.redis.register_script(scripts.NOTE_ATTEMPT)
         self._finish = self.redis.register_script(scripts.FINISH)
         self._request = self.redis.register_script(scripts.REQUEST_TRIGGER)
+        self._load_records = self.redis.register_script(LOAD_RECORDS)
         self.notices = Notices(self.redis, (self.k_released, self.k_wake))
         self.quarantine = Quarantine(self)
 

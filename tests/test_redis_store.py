@@ -260,3 +260,30 @@ def test_outcomes_of_many_fires_are_one_command_and_count_failure_streaks(redis_
     x = client.hgetall("{t}:job:x")
     assert x["status"] == "failed" and x["error"] == "timeout" and x["consecutive_failures"] == "2" and x["slot"] == "11"
     assert client.hget("{t}:job:y", "last_success_at") == "101.000"
+
+
+def test_job_records_load_in_chunks_of_one_script_call_each_and_a_wrong_typed_one_is_set_aside(redis_server, monkeypatch):
+    from scheduler import redis_reads
+
+    monkeypatch.setattr(redis_reads, "LOAD_CHUNK", 7)
+    client = redis_server.client()
+    names = [f"job{i}" for i in range(30)]
+    for i in range(0, 30, 4):
+        client.hset(f"{{t}}:job:job{i}", mapping={"last_success_at": str(1_700_000_000 + i), "consecutive_failures": str(i)})
+    client.set("{t}:job:job13", "not a hash")  # a stray write: the wrong type
+
+    async def go():
+        a = store(redis_server)
+        await a.load(names)  # loads the script
+        before = calls(client)
+        state = await a.load(names)
+        after = calls(client)
+        await a.close()
+        return state, delta(before, after, ["evalsha", "eval"])
+
+    state, commands = run(go())
+    assert {job: h.consecutive_failures for job, h in state.health.items()} == {f"job{i}": i for i in range(0, 30, 4)}
+    assert state.health["job8"].last_success_at == 1_700_000_008
+    assert commands == 5  # 30 names in chunks of 7: one script call each
+    assert client.type("{t}:job:job13") == "none"  # renamed aside
+    assert any(key.startswith("{t}:job:job13:quarantined") for key in client.keys("{t}:*"))
