@@ -17,7 +17,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config_reader import ConfigError, Reader, Secret, show
 from .env_file import PREFIX, _simple_dotenv, read_environment
-from .jobs_config import CATCHUP, CONCURRENCY, JOB_FIELDS, JOB_PREFIX, METHODS, JobSpec, load_job, parse_schedule
+from .jobs_config import (
+    CATCHUP, CONCURRENCY, JOB_FIELDS, JOB_PREFIX, METHODS, TIMEZONE_DEFAULT, JobSpec, load_job, parse_schedule,
+)
 from .parsers import JOBS_FILE_SUFFIXES, PLAIN_PATH, RESERVED_HEADERS, job_url
 from .settings import (
     GLOBAL_DEFAULTS, HTTP_CLIENT_DEFAULTS, JOB_SOURCE_DEFAULTS, LOG_LEVELS, SECRETS, SETTINGS, Settings,
@@ -53,7 +55,7 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
     g = Reader(values, problems, from_files)
     settings = read_settings(g, stderr_is_tty)
     tz, api_url = settings["timezone"], settings["api_url"]
-    jobs = [load_job(name, fields, g, tz or "UTC", api_url) for name, fields in sorted(job_vars.items())]
+    jobs = [load_job(name, fields, g, tz or TIMEZONE_DEFAULT, api_url) for name, fields in sorted(job_vars.items())]
     if not job_vars and not (settings["jobs_file"] or settings["jobs_url"]) and not (
         "SCHEDULER_JOBS_FILE" in values or "SCHEDULER_JOBS_URL" in values  # set, but wrong: said already
     ):

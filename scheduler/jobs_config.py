@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Callable
+from typing import Any
 
 from . import schedule as sched
 from .config_reader import Reader
@@ -31,26 +32,51 @@ JOB_FIELDS: dict[str, str | None] = {
     "CONCURRENCY": "forbid",
     "ENABLED": "true",
 }
-_PARSED_DEFAULTS: dict[str, object] = {}
+TIMEZONE_DEFAULT = "UTC"  # SCHEDULER_TIMEZONE's (scheduler/settings.py): a job's without TIMEZONE
+# The optional fields: FIELD -> (its JobSpec attribute, its parser).
+_OPTIONAL: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "METHOD": ("method", choice(METHODS, upper=True)),
+    "TIMEOUT": ("timeout_s", positive_duration),
+    "RETRIES": ("retries", int_range(0, 100)),
+    "BODY": ("body", str),
+    "HEADERS": ("headers", json_headers),
+    "TIMEZONE": ("timezone", zone),
+    "JITTER": ("jitter_s", duration),
+    "CATCHUP": ("catchup", choice(CATCHUP)),
+    "CATCHUP_WINDOW": ("catchup_window_s", positive_duration),
+    "CONCURRENCY": ("concurrency", choice(CONCURRENCY)),
+    "ENABLED": ("enabled", boolean),
+}
+# A field left out: its default of JOB_FIELDS, parsed once for all jobs (None: no default).
+_PARSED: dict[str, Any] = {
+    fld: None if (text := JOB_FIELDS[fld]) is None else parse(text) for fld, (_, parse) in _OPTIONAL.items()
+}
+# JobSpec's defaults, attribute -> value: the same values, so a JobSpec made in code is the
+# job of a configuration that leaves those fields out (with SCHEDULER_TIMEZONE unset).
+JOB_DEFAULTS: dict[str, Any] = {attr: _PARSED[fld] for fld, (attr, _) in _OPTIONAL.items()}
+JOB_DEFAULTS.update(headers=(), timezone=TIMEZONE_DEFAULT)
 
 
 @dataclass(frozen=True)
 class JobSpec:
+    """One job. Every default comes from JOB_DEFAULTS (tests/test_config.py checks that no
+    other is written here)."""
+
     name: str
     schedule_text: str
     schedule: sched.Schedule
     url: str
-    method: str = "POST"
-    timeout_s: float = 30.0
-    retries: int = 3
-    body: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    timezone: str = "UTC"
-    jitter_s: float = 0.0
-    catchup: str = "latest"
-    catchup_window_s: float | None = None
-    concurrency: str = "forbid"
-    enabled: bool = True
+    method: str = JOB_DEFAULTS["method"]
+    timeout_s: float = JOB_DEFAULTS["timeout_s"]
+    retries: int = JOB_DEFAULTS["retries"]
+    body: str | None = JOB_DEFAULTS["body"]
+    headers: tuple[tuple[str, str], ...] = JOB_DEFAULTS["headers"]
+    timezone: str = JOB_DEFAULTS["timezone"]
+    jitter_s: float = JOB_DEFAULTS["jitter_s"]
+    catchup: str = JOB_DEFAULTS["catchup"]
+    catchup_window_s: float | None = JOB_DEFAULTS["catchup_window_s"]
+    concurrency: str = JOB_DEFAULTS["concurrency"]
+    enabled: bool = JOB_DEFAULTS["enabled"]
 
 
 def load_job(key: str, fields: dict[str, str], g: Reader, default_tz: str, api_url: str | None,
@@ -66,36 +92,33 @@ def load_job(key: str, fields: dict[str, str], g: Reader, default_tz: str, api_u
             why = " (other variables of the job are set)" if var(required).startswith(JOB_PREFIX) else ""
             g.problems.append(f"{var(required)}: required for job {name!r}{why}")
 
-    def get(fld: str, parse: Callable[[str], object]):
-        if fld not in fields:  # a default: parsed once for all jobs, not once per job
-            if fld not in _PARSED_DEFAULTS:
-                default = JOB_FIELDS[fld]
-                _PARSED_DEFAULTS[fld] = None if default is None else parse(default)
-            return _PARSED_DEFAULTS[fld]
-        return g.get(var(fld), parse, JOB_FIELDS[fld])
+    def get(fld: str):
+        if fld not in fields:
+            return _PARSED[fld]
+        return g.get(var(fld), _OPTIONAL[fld][1], JOB_FIELDS[fld])
 
-    tz = get("TIMEZONE", zone) or default_tz
+    tz = get("TIMEZONE") or default_tz
     spec = None
     if "SCHEDULE" in fields and fields["SCHEDULE"] != "":
         try:
             spec = parse_schedule(fields["SCHEDULE"], tz, name)
         except sched.ScheduleError as exc:
             g.problems.append(f"{var('SCHEDULE')}: {exc}")
-    url = get("URL", job_url(api_url))
-    method = get("METHOD", choice(METHODS, upper=True))
-    headers = get("HEADERS", json_headers)
+    url = g.get(var("URL"), job_url(api_url)) if "URL" in fields else None
+    method = get("METHOD")
+    headers = get("HEADERS")
     job = dict(
         method=method,
-        timeout_s=get("TIMEOUT", positive_duration),
-        retries=get("RETRIES", int_range(0, 100)),
-        body=get("BODY", str),
+        timeout_s=get("TIMEOUT"),
+        retries=get("RETRIES"),
+        body=get("BODY"),
         headers=headers or (),
         timezone=tz,
-        jitter_s=get("JITTER", duration),
-        catchup=get("CATCHUP", choice(CATCHUP)),
-        catchup_window_s=get("CATCHUP_WINDOW", positive_duration),
-        concurrency=get("CONCURRENCY", choice(CONCURRENCY)),
-        enabled=get("ENABLED", boolean),
+        jitter_s=get("JITTER"),
+        catchup=get("CATCHUP"),
+        catchup_window_s=get("CATCHUP_WINDOW"),
+        concurrency=get("CONCURRENCY"),
+        enabled=get("ENABLED"),
     )
     if len(g.problems) > before or spec is None or url is None:
         return None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config_reader import Reader, Secret
-from .jobs_config import JobSpec
+from .jobs_config import TIMEZONE_DEFAULT, JobSpec
 from .parsers import (
     boolean, choice, duration, host_ports, http_url, int_range, job_url, jobs_file, namespace,
     non_blank, pem_file, positive_duration, proxy_url, redis_url, refresh, signing_secret,
@@ -88,7 +88,7 @@ GLOBAL = (
     Setting("SCHEDULER_STATE_FILE", "./scheduler-state.db", non_blank, "state_file"),
     Setting("SCHEDULER_LEASE_TTL", "4s", positive_duration, "lease_ttl_s"),
     Setting("SCHEDULER_LEASE_RENEW", "1s", positive_duration, "lease_renew_s", check=_renew_under_half_ttl),
-    Setting("SCHEDULER_TIMEZONE", "UTC", zone, "timezone"),
+    Setting("SCHEDULER_TIMEZONE", TIMEZONE_DEFAULT, zone, "timezone"),
     Setting("SCHEDULER_MAX_CONCURRENCY", "64", int_range(1, 100_000), "max_concurrency"),
     Setting("SCHEDULER_SHUTDOWN_GRACE", "30s", duration, "shutdown_grace_s"),
     Setting("SCHEDULER_HTTP_PORT", "9464", int_range(0, 65535), "http_port"),

@@ -592,3 +592,28 @@ def test_each_setting_has_one_entry_and_settings_defaults_are_its_parsed_default
     # follows the terminal, so it is compared on one).
     loaded = config.load(VALID_JOB, stderr_is_tty=True)
     assert dataclasses.replace(loaded, jobs=()) == built
+
+
+def test_each_job_default_exists_once_and_jobspec_defaults_are_the_parsed_job_fields() -> None:
+    """One table for the jobs too: JOB_FIELDS holds each default as an operator writes it,
+    JobSpec's defaults are those texts parsed (so a job that leaves every optional field out
+    equals a JobSpec built without them), and JobSpec writes none of its own: a second copy
+    would pass the comparison until the day the table changes."""
+    import ast
+    import inspect
+
+    from scheduler import jobs_config as table
+
+    assert sorted(table._OPTIONAL) == sorted(f for f in config.JOB_FIELDS if f not in ("SCHEDULE", "URL"))
+    defaults = {f.name: f.default for f in dataclasses.fields(config.JobSpec) if f.default is not dataclasses.MISSING}
+    assert defaults == table.JOB_DEFAULTS
+    for fld, (attr, parse) in table._OPTIONAL.items():
+        text = config.JOB_FIELDS[fld]
+        if text is not None:
+            assert defaults[attr] == parse(text), fld
+    job = config.load(VALID_JOB).jobs[0]
+    assert job == config.JobSpec(job.name, job.schedule_text, job.schedule, job.url)
+    (cls,) = ast.parse(inspect.getsource(config.JobSpec)).body
+    assert isinstance(cls, ast.ClassDef)
+    written = {ast.unparse(n.target): ast.unparse(n.value) for n in cls.body if isinstance(n, ast.AnnAssign) and n.value}
+    assert written == {attr: f"JOB_DEFAULTS[{attr!r}]" for attr in defaults}
