@@ -66,15 +66,7 @@ class StateReads:
             slots, inflight, paused, *rest = await self._call(pipe.execute(), jobs)
         bad: list[tuple[str, ...]] = []
         if fields:
-            replies, more = rest[:len(chunks)], rest[len(chunks):]
-            raw_jobs, wrong = [], []
-            for job, values in zip(jobs, (values for reply in replies for values in reply)):
-                if values is None:
-                    wrong.append(job)
-                    values = ()
-                raw_jobs.append({f: v for f, v in zip(fields, values) if v is not None})
-            if wrong:
-                await self.quarantine.repair_keys(wrong)  # renamed aside; read as no record
+            raw_jobs, more = await self._chosen_fields(jobs, fields, rest[:len(chunks)]), rest[len(chunks):]
         else:
             raw_jobs, more = rest[:len(jobs)], rest[len(jobs):]
         marks = {}
@@ -113,6 +105,19 @@ class StateReads:
             for job, rec in typed.items() if rec
         }
         return State(marks, fires, set(paused), health), typed, more
+
+    async def _chosen_fields(self, jobs: Sequence[str], fields: Sequence[str], replies: list) -> list[dict]:
+        """Each job's record from LOAD_RECORDS' replies; a key of the wrong type is renamed
+        aside and read as no record."""
+        raw_jobs, wrong = [], []
+        for job, values in zip(jobs, (values for reply in replies for values in reply)):
+            if values is None:
+                wrong.append(job)
+                values = ()
+            raw_jobs.append({f: v for f, v in zip(fields, values) if v is not None})
+        if wrong:
+            await self.quarantine.repair_keys(wrong)
+        return raw_jobs
 
     async def load(self, jobs: Sequence[str]) -> State:
         # A leader needs only these of each job's record: a few bytes a job, not the whole
