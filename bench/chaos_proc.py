@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +22,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from bench.chaos_net import HOST
-from harness.ports import free_port
 from harness import procs
+from harness.redis_server import RedisServer
 
 LIBFAKETIME_PATHS = (
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -51,33 +50,35 @@ def find_libfaketime() -> str | None:
 
 
 class RedisProcess:
-    """redis-server on a fixed port and directory, so it can be killed and started again."""
+    """`harness.redis_server.RedisServer` in `<workdir>/redis` on one port for the whole
+    run, so it can be killed and started again; started and awaited without blocking
+    the event loop."""
 
     def __init__(self, workdir: Path):
-        self.dir = workdir / "redis"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.aof = False
-        self.binary = shutil.which("redis-server") or "redis-server"
+        self.server = RedisServer(dir=workdir / "redis", start=False)
+        self.dir = self.server.dir
+        self.port = self.server.port
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.server.proc
+
+    @property
+    def aof(self) -> bool:
+        return self.server.appendonly
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        return self.server.url
 
     async def start(self, aof: bool) -> None:
-        self.aof = aof
-        argv = [
-            self.binary, "--port", str(self.port), "--bind", HOST, "--dir", str(self.dir),
-            "--daemonize", "no", "--protected-mode", "no", "--save", "",
-            "--appendonly", "yes" if aof else "no", "--appendfsync", "always",
-        ]
-        self.proc = _spawn(argv, env=None, cwd=self.dir, log_path=self.dir / "redis.log")
+        self.server.appendonly = aof
+        proc = self.server.launch()
         client = self.client()
         try:
             for _ in range(500):  # 10 s
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.dir / 'redis.log'}")
+                if proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {proc.returncode}; see {self.server.log_path}")
                 with contextlib.suppress(Exception):
                     if await client.ping():
                         return
@@ -87,17 +88,11 @@ class RedisProcess:
             await client.aclose()
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        procs.forget(self.proc)
+        self.server.kill()
 
     def wipe(self) -> None:
         """Forget everything on disk, as a Redis without persistence does on restart."""
-        for path in self.dir.iterdir():
-            if path.name == "redis.log":
-                continue
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.server.wipe()
 
     async def enable_aof(self) -> bool:
         """Turn AOF on at run time and wait until the first rewrite has made it durable."""
@@ -107,7 +102,7 @@ class RedisProcess:
             for _ in range(300):  # 15 s
                 info = await client.info("persistence")
                 if info.get("aof_enabled") == 1 and not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
-                    self.aof = True
+                    self.server.appendonly = True
                     return True
                 await asyncio.sleep(0.05)
             return False

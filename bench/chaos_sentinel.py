@@ -19,7 +19,8 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from bench.chaos_net import HOST, Target
-from bench.chaos_proc import Replica, _spawn, free_port
+from bench.chaos_proc import Replica, _spawn
+from harness.ports import free_port
 from harness import procs
 
 MASTER = "chaosmaster"

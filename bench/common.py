@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:  # bench scripts run as `python bench/x.py`: the s
 
 from harness.ports import free_port  # noqa: E402
 from harness import procs  # noqa: E402
+from harness import redis_server as harness_redis  # noqa: E402
 from harness.stats import stats_ms  # noqa: E402
 # Where the `scheduler` package that the daemons run comes from (the checkout by default;
 # `--src DIR` runs another copy, e.g. `git archive HEAD scheduler | tar -x -C DIR`).
@@ -338,52 +339,28 @@ def mb(kb: int | None) -> str:
 # redis-server
 # ---------------------------------------------------------------------------------------
 
-class RedisServer:
-    """A private redis-server on a free loopback port, in a temporary directory.
-
-    Append-only persistence is on (appendfsync everysec), as a production deployment
-    would run it; the daemon warns at start when persistence is off.
-    """
+class RedisServer(harness_redis.RedisServer):
+    """`harness.redis_server.RedisServer` as the benchmarks run it: append-only persistence
+    on (appendfsync everysec), as a production deployment would run it (the daemon warns
+    at start when persistence is off), protected mode on, stopped when the benchmark ends.
+    `conn` is a client with redis-py's default retries and a 10 s socket timeout."""
 
     def __init__(self) -> None:
         import redis  # the daemon's own dependency
 
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
-        self.proc = spawn(
-            ["redis-server", "--port", str(self.port), "--bind", LOOPBACK, "--dir", self.dir,
-             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "yes",
-             "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")],
-        )
-        on_cleanup(self.stop)
-        self.client = redis.Redis(host=LOOPBACK, port=self.port, decode_responses=True, socket_timeout=10)
+        super().__init__(appendonly=True, appendfsync="everysec", protected_mode=True, start=False)
+        on_cleanup(self.close)
+        self.start()
+        self.conn = redis.Redis(host=LOOPBACK, port=self.port, decode_responses=True, socket_timeout=10)
+        on_cleanup(self._stop_first)
 
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-            try:
-                return bool(self.client.ping())
-            except Exception:  # noqa: BLE001
-                return False
-
-        wait_for(up, 10, what="redis-server to answer PING")
-
-    @property
-    def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
-
-    def commandstats(self) -> dict[str, int]:
-        """Calls per command name, as INFO commandstats reports them (scripts' inner calls included)."""
-        info = self.client.info("commandstats")
-        return {k[len("cmdstat_"):]: int(v["calls"]) for k, v in info.items() if k.startswith("cmdstat_")}
-
-    def stop(self) -> None:
+    def _stop_first(self) -> None:
+        """At cleanup: close the client, then shut the server down gracefully (SIGTERM)."""
         try:
-            self.client.close()
+            self.conn.close()
         except Exception:  # noqa: BLE001
             pass
-        stop_process(self.proc, signal.SIGTERM, timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.stop()
 
 
 def leader_of(r, namespace: str = "scheduler") -> tuple[str | None, int | None]:

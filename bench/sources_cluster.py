@@ -153,7 +153,7 @@ def run(a) -> list[tuple]:
     leader = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[0])}, logs / "leader.log")
     spies = [c.start_py_spy(leader.pid, 6, Path(a.profile) / "start.raw")] if a.profile else []
     lead = in_force(leader, ports[0], a.jobs, 60)
-    c.wait_for(lambda: c.leader_of(redis.client)[1] == leader.pid, 30, what="the first replica to lead")
+    c.wait_for(lambda: c.leader_of(redis.conn)[1] == leader.pid, 30, what="the first replica to lead")
     standby = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[1])}, logs / "standby.log")
     stand = in_force(standby, ports[1], a.jobs, 60)
     c.wait_for(lambda: any(ev.get("jobs", 0) >= n_all for ev in job_set_changes(leader)), 30, what="the leader's jobs")

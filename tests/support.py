@@ -24,21 +24,17 @@ import tempfile
 import threading
 import time
 import traceback
-import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterable, Mapping, Sequence
-
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from collections.abc import Callable, Mapping, Sequence
 
 from harness.ports import free_port
 from harness.procs import forget
 from harness.procs import spawn as _spawn
 from harness.procs import stop as _reap
+from harness.redis_server import RedisServer, send_signal
 
 __all__ = [
     "REPO_ROOT",
@@ -96,12 +92,6 @@ def wait_until(
 # child process bookkeeping
 # ---------------------------------------------------------------------------
 
-def _signal(proc: subprocess.Popen | None, sig: int) -> None:
-    if proc is None or proc.poll() is not None:
-        raise RuntimeError("process is not running")
-    proc.send_signal(sig)
-
-
 def child_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """Environment for a child Python process running the package.
 
@@ -122,212 +112,6 @@ def child_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
         else:
             base[key] = str(value)
     return base
-
-
-# ---------------------------------------------------------------------------
-# redis-server
-# ---------------------------------------------------------------------------
-
-
-def _no_retry() -> Retry:
-    return Retry(NoBackoff(), 0)
-
-
-class RedisServer:
-    """A real ``redis-server`` on 127.0.0.1, in its own temporary directory.
-
-    Persistence is off by default (``--save "" --appendonly no``).  With
-    ``appendonly=True`` the AOF is written with ``appendfsync always``, so data
-    acknowledged before a ``kill()`` survives a ``restart()``.
-    """
-
-    host = "127.0.0.1"
-
-    def __init__(
-        self,
-        *,
-        port: int | None = None,
-        appendonly: bool = False,
-        password: str | None = None,
-        extra_args: Iterable[str] = (),
-        binary: str | None = None,
-        ready_timeout: float = 10.0,
-        start: bool = True,
-    ) -> None:
-        self._fixed_port = port is not None
-        self.port = port if port is not None else free_port()
-        self.appendonly = appendonly
-        self.password = password
-        self.extra_args = list(extra_args)
-        self.binary = binary or shutil.which("redis-server") or "redis-server"
-        self.ready_timeout = ready_timeout
-        self.dir = Path(tempfile.mkdtemp(prefix="redis-test-"))
-        self.log_path = self.dir / "redis.log"
-        self.proc: subprocess.Popen | None = None
-        self._clients: list[redis.Redis] = []
-        self._closed = False
-        if start:
-            self.start()
-
-    # -- info ---------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        auth = ""
-        if self.password is not None:
-            auth = ":" + urllib.parse.quote(self.password, safe="") + "@"
-        return f"redis://{auth}{self.host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def client(self, **kwargs: Any) -> redis.Redis:
-        """A sync ``redis.Redis`` (decode_responses=True); kwargs override.
-
-        Unlike redis-py's default (10 retries with backoff, i.e. seconds before
-        an error surfaces), a failing command raises at once: poll with
-        ``wait_until`` instead.  The client still reconnects on the next
-        command, e.g. after ``restart()``.  Closed by ``close()``."""
-        options: dict[str, Any] = {
-            "host": self.host,
-            "port": self.port,
-            "password": self.password,
-            "decode_responses": True,
-            "retry": _no_retry(),
-        }
-        options.update(kwargs)
-        c = redis.Redis(**options)
-        self._clients.append(c)
-        return c
-
-    # -- lifecycle ----------------------------------------------------------
-
-    def _argv(self) -> list[str]:
-        argv = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--dir", str(self.dir),
-            "--daemonize", "no",
-            "--protected-mode", "no",
-            "--logfile", "",
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-        ]
-        if self.appendonly:
-            argv += ["--appendfsync", "always"]
-        if self.password is not None:
-            argv += ["--requirepass", self.password]
-        return argv + self.extra_args
-
-    def _ping(self) -> bool:
-        probe = redis.Redis(
-            host=self.host,
-            port=self.port,
-            password=self.password,
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
-            retry=_no_retry(),
-        )
-        try:
-            return bool(probe.ping())
-        finally:
-            probe.close()
-
-    def start(self) -> RedisServer:
-        """Start the server (if not running) and wait until it answers PING."""
-        if self._closed:
-            raise RuntimeError("RedisServer is closed")
-        if self.running:
-            return self
-        # A port picked by free_port() can be taken by someone else before
-        # redis binds it; on a fresh server just pick another one.
-        attempts = 1 if (self._fixed_port or self.proc is not None) else 5
-        deadline = time.monotonic() + self.ready_timeout
-        for attempt in range(attempts):
-            with open(self.log_path, "ab") as logf:
-                self.proc = _spawn(self._argv(), stdout=logf, stderr=subprocess.STDOUT, cwd=self.dir)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    if self._ping():
-                        return self
-                except redis.RedisError:
-                    pass
-                time.sleep(0.01)
-            else:
-                _reap(self.proc)
-                raise AssertionError(
-                    f"redis-server on port {self.port} not ready after {self.ready_timeout}s\n{self.log()}"
-                )
-            _reap(self.proc)
-            if attempt + 1 < attempts:
-                self.port = free_port()
-        raise AssertionError(f"redis-server on port {self.port} exited during startup\n{self.log()}")
-
-    def kill(self) -> int | None:
-        """SIGKILL the server and wait for it to exit."""
-        return _reap(self.proc, signal.SIGKILL)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Graceful shutdown (SIGTERM, works when paused too) and wait."""
-        return _reap(self.proc, signal.SIGTERM, timeout=timeout)
-
-    def pause(self) -> None:
-        """SIGSTOP: the server keeps its sockets but answers nothing."""
-        _signal(self.proc, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """SIGCONT after ``pause()``."""
-        _signal(self.proc, signal.SIGCONT)
-
-    def restart(self) -> RedisServer:
-        """Start again on the same port and dir (stopping gracefully first if running)."""
-        if self.running:
-            self.stop()
-        return self.start()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self.kill()
-        finally:
-            for c in self._clients:
-                try:
-                    c.close()
-                except Exception:  # noqa: BLE001
-                    pass
-            self._clients.clear()
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-    def __repr__(self) -> str:
-        return f"<RedisServer {self.url} pid={self.pid} running={self.running}>"
 
 
 # ---------------------------------------------------------------------------
@@ -730,13 +514,13 @@ class Daemon:
             self.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
 
     def pause(self) -> None:
-        _signal(self.proc, signal.SIGSTOP)
+        send_signal(self.proc, signal.SIGSTOP)
 
     def resume(self) -> None:
-        _signal(self.proc, signal.SIGCONT)
+        send_signal(self.proc, signal.SIGCONT)
 
     def send_signal(self, sig: int) -> None:
-        _signal(self.proc, sig)
+        send_signal(self.proc, sig)
 
     def wait(self, timeout: float = 10.0) -> int:
         """Wait for exit and return the exit code (negative: killed by signal).
