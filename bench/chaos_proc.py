@@ -10,11 +10,10 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -23,6 +22,7 @@ from redis.backoff import NoBackoff
 
 from bench.chaos_net import HOST
 from harness import procs
+from harness.daemon import Daemon
 from harness.redis_server import RedisServer
 
 LIBFAKETIME_PATHS = (
@@ -117,15 +117,14 @@ class RedisProcess:
         )
 
 
-class Replica:
+class Replica(Daemon):
     """One `python -m scheduler run`; its log file collects every run of this replica."""
 
     def __init__(self, index: int, env: dict[str, str], workdir: Path, faketime_lib: str | None = None):
+        cwd = workdir / f"replica-{index}"
+        cwd.mkdir(parents=True, exist_ok=True)  # no stray ./.env is ever read
+        super().__init__(env, exact_env=True, cwd=cwd, log_path=workdir / f"replica-{index}.log", start=False)
         self.index = index
-        self.log_path = workdir / f"replica-{index}.log"
-        self.cwd = workdir / f"replica-{index}"
-        self.cwd.mkdir(parents=True, exist_ok=True)  # no stray ./.env is ever read
-        self.env = dict(env)
         self.clock_file: Path | None = None
         if faketime_lib:
             # The wall clock is shifted by the offset in this file, re-read on every call;
@@ -136,36 +135,26 @@ class Replica:
                 "LD_PRELOAD": faketime_lib, "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
                 "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
             })
-        self.proc: subprocess.Popen | None = None
         self.run_env: dict[str, str] = {}  # what this run adds to the environment
         self.expect_down = False
         self.stopped = False
         self.pids: list[int] = []
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
-        """Start this replica; `env` adds to its environment for this run only (a faked
-        clock), `args` to `scheduler run` (`--dry-run`)."""
+    def start(self, env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> Replica:
+        """Start this replica (if not running); `env` adds to its environment for this run
+        only (a faked clock), `args` to `scheduler run` (`--dry-run`)."""
         if self.running:
-            return
-        if self.proc is not None:
-            procs.forget(self.proc)
+            return self
         self.run_env = dict(env or {})
-        argv = [sys.executable, "-m", "scheduler", "run", *args]
-        self.proc = _spawn(argv, env={**self.env, **(env or {})}, cwd=self.cwd, log_path=self.log_path)
-        self.pids.append(self.proc.pid)
+        proc = super().start(env, args).proc
+        assert proc is not None
+        self.pids.append(proc.pid)
         self.expect_down = False
         self.stopped = False
-        self.mark("start", pid=self.proc.pid, args=list(args))
+        self.mark("start", pid=proc.pid, args=list(args))
+        return self
 
-    async def stop(self, grace_s: float) -> int | None:
+    async def shut_down(self, grace_s: float) -> int | None:
         """SIGTERM, wait for the exit (SIGKILL after grace_s + 10 s)."""
         self.terminate()
         rc = await self.wait_exit(grace_s + 10)
@@ -173,43 +162,33 @@ class Replica:
             self.kill()
         return rc
 
-    def replica_id(self) -> str | None:
-        """The lease value of this run (`<host>:<pid>:<random>`), from its `starting` line."""
-        needle = f'"replica": "{socket.gethostname()}:{self.pid}:'
-        with contextlib.suppress(OSError):
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                at = line.find(needle)
-                if at >= 0:
-                    return line[at + len('"replica": "'):].split('"', 1)[0]
-        return None
-
-    def kill(self) -> None:
-        if self.running:
-            self.expect_down = True
-            self.proc.kill()
-            self.proc.wait(10)
-            self.stopped = False
-            self.mark("kill9", pid=self.proc.pid)
+    def kill(self) -> int | None:
+        if not self.running:
+            return None
+        self.expect_down = True
+        rc = super().kill()
+        self.stopped = False
+        self.mark("kill9", pid=self.pid)
+        return rc
 
     def terminate(self) -> None:
         if self.running:
             self.expect_down = True
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.send_signal(signal.SIGCONT)
+            super().terminate()
             self.stopped = False
-            self.mark("sigterm", pid=self.proc.pid)
+            self.mark("sigterm", pid=self.pid)
 
     def pause(self) -> None:
         if self.running:
-            self.proc.send_signal(signal.SIGSTOP)
+            super().pause()
             self.stopped = True
-            self.mark("sigstop", pid=self.proc.pid)
+            self.mark("sigstop", pid=self.pid)
 
     def resume(self) -> None:
         if self.running and self.stopped:
-            self.proc.send_signal(signal.SIGCONT)
+            super().resume()
             self.stopped = False
-            self.mark("sigcont", pid=self.proc.pid)
+            self.mark("sigcont", pid=self.pid)
 
     async def wait_exit(self, timeout_s: float) -> int | None:
         return None if self.proc is None else await _wait_exit(self.proc, timeout_s)

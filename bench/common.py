@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:  # bench scripts run as `python bench/x.py`: the s
 
 from harness.ports import free_port  # noqa: E402
 from harness import procs  # noqa: E402
+from harness import daemon as harness_daemon  # noqa: E402
 from harness import redis_server as harness_redis  # noqa: E402
 from harness.stats import stats_ms  # noqa: E402
 # Where the `scheduler` package that the daemons run comes from (the checkout by default;
@@ -712,36 +713,21 @@ def daemon_env(settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-class Daemon:
-    """One `python -m scheduler run --env-file F` replica; stderr (its log) to a file."""
+class Daemon(harness_daemon.Daemon):
+    """One `python -m scheduler run --env-file F` replica of the `scheduler` in SRC, in the
+    clean `daemon_env`; its output to `log_path` (appended); stopped with SIGTERM when the
+    benchmark ends."""
 
     def __init__(self, env_file: Path, settings: dict[str, str], log_path: Path, extra_args: Sequence[str] = ()) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
+        super().__init__(daemon_env(settings), exact_env=True, args=("run", "--env-file", str(env_file), *extra_args),
+                         cwd=SRC, log_path=log_path, start=False)
         self.started = time.time()
-        self.proc = spawn(
-            [sys.executable, "-m", "scheduler", "run", "--env-file", str(env_file), *extra_args],
-            env=daemon_env(settings), stderr=self._log, stdout=self._log, cwd=SRC,
-        )
-        on_cleanup(self.close)
+        self.start()
+        on_cleanup(lambda: self.stop(10))  # at cleanup: 10 s, then SIGKILL
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def terminate(self, timeout: float = 40.0) -> int | None:
-        return stop_process(self.proc, signal.SIGTERM, timeout)
-
-    def kill(self) -> int | None:
-        return stop_process(self.proc, signal.SIGKILL, 5)
-
-    def close(self) -> None:
-        if self.alive():
-            stop_process(self.proc, signal.SIGTERM, 10)
-        self._log.close()
+    def stop(self, timeout: float = 40.0) -> int | None:
+        """SIGTERM and wait up to `timeout` (40 s: a drain is bounded well below), then SIGKILL."""
+        return super().stop(timeout)
 
 
 def log_events(path: Path) -> list[dict]:

@@ -163,8 +163,8 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
     time.sleep(1.5)
     for hog in hogs:
         c.stop_process(hog, signal.SIGKILL, 5)
-    alive = [r.alive() for r in replicas]
-    final_exits = [r.terminate() for r in replicas]
+    alive = [r.running for r in replicas]
+    final_exits = [r.stop() for r in replicas]
     arrivals = list(receiver.arrivals)
     receiver.stop()
     problems = c.log_problems(sorted(logs.glob("replica-*.log")))

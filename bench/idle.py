@@ -78,8 +78,8 @@ def run(a: argparse.Namespace) -> int:
     total1 = redis.conn.info("stats")["total_commands_processed"]
     fires = receiver.count() - fires0
     _, leader_pid = c.leader_of(redis.conn)
-    alive = [r.alive() for r in replicas]
-    exits = [r.terminate() for r in reversed(replicas)][::-1]
+    alive = [r.running for r in replicas]
+    exits = [r.stop() for r in reversed(replicas)][::-1]
     receiver.stop()
 
     # Our own INFO calls show as `info` (and are excluded); scripts' inner calls are included

@@ -124,9 +124,9 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
             spy.wait(30)
         except subprocess.TimeoutExpired:
             pass
-    alive = {"leader": leader.alive(), "standbys": [s.alive() for s in standbys]}
+    alive = {"leader": leader.running, "standbys": [s.running for s in standbys]}
     t_stop = time.monotonic()
-    exits = {"standbys": [s.terminate() for s in standbys], "leader": leader.terminate()}  # -9: not gone 40 s after SIGTERM
+    exits = {"standbys": [s.stop() for s in standbys], "leader": leader.stop()}  # -9: not gone 40 s after SIGTERM
     stop_s = time.monotonic() - t_stop
     arrivals = list(receiver.arrivals)
     receiver.stop()

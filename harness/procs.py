@@ -85,6 +85,13 @@ def stop(proc: subprocess.Popen | None, sig: int = signal.SIGKILL, timeout: floa
         forget(proc)
 
 
+def send_signal(proc: subprocess.Popen | None, sig: int) -> None:
+    """Signal a child that must still be running (RuntimeError if it is not)."""
+    if proc is None or proc.poll() is not None:
+        raise RuntimeError("process is not running")
+    proc.send_signal(sig)
+
+
 def forget(proc: subprocess.Popen | None) -> None:
     """Unregister a child that has been stopped some other way."""
     with _live_lock:

@@ -21,19 +21,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness.ports import LOOPBACK, free_port
-from harness.procs import spawn, stop
+from harness.procs import send_signal, spawn, stop
 
 
 def no_retry() -> Retry:
     """A redis-py retry policy that makes a failing command raise at once."""
     return Retry(NoBackoff(), 0)
-
-
-def send_signal(proc: subprocess.Popen | None, sig: int) -> None:
-    """Signal a child that must still be running (RuntimeError if it is not)."""
-    if proc is None or proc.poll() is not None:
-        raise RuntimeError("process is not running")
-    proc.send_signal(sig)
 
 
 class RedisServer:

@@ -14,27 +14,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 
+from harness.daemon import REPO_ROOT, Daemon, child_env
 from harness.ports import free_port
-from harness.procs import forget
-from harness.procs import spawn as _spawn
-from harness.procs import stop as _reap
-from harness.redis_server import RedisServer, send_signal
+from harness.redis_server import RedisServer
+from harness.wait import wait_until
 
 __all__ = [
     "REPO_ROOT",
@@ -47,72 +41,6 @@ __all__ = [
     "run_cli",
     "wait_until",
 ]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# ---------------------------------------------------------------------------
-# small utilities
-# ---------------------------------------------------------------------------
-
-def wait_until(
-    predicate: Callable[[], Any],
-    timeout: float = 10.0,
-    interval: float = 0.02,
-    message: str = "",
-) -> Any:
-    """Call ``predicate`` until it returns a truthy value and return that value.
-
-    Raises ``AssertionError`` (with ``message``) if the deadline passes.  If the
-    predicate raised on its last call, that exception is chained.
-    """
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    last_value: Any = None
-    while True:
-        try:
-            last_value = predicate()
-            last_exc = None
-            if last_value:
-                return last_value
-        except Exception as exc:  # noqa: BLE001 - keep polling
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval)
-    detail = message or getattr(predicate, "__name__", "condition")
-    text = f"timed out after {timeout:.2f}s waiting for: {detail}"
-    if last_exc is not None:
-        text += f" (last error: {last_exc!r})"
-    else:
-        text += f" (last value: {last_value!r})"
-    raise AssertionError(text) from last_exc
-
-
-# ---------------------------------------------------------------------------
-# child process bookkeeping
-# ---------------------------------------------------------------------------
-
-def child_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
-    """Environment for a child Python process running the package.
-
-    Starts from a minimal base (PATH, HOME, LANG and PYTHONPATH=<repo root>);
-    nothing else from the test runner's environment (in particular no
-    ``SCHEDULER_*`` variables) leaks in.  ``env`` is applied on top; a value of
-    ``None`` removes the variable.
-    """
-    base = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(Path.home())),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    for key, value in (env or {}).items():
-        if value is None:
-            base.pop(key, None)
-        else:
-            base[key] = str(value)
-    return base
-
 
 # ---------------------------------------------------------------------------
 # HTTP receiver
@@ -416,143 +344,3 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
-
-
-class Daemon:
-    """``python -m scheduler run`` as a child process.
-
-    stdout and stderr both go to one temporary file (never a pipe, so the
-    child can't block on it); read it with ``output()``.  PYTHONUNBUFFERED=1
-    is set so the output is visible as soon as it is written.
-    """
-
-    def __init__(
-        self,
-        env: Mapping[str, str | None] | None = None,
-        *,
-        args: Sequence[str] = ("run",),
-        cwd: str | os.PathLike[str] | None = None,
-        module: str = "scheduler",
-        start: bool = True,
-    ) -> None:
-        self.argv = [sys.executable, "-m", module, *[str(a) for a in args]]
-        self.env = child_env({"PYTHONUNBUFFERED": "1", **(env or {})})
-        self.cwd = cwd
-        self._dir = Path(tempfile.mkdtemp(prefix="daemon-test-"))
-        self.log_path = self._dir / "output.log"
-        self.log_path.touch()
-        self.proc: subprocess.Popen | None = None
-        self._final_output: str | None = None
-        self._closed = False
-        if start:
-            self.start()
-
-    def start(self) -> Daemon:
-        """Start the process (again, after it exited: output is appended)."""
-        if self._closed:
-            raise RuntimeError("Daemon is closed")
-        if self.running:
-            raise RuntimeError("daemon already running")
-        if self.proc is not None:
-            _reap(self.proc)
-        with open(self.log_path, "ab") as logf:
-            self.proc = _spawn(self.argv, env=self.env, cwd=self.cwd, stdout=logf, stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.poll() if self.proc else None
-
-    def output(self) -> str:
-        """Everything the process wrote to stdout and stderr so far."""
-        if self._final_output is not None:
-            return self._final_output
-        try:
-            return self.log_path.read_bytes().decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_for_output(self, pattern: str | re.Pattern[str], timeout: float = 10.0) -> str:
-        """Wait until ``pattern`` (substring or compiled regex) appears in the
-        output; returns the output.  Fails early if the process exits first."""
-
-        def found(text: str) -> bool:
-            return bool(pattern.search(text)) if isinstance(pattern, re.Pattern) else pattern in text
-
-        def check() -> tuple[bool, str] | None:
-            exited = not self.running
-            text = self.output()
-            if found(text):
-                return True, text
-            return (False, text) if exited else None
-
-        try:
-            ok, text = wait_until(check, timeout=timeout, message=f"{pattern!r} in daemon output")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- daemon output ---\n{self.output()}") from None
-        if not ok:
-            raise AssertionError(f"daemon exited with {self.returncode} before printing {pattern!r}\n{text}")
-        return text
-
-    def kill(self) -> int | None:
-        """SIGKILL and wait for exit; returns the exit code (-9)."""
-        return _reap(self.proc, signal.SIGKILL)
-
-    def terminate(self) -> None:
-        """Send SIGTERM (and SIGCONT, so it is delivered even if paused); does
-        not wait.  No-op if the process has already exited."""
-        if self.running:
-            self.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-            self.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
-
-    def pause(self) -> None:
-        send_signal(self.proc, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        send_signal(self.proc, signal.SIGCONT)
-
-    def send_signal(self, sig: int) -> None:
-        send_signal(self.proc, sig)
-
-    def wait(self, timeout: float = 10.0) -> int:
-        """Wait for exit and return the exit code (negative: killed by signal).
-        Raises ``subprocess.TimeoutExpired`` if still running after ``timeout``."""
-        if self.proc is None:
-            raise RuntimeError("daemon was never started")
-        code = self.proc.wait(timeout)
-        forget(self.proc)
-        return code
-
-    def close(self) -> None:
-        """Kill if still running and release the temp dir (output() keeps working)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self.kill()
-        finally:
-            self._final_output = self.output()
-            shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-    def __repr__(self) -> str:
-        return f"<Daemon pid={self.pid} running={self.running} rc={self.returncode}>"
