@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from harness.procs import forget, send_signal, spawn
+from harness.procs import Closing, forget, send_signal, spawn
 from harness.procs import stop as _reap
 from harness.wait import wait_until
 
@@ -46,7 +46,7 @@ def child_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
     return base
 
 
-class Daemon:
+class Daemon(Closing):
     """``python -m scheduler run`` (or ``module`` with ``args``) as a child process.
 
     stdout and stderr both go to one file (never a pipe, so the child can't block on
@@ -187,18 +187,6 @@ class Daemon:
             if self._dir is not None:
                 self._final_output = self.output()
                 shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def __repr__(self) -> str:
         return f"<Daemon pid={self.pid} running={self.running} rc={self.returncode}>"

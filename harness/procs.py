@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 _PR_SET_PDEATHSIG = 1
 try:  # resolved up front: nothing may be loaded in the child between fork() and exec()
@@ -112,4 +112,23 @@ def kill_all() -> None:
         try:
             stop(proc, signal.SIGKILL, timeout=5)
         except Exception:  # noqa: BLE001 - keep stopping the rest
+            pass
+
+
+class Closing:
+    """``close()`` on leaving a ``with`` block and, at the latest, when garbage-collected."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
             pass

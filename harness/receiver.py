@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from harness.procs import Closing
 from harness.wait import wait_until
 
 
@@ -156,7 +157,7 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
 
-class Receiver:
+class Receiver(Closing):
     """A real HTTP/1.1 server (keep-alive, threaded) recording every request.
 
     Requests are recorded as soon as their body has been read, *before* the
@@ -271,18 +272,6 @@ class Receiver:
             except OSError:
                 pass
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> Receiver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def __repr__(self) -> str:
         return f"<Receiver {self.url} requests={len(self._requests)}>"

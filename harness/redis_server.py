@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness.ports import LOOPBACK, free_port
-from harness.procs import send_signal, spawn, stop
+from harness.procs import Closing, send_signal, spawn, stop
 
 
 def no_retry() -> Retry:
@@ -29,7 +29,7 @@ def no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-class RedisServer:
+class RedisServer(Closing):
     """``redis-server`` on 127.0.0.1 in a directory of its own.
 
     The directory is a new temporary one (removed by ``close()``) unless ``dir`` is
@@ -236,18 +236,6 @@ class RedisServer:
             self._clients.clear()
             if self._own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def __repr__(self) -> str:
         return f"<RedisServer {self.url} pid={self.pid} running={self.running}>"
