@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from harness.procs import Closing, forget, send_signal, spawn
+from harness.procs import Child, forget, spawn
 from harness.procs import stop as _reap
 from harness.wait import wait_until
 
@@ -46,7 +46,7 @@ def child_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
     return base
 
 
-class Daemon(Closing):
+class Daemon(Child):
     """``python -m scheduler run`` (or ``module`` with ``args``) as a child process.
 
     stdout and stderr both go to one file (never a pipe, so the child can't block on
@@ -101,14 +101,6 @@ class Daemon(Closing):
         return self
 
     @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
     def returncode(self) -> int | None:
         return self.proc.poll() if self.proc else None
 
@@ -143,29 +135,12 @@ class Daemon(Closing):
             raise AssertionError(f"daemon exited with {self.returncode} before printing {pattern!r}\n{text}")
         return text
 
-    def kill(self) -> int | None:
-        """SIGKILL and wait for exit; returns the exit code (-9)."""
-        return _reap(self.proc, signal.SIGKILL)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (with SIGCONT), wait up to ``timeout``, then SIGKILL; returns the exit code."""
-        return _reap(self.proc, signal.SIGTERM, timeout)
-
     def terminate(self) -> None:
         """Send SIGTERM (and SIGCONT, so it is delivered even if paused); does
         not wait.  No-op if the process has already exited."""
         if self.running:
             self.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
             self.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
-
-    def pause(self) -> None:
-        send_signal(self.proc, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        send_signal(self.proc, signal.SIGCONT)
-
-    def send_signal(self, sig: int) -> None:
-        send_signal(self.proc, sig)
 
     def wait(self, timeout: float = 10.0) -> int:
         """Wait for exit and return the exit code (negative: killed by signal).
@@ -176,17 +151,11 @@ class Daemon(Closing):
         forget(self.proc)
         return code
 
-    def close(self) -> None:
-        """Kill if still running and release the temp dir, if any (output() keeps working)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self.kill()
-        finally:
-            if self._dir is not None:
-                self._final_output = self.output()
-                shutil.rmtree(self._dir, ignore_errors=True)
+    def _release(self) -> None:
+        """Remove the temporary directory, if any (output() keeps working)."""
+        if self._dir is not None:
+            self._final_output = self.output()
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __repr__(self) -> str:
         return f"<Daemon pid={self.pid} running={self.running} rc={self.returncode}>"

@@ -132,3 +132,52 @@ class Closing:
             self.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+class Child(Closing):
+    """One child process at a time in ``proc`` (started by the subclass with `spawn`),
+    with the signals a test or a benchmark sends it; ``close()`` kills it, then
+    ``_release()`` frees what the subclass holds (once)."""
+
+    proc: subprocess.Popen | None = None
+    _closed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> int | None:
+        """SIGKILL and wait for the exit; returns the exit code (-9)."""
+        return stop(self.proc, signal.SIGKILL)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM (with SIGCONT: delivered even when paused), wait up to ``timeout``,
+        then SIGKILL; returns the exit code."""
+        return stop(self.proc, signal.SIGTERM, timeout=timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets but answers nothing."""
+        send_signal(self.proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause()``."""
+        send_signal(self.proc, signal.SIGCONT)
+
+    def send_signal(self, sig: int) -> None:
+        send_signal(self.proc, sig)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.kill()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        pass

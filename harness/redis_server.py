@@ -7,7 +7,6 @@ started it and is killed at exit at the latest.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness.ports import LOOPBACK, free_port
-from harness.procs import Closing, send_signal, spawn, stop
+from harness.procs import Child, spawn, stop
 
 
 def no_retry() -> Retry:
@@ -29,7 +28,7 @@ def no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-class RedisServer(Closing):
+class RedisServer(Child):
     """``redis-server`` on 127.0.0.1 in a directory of its own.
 
     The directory is a new temporary one (removed by ``close()``) unless ``dir`` is
@@ -82,14 +81,6 @@ class RedisServer(Closing):
         if self.password is not None:
             auth = ":" + urllib.parse.quote(self.password, safe="") + "@"
         return f"redis://{auth}{self.host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def log(self) -> str:
         try:
@@ -191,22 +182,6 @@ class RedisServer(Closing):
                 self.port = free_port()
         raise AssertionError(f"redis-server on port {self.port} exited during startup\n{self.log()}")
 
-    def kill(self) -> int | None:
-        """SIGKILL the server and wait for it to exit."""
-        return stop(self.proc, signal.SIGKILL)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Graceful shutdown (SIGTERM, works when paused too) and wait."""
-        return stop(self.proc, signal.SIGTERM, timeout=timeout)
-
-    def pause(self) -> None:
-        """SIGSTOP: the server keeps its sockets but answers nothing."""
-        send_signal(self.proc, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """SIGCONT after ``pause()``."""
-        send_signal(self.proc, signal.SIGCONT)
-
     def restart(self) -> RedisServer:
         """Start again on the same port and dir (stopping gracefully first if running)."""
         if self.running:
@@ -220,22 +195,16 @@ class RedisServer(Closing):
             if path != self.log_path:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
-    def close(self) -> None:
-        """SIGKILL, close the clients, remove the directory if it is a temporary one."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self.kill()
-        finally:
-            for c in self._clients:
-                try:
-                    c.close()
-                except Exception:  # noqa: BLE001
-                    pass
-            self._clients.clear()
-            if self._own_dir:
-                shutil.rmtree(self.dir, ignore_errors=True)
+    def _release(self) -> None:
+        """Close the clients, remove the directory if it is a temporary one."""
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._clients.clear()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __repr__(self) -> str:
         return f"<RedisServer {self.url} pid={self.pid} running={self.running}>"
