@@ -21,7 +21,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from bench.chaos_net import HOST
-from harness import procs
 from harness.daemon import Daemon
 from harness.redis_server import RedisServer
 
@@ -31,11 +30,6 @@ LIBFAKETIME_PATHS = (
     "/usr/lib/faketime/libfaketimeMT.so.1",
     "/usr/local/lib/faketime/libfaketimeMT.so.1",
 )
-
-
-def _spawn(argv: list[str], *, env: dict[str, str] | None, cwd: Path, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return procs.spawn(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
 async def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
