@@ -83,18 +83,18 @@ def run(a: argparse.Namespace) -> int:
     k_slots = "{scheduler}:slots"
     leader = c.Daemon(env_file, settings, logs / "replica-1.log")
     t_spawn = time.monotonic()
-    c.wait_for(lambda: c.leader_of(redis.client)[1] == leader.pid or not leader.alive(), 180, 0.01,
+    c.wait_for(lambda: c.leader_of(redis.conn)[1] == leader.pid or not leader.running, 180, 0.01,
                "the replica to take the lease")
-    if not leader.alive():
+    if not leader.running:
         raise RuntimeError(f"the daemon exited with {leader.proc.returncode}; see {leader.log_path}")
     t_leader = time.monotonic()
-    c.wait_for(lambda: redis.client.hlen(k_slots) >= a.jobs or not leader.alive(), 180, 0.01,
+    c.wait_for(lambda: redis.conn.hlen(k_slots) >= a.jobs or not leader.running, 180, 0.01,
                "a watermark for every job")
-    if not leader.alive():
+    if not leader.running:
         raise RuntimeError(f"the daemon exited with {leader.proc.returncode}; see {leader.log_path}")
     t_ready = time.monotonic()
     standbys = [c.Daemon(env_file, settings, logs / f"replica-{i}.log") for i in range(2, a.replicas + 1)]
-    c.wait_for(lambda: c.subscribers(redis.client) >= a.replicas, 120, what="every replica to subscribe")
+    c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 120, what="every replica to subscribe")
 
     boundary = (int(time.time() + a.min_lead) // 60 + 1) * 60
     slot_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(boundary))
@@ -111,18 +111,18 @@ def run(a: argparse.Namespace) -> int:
 
     c.sleep_until(boundary)
     try:
-        c.wait_for(lambda: all_in() or time.time() > boundary + a.max_wait or not leader.alive(), a.max_wait + 5, 0.05)
+        c.wait_for(lambda: all_in() or time.time() > boundary + a.max_wait or not leader.running, a.max_wait + 5, 0.05)
     finally:
         cpu.stop()
     time.sleep(1.0)  # stragglers and duplicates
-    alive = leader.alive()
+    alive = leader.running
     if spy is not None:
         try:
             spy.wait(30)
         except subprocess.TimeoutExpired:
             pass
     t = time.monotonic()
-    exits = {"standbys": [s.terminate() for s in standbys], "leader": leader.terminate(60)}
+    exits = {"standbys": [s.stop() for s in standbys], "leader": leader.stop(60)}
     stop_s = time.monotonic() - t
     arrivals = [x for x in receiver.since(start_index) if x.slot == slot_text]
     others = [x for x in receiver.since(start_index) if x.slot != slot_text]

@@ -285,12 +285,12 @@ class Harness:
                 r.set_clock_offset(0)
             r.resume()
             if "FAKETIME" in r.run_env:  # a clock-skew fault cut short
-                await r.stop(self.cfg.shutdown_grace_s)
+                await r.shut_down(self.cfg.shutdown_grace_s)
                 r.mark("clock", offset_s=0)
             if not r.running:
                 r.start()
         if self.dry_replica is not None and self.dry_replica.running:
-            await self.dry_replica.stop(self.cfg.shutdown_grace_s)
+            await self.dry_replica.shut_down(self.cfg.shutdown_grace_s)
             if self.dry_runs and "t_to" not in self.dry_runs[-1]:
                 self.dry_runs[-1]["t_to"] = time.time()
 

@@ -144,7 +144,7 @@ async def hand_lease_to(h, r0, rec, timeout_s: float) -> bool:
         r.pause()
     try:
         if leader is not None:
-            await leader.stop(h.cfg.shutdown_grace_s)
+            await leader.shut_down(h.cfg.shutdown_grace_s)
         return await h.leader(timeout_s=timeout_s) is r0
     finally:
         for r in others:
@@ -179,7 +179,7 @@ async def fault_clock_skew(h, rec) -> None:
         if r0 is None:
             rec.skipped = "no standby to skew (needs 3 replicas with clock-jump, else 2)"
             break
-        await r0.stop(h.cfg.shutdown_grace_s)
+        await r0.shut_down(h.cfg.shutdown_grace_s)
         r0.mark("clock", offset_s=offset)
         r0.start(env=faketime_env(offset))
         await r0.wait_started()
@@ -188,7 +188,7 @@ async def fault_clock_skew(h, rec) -> None:
         skew["led"] = led
         if led:
             await asyncio.sleep(SKEW_HOLD_S[offset])
-        await r0.stop(h.cfg.shutdown_grace_s)
+        await r0.shut_down(h.cfg.shutdown_grace_s)
         skew["t_to"] = time.time()
         r0.mark("clock", offset_s=0)
         r0.start()
@@ -215,14 +215,14 @@ async def fault_dry_run(h, rec) -> None:
             r.pause()
         rec.failover_points.append(time.time())
         try:
-            await leader.stop(h.cfg.shutdown_grace_s)
+            await leader.shut_down(h.cfg.shutdown_grace_s)
             await asyncio.sleep(h.cfg.lease_ttl_s + 3)
         finally:
             for r in others:
                 r.resume()
             leader.start()
     await asyncio.sleep(2)
-    await dry.stop(h.cfg.shutdown_grace_s)
+    await dry.shut_down(h.cfg.shutdown_grace_s)
     h.dry_runs[-1]["t_to"] = time.time()
     rec.t_heal = time.time()
 

@@ -10,12 +10,10 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -23,8 +21,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from bench.chaos_net import HOST
-from harness.ports import free_port
-from harness import procs
+from harness.daemon import Daemon
+from harness.redis_server import RedisServer
 
 LIBFAKETIME_PATHS = (
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -32,11 +30,6 @@ LIBFAKETIME_PATHS = (
     "/usr/lib/faketime/libfaketimeMT.so.1",
     "/usr/local/lib/faketime/libfaketimeMT.so.1",
 )
-
-
-def _spawn(argv: list[str], *, env: dict[str, str] | None, cwd: Path, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return procs.spawn(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
 async def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
@@ -51,33 +44,35 @@ def find_libfaketime() -> str | None:
 
 
 class RedisProcess:
-    """redis-server on a fixed port and directory, so it can be killed and started again."""
+    """`harness.redis_server.RedisServer` in `<workdir>/redis` on one port for the whole
+    run, so it can be killed and started again; started and awaited without blocking
+    the event loop."""
 
     def __init__(self, workdir: Path):
-        self.dir = workdir / "redis"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.aof = False
-        self.binary = shutil.which("redis-server") or "redis-server"
+        self.server = RedisServer(dir=workdir / "redis", start=False)
+        self.dir = self.server.dir
+        self.port = self.server.port
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.server.proc
+
+    @property
+    def aof(self) -> bool:
+        return self.server.appendonly
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        return self.server.url
 
     async def start(self, aof: bool) -> None:
-        self.aof = aof
-        argv = [
-            self.binary, "--port", str(self.port), "--bind", HOST, "--dir", str(self.dir),
-            "--daemonize", "no", "--protected-mode", "no", "--save", "",
-            "--appendonly", "yes" if aof else "no", "--appendfsync", "always",
-        ]
-        self.proc = _spawn(argv, env=None, cwd=self.dir, log_path=self.dir / "redis.log")
+        self.server.appendonly = aof
+        proc = self.server.launch()
         client = self.client()
         try:
             for _ in range(500):  # 10 s
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.dir / 'redis.log'}")
+                if proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {proc.returncode}; see {self.server.log_path}")
                 with contextlib.suppress(Exception):
                     if await client.ping():
                         return
@@ -87,17 +82,11 @@ class RedisProcess:
             await client.aclose()
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        procs.forget(self.proc)
+        self.server.kill()
 
     def wipe(self) -> None:
         """Forget everything on disk, as a Redis without persistence does on restart."""
-        for path in self.dir.iterdir():
-            if path.name == "redis.log":
-                continue
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.server.wipe()
 
     async def enable_aof(self) -> bool:
         """Turn AOF on at run time and wait until the first rewrite has made it durable."""
@@ -107,7 +96,7 @@ class RedisProcess:
             for _ in range(300):  # 15 s
                 info = await client.info("persistence")
                 if info.get("aof_enabled") == 1 and not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
-                    self.aof = True
+                    self.server.appendonly = True
                     return True
                 await asyncio.sleep(0.05)
             return False
@@ -122,15 +111,14 @@ class RedisProcess:
         )
 
 
-class Replica:
+class Replica(Daemon):
     """One `python -m scheduler run`; its log file collects every run of this replica."""
 
     def __init__(self, index: int, env: dict[str, str], workdir: Path, faketime_lib: str | None = None):
+        cwd = workdir / f"replica-{index}"
+        cwd.mkdir(parents=True, exist_ok=True)  # no stray ./.env is ever read
+        super().__init__(env, exact_env=True, cwd=cwd, log_path=workdir / f"replica-{index}.log", start=False)
         self.index = index
-        self.log_path = workdir / f"replica-{index}.log"
-        self.cwd = workdir / f"replica-{index}"
-        self.cwd.mkdir(parents=True, exist_ok=True)  # no stray ./.env is ever read
-        self.env = dict(env)
         self.clock_file: Path | None = None
         if faketime_lib:
             # The wall clock is shifted by the offset in this file, re-read on every call;
@@ -141,36 +129,26 @@ class Replica:
                 "LD_PRELOAD": faketime_lib, "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
                 "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
             })
-        self.proc: subprocess.Popen | None = None
         self.run_env: dict[str, str] = {}  # what this run adds to the environment
         self.expect_down = False
         self.stopped = False
         self.pids: list[int] = []
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
-        """Start this replica; `env` adds to its environment for this run only (a faked
-        clock), `args` to `scheduler run` (`--dry-run`)."""
+    def start(self, env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> Replica:
+        """Start this replica (if not running); `env` adds to its environment for this run
+        only (a faked clock), `args` to `scheduler run` (`--dry-run`)."""
         if self.running:
-            return
-        if self.proc is not None:
-            procs.forget(self.proc)
+            return self
         self.run_env = dict(env or {})
-        argv = [sys.executable, "-m", "scheduler", "run", *args]
-        self.proc = _spawn(argv, env={**self.env, **(env or {})}, cwd=self.cwd, log_path=self.log_path)
-        self.pids.append(self.proc.pid)
+        proc = super().start(env, args).proc
+        assert proc is not None
+        self.pids.append(proc.pid)
         self.expect_down = False
         self.stopped = False
-        self.mark("start", pid=self.proc.pid, args=list(args))
+        self.mark("start", pid=proc.pid, args=list(args))
+        return self
 
-    async def stop(self, grace_s: float) -> int | None:
+    async def shut_down(self, grace_s: float) -> int | None:
         """SIGTERM, wait for the exit (SIGKILL after grace_s + 10 s)."""
         self.terminate()
         rc = await self.wait_exit(grace_s + 10)
@@ -178,43 +156,33 @@ class Replica:
             self.kill()
         return rc
 
-    def replica_id(self) -> str | None:
-        """The lease value of this run (`<host>:<pid>:<random>`), from its `starting` line."""
-        needle = f'"replica": "{socket.gethostname()}:{self.pid}:'
-        with contextlib.suppress(OSError):
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                at = line.find(needle)
-                if at >= 0:
-                    return line[at + len('"replica": "'):].split('"', 1)[0]
-        return None
-
-    def kill(self) -> None:
-        if self.running:
-            self.expect_down = True
-            self.proc.kill()
-            self.proc.wait(10)
-            self.stopped = False
-            self.mark("kill9", pid=self.proc.pid)
+    def kill(self) -> int | None:
+        if not self.running:
+            return None
+        self.expect_down = True
+        rc = super().kill()
+        self.stopped = False
+        self.mark("kill9", pid=self.pid)
+        return rc
 
     def terminate(self) -> None:
         if self.running:
             self.expect_down = True
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.send_signal(signal.SIGCONT)
+            super().terminate()
             self.stopped = False
-            self.mark("sigterm", pid=self.proc.pid)
+            self.mark("sigterm", pid=self.pid)
 
     def pause(self) -> None:
         if self.running:
-            self.proc.send_signal(signal.SIGSTOP)
+            super().pause()
             self.stopped = True
-            self.mark("sigstop", pid=self.proc.pid)
+            self.mark("sigstop", pid=self.pid)
 
     def resume(self) -> None:
         if self.running and self.stopped:
-            self.proc.send_signal(signal.SIGCONT)
+            super().resume()
             self.stopped = False
-            self.mark("sigcont", pid=self.proc.pid)
+            self.mark("sigcont", pid=self.pid)
 
     async def wait_exit(self, timeout_s: float) -> int | None:
         return None if self.proc is None else await _wait_exit(self.proc, timeout_s)

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
 from bench.chaos_net import HOST, Target
-from bench.chaos_proc import Replica, _spawn, free_port
-from harness import procs
+from bench.chaos_proc import Replica
+from harness.redis_server import RedisServer
+from harness.sentinel import Sentinel
 
 MASTER = "chaosmaster"
 JOB = {"SCHEDULE": "every 1s", "CATCHUP": "all", "CONCURRENCY": "allow", "TIMEOUT": "2s", "RETRIES": "2"}
@@ -30,10 +30,14 @@ class SentinelCell:
     def __init__(self, workdir: Path, env: dict[str, str], seed: int, first_index: int):
         self.dir = workdir / "sentinel"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.binary = shutil.which("redis-server") or "redis-server"
-        self.ports = {"a": free_port(), "b": free_port()}
-        self.sentinel_ports = [free_port() for _ in range(3)]
-        self.procs: list = []
+        # each server in a directory of its own under sentinel/ (a, b, sentinel-0..2), its log there
+        self.servers = {"a": RedisServer(dir=self.dir / "a", appendonly=True, appendfsync="everysec", start=False)}
+        self.servers["b"] = RedisServer(dir=self.dir / "b", appendonly=True, appendfsync="everysec", start=False,
+                                        extra_args=["--replicaof", HOST, str(self.servers["a"].port)])
+        self.ports = {name: server.port for name, server in self.servers.items()}
+        self.sentinels = [Sentinel(self.ports["a"], master_name=MASTER, dir=self.dir / f"sentinel-{i}", start=False)
+                          for i in range(3)]
+        self.sentinel_ports = [s.port for s in self.sentinels]
         self.target = Target(seed + 1)
         self.base_env = env
         self.first_index = first_index
@@ -61,22 +65,11 @@ class SentinelCell:
         raise RuntimeError(f"sentinel cell: {what} within {timeout_s:.0f} s; see {self.dir}")
 
     async def start(self) -> None:
-        for name, port in self.ports.items():
-            argv = [self.binary, "--port", str(port), "--bind", HOST, "--dir", str(self.dir), "--dbfilename", f"{name}.rdb",
-                    "--save", "", "--appendonly", "yes", "--appenddirname", f"aof-{name}", "--protected-mode", "no"]
-            if name == "b":
-                argv += ["--replicaof", HOST, str(self.ports["a"])]
-            self.procs.append(_spawn(argv, env=None, cwd=self.dir, log_path=self.dir / f"redis-{name}.log"))
+        for server in self.servers.values():
+            server.launch()
         await self._until(lambda self=self: self._linked(), 15, "the replica in sync")
-        for i, port in enumerate(self.sentinel_ports):
-            conf = self.dir / f"sentinel-{i}.conf"
-            conf.write_text(
-                f"port {port}\nbind {HOST}\nprotected-mode no\ndir \"{self.dir}\"\n"
-                f"sentinel monitor {MASTER} {HOST} {self.ports['a']} 2\n"
-                f"sentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 3000\n"
-            )
-            self.procs.append(_spawn([self.binary, str(conf), "--sentinel"], env=None, cwd=self.dir,
-                                     log_path=self.dir / f"sentinel-{i}.log"))
+        for sentinel in self.sentinels:
+            sentinel.launch()
         await self._until(self._sentinels_ready, 20, "sentinels that know the replica and each other")
         await self.target.start()
         env = dict(self.base_env)
@@ -131,9 +124,6 @@ class SentinelCell:
 
     async def close(self) -> None:
         await self.target.close()
-        for proc in self.procs:
+        for server in [*self.servers.values(), *self.sentinels]:
             with contextlib.suppress(OSError):
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(5)
-            procs.forget(proc)
+                server.kill()

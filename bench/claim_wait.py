@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness.stats import percentile  # noqa: E402
 from scheduler.model import Claim  # noqa: E402
 from scheduler.redis_store import RedisStore  # noqa: E402
-from tests.support import RedisServer, wait_until  # noqa: E402
+from harness.redis_server import RedisServer  # noqa: E402
+from harness.wait import wait_until  # noqa: E402
 
 
 async def measure(url: str, wait: int, size: int, batches: int) -> list[float]:

@@ -13,7 +13,6 @@ Lua source strings to name the scripts seen in MONITOR output.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import datetime as dt
 import hashlib
@@ -32,14 +31,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # bench scripts run as `python bench/x.py`: the shared harness lives at the root
     sys.path.insert(0, str(REPO))
 
-from harness.ports import free_port  # noqa: E402
 from harness import procs  # noqa: E402
+from harness import daemon as harness_daemon  # noqa: E402
+from harness.fast_receiver import AiohttpReceiver, Arrival, RawReceiver, first_arrivals  # noqa: E402, F401
+from harness import redis_server as harness_redis  # noqa: E402
 from harness.stats import stats_ms  # noqa: E402
 # Where the `scheduler` package that the daemons run comes from (the checkout by default;
 # `--src DIR` runs another copy, e.g. `git archive HEAD scheduler | tar -x -C DIR`).
@@ -338,52 +339,28 @@ def mb(kb: int | None) -> str:
 # redis-server
 # ---------------------------------------------------------------------------------------
 
-class RedisServer:
-    """A private redis-server on a free loopback port, in a temporary directory.
-
-    Append-only persistence is on (appendfsync everysec), as a production deployment
-    would run it; the daemon warns at start when persistence is off.
-    """
+class RedisServer(harness_redis.RedisServer):
+    """`harness.redis_server.RedisServer` as the benchmarks run it: append-only persistence
+    on (appendfsync everysec), as a production deployment would run it (the daemon warns
+    at start when persistence is off), protected mode on, stopped when the benchmark ends.
+    `conn` is a client with redis-py's default retries and a 10 s socket timeout."""
 
     def __init__(self) -> None:
         import redis  # the daemon's own dependency
 
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
-        self.proc = spawn(
-            ["redis-server", "--port", str(self.port), "--bind", LOOPBACK, "--dir", self.dir,
-             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "yes",
-             "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")],
-        )
-        on_cleanup(self.stop)
-        self.client = redis.Redis(host=LOOPBACK, port=self.port, decode_responses=True, socket_timeout=10)
+        super().__init__(appendonly=True, appendfsync="everysec", protected_mode=True, start=False)
+        on_cleanup(self.close)
+        self.start()
+        self.conn = redis.Redis(host=LOOPBACK, port=self.port, decode_responses=True, socket_timeout=10)
+        on_cleanup(self._stop_first)
 
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-            try:
-                return bool(self.client.ping())
-            except Exception:  # noqa: BLE001
-                return False
-
-        wait_for(up, 10, what="redis-server to answer PING")
-
-    @property
-    def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
-
-    def commandstats(self) -> dict[str, int]:
-        """Calls per command name, as INFO commandstats reports them (scripts' inner calls included)."""
-        info = self.client.info("commandstats")
-        return {k[len("cmdstat_"):]: int(v["calls"]) for k, v in info.items() if k.startswith("cmdstat_")}
-
-    def stop(self) -> None:
+    def _stop_first(self) -> None:
+        """At cleanup: close the client, then shut the server down gracefully (SIGTERM)."""
         try:
-            self.client.close()
+            self.conn.close()
         except Exception:  # noqa: BLE001
             pass
-        stop_process(self.proc, signal.SIGTERM, timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.stop()
 
 
 def leader_of(r, namespace: str = "scheduler") -> tuple[str | None, int | None]:
@@ -511,203 +488,19 @@ def tcp_peers_of(pid: int, remote_port: int) -> set[str]:
 # ---------------------------------------------------------------------------------------
 # the receiver
 # ---------------------------------------------------------------------------------------
+# (`harness.fast_receiver`: Arrival, AiohttpReceiver, RawReceiver, first_arrivals)
 
-@dataclass
-class Arrival:
-    t: float  # time.time() when the request's handler started (headers parsed)
-    key: str
-    job: str
-    slot: str  # X-Scheduler-Slot as sent
-    attempt: str
-    fencing: str
-    inflight: int  # requests open at the receiver, this one included
-
-
-class Receiver:
-    """A recording HTTP receiver on aiohttp's low-level server, in a thread with its own
-    event loop. Answers 200 to everything, optionally after `hold_ms` (so that requests
-    overlap and concurrency is observable). Tracks requests open at once."""
-
-    def __init__(self, hold_ms: float = 0.0) -> None:
-        self.hold_s = hold_ms / 1000.0
-        self.port = free_port()
-        self.arrivals: list[Arrival] = []
-        self.open = 0
-        self.max_open = 0
-        self.connections: set[int] = set()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="receiver", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or self._error:
-            raise RuntimeError(f"receiver did not start: {self._error!r}")
-        on_cleanup(self.stop)
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    async def _handle(self, request):
-        from aiohttp import web
-
-        t = time.time()
-        self.open += 1
-        if self.open > self.max_open:
-            self.max_open = self.open
-        try:
-            h = request.headers
-            self.arrivals.append(Arrival(
-                t, h.get("Idempotency-Key", ""), h.get("X-Scheduler-Job", ""), h.get("X-Scheduler-Slot", ""),
-                h.get("X-Scheduler-Attempt", ""), h.get("X-Scheduler-Fencing-Token", ""), self.open,
-            ))
-            self.connections.add(id(request.transport))
-            if self.hold_s:
-                await asyncio.sleep(self.hold_s)
-            return web.Response(status=200)
-        finally:
-            self.open -= 1
-
-    def _run(self) -> None:
-        from aiohttp import web
-
-        asyncio.set_event_loop(self._loop)
-
-        async def start():
-            server = web.Server(self._handle, access_log=None)
-            self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, LOOPBACK, self.port, backlog=4096, reuse_address=True)
-            await site.start()
-
-        self._serve(start())
-
-    def _serve(self, start: Awaitable[Any]) -> None:
-        """Run `start` on this receiver's loop, say ready (or the error), then serve."""
-        try:
-            self._loop.run_until_complete(start)
-        except BaseException as exc:  # noqa: BLE001
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.close()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            try:  # close the connections still open (keep-alive), then stop the loop
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            except Exception:  # noqa: BLE001 - stop the loop regardless
-                pass
-            try:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-            except RuntimeError:  # already closed
-                pass
-            self._thread.join(10)
-
-    def count(self) -> int:
-        return len(self.arrivals)
-
-    def since(self, index: int) -> list[Arrival]:
-        return self.arrivals[index:]
-
-
-class RawReceiver(Receiver):
-    """The same recorder on a bare asyncio.Protocol that understands just enough HTTP/1.1
-    (request line, headers, Content-Length body, keep-alive) for the daemon's requests.
-    Several times cheaper per request than aiohttp, for when the receiver's own cost would
-    show in the figures (about 1000 requests due at the same instant)."""
-
-    _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-    _CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        recv = self
-
-        class Proto(asyncio.Protocol):
-            def connection_made(self, transport):
-                self.transport = transport
-                self.buf = b""
-                recv.connections.add(id(transport))
-
-            def data_received(self, data: bytes) -> None:
-                t = time.time()
-                buf = self.buf + data
-                while True:
-                    end = buf.find(b"\r\n\r\n")
-                    if end < 0:
-                        break
-                    head = buf[:end].decode("latin-1").split("\r\n")
-                    headers = {}
-                    for line in head[1:]:
-                        name, _, value = line.partition(":")
-                        headers[name.strip().lower()] = value.strip()
-                    chunked = "transfer-encoding" in headers  # not sent by the daemon: answer, then close
-                    length = int(headers.get("content-length") or 0)
-                    if not chunked and len(buf) < end + 4 + length:
-                        break
-                    buf = b"" if chunked else buf[end + 4 + length:]
-                    recv.open += 1
-                    if recv.open > recv.max_open:
-                        recv.max_open = recv.open
-                    recv.arrivals.append(Arrival(
-                        t, headers.get("idempotency-key", ""), headers.get("x-scheduler-job", ""),
-                        headers.get("x-scheduler-slot", ""), headers.get("x-scheduler-attempt", ""),
-                        headers.get("x-scheduler-fencing-token", ""), recv.open,
-                    ))
-                    close = chunked or headers.get("connection", "").lower() == "close"
-                    if recv.hold_s:
-                        recv._loop.call_later(recv.hold_s, self._answer, close)
-                    else:
-                        self._answer(close)
-                self.buf = buf
-
-            def _answer(self, close: bool) -> None:
-                recv.open -= 1
-                if not self.transport.is_closing():
-                    self.transport.write(RawReceiver._CLOSE if close else RawReceiver._OK)
-                    if close:
-                        self.transport.close()
-
-        async def start():
-            self._server = await self._loop.create_server(Proto, LOOPBACK, self.port, backlog=4096, reuse_address=True)
-
-        self._serve(start())
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            def close() -> None:
-                self._server.close()
-                self._loop.stop()
-            try:
-                self._loop.call_soon_threadsafe(close)
-            except RuntimeError:
-                pass
-            self._thread.join(10)
-
-
-def make_receiver(kind: str, hold_ms: float = 0.0) -> Receiver:
-    return RawReceiver(hold_ms) if kind == "raw" else Receiver(hold_ms)
+def make_receiver(kind: str, hold_ms: float = 0.0) -> AiohttpReceiver:
+    """The receiver `--receiver` names, stopped when the benchmark ends."""
+    receiver = RawReceiver(hold_ms) if kind == "raw" else AiohttpReceiver(hold_ms)
+    on_cleanup(receiver.stop)
+    return receiver
 
 
 def add_receiver_arg(ap, default: str = "raw") -> None:
     ap.add_argument("--receiver", choices=("aiohttp", "raw"), default=default,
                     help=f"the HTTP receiver: aiohttp's low-level server, or a bare asyncio protocol that costs "
                          f"several times less per request (default {default})")
-
-
-def first_arrivals(arrivals: Iterable[Arrival]) -> tuple[dict[str, Arrival], int]:
-    """The first arrival of each idempotency key, and how many arrivals repeated a key."""
-    first: dict[str, Arrival] = {}
-    dupes = 0
-    for a in arrivals:
-        if a.key in first:
-            dupes += 1
-        else:
-            first[a.key] = a
-    return first, dupes
 
 
 # ---------------------------------------------------------------------------------------
@@ -735,36 +528,21 @@ def daemon_env(settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
-class Daemon:
-    """One `python -m scheduler run --env-file F` replica; stderr (its log) to a file."""
+class Daemon(harness_daemon.Daemon):
+    """One `python -m scheduler run --env-file F` replica of the `scheduler` in SRC, in the
+    clean `daemon_env`; its output to `log_path` (appended); stopped with SIGTERM when the
+    benchmark ends."""
 
     def __init__(self, env_file: Path, settings: dict[str, str], log_path: Path, extra_args: Sequence[str] = ()) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
+        super().__init__(daemon_env(settings), exact_env=True, args=("run", "--env-file", str(env_file), *extra_args),
+                         cwd=SRC, log_path=log_path, start=False)
         self.started = time.time()
-        self.proc = spawn(
-            [sys.executable, "-m", "scheduler", "run", "--env-file", str(env_file), *extra_args],
-            env=daemon_env(settings), stderr=self._log, stdout=self._log, cwd=SRC,
-        )
-        on_cleanup(self.close)
+        self.start()
+        on_cleanup(lambda: self.stop(10))  # at cleanup: 10 s, then SIGKILL
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def terminate(self, timeout: float = 40.0) -> int | None:
-        return stop_process(self.proc, signal.SIGTERM, timeout)
-
-    def kill(self) -> int | None:
-        return stop_process(self.proc, signal.SIGKILL, 5)
-
-    def close(self) -> None:
-        if self.alive():
-            stop_process(self.proc, signal.SIGTERM, 10)
-        self._log.close()
+    def stop(self, timeout: float = 40.0) -> int | None:
+        """SIGTERM and wait up to `timeout` (40 s: a drain is bounded well below), then SIGKILL."""
+        return super().stop(timeout)
 
 
 def log_events(path: Path) -> list[dict]:

@@ -98,9 +98,9 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         return c.Daemon(env_file, settings, logs / f"replica-{serial}.log")
 
     replicas = [start_replica()]
-    c.wait_for(lambda: c.leader_of(redis.client)[1] == replicas[0].pid, 60, what="the first replica to lead")
+    c.wait_for(lambda: c.leader_of(redis.conn)[1] == replicas[0].pid, 60, what="the first replica to lead")
     replicas += [start_replica() for _ in range(a.replicas - 1)]
-    c.wait_for(lambda: c.subscribers(redis.client) >= a.replicas, 60, what="every replica to subscribe")
+    c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
     c.wait_for(lambda: receiver.count() >= 3 * a.jobs, 30, what="steady fires")
     time.sleep(a.settle)
 
@@ -110,11 +110,11 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         if kind == "steady":
             events.append(steady_event(a, n, redis, replicas, receiver))
             continue
-        _, pid = c.leader_of(redis.client)
+        _, pid = c.leader_of(redis.conn)
         old = next((r for r in replicas if r.pid == pid), None)
         if old is None:
             raise RuntimeError(f"the lease holder (pid {pid}) is none of the replicas started")
-        old_epoch = int(redis.client.get("{scheduler}:epoch") or 0)
+        old_epoch = int(redis.conn.get("{scheduler}:epoch") or 0)
         phase = rng.uniform(0.02, 0.98)
         c.sleep_until(int(time.time()) + 1 + phase)
         start = receiver.count()
@@ -136,7 +136,7 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         t_exit = exited[0] if exited else None
         c.stop_process(old.proc)  # unregisters it (SIGKILL after 10 s if a graceful stop hangs)
         replicas.remove(old)
-        new_pid = c.leader_of(redis.client)[1]
+        new_pid = c.leader_of(redis.conn)[1]
         new = next((r for r in replicas if r.pid == new_pid), None)
         took = None
         if new is not None:
@@ -157,14 +157,14 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
               f"(slot {first_new.slot[11:19]}, attempt {first_new.attempt}), became leader after "
               f"{c.fmt(ev['became_leader_after_s'], ' s', 3)}", flush=True)
         replicas.append(start_replica())
-        c.wait_for(lambda: c.subscribers(redis.client) >= a.replicas, 60, what="the restarted replica to subscribe")
+        c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="the restarted replica to subscribe")
         time.sleep(a.settle)
 
     time.sleep(1.5)
     for hog in hogs:
         c.stop_process(hog, signal.SIGKILL, 5)
-    alive = [r.alive() for r in replicas]
-    final_exits = [r.terminate() for r in replicas]
+    alive = [r.running for r in replicas]
+    final_exits = [r.stop() for r in replicas]
     arrivals = list(receiver.arrivals)
     receiver.stop()
     problems = c.log_problems(sorted(logs.glob("replica-*.log")))
@@ -246,12 +246,12 @@ STEP_DOWN_EVENTS = ("stepped down", "lease no longer ours")
 
 def steady_event(a, n: int, redis: c.RedisServer, replicas: list[c.Daemon], receiver) -> dict:
     """No signal: for a.steady seconds, what the leader does on its own under the load."""
-    epoch0 = int(redis.client.get("{scheduler}:epoch") or 0)
+    epoch0 = int(redis.conn.get("{scheduler}:epoch") or 0)
     start, t0 = receiver.count(), time.time()
     print(f"  {n:2d} steady   {a.steady:.0f} s ...", flush=True)
     time.sleep(a.steady)
     t1 = time.time()
-    epoch1 = int(redis.client.get("{scheduler}:epoch") or 0)
+    epoch1 = int(redis.conn.get("{scheduler}:epoch") or 0)
     step_downs = renew_failures = 0
     for r in replicas:
         for ev in c.log_events(r.log_path):

@@ -61,13 +61,13 @@ def run(a: argparse.Namespace) -> int:
         port = str(c.free_port()) if a.http_port else "0"
         replicas.append(c.Daemon(env_file, {**base, "SCHEDULER_HTTP_PORT": port}, logs / f"replica-{i}.log"))
         if i == 1:
-            c.wait_for(lambda: c.leader_of(redis.client)[1] == replicas[0].pid, 60, what="the first replica to lead")
-    c.wait_for(lambda: c.subscribers(redis.client) >= a.replicas, 60, what="every replica to subscribe")
+            c.wait_for(lambda: c.leader_of(redis.conn)[1] == replicas[0].pid, 60, what="the first replica to lead")
+    c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
     time.sleep(a.settle)
 
     windows = [c.CpuWindow(r.pid) for r in replicas]
     stats0 = redis.commandstats()
-    total0 = redis.client.info("stats")["total_commands_processed"]
+    total0 = redis.conn.info("stats")["total_commands_processed"]
     fires0 = receiver.count()
     for w in windows:
         w.start()
@@ -75,11 +75,11 @@ def run(a: argparse.Namespace) -> int:
     for w in windows:
         w.stop()
     stats1 = redis.commandstats()
-    total1 = redis.client.info("stats")["total_commands_processed"]
+    total1 = redis.conn.info("stats")["total_commands_processed"]
     fires = receiver.count() - fires0
-    _, leader_pid = c.leader_of(redis.client)
-    alive = [r.alive() for r in replicas]
-    exits = [r.terminate() for r in reversed(replicas)][::-1]
+    _, leader_pid = c.leader_of(redis.conn)
+    alive = [r.running for r in replicas]
+    exits = [r.stop() for r in reversed(replicas)][::-1]
     receiver.stop()
 
     # Our own INFO calls show as `info` (and are excluded); scripts' inner calls are included

@@ -76,12 +76,12 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
           f"LOG_LEVEL={a.log_level}, redis :{redis.port}, {a.receiver} receiver :{receiver.port}, logs {logs}", flush=True)
 
     leader = c.Daemon(env_file, settings, logs / "replica-1.log")
-    _, pid = c.wait_for(lambda: c.leader_of(redis.client)[1] and c.leader_of(redis.client), 60,
+    _, pid = c.wait_for(lambda: c.leader_of(redis.conn)[1] and c.leader_of(redis.conn), 60,
                         what="the first replica to take the lease")
     if pid != leader.pid:
         raise RuntimeError(f"lease holder pid {pid} is not the first replica {leader.pid}")
     standbys = [c.Daemon(env_file, settings, logs / f"replica-{i}.log") for i in range(2, a.replicas + 1)]
-    c.wait_for(lambda: c.subscribers(redis.client) >= a.replicas, 60, what="every replica to subscribe")
+    c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
     c.wait_for(lambda: receiver.count() > 0, 30, what="the first fire")
     time.sleep(a.warmup)
 
@@ -92,7 +92,7 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
     cpu = c.CpuWindow(leader.pid)
     sb_cpu = [c.CpuWindow(s.pid) for s in standbys]
     stats0 = redis.commandstats()
-    epoch0 = int(redis.client.get("{scheduler}:epoch") or 0)
+    epoch0 = int(redis.conn.get("{scheduler}:epoch") or 0)
     cpu.start()
     for w in sb_cpu:
         w.start()
@@ -102,16 +102,16 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
     for w in sb_cpu:
         w.stop()
     stats1 = redis.commandstats()
-    epoch1 = int(redis.client.get("{scheduler}:epoch") or 0)
+    epoch1 = int(redis.conn.get("{scheduler}:epoch") or 0)
     time.sleep(a.grace)
 
     # MONITOR sample after the window, so its cost does not touch the figures above. The
     # lease holder's connections are the ones counted; if the lease changed hands during
     # the sample, there is no per-leader figure.
-    holder0 = c.leader_of(redis.client)[1]
+    holder0 = c.leader_of(redis.conn)[1]
     peers0 = c.tcp_peers_of(holder0, redis.port) if holder0 else set()
     t0, t1, mon_path = c.monitor_sample(redis.port, a.monitor_s, workdir / "monitor.txt")
-    holder1 = c.leader_of(redis.client)[1]
+    holder1 = c.leader_of(redis.conn)[1]
     stable = holder0 is not None and holder0 == holder1
     leader_peers = (peers0 | c.tcp_peers_of(holder1, redis.port)) if stable else set()
     sample_arrivals = [x for x in receiver.arrivals if t0 <= x.t <= t1]
@@ -124,9 +124,9 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
             spy.wait(30)
         except subprocess.TimeoutExpired:
             pass
-    alive = {"leader": leader.alive(), "standbys": [s.alive() for s in standbys]}
+    alive = {"leader": leader.running, "standbys": [s.running for s in standbys]}
     t_stop = time.monotonic()
-    exits = {"standbys": [s.terminate() for s in standbys], "leader": leader.terminate()}  # -9: not gone 40 s after SIGTERM
+    exits = {"standbys": [s.stop() for s in standbys], "leader": leader.stop()}  # -9: not gone 40 s after SIGTERM
     stop_s = time.monotonic() - t_stop
     arrivals = list(receiver.arrivals)
     receiver.stop()

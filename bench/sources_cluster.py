@@ -79,7 +79,7 @@ def in_force(d: c.Daemon, port: int, n: int, timeout: float) -> dict:
                 if ev.get("jobs", 0) >= n:
                     log_at = c.log_time(ev)
                     break
-        if not d.alive():
+        if not d.running:
             raise RuntimeError(f"the daemon exited; see {d.log_path}")
         time.sleep(0.02)
     return {"metric_s": None if metric_at is None else metric_at - d.started,
@@ -146,14 +146,14 @@ def run(a) -> list[tuple]:
     c.wait_for(lambda: _up(f"http://127.0.0.1:{port0}/metrics"), 30, what="the bare daemon's /metrics")
     time.sleep(1.0)
     bare_rss = c.proc_status(bare.pid).get("VmRSS", 0)
-    bare.terminate()
+    bare.stop()
 
     n_all = a.jobs + a.every_second
     ports = [c.free_port(), c.free_port()]
     leader = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[0])}, logs / "leader.log")
     spies = [c.start_py_spy(leader.pid, 6, Path(a.profile) / "start.raw")] if a.profile else []
     lead = in_force(leader, ports[0], a.jobs, 60)
-    c.wait_for(lambda: c.leader_of(redis.client)[1] == leader.pid, 30, what="the first replica to lead")
+    c.wait_for(lambda: c.leader_of(redis.conn)[1] == leader.pid, 30, what="the first replica to lead")
     standby = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[1])}, logs / "standby.log")
     stand = in_force(standby, ports[1], a.jobs, 60)
     c.wait_for(lambda: any(ev.get("jobs", 0) >= n_all for ev in job_set_changes(leader)), 30, what="the leader's jobs")
@@ -200,8 +200,8 @@ def run(a) -> list[tuple]:
         top = c.summarize_collapsed(Path(a.profile) / f"{name}.raw", top=12)
         print(f"py-spy, leader, {name}:", json.dumps(top, indent=1)[:3000])
     problems = c.summarize_problems(c.log_problems([leader.log_path, standby.log_path]))
-    standby.terminate()
-    leader.terminate()
+    standby.stop()
+    leader.stop()
 
     def t(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2f} s  {c.verdict(v <= 2.0)}"

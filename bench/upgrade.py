@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests import upgrade_run  # noqa: E402
 from tests.releases import PREVIOUS, release  # noqa: E402
-from tests.support import RedisServer  # noqa: E402
+from harness.redis_server import RedisServer  # noqa: E402
 
 
 def main() -> int:

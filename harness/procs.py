@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 _PR_SET_PDEATHSIG = 1
 try:  # resolved up front: nothing may be loaded in the child between fork() and exec()
@@ -85,6 +85,13 @@ def stop(proc: subprocess.Popen | None, sig: int = signal.SIGKILL, timeout: floa
         forget(proc)
 
 
+def send_signal(proc: subprocess.Popen | None, sig: int) -> None:
+    """Signal a child that must still be running (RuntimeError if it is not)."""
+    if proc is None or proc.poll() is not None:
+        raise RuntimeError("process is not running")
+    proc.send_signal(sig)
+
+
 def forget(proc: subprocess.Popen | None) -> None:
     """Unregister a child that has been stopped some other way."""
     with _live_lock:
@@ -106,3 +113,71 @@ def kill_all() -> None:
             stop(proc, signal.SIGKILL, timeout=5)
         except Exception:  # noqa: BLE001 - keep stopping the rest
             pass
+
+
+class Closing:
+    """``close()`` on leaving a ``with`` block and, at the latest, when garbage-collected."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class Child(Closing):
+    """One child process at a time in ``proc`` (started by the subclass with `spawn`),
+    with the signals a test or a benchmark sends it; ``close()`` kills it, then
+    ``_release()`` frees what the subclass holds (once)."""
+
+    proc: subprocess.Popen | None = None
+    _closed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> int | None:
+        """SIGKILL and wait for the exit; returns the exit code (-9)."""
+        return stop(self.proc, signal.SIGKILL)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM (with SIGCONT: delivered even when paused), wait up to ``timeout``,
+        then SIGKILL; returns the exit code."""
+        return stop(self.proc, signal.SIGTERM, timeout=timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets but answers nothing."""
+        send_signal(self.proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause()``."""
+        send_signal(self.proc, signal.SIGCONT)
+
+    def send_signal(self, sig: int) -> None:
+        send_signal(self.proc, sig)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.kill()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        pass

@@ -10,97 +10,19 @@ as a redelivery with the same Idempotency-Key and a higher attempt number).
 from __future__ import annotations
 
 import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
-import redis
 
 from scheduler import schedule as sched
 from tests.e2e import TOKEN, assert_exactly_once, fence, slot_of
-from tests.support import RedisServer, free_port, wait_until
+from harness.sentinel import Sentinel
+from tests.support import RedisServer, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not on PATH")
 
 MASTER_NAME = "mymaster"
 QUORUM = 2
-
-
-class Sentinel:
-    """`redis-server sentinel.conf --sentinel` in a temporary directory of its own."""
-
-    def __init__(self, master_port: int) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="sentinel-test-"))
-        self.log_path = self.dir / "sentinel.log"
-        self.proc: subprocess.Popen | None = None
-        for _ in range(5):  # a port from free_port() can be taken before redis binds it
-            self.port = free_port()
-            conf = self.dir / "sentinel.conf"  # sentinel rewrites it: it must be writable
-            conf.write_text(
-                f"port {self.port}\n"
-                "bind 127.0.0.1\n"
-                "protected-mode no\n"
-                "daemonize no\n"
-                f'dir "{self.dir}"\n'
-                'logfile ""\n'
-                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {QUORUM}\n"
-                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
-                f"sentinel failover-timeout {MASTER_NAME} 3000\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
-            )
-            with open(self.log_path, "ab") as logf:
-                self.proc = subprocess.Popen(
-                    [shutil.which("redis-server") or "redis-server", str(conf), "--sentinel"],
-                    cwd=self.dir, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            try:
-                wait_until(self._ping, timeout=5, message=f"sentinel on port {self.port}")
-                return
-            except AssertionError:
-                self.stop()
-        text = self.log()
-        self.close()
-        raise AssertionError(f"no sentinel came up\n{text}")
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=1.0, socket_connect_timeout=1.0)
-
-    def _ping(self) -> bool:
-        if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"sentinel exited\n{self.log()}")
-        with self.client() as c:
-            return bool(c.ping())
-
-    def master_addr(self) -> tuple[str, int] | None:
-        with self.client() as c:
-            addr = c.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
-        return (addr[0], int(addr[1])) if addr else None
-
-    def master_info(self) -> dict:
-        with self.client() as c:
-            flat = c.execute_command("SENTINEL", "master", MASTER_NAME)
-        if isinstance(flat, dict):
-            return {str(k): v for k, v in flat.items()}
-        return dict(zip(flat[::2], flat[1::2]))
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -117,7 +39,7 @@ def sentinel_setup():
                    timeout=10, message="replica in sync with the master")
         sentinels = []
         for _ in range(3):
-            s = Sentinel(master.port)
+            s = Sentinel(master.port, master_name=MASTER_NAME, quorum=QUORUM, parallel_syncs=1)
             started.append(s)
             sentinels.append(s)
 

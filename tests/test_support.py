@@ -235,3 +235,40 @@ def test_daemon_exit_before_output_fails_fast() -> None:
         assert time.monotonic() - start < 4
         assert "No module named" in daemon.output()
     assert sys.executable in daemon.argv
+
+
+def test_daemon_own_log_exact_env_and_per_run_additions(tmp_path) -> None:
+    """The benchmarks' and the chaos harness's way: a log file of the caller's (appended to,
+    kept after close), exactly the environment given, and per-run env and args."""
+    log = tmp_path / "replica.log"
+    (tmp_path / "echo_env.py").write_text(
+        "import os, sys\nprint(sorted(k for k in os.environ if k.startswith('H_')), sys.argv[1:])\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "H_BASE": "1"}
+    daemon = Daemon(env, args=(), module="echo_env", cwd=tmp_path, exact_env=True, log_path=log, start=False)
+    try:
+        assert daemon.start().wait(10) == 0
+        assert daemon.start(env={"H_RUN": "2"}, args=("--dry-run",)).wait(10) == 0
+    finally:
+        daemon.close()
+    lines = log.read_text().splitlines()
+    assert lines == ["['H_BASE'] []", "['H_BASE', 'H_RUN'] ['--dry-run']"]
+
+
+def test_redis_kept_dir_wipe_and_launch(tmp_path) -> None:
+    """A directory of the caller's survives close(); wipe() keeps only the log; launch()
+    returns before the server answers, answers() tells when it does."""
+    server = RedisServer(dir=tmp_path / "r", appendonly=True, start=False)
+    try:
+        server.launch()
+        wait_until(server.answers, timeout=10, message="redis-server to answer")
+        server.client().set("k", "v")
+        server.kill()
+        assert any(p.name != "redis.log" for p in server.dir.iterdir())
+        server.wipe()
+        assert [p.name for p in server.dir.iterdir()] == ["redis.log"]
+        server.start()
+        assert server.client().get("k") is None
+    finally:
+        server.close()
+    assert (tmp_path / "r" / "redis.log").exists()
