@@ -198,6 +198,16 @@ class Replica(Daemon):
             await asyncio.sleep(0.05)
         return False
 
+    def replica_id(self) -> str | None:
+        """The lease value of this run (`<host>:<pid>:<random>`), from its `starting` line."""
+        needle = f'"replica": "{socket.gethostname()}:{self.pid}:'
+        with contextlib.suppress(OSError):
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                at = line.find(needle)
+                if at >= 0:
+                    return line[at + len('"replica": "'):].split('"', 1)[0]
+        return None
+
     def set_clock_offset(self, seconds: int) -> None:
         assert self.clock_file is not None
         tmp = self.clock_file.with_suffix(".tmp")
