@@ -16,6 +16,26 @@ LEASE_POOL_SIZE = 2
 SOCKET_TIMEOUT_S = 2.0
 
 
+def _master_pool_class() -> type:
+    """A Sentinel pool that never puts a connection to a former master back into service.
+
+    redis-py closes only the idle connections when it learns that the master moved; one in
+    use at that moment (a claim waiting for its replica, a read) keeps its socket to the
+    old master and returns to the pool, first in line for the next call. The old master
+    can accept writes for seconds after the promotion, so without this the calls of one
+    leadership would be split between two masters: a batch planned from one watermark and
+    claimed on the other advances it past slots claimed only where they are later lost."""
+    from redis.asyncio.sentinel import SentinelConnectionPool
+
+    class MasterPool(SentinelConnectionPool):
+        async def release(self, connection: Any) -> None:
+            if self.master_address is not None and (connection.host, connection.port) != self.master_address:
+                await connection.disconnect()  # reconnects, through the sentinels, when next used
+            await super().release(connection)
+
+    return MasterPool
+
+
 def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str | None) -> tuple[Any, aioredis.Redis, aioredis.Redis]:
     """(the Sentinel or None, the main client, the lease's client)."""
     opts: dict[str, Any] = dict(
@@ -37,10 +57,11 @@ def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str |
             ck = aioredis.ConnectionPool.from_url(url).connection_kwargs  # user, password, db only
             kw = {k: ck[k] for k in ("username", "password", "db") if ck.get(k) is not None}
         sentinel = Sentinel(list(sentinels), **opts)
+        pool_class = _master_pool_class()
 
         def client(size: int) -> aioredis.Redis:
             assert master is not None  # config requires both Sentinel settings
-            return sentinel.master_for(master, max_connections=size, **opts, **kw)
+            return sentinel.master_for(master, connection_pool_class=pool_class, max_connections=size, **opts, **kw)
     else:
         sentinel = None
 

@@ -9,12 +9,14 @@ as a redelivery with the same Idempotency-Key and a higher attempt number).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 
 import pytest
 
 from scheduler import schedule as sched
+from scheduler.redis_store import RedisStore
 from tests.e2e import TOKEN, assert_exactly_once, fence, slot_of
 from harness.sentinel import Sentinel
 from tests.support import RedisServer, wait_until
@@ -155,3 +157,36 @@ def test_planned_sentinel_failover_repeats_no_slot(sentinel_setup, receiver, dae
     assert not repeated, f"slots fired twice as attempt 1: {sorted(repeated)}"
     slots = sorted({slot_of(r) for r in requests})
     assert slots == list(range(slots[0], slots[-1] + 1)), "a slot was lost"
+
+
+def test_a_connection_busy_when_the_master_moves_is_not_used_again(sentinel_setup):
+    """A claim waits up to 500 ms for a replica (WAIT), holding its pooled connection. When
+    the master moves meanwhile, the pool closes only its idle connections: the busy one,
+    still connected to the old master (which accepts writes until the sentinels demote it),
+    must not go back into service when its call ends. Used again, it would send a new
+    leadership's reads and claims to the old master while other connections reach the new
+    one: a batch planned from one master's watermark, claimed on the other, advances the
+    watermark past slots whose claims exist only on the old master, and those are lost."""
+    master, replica, sentinels = sentinel_setup
+
+    async def main() -> None:
+        store = RedisStore(None, "moved", 3.0, sentinels=[("127.0.0.1", s.port) for s in sentinels],
+                           sentinel_master=MASTER_NAME)
+        try:
+            assert not await store._master_moved()
+            pool = store.redis.connection_pool
+            busy = await pool.get_connection()
+            assert busy.port == master.port
+            with sentinels[0].client() as c:
+                assert c.execute_command("SENTINEL", "FAILOVER", MASTER_NAME) in (True, "OK")
+            moved = lambda: all(s.master_addr() == ("127.0.0.1", replica.port) for s in sentinels)  # noqa: E731
+            await asyncio.to_thread(wait_until, moved, timeout=20, interval=0.1, message="sentinels promoted the replica")
+            assert await store._master_moved()
+            await pool.release(busy)
+            for _ in range(3):
+                port = int((await store.redis.config_get("port"))["port"])
+                assert port == replica.port, "a command went to the old master"
+        finally:
+            await store.close()
+
+    asyncio.run(main())
