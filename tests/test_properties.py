@@ -612,11 +612,17 @@ def expanded_for_cronsim(expr: str, job: str) -> str:
 @settings(max_examples=100, **COMMON)
 @given(expr=hashed_exprs(), job=JOB_NAMES, tz=st.sampled_from(FIXED_ZONES), after=instants)
 def test_hashed_fields_are_stable_per_job_and_otherwise_plain_cron(expr, job, tz, after):
-    got = ours(expr, after, tz, job)
-    assert got == ours(expr, after, tz, job) and got > after
     resolved = expanded_for_cronsim(expr, job)
     zone = UTC if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
     want = cronsim_next(resolved, zone, after)
+    try:
+        got = ours(expr, after, tz, job)
+    except sched.ScheduleError:
+        # `H H H H(1-2) *` can pick, for one job, a day its months never have (the 30th of
+        # February): refused when read, as the reference finds no date either.
+        assert want is None and cronsim_next(resolved, zone, 0) is None, f"{expr!r} for {job!r} refused"
+        return
+    assert got == ours(expr, after, tz, job) and got > after
     assume(want is not None)
     assert got == want, f"{expr!r} for {job!r} (= {resolved!r}): {sched.format_slot(got)} != {sched.format_slot(want)}"
     # The H positions take values inside their range: the slot's wall clock matches the
