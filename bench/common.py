@@ -41,7 +41,8 @@ from harness import procs  # noqa: E402
 from harness import daemon as harness_daemon  # noqa: E402
 from harness.fast_receiver import AiohttpReceiver, Arrival, RawReceiver, first_arrivals  # noqa: E402, F401
 from harness import redis_server as harness_redis  # noqa: E402
-from harness.stats import stats_ms  # noqa: E402
+from harness.ports import free_port  # noqa: E402, F401  (the bench scripts use c.free_port and c.percentile)
+from harness.stats import percentile, stats_ms  # noqa: E402, F401
 # Where the `scheduler` package that the daemons run comes from (the checkout by default;
 # `--src DIR` runs another copy, e.g. `git archive HEAD scheduler | tar -x -C DIR`).
 SRC = REPO
