@@ -108,7 +108,7 @@ async def run(args) -> list[tuple]:
     changes: list[tuple[float, dict]] = []
     got = asyncio.Event()
 
-    def on_change(jobs, source_of):
+    def on_change(jobs, source_of, names):
         changes.append((time.perf_counter(), jobs))
         got.set()
 

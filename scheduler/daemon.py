@@ -186,8 +186,8 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
     from .metrics import SourcesCollector
     from .sources import JobSources
 
-    def changed(jobs: dict, source_of: dict) -> None:
-        engine.apply_source_jobs(jobs, source_of)
+    def changed(jobs: dict, source_of: dict, names: set[str]) -> None:
+        engine.apply_source_jobs(jobs, source_of, names)
         catalog.update(jobs, source_of, sources.rejected())
 
     sources = JobSources(settings, on_change=changed)

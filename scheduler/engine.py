@@ -71,10 +71,12 @@ class Engine:
         period, success, seen = self.plan.period_s, self.recorder.last_success, self.recorder.first_seen
         return [(job, period.get(job), success.get(job) or seen.get(job) or self.watch_since) for job in list(self.jobs)]
 
-    def apply_source_jobs(self, jobs: dict[str, JobSpec], source_of: dict[str, str] | None = None) -> None:
+    def apply_source_jobs(self, jobs: dict[str, JobSpec], source_of: dict[str, str] | None = None,
+                          names: set[str] | None = None) -> None:
         """The sources' new set of valid jobs (JobSources' on_change), applied between two
-        claims by the leader's loop."""
-        self.jobset.offer(jobs)
+        claims by the leader's loop; `names`: those that may differ from the last set (None:
+        any)."""
+        self.jobset.offer(jobs, names)
         self._wake.set()
 
     def stop(self) -> None:

@@ -18,20 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config_reader import Reader, show
+from .document_text import MAX_DOCUMENT_BYTES, DocumentError, parse_bytes  # noqa: F401  (public names)
 from .jobs_config import JOB_FIELDS, JobSpec, load_job, parse_schedule
 from .parsers import job_url
 from .settings import Settings
 
-MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # about 640 bytes a job for 100,000 jobs, with room
 _NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 # document field -> variable field; `name` is the job's identity, not a field of the spec
 FIELDS = {f.lower(): f for f in JOB_FIELDS}
 _KNOWN = ["name", *FIELDS]
 _DURATIONS = ("timeout", "jitter", "catchup_window")
-
-
-class DocumentError(ValueError):
-    """The document as a whole cannot be used: unreadable, not parsable, or not {"jobs": [...]}."""
 
 
 @dataclass(frozen=True)
@@ -49,31 +45,11 @@ class Parsed:
     jobs: dict[str, JobSpec]  # valid jobs by name, in document order
     rejected: tuple[Rejection, ...]
     raw: dict[str, dict]  # each valid job's object, to reuse its JobSpec when it is unchanged
-
-
-def parse_bytes(data: bytes, kind: str) -> Any:
-    """The document's data; kind is `json` or `yaml`."""
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise DocumentError(f"the document is {len(data)} bytes, over the limit of {MAX_DOCUMENT_BYTES}")
-    if kind == "yaml":
-        import yaml
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: about 10 times faster
-        try:
-            return yaml.load(data, Loader=loader)  # noqa: S506 - a SafeLoader: plain data only
-        except yaml.YAMLError as exc:
-            where = getattr(exc, "problem_mark", None)
-            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-            reason = getattr(exc, "problem", None) or type(exc).__name__
-            raise DocumentError(f"not valid YAML{at}: {reason}") from None
-    try:
-        return json.loads(data)
-    except UnicodeDecodeError:
-        raise DocumentError("not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise DocumentError(f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise DocumentError("not valid JSON: nested too deeply") from None
+    # What differs from the `previous` it was validated against, so that a refresh hands on
+    # the jobs that changed, not 100,000 to compare again: names whose JobSpec is new (added
+    # or changed), and names no longer valid here (removed, or now rejected).
+    fresh: frozenset[str] = frozenset()
+    gone: frozenset[str] = frozenset()
 
 
 def kind_of(path: str) -> str:
@@ -107,16 +83,17 @@ def _validate(data: Any, source: str, settings: Settings, previous: Parsed | Non
     old_raw = previous.raw if previous is not None else {}
     old_jobs = previous.jobs if previous is not None else {}
     alike: dict[tuple, JobSpec] = {}  # see _like
+    fresh: set[str] = set()
     for i, item in enumerate(data["jobs"]):
-        label = f"jobs[{i}]"
-        if not isinstance(item, dict):
+        if type(item) is not dict:
+            label = f"jobs[{i}]"
             rejected.append(Rejection(label, source, f"{label}: expected an object of job fields, got {type(item).__name__}"))
             continue
         name = item.get("name")
-        if isinstance(name, str) and name in first_at:
-            rejected.append(Rejection(name, source, f"defined again at {label} (first at jobs[{first_at[name]}]); the first applies"))
-            continue
-        if isinstance(name, str):
+        if type(name) is str:
+            if name in first_at:
+                rejected.append(Rejection(name, source, f"defined again at jobs[{i}] (first at jobs[{first_at[name]}]); the first applies"))
+                continue
             first_at[name] = i
             if old_raw.get(name) == item:
                 jobs[name], raw[name] = old_jobs[name], old_raw[name]
@@ -124,14 +101,17 @@ def _validate(data: Any, source: str, settings: Settings, previous: Parsed | Non
         job = _like(item, name, settings, alike)
         problems: list[str] = []
         if job is None:
+            label = f"jobs[{i}]"
             job, problems = _job(item, label, settings)
             _remember(item, job, alike)
         if job is None:
-            shown = name if isinstance(name, str) and name else label
+            shown = name if isinstance(name, str) and name else f"jobs[{i}]"
             rejected.append(Rejection(show(shown, quote=False)[:80], source, "; ".join(problems)))
             continue
         jobs[job.name], raw[job.name] = job, item
-    return Parsed(jobs, tuple(rejected), raw)
+        fresh.add(job.name)
+    gone = frozenset(old_jobs.keys() - jobs.keys()) if len(jobs) - len(fresh) != len(old_jobs) else frozenset()
+    return Parsed(jobs, tuple(rejected), raw, frozenset(fresh), gone)
 
 
 # The fields that make a job differ from an alike one without a full validation: its name,
@@ -176,9 +156,13 @@ def _like(item: dict, name: Any, settings: Settings, alike: dict[tuple, JobSpec]
         full = _url_parser(settings.api_url)(url)
     except ValueError:  # ScheduleError too: _job says it with the job's own words
         return None
-    return JobSpec(name, text, spec, full, model.method, model.timeout_s, model.retries, model.body, model.headers,
-                   model.timezone, model.jitter_s, model.catchup, model.catchup_window_s, model.concurrency,
-                   model.enabled)
+    # The model's fields with the job's own: a frozen dataclass's __init__ sets each of its
+    # 15 fields through object.__setattr__, 5 times the cost of this.
+    job = object.__new__(JobSpec)
+    fields = model.__dict__.copy()
+    fields["name"], fields["schedule_text"], fields["schedule"], fields["url"] = name, text, spec, full
+    object.__setattr__(job, "__dict__", fields)
+    return job
 
 
 _URL_PARSERS: dict[str | None, Any] = {}

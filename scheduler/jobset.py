@@ -13,7 +13,6 @@ import logging
 from .config import JobSpec, Settings
 from .model import Claim
 from .plan import Plan
-from .sources import diff
 
 log = logging.getLogger("scheduler.engine")
 
@@ -22,28 +21,65 @@ class JobSet:
     def __init__(self, settings: Settings):
         self.env: dict[str, JobSpec] = {j.name: j for j in settings.jobs if j.enabled}
         self.jobs: dict[str, JobSpec] = dict(self.env)  # env and source jobs, enabled: the plan's view
-        self.pending: dict[str, JobSpec] | None = None
+        self.pending: dict[str, JobSpec] | None = None  # the sources' newest set, not applied yet
+        self._names: set[str] | None = None  # its names that may differ from the applied set; None: any
 
-    def offer(self, source_jobs: dict[str, JobSpec]) -> None:
-        """The sources' new set of valid jobs; the environment's win a name clash."""
-        self.pending = {**{n: j for n, j in source_jobs.items() if j.enabled}, **self.env}
+    def offer(self, source_jobs: dict[str, JobSpec], names: set[str] | None = None) -> None:
+        """The sources' new set of valid jobs (a dict they replace, never edit), and the names
+        whose job may differ from the set offered before (None: any). Offers that come
+        before the loop applies one add up."""
+        if names is None or (self.pending is not None and self._names is None):
+            self._names = None
+        elif self.pending is None:
+            self._names = set(names)
+        else:
+            assert self._names is not None
+            self._names |= names
+        self.pending = source_jobs
 
     def take_pending(self) -> None:
         """Before a leadership starts (no plan to edit yet): the new set becomes the set."""
         if self.pending is not None:
             self.jobs.clear()
-            self.jobs.update(self.pending)
-            self.pending = None
+            self.jobs.update({n: j for n, j in self.pending.items() if j.enabled})
+            self.jobs.update(self.env)  # the environment's win a name clash
+            self.pending = self._names = None
+
+    def _diff(self, new: dict[str, JobSpec], names: set[str] | None) -> tuple[list[str], list[str], list[str]]:
+        """(added, changed, removed) among `names` (None: all) between the applied set and the
+        sources' `new` one; the environment's jobs stay as they are."""
+        if names is None:
+            names = (self.jobs.keys() - self.env.keys()) | new.keys()
+        added, changed, removed = [], [], []
+        jobs, env = self.jobs, self.env
+        for name in names:
+            if name in env:
+                continue
+            job = new.get(name)
+            if job is not None and not job.enabled:
+                job = None
+            old = jobs.get(name)
+            if job is old:
+                continue
+            if job is None:
+                removed.append(name)
+            elif old is None:
+                added.append(name)
+            elif job != old:
+                changed.append(name)
+            else:
+                jobs[name] = job  # an equal definition: nothing to plan again
+        return added, changed, removed
 
     def apply(self, plan: Plan, now: float, forget, first_seen: dict[str, float]) -> list[Claim]:
         """Apply the pending set to a running plan. Returns the claims an added job needs
         (its first sighting, and an `at` whose instant has just passed). `forget(name)`
         drops a removed job's metric children."""
         new, self.pending = self.pending, None
+        names, self._names = self._names, None
         if new is None:
             return []
-        added, changed, removed = diff(self.jobs, new)
-        claims: list[Claim] = []
+        added, changed, removed = self._diff(new, names)
         for name in removed:
             del self.jobs[name]
             plan.remove(name)
@@ -51,11 +87,11 @@ class JobSet:
         for name in changed:
             self.jobs[name] = new[name]
             plan.replace(new[name], now)
-        names = sorted(added)
-        for name in names:
+        added.sort()
+        for name in added:
             self.jobs[name] = new[name]
             first_seen.setdefault(name, now)
-        claims += plan.add_many([new[name] for name in names], now)
+        claims = plan.add_many([new[name] for name in added], now)
         if added or changed or removed:
             log.info("job set changed", extra={"added": len(added), "changed": len(changed), "removed": len(removed),
                                                "jobs": len(self.jobs)})

@@ -195,7 +195,7 @@ def test_a_file_change_is_read_while_running(tmp_path):
 
     async def main():
         sources = JobSources(settings(SCHEDULER_JOBS_FILE=str(path)), file_poll_s=0.02,
-                             on_change=lambda jobs, source_of: seen.append(sorted(jobs)))
+                             on_change=lambda jobs, source_of, names: seen.append(sorted(jobs)))
         await sources.start(sighup=False)
         await until(lambda: seen == [["a"]], what="the first read")
         write(path, doc(job("a"), job("b")))
@@ -213,7 +213,7 @@ def test_sighup_rereads_the_file_even_when_its_stat_is_unchanged(tmp_path):
 
     async def main():
         sources = JobSources(settings(SCHEDULER_JOBS_FILE=str(path)), file_poll_s=3600,
-                             on_change=lambda jobs, source_of: seen.append(sorted(jobs)))
+                             on_change=lambda jobs, source_of, names: seen.append(sorted(jobs)))
         await sources.start()
         await sources.wait_first_read()
         before = os.stat(path)
@@ -325,7 +325,7 @@ def test_at_start_with_no_document_yet_the_source_is_retried_until_it_answers():
     with app.receiver:
         async def main():
             sources = JobSources(url_settings(app, SCHEDULER_JOB_ENV_SCHEDULE="every 1m", SCHEDULER_JOB_ENV_URL="/e"),
-                                 on_change=lambda jobs, source_of: seen.append(dict(source_of)), rand=lambda: 0.0)
+                                 on_change=lambda jobs, source_of, names: seen.append(dict(source_of)), rand=lambda: 0.0)
             await sources.start(sighup=False)
             await sources.wait_first_read()
             assert sources.current() == {} and sources.states()[0]["ok"] is False
