@@ -124,9 +124,9 @@ class UrlReader:
 
 async def _parse(data: bytes, kind: str, source: str, settings: Settings, previous: Parsed | None, offload: bool) -> Parsed:
     def work() -> Parsed:
-        # A refresh of a running daemon decodes the document in steps (document_text.py),
-        # so the leader's fires keep their times; the first read takes the faster way.
-        return validate(parse_bytes(data, kind, in_steps=previous is not None and offload), source, settings, previous)
+        # In a thread, the document is decoded in pieces (document_text.py), so the
+        # leader's fires keep their times.
+        return validate(parse_bytes(data, kind, in_steps=offload), source, settings, previous)
 
     try:
         # In a thread: the GIL is handed back to the event loop every 5 ms, so the fires
