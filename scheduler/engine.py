@@ -22,6 +22,8 @@ from .model import INIT, TRIGGER, Claim, Outcome
 from .observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
 from .record import Recorder
+from .sightings import Sightings
+from .tasks import cancel as _cancel
 from .jobset import JobSet
 from .store import LeaseLost, Store, StoreUnavailable
 
@@ -58,6 +60,7 @@ class Engine:
         self.watch_since: float | None = None  # when this replica began leading
         self.is_leader = False
         self.plan = Plan(self.jobs, 0.0)
+        self.sightings = Sightings(self._claim_and_fire)
         self.recorder = Recorder(store, self.metrics, clock)
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, self._send, self.recorder.record)
         self.keeper = LeaseKeeper(settings, store, clock, self.metrics, self.health, self.stopping,
@@ -68,8 +71,8 @@ class Engine:
         standby knows nothing of the fires and reports no job."""
         if not self.is_leader:
             return []
-        period, success, seen = self.plan.period_s, self.recorder.last_success, self.recorder.first_seen
-        return [(job, period.get(job), success.get(job) or seen.get(job) or self.watch_since) for job in list(self.jobs)]
+        period, success, seen = self.plan.period, self.recorder.last_success, self.recorder.first_seen
+        return [(job, period(job), success.get(job) or seen.get(job) or self.watch_since) for job in list(self.jobs)]
 
     def apply_source_jobs(self, jobs: dict[str, JobSpec], source_of: dict[str, str] | None = None,
                           names: set[str] | None = None) -> None:
@@ -128,7 +131,7 @@ class Engine:
                 # Keep renewing while in-flight fires finish, so no standby redelivers them.
                 await self.fires.drain(self.settings.shutdown_grace_s)
         finally:
-            await _cancel(renewer, watcher)
+            await _cancel(renewer, watcher, *self.sightings.end())
             await self.fires.drop_waiting()
             self.is_leader = False
             self.metrics.leader.set(0)
@@ -144,6 +147,7 @@ class Engine:
         plan = self.plan = Plan(self.jobs, claim_ahead_s(lease.ttl_s))
         first = plan.start(state, now, self.fires)
         self.recorder.loaded(state, {c.job for c in first if c.kind == INIT}, now)
+        first = self.sightings.write_later(lease, first)
         if first and not await self._claim_and_fire(lease, first, backlog=True):
             return
         while not self.stopping.is_set() and self._usable(lease):
@@ -151,6 +155,7 @@ class Engine:
             if self.jobset.pending is not None:
                 async with self._claiming:
                     changes = self.jobset.apply(plan, now, self.metrics.forget, self.recorder.first_seen)
+                changes = self.sightings.write_later(lease, changes)
                 if changes and not await self._claim_and_fire(lease, changes):
                     return
             claims = plan.due(now, busy=self.fires.busy, overlapping=self.fires.overlapping)
@@ -275,28 +280,3 @@ class Engine:
                 self._wake.set()
                 return
             await self.store.wait_wake(self.settings.lease_renew_s)
-
-
-CANCEL_AGAIN_S = 1.0  # a task that outlives its cancellation is cancelled again this often
-CANCEL_WAIT_S = 10.0  # and given up on after this long, so a leadership always ends
-
-
-async def _cancel(*tasks: asyncio.Future) -> None:
-    """Cancel and wait until each has stopped, so none is still reading a connection that
-    the next step uses. A cancellation can be lost (Python 3.11's asyncio.timeout turns one
-    that coincides with its own deadline into TimeoutError, which a loop then catches as an
-    error and goes on): such a task is cancelled again, and after CANCEL_WAIT_S left behind
-    with a log line rather than holding up the step down, the drain and the release."""
-    pending = {t for t in tasks if not t.done()}
-    waited = 0.0
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_S)
-        waited += CANCEL_AGAIN_S
-        if pending and waited >= CANCEL_WAIT_S:
-            log.error("a task did not stop when cancelled; leaving it", extra={"tasks": len(pending)})
-            return
-    for task in tasks:  # retrieve what each ended with, so none is reported as never retrieved
-        if task.done() and not task.cancelled():
-            task.exception()

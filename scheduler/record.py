@@ -46,12 +46,12 @@ class Recorder:
 
     def claimed(self, claim: Claim, result: int, job: JobSpec) -> bool:
         """Note what one claim came to; True when it is a fire to start."""
+        if claim.kind == INIT:
+            return False
         slot = format_slot(claim.slot)
         if result == PAUSED:
             self.metrics.job(job.name).skipped("paused")
             log.info("skipped: job is paused", extra={"job": job.name, "slot": slot})
-            return False
-        if claim.kind == INIT:
             return False
         if result == REFUSED:
             log.warning("claim refused: the slot lies ahead of the Redis server's clock",

@@ -308,7 +308,7 @@ def test_a_task_that_loses_its_cancellation_is_cancelled_again_and_never_holds_u
     """A side loop that catches the first cancellation as an error and goes on (what an
     asyncio.timeout firing at the same moment can make of it in Python 3.11) must not keep a
     leadership from ending: it is cancelled again until it stops."""
-    from scheduler.engine import _cancel
+    from scheduler.tasks import cancel as _cancel
 
     async def main():
         swallowed = []

@@ -7,6 +7,7 @@ row reads like the schedule it pins. Every job runs "every 10s".
 from __future__ import annotations
 
 import heapq
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -235,7 +236,18 @@ def test_add_many_matches_one_add_per_job(specs, existing, offset):
     claims_one = [c for j in jobs for c in one.add(j, now)]
     claims_many = many.add_many(jobs, now)
     assert claims_one == claims_many
-    assert one.upcoming == many.upcoming and one.period_s == many.period_s
+    assert one.upcoming == many.upcoming
+    assert {n: one.period(n) for n in one.upcoming} == {n: many.period(n) for n in many.upcoming}
     assert sorted(one.heap) == sorted(many.heap)
     assert [heapq.heappop(one.heap) for _ in range(len(one.heap))] == \
         [heapq.heappop(many.heap) for _ in range(len(many.heap))]
+
+
+def test_the_period_is_worked_out_when_asked_from_the_next_two_slots():
+    plan = planner(job(every="*/10 * * * * *"))
+    plan.start(State(watermarks={}), T + 0.5)
+    assert plan.period_s == {}  # nothing worked out at planning time
+    assert plan.period("j") == 10 and plan.period("unknown") is None
+    at = planner(job(every=f"at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(T + 60))}"))
+    at.start(State(watermarks={}), T + 0.5)
+    assert at.period("j") is None  # one slot only: no period

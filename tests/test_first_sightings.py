@@ -1,0 +1,44 @@
+"""Many new jobs at once (a source's first 100,000) get their first sightings written beside
+the leader's loop: a slot due meanwhile is claimed before them, not after 200 store calls.
+The engine runs in-process on a virtual clock against a real LocalStore and redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scheduler.jobs_config import JobSpec
+from scheduler import schedule as sched
+from tests.test_engine_virtual import T, Run, make_store, settings_for  # noqa: F401  (a fixture)
+
+
+def daily(i: int) -> JobSpec:
+    return JobSpec(f"tenant-{i}", "0 3 * * *", sched.parse("0 3 * * *", job=f"tenant-{i}"), f"http://127.0.0.1:1/t/{i}")
+
+
+def test_a_slot_due_while_new_jobs_are_sighted_is_claimed_first(tmp_path, make_store):
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}})
+
+    async def main():
+        async with Run(settings, make_store(settings), T + 0.1) as run:
+            calls: list[set[str]] = []
+            claim = run.store.claim
+
+            async def watched(epoch, claims):
+                calls.append({c.kind for c in claims} | ({"tick"} if any(c.job == "tick" for c in claims) else set()))
+                return await claim(epoch, claims)
+
+            run.store.claim = watched
+            await run.clock.advance_to(T + 0.5)
+            calls.clear()
+            run.clock.now = T + 0.8  # the tick's slot at T + 1 is now due (claimed 0.25 s ahead)
+            run.engine.apply_source_jobs({f"tenant-{i}": daily(i) for i in range(3000)})
+            await run.clock.settle()
+            inits = [i for i, kinds in enumerate(calls) if kinds == {"init"}]
+            ticks = [i for i, kinds in enumerate(calls) if "tick" in kinds]
+            assert len(inits) == 6, calls  # 3,000 sightings in calls of 500
+            assert ticks and ticks[0] < inits[-1], calls
+            assert run.engine.sightings.pending == 0
+            state = await run.store.load(["tenant-0", "tenant-2999"])
+            assert {"tenant-0", "tenant-2999"} <= set(state.watermarks)  # every sighting written
+
+    asyncio.run(main())
