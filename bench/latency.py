@@ -3,11 +3,14 @@
 
 Measured at the receiver: delivered %, duplicates (by Idempotency-Key), lateness (arrival
 at the receiver - X-Scheduler-Slot); at the leader: CPU % of one core and RSS from /proc;
-at Redis: commands per fire (see `--help` of --monitor-s for the method).
+at Redis: commands per fire (see `--help` of --monitor-s for the method). The jobs are in
+the env file (--jobs-from env) or, with --jobs-from url, in a document {"jobs": [...]} served
+by a local HTTP server (bench/doc_server.py; ETag, 304s) at every replica's SCHEDULER_JOBS_URL.
 
     uv run python bench/latency.py                       # both presets: 20 jobs/30 s, 1000 jobs/60 s
     uv run python bench/latency.py --preset large --profile /tmp/leader.collapsed
     uv run python bench/latency.py --jobs 200 --duration 20 --replicas 3 --json out.json
+    uv run python bench/latency.py --jobs 1000 --duration 30 --jobs-from url
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
+import doc_server  # noqa: E402
+from latency_report import report  # noqa: E402
 
 PRESETS = {
     "small": {"jobs": 20, "duration": 30, "targets": {"p99_ms": 15}},
@@ -56,6 +61,25 @@ def expected_slots(schedule: str, w0: int, w1: int, workdir: Path) -> list[int]:
     return [s for s in slots if w0 <= s < w1]
 
 
+def replica_config(a: argparse.Namespace, workdir: Path, redis_url: str, receiver_url: str, names: list[str],
+                   max_conc: int) -> tuple[Path, dict[str, str]]:
+    """Every replica's env file and settings; with --jobs-from url, the document server too."""
+    jobs_of = {n: a.schedule for n in names}
+    env_file = c.write_env_file(workdir / "jobs.env", jobs_of if a.jobs_from == "env" else {})
+    settings = {
+        "SCHEDULER_REDIS_URL": redis_url, "SCHEDULER_API_URL": receiver_url,
+        "SCHEDULER_MAX_CONCURRENCY": str(max_conc), "SCHEDULER_LOG_LEVEL": a.log_level,
+        "SCHEDULER_LOG_FORMAT": "json", "SCHEDULER_HTTP_PORT": "0",
+        "SCHEDULER_LEASE_TTL": a.ttl, "SCHEDULER_LEASE_RENEW": a.renew,
+    }
+    if a.jobs_from == "url":
+        port = doc_server.serve(doc_server.write_jobs(workdir / "jobs.json", jobs_of))
+        settings |= {"SCHEDULER_JOBS_URL": f"http://127.0.0.1:{port}/jobs", "SCHEDULER_JOBS_REFRESH": a.jobs_refresh}
+    if a.history is not None and not a.src:  # an older copy (--src) may not know the setting
+        settings["SCHEDULER_HISTORY"] = str(a.history)
+    return env_file, settings
+
+
 def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets: dict) -> dict:
     max_conc = a.max_concurrency or max(64, 1 << (jobs - 1).bit_length())
     workdir = c.make_workdir("bench-latency-")
@@ -63,16 +87,8 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
     redis = c.RedisServer()
     receiver = c.make_receiver(a.receiver, a.hold_ms)
     names = c.job_names(jobs)
-    env_file = c.write_env_file(workdir / "jobs.env", {n: a.schedule for n in names})
-    settings = {
-        "SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url,
-        "SCHEDULER_MAX_CONCURRENCY": str(max_conc), "SCHEDULER_LOG_LEVEL": a.log_level,
-        "SCHEDULER_LOG_FORMAT": "json", "SCHEDULER_HTTP_PORT": "0",
-        "SCHEDULER_LEASE_TTL": a.ttl, "SCHEDULER_LEASE_RENEW": a.renew,
-    }
-    if a.history is not None and not a.src:  # an older copy (--src) may not know the setting
-        settings["SCHEDULER_HISTORY"] = str(a.history)
-    print(f"[{name}] {jobs} jobs '{a.schedule}', {a.replicas} replicas, MAX_CONCURRENCY={max_conc}, "
+    env_file, settings = replica_config(a, workdir, redis.url, receiver.url, names, max_conc)
+    print(f"[{name}] {jobs} jobs '{a.schedule}' from {a.jobs_from}, {a.replicas} replicas, MAX_CONCURRENCY={max_conc}, "
           f"LOG_LEVEL={a.log_level}, redis :{redis.port}, {a.receiver} receiver :{receiver.port}, logs {logs}", flush=True)
 
     leader = c.Daemon(env_file, settings, logs / "replica-1.log")
@@ -82,7 +98,9 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
         raise RuntimeError(f"lease holder pid {pid} is not the first replica {leader.pid}")
     standbys = [c.Daemon(env_file, settings, logs / f"replica-{i}.log") for i in range(2, a.replicas + 1)]
     c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
-    c.wait_for(lambda: receiver.count() > 0, 30, what="the first fire")
+    # Every job has fired (from the env file or the leader's first read of the document).
+    want = {n.lower().replace("_", "-") for n in names}
+    c.wait_for(lambda: want <= {x.job for x in list(receiver.arrivals)}, 60, 0.2, what="a fire of every job")
     time.sleep(a.warmup)
 
     w0 = int(time.time()) + 3  # leaves time for `check` below
@@ -151,7 +169,7 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
     res = {
         "name": name,
         "config": {
-            "receiver": a.receiver, "jobs": jobs, "schedule": a.schedule, "duration_s": duration, "replicas": a.replicas,
+            "receiver": a.receiver, "jobs": jobs, "jobs_from": a.jobs_from, "schedule": a.schedule, "duration_s": duration, "replicas": a.replicas,
             "max_concurrency": max_conc, "log_level": a.log_level, "lease_ttl": a.ttl, "lease_renew": a.renew,
             "receiver_hold_ms": a.hold_ms, "window": [w0, w1], "warmup_s": a.warmup, "grace_s": a.grace,
         },
@@ -204,54 +222,6 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
     return res
 
 
-def report(r: dict) -> None:
-    cfg, red, lead = r["config"], r["redis"], r["leader"]
-    lat, fos, spr = r["lateness_ms"], r["first_of_slot_lateness_ms"], r["slot_spread_ms"]
-    t = r["targets"]
-
-    def tgt(key: str, text: str) -> str:
-        return f"{text}: {c.verdict(t[key]['pass'])}" if key in t else ""
-
-    rows = [
-        ("jobs x slots (expected fires)", f"{cfg['jobs']} x {r['expected_fires'] // max(1, cfg['jobs'])} = {r['expected_fires']}", ""),
-        ("delivered", f"{r['delivered']} ({c.fmt(r['delivered_pct'], '%', 2)})", tgt("delivered_pct", "100%")),
-        ("duplicates (same Idempotency-Key again)", r["duplicates"], tgt("duplicates", "0")),
-        ("requests with attempt > 1", r["attempts_above_1"], ""),
-        ("lateness p50 / p90", f"{c.fmt(lat['p50'], ' ms', 2)} / {c.fmt(lat['p90'], ' ms', 2)}", ""),
-        ("lateness p99", c.fmt(lat["p99"], " ms", 2), tgt("p99_ms", f"<= {t.get('p99_ms', {}).get('target')} ms")),
-        ("lateness min / max", f"{c.fmt(lat['min'], ' ms', 2)} / {c.fmt(lat['max'], ' ms', 2)}", ""),
-        ("first fire of each slot: p50 / max", f"{c.fmt(fos['p50'], ' ms', 2)} / {c.fmt(fos['max'], ' ms', 2)}", ""),
-        ("spread first->last job of a slot p50 / max", f"{c.fmt(spr['p50'], ' ms', 2)} / {c.fmt(spr['max'], ' ms', 2)}", ""),
-        ("lease acquisitions during the window", r["lease_acquisitions_in_window"], "0 = the first replica led throughout"),
-        ("leader CPU (% of one core)", c.fmt(lead["cpu_percent_of_core"], " %", 1), tgt("leader_cpu_pct", "<= 25%")),
-        ("leader RSS / peak RSS", f"{c.mb(lead['rss_kb'])} / {c.mb(lead['peak_rss_kb'])}", ""),
-    ]
-    for i, sb in enumerate(r["standbys"], 2):
-        rows.append((f"standby {i} CPU / RSS", f"{c.fmt(sb['cpu_percent_of_core'], ' %', 2)} / {c.mb(sb['rss_kb'])}", ""))
-    by = ", ".join(f"{k} {v}" for k, v in sorted(red["leader_commands_by_name"].items(), key=lambda kv: -kv[1]))
-    rows += [
-        ("Redis cmds/fire, leader (MONITOR)", c.fmt(red["leader_commands_per_fire"], "", 3), tgt("cmds_per_fire", "<= 2")),
-        ("Redis cmds/fire, all replicas (MONITOR)", c.fmt(red["all_commands_per_fire"], "", 3), ""),
-        ("  sample", f"{red['monitor_sample_s']} s, {red['fires_in_sample']} fires; leader: "
-                     f"{by or 'none' if red['sample_lease_holder_pid'] else 'lease changed hands during the sample'}", ""),
-        ("  calls inside scripts per fire", c.fmt(red["script_inner_calls_per_fire"], "", 2), ""),
-        ("EVALSHA/EVAL per fire, window (commandstats)", c.fmt(red["script_calls_per_fire"], "", 3), ""),
-        ("receiver: max open requests / connections", f"{r['receiver']['max_open_requests']} / {r['receiver']['connections']}", ""),
-        ("replicas alive at end; exit codes", f"{r['alive_at_end']}; {r['exit_codes']} (SIGTERM to exit: {r['shutdown_s']} s)",
-         "-9: killed 40 s after SIGTERM"),
-        ("daemon warnings/errors logged", c.summarize_problems(r["log_problems"]), ""),
-    ]
-    title = (f"latency [{r['name']}]: {cfg['jobs']} jobs '{cfg['schedule']}', {cfg['duration_s']} s, {cfg['replicas']} replicas, "
-             f"MAX_CONCURRENCY={cfg['max_concurrency']}, LOG_LEVEL={cfg['log_level']}, {cfg['receiver']} receiver, TTL {cfg['lease_ttl']}/renew {cfg['lease_renew']}")
-    c.print_table(title, rows, ("figure", "value", "target"))
-    if "profile" in r:
-        p = r["profile"]
-        c.print_table(f"leader profile (py-spy, {p['total_samples']} non-idle samples): self time",
-                      [(x["function"], f"{x['percent']} %") for x in p["self"][:12]], ("function", "% samples"))
-        c.print_table("leader profile: inclusive",
-                      [(x["function"], f"{x['percent']} %") for x in p["inclusive"][:20]], ("function", "% samples"))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=("small", "large", "all"), help="small: 20 jobs/30 s; large: 1000 jobs/60 s; "
@@ -259,6 +229,9 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, help="number of jobs (a custom run)")
     ap.add_argument("--duration", type=int, help="measured window, seconds (default 30 for a custom run)")
     ap.add_argument("--schedule", default="* * * * * *", help="every job's schedule (default '* * * * * *')")
+    ap.add_argument("--jobs-from", choices=("env", "url"), default="env",
+                    help="env: the jobs in the env file (default); url: in a document served at SCHEDULER_JOBS_URL")
+    ap.add_argument("--jobs-refresh", default="30s", help="SCHEDULER_JOBS_REFRESH with --jobs-from url (default 30s)")
     ap.add_argument("--replicas", type=int, default=2, help="replicas: 1 leader + standbys (default 2)")
     ap.add_argument("--max-concurrency", type=int, help="SCHEDULER_MAX_CONCURRENCY (default: max(64, jobs rounded up to a power of 2))")
     ap.add_argument("--log-level", default="WARNING", help="SCHEDULER_LOG_LEVEL (default WARNING)")

@@ -28,31 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import common as c  # noqa: E402
+from doc_server import SERVER  # noqa: E402
 
 from scheduler import config  # noqa: E402
 from scheduler.sources import JobSources, diff  # noqa: E402
-
-SERVER = r"""
-import hashlib, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-docs = [open(p, "rb").read() for p in sys.argv[2:]]
-state = {"i": 0}
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def do_POST(self):  # switch to the next document
-        state["i"] = (state["i"] + 1) % len(docs)
-        self.send_response(204); self.send_header("Content-Length", "0"); self.end_headers()
-    def do_GET(self):
-        body = docs[state["i"]]
-        etag = '"%s"' % hashlib.sha1(body).hexdigest()[:16]
-        if self.headers.get("If-None-Match") == etag:
-            self.send_response(304); self.send_header("ETag", etag); self.end_headers(); return
-        self.send_response(200); self.send_header("ETag", etag)
-        self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(body)))
-        self.end_headers(); self.wfile.write(body)
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
 
 CRONS = [f"{m} {h} * * *" for m in (0, 15, 30, 45) for h in range(0, 24, 2)] + ["*/5 * * * *", "0 7 * * 1-5"]
 
