@@ -8,14 +8,14 @@ import asyncio
 
 from scheduler.jobs_config import JobSpec
 from scheduler import schedule as sched
-from tests.test_engine_virtual import T, Run, make_store, settings_for  # noqa: F401  (a fixture)
+from tests.test_engine_virtual import T, Run, make_store, settings_for  # noqa: F401,F811  (a fixture)
 
 
 def daily(i: int) -> JobSpec:
     return JobSpec(f"tenant-{i}", "0 3 * * *", sched.parse("0 3 * * *", job=f"tenant-{i}"), f"http://127.0.0.1:1/t/{i}")
 
 
-def test_a_slot_due_while_new_jobs_are_sighted_is_claimed_first(tmp_path, make_store):
+def test_a_slot_due_while_new_jobs_are_sighted_is_claimed_first(tmp_path, make_store):  # noqa: F811
     settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}})
 
     async def main():
