@@ -11,6 +11,7 @@ reference over random zones and expressions, and tests/test_schedule.py has DST 
 from __future__ import annotations
 
 import functools
+import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -49,8 +50,18 @@ def _transition(zone: ZoneInfo, lo: int, hi: int) -> int:
     return hi
 
 
+# The matchers are shared, and set then read: a source's validation (in a worker thread)
+# and the leader's planning (on the event loop) may ask at once, so one asks at a time.
+_ONE_AT_A_TIME = threading.Lock()
+
+
 @functools.lru_cache(maxsize=16384)
 def _next_cron(expr: str, hash_id: str, seconds: bool, fixed: bool, tz: str, t: int) -> int:
+    with _ONE_AT_A_TIME:
+        return _next_cron_locked(expr, hash_id, seconds, fixed, tz, t)
+
+
+def _next_cron_locked(expr: str, hash_id: str, seconds: bool, fixed: bool, tz: str, t: int) -> int:
     it = _matcher(expr, hash_id, seconds)
     if tz in _UTC_NAMES:
         # No transitions: wall-clock time is the instant; skip the DST search.
@@ -102,7 +113,7 @@ def _next_cron(expr: str, hash_id: str, seconds: bool, fixed: bool, tz: str, t: 
 def _matcher(expr: str, hash_id: str, seconds: bool) -> croniter:
     """A croniter per expression, reset before each use: expanding an expression costs
     several times more than finding the next match, and the same ones are asked again
-    and again. Only ever used synchronously, so sharing one instance is safe."""
+    and again. Used under _ONE_AT_A_TIME only: it holds the time it was set to."""
     return croniter(expr, datetime(2000, 1, 1), hash_id=hash_id, second_at_beginning=seconds, ret_type=datetime)
 
 

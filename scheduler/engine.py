@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
+from . import collector
 from .clock import Clock
 from .config import JobSpec, Settings
 from .dispatch import Dispatcher, Fire
@@ -153,9 +155,12 @@ class Engine:
         while not self.stopping.is_set() and self._usable(lease):
             now = self.clock.time()
             if self.jobset.pending is not None:
+                sighted: list[str] = []
+                large = self.jobset.pending_size() >= collector.LARGE
                 async with self._claiming:
-                    changes = self.jobset.apply(plan, now, self.metrics.forget, self.recorder.first_seen)
-                changes = self.sightings.write_later(lease, changes)
+                    with collector.paused(freeze=large):
+                        changes = self.jobset.apply(plan, now, self.metrics.forget, self.recorder.first_seen, sighted)
+                changes = self.sightings.write_later(lease, changes, sighted, math.floor(now))
                 if changes and not await self._claim_and_fire(lease, changes):
                     return
             claims = plan.due(now, busy=self.fires.busy, overlapping=self.fires.overlapping)

@@ -11,12 +11,12 @@ its source keeps the last good set. Imports the configuration's job rules and sc
 from __future__ import annotations
 
 import difflib
-import gc
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import collector
 from .config_reader import Reader, show
 from .document_text import MAX_DOCUMENT_BYTES, DocumentError, parse_bytes  # noqa: F401  (public names)
 from .jobs_config import JOB_FIELDS, JobSpec, load_job, parse_schedule
@@ -60,13 +60,8 @@ def validate(data: Any, source: str, settings: Settings, previous: Parsed | None
     """Every job of a parsed document (see _validate). The cyclic garbage collector waits
     meanwhile: 100,000 new jobs would trigger its full passes over every live object
     again and again (a quarter of the time), and a document makes no cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector.paused():
         return _validate(data, source, settings, previous)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _validate(data: Any, source: str, settings: Settings, previous: Parsed | None) -> Parsed:

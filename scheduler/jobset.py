@@ -9,6 +9,7 @@ touches only the jobs that differ: their heap entries and metric children.
 from __future__ import annotations
 
 import logging
+import time
 
 from .config import JobSpec, Settings
 from .model import Claim
@@ -36,6 +37,12 @@ class JobSet:
             assert self._names is not None
             self._names |= names
         self.pending = source_jobs
+
+    def pending_size(self) -> int:
+        """How many jobs the pending change may touch."""
+        if self.pending is None:
+            return 0
+        return len(self.pending) if self._names is None else len(self._names)
 
     def take_pending(self) -> None:
         """Before a leadership starts (no plan to edit yet): the new set becomes the set."""
@@ -71,14 +78,17 @@ class JobSet:
                 jobs[name] = job  # an equal definition: nothing to plan again
         return added, changed, removed
 
-    def apply(self, plan: Plan, now: float, forget, first_seen: dict[str, float]) -> list[Claim]:
+    def apply(self, plan: Plan, now: float, forget, first_seen: dict[str, float],
+              sighted: list[str] | None = None) -> list[Claim]:
         """Apply the pending set to a running plan. Returns the claims an added job needs
-        (its first sighting, and an `at` whose instant has just passed). `forget(name)`
-        drops a removed job's metric children."""
+        (its first sighting, and an `at` whose instant has just passed); with `sighted`, a
+        large addition's first sightings go there as names instead (Plan.add_many).
+        `forget(name)` drops a removed job's metric children."""
         new, self.pending = self.pending, None
         names, self._names = self._names, None
         if new is None:
             return []
+        began = time.perf_counter()
         added, changed, removed = self._diff(new, names)
         for name in removed:
             del self.jobs[name]
@@ -87,12 +97,13 @@ class JobSet:
         for name in changed:
             self.jobs[name] = new[name]
             plan.replace(new[name], now)
-        added.sort()
+        jobs = self.jobs
+        for name in added:  # in the order the sources gave them
+            jobs[name] = new[name]
         for name in added:
-            self.jobs[name] = new[name]
             first_seen.setdefault(name, now)
-        claims = plan.add_many([new[name] for name in added], now)
+        claims = plan.add_many([new[name] for name in added], now, sighted)
         if added or changed or removed:
             log.info("job set changed", extra={"added": len(added), "changed": len(changed), "removed": len(removed),
-                                               "jobs": len(self.jobs)})
+                                               "jobs": len(self.jobs), "seconds": round(time.perf_counter() - began, 3)})
         return claims

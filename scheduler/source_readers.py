@@ -18,7 +18,7 @@ import os
 from typing import Any
 from collections.abc import Callable
 
-from . import __version__
+from . import __version__, collector
 from .config import Settings, mask_url
 from .http1 import ERRORS, BodyTooLarge, Http1Client
 from .job_document import MAX_DOCUMENT_BYTES, DocumentError, Parsed, kind_of, parse_bytes, validate
@@ -122,11 +122,16 @@ class UrlReader:
         await self.client.aclose()
 
 
+LARGE_DOCUMENT_BYTES = 1 << 20  # about 10,000 jobs
+
+
 async def _parse(data: bytes, kind: str, source: str, settings: Settings, previous: Parsed | None, offload: bool) -> Parsed:
     def work() -> Parsed:
         # In a thread, the document is decoded in pieces (document_text.py), so the
-        # leader's fires keep their times.
-        return validate(parse_bytes(data, kind, in_steps=offload), source, settings, previous)
+        # leader's fires keep their times. The collector waits meanwhile (collector.py);
+        # a large document is frozen afterwards: it lives until the next change.
+        with collector.paused(freeze=len(data) >= LARGE_DOCUMENT_BYTES):
+            return validate(parse_bytes(data, kind, in_steps=offload), source, settings, previous)
 
     try:
         # In a thread: the GIL is handed back to the event loop every 5 ms, so the fires

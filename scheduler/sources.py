@@ -217,6 +217,7 @@ class JobSources:
         if isinstance(s.reader, FileReader) and not forced and s.reads_total and not s.reader.changed():
             return None  # the once-a-second poll: a stat, nothing else
         s.reads_total += 1
+        began = time.perf_counter()
         try:
             result = await s.reader.read(s.good, force=forced, offload=offload)
         except SourceError as exc:
@@ -235,6 +236,9 @@ class JobSources:
         if result is UNCHANGED:
             return None  # a 304 or an unchanged file: nothing to merge (bench: well under 1 ms)
         s.good = result
+        self.log.info("jobs source read", extra={"source": s.reader.source, "jobs": len(result.jobs),
+                                                 "rejected": len(result.rejected), "changed": len(result.fresh),
+                                                 "gone": len(result.gone), "seconds": round(time.perf_counter() - began, 3)})
         return set(result.fresh | result.gone)
 
     def _merge(self, names: set[str] | None = None) -> None:
