@@ -24,6 +24,7 @@ from .model import INIT, TRIGGER, Claim, Outcome
 from .observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
 from .record import Recorder
+from .resume import Resumer
 from .sightings import Sightings
 from .tasks import cancel as _cancel
 from .jobset import JobSet
@@ -62,9 +63,11 @@ class Engine:
         self.watch_since: float | None = None  # when this replica began leading
         self.is_leader = False
         self.plan = Plan(self.jobs, 0.0)
-        self.sightings = Sightings(self._claim_and_fire)
         self.recorder = Recorder(store, self.metrics, clock)
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, self._send, self.recorder.record)
+        self.sightings = Sightings(self._claim_and_fire)
+        self.resumer = Resumer(self.jobs, clock.time, self._load, lambda lease, claims: self._claim_and_fire(lease, claims, True),
+                               lambda state, now: self.recorder.loaded(state, set(), now), self.fires)
         self.keeper = LeaseKeeper(settings, store, clock, self.metrics, self.health, self.stopping,
                                   self._sleep, self._wake.set)
 
@@ -133,7 +136,7 @@ class Engine:
                 # Keep renewing while in-flight fires finish, so no standby redelivers them.
                 await self.fires.drain(self.settings.shutdown_grace_s)
         finally:
-            await _cancel(renewer, watcher, *self.sightings.end())
+            await _cancel(renewer, watcher, *self.sightings.end(), *self.resumer.end())
             await self.fires.drop_waiting()
             self.is_leader = False
             self.metrics.leader.set(0)
@@ -149,6 +152,7 @@ class Engine:
         plan = self.plan = Plan(self.jobs, claim_ahead_s(lease.ttl_s))
         first = plan.start(state, now, self.fires)
         self.recorder.loaded(state, {c.job for c in first if c.kind == INIT}, now)
+        self.resumer.begin(self.jobs)
         first = self.sightings.write_later(lease, first)
         if first and not await self._claim_and_fire(lease, first, backlog=True):
             return
@@ -161,6 +165,7 @@ class Engine:
                     with collector.paused(freeze=large):
                         changes = self.jobset.apply(plan, now, self.metrics.forget, self.recorder.first_seen, sighted)
                 changes = self.sightings.write_later(lease, changes, sighted, math.floor(now))
+                self.resumer.added(lease, self.jobset.added)
                 if changes and not await self._claim_and_fire(lease, changes):
                     return
             claims = plan.due(now, busy=self.fires.busy, overlapping=self.fires.overlapping)
@@ -169,6 +174,9 @@ class Engine:
                     return
                 continue
             await self._sleep(min(plan.wake_in(now), lease.claim_deadline - self.clock.monotonic()))
+
+    async def _load(self, lease: Lease, jobs: list[str]):
+        return await self.keeper.retry(lambda: self.store.load(jobs), lease)
 
     async def _claim_and_fire(self, lease: Lease, claims: list[Claim], backlog: bool = False) -> bool:
         """Claim and start the claimed fires; False when leadership ended. A large batch goes

@@ -24,6 +24,7 @@ class JobSet:
         self.jobs: dict[str, JobSpec] = dict(self.env)  # env and source jobs, enabled: the plan's view
         self.pending: dict[str, JobSpec] | None = None  # the sources' newest set, not applied yet
         self._names: set[str] | None = None  # its names that may differ from the applied set; None: any
+        self.added: list[str] = []  # the jobs the last apply added
 
     def offer(self, source_jobs: dict[str, JobSpec], names: set[str] | None = None) -> None:
         """The sources' new set of valid jobs (a dict they replace, never edit), and the names
@@ -90,6 +91,7 @@ class JobSet:
             return []
         began = time.perf_counter()
         added, changed, removed = self._diff(new, names)
+        self.added = added
         for name in removed:
             del self.jobs[name]
             plan.remove(name)

@@ -60,6 +60,21 @@ def missed(job: JobSpec, mark: int, now: float) -> list[int]:
     return slots
 
 
+def redeliveries(state: State, jobs: Container[str], running: Container[str] = ()) -> list[Claim]:
+    """Fires of `jobs` left in flight by an earlier leader (not those `running` here), oldest
+    first: each is sent again, as the next attempt."""
+    return [
+        Claim(f.job, f.slot, REDELIVER, f.attempt + 1, f.trigger)
+        for f in sorted(state.inflight, key=lambda f: f.slot)
+        if f.job in jobs and Claim(f.job, f.slot, trigger=f.trigger).field not in running
+    ]
+
+
+def made_up(job: JobSpec, mark: int, cursor: float) -> list[Claim]:
+    """The claims of the slots after the watermark and not after `cursor` that CATCHUP makes up."""
+    return [Claim(job.name, slot, FIRE) for slot in missed(job, mark, cursor)]
+
+
 def claims_for(job: JobSpec, slots: list[int], now: float, overlapping: bool) -> list[Claim]:
     """Claims for the slots of one job due now, oldest first. The newest is the one due;
     older ones were missed while the loop was behind and follow CATCHUP. `overlapping`: a
@@ -100,11 +115,7 @@ class Plan:
         """What to claim at leadership start: fires left in flight by an earlier leader
         (not those `running` here already), then each job's first sighting or the slots
         missed since its watermark, oldest first. Fills the heap with the next slots."""
-        first = [
-            Claim(f.job, f.slot, REDELIVER, f.attempt + 1, f.trigger)
-            for f in sorted(state.inflight, key=lambda f: f.slot)
-            if f.job in self.jobs and Claim(f.job, f.slot, trigger=f.trigger).field not in running
-        ]
+        first = redeliveries(state, self.jobs, running)
         for job in self.jobs.values():
             mark = state.watermarks.get(job.name)
             if mark is None:
@@ -115,7 +126,7 @@ class Plan:
             else:
                 # A slot whose jittered moment may still be ahead is not missed yet.
                 cursor = max(mark, math.floor(now - job.jitter_s))
-                first += [Claim(job.name, slot, FIRE) for slot in missed(job, mark, cursor)]
+                first += made_up(job, mark, cursor)
             nxt = sched.next_after(job.schedule, cursor)
             if nxt is not None:
                 heapq.heappush(self.heap, (fire_at(job, nxt), nxt, job.name))
