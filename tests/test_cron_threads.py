@@ -10,7 +10,7 @@ import threading
 from scheduler import cron_time
 
 EXPR = ("*/7 * * * *", "", False, False, "UTC")
-TIMES = range(1_700_000_000, 1_700_000_000 + 7 * 60 * 3000, 59)
+TIMES = range(1_700_000_000, 1_700_000_000 + 7 * 60 * 1200, 59)
 
 
 def slots(times) -> list[int]:

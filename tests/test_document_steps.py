@@ -45,7 +45,7 @@ jobs_like = st.lists(st.dictionaries(st.sampled_from(["name", "url", "h"]), valu
                                      max_size=3), max_size=8).map(lambda jobs: {"jobs": jobs})
 
 
-@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(documents | jobs_like, st.sampled_from([None, 0, 2]), st.sampled_from([(",", ":"), (", ", ": "), (" ,", " : ")]))
 def test_a_document_decoded_in_steps_is_the_one_json_loads_gives(chunk, doc, indent, separators):
     text = json.dumps(doc, indent=indent, separators=separators)
@@ -54,7 +54,7 @@ def test_a_document_decoded_in_steps_is_the_one_json_loads_gives(chunk, doc, ind
     assert stepped == whole
 
 
-@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(documents | jobs_like, st.integers(0, 80), st.sampled_from(["", "x", ",", "]", "}", " ", "\ufeff", "\x00", "},{"]))
 def test_a_broken_document_gets_the_error_json_loads_gives(chunk, doc, cut, junk):
     text = json.dumps(doc, separators=(",", ":"))
