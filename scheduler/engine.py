@@ -27,7 +27,7 @@ from .record import Recorder
 from .resume import Resumer
 from .sightings import Sightings
 from .tasks import cancel as _cancel
-from .jobset import JobSet
+from .jobset import JobSet, Preparer
 from .store import LeaseLost, Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
@@ -66,6 +66,7 @@ class Engine:
         self.recorder = Recorder(store, self.metrics, clock)
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, self._send, self.recorder.record)
         self.sightings = Sightings(self._claim_and_fire)
+        self.preparer = Preparer(self.jobset, self._wake.set)
         self.resumer = Resumer(self.jobs, clock.time, self._load, lambda lease, claims: self._claim_and_fire(lease, claims, True),
                                lambda state, now: self.recorder.loaded(state, set(), now), self.fires)
         self.keeper = LeaseKeeper(settings, store, clock, self.metrics, self.health, self.stopping,
@@ -137,6 +138,7 @@ class Engine:
                 await self.fires.drain(self.settings.shutdown_grace_s)
         finally:
             await _cancel(renewer, watcher, *self.sightings.end(), *self.resumer.end())
+            await self.preparer.end()
             await self.fires.drop_waiting()
             self.is_leader = False
             self.metrics.leader.set(0)
@@ -158,13 +160,15 @@ class Engine:
             return
         while not self.stopping.is_set() and self._usable(lease):
             now = self.clock.time()
-            if self.jobset.pending is not None:
+            change = self.preparer.ready(now)
+            if change is not None:
                 sighted: list[str] = []
-                large = self.jobset.pending_size() >= collector.LARGE
                 async with self._claiming:
-                    with collector.paused(freeze=large):
-                        changes = self.jobset.apply(plan, now, self.metrics.forget, self.recorder.first_seen, sighted)
-                changes = self.sightings.write_later(lease, changes, sighted, math.floor(now))
+                    with collector.paused(freeze=len(change.added) + len(change.changed) >= collector.LARGE):
+                        changes = self.jobset.commit(change, plan, self.metrics.forget, self.recorder.first_seen, sighted)
+                if self.jobset.pending is not None:
+                    self._wake.set()  # a newer set came while this one was prepared: next turn
+                changes = self.sightings.write_later(lease, changes, sighted, math.floor(change.now))
                 self.resumer.added(lease, self.jobset.added)
                 if changes and not await self._claim_and_fire(lease, changes):
                     return

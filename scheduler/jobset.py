@@ -8,11 +8,17 @@ touches only the jobs that differ: their heap entries and metric children.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .config import JobSpec, Settings
-from .model import Claim
+from . import collector
+from .model import INIT, Claim
+from .next_slots import Entries, next_entries
 from .plan import Plan
 
 log = logging.getLogger("scheduler.engine")
@@ -53,59 +59,141 @@ class JobSet:
             self.jobs.update(self.env)  # the environment's win a name clash
             self.pending = self._names = None
 
-    def _diff(self, new: dict[str, JobSpec], names: set[str] | None) -> tuple[list[str], list[str], list[str]]:
-        """(added, changed, removed) among `names` (None: all) between the applied set and the
-        sources' `new` one; the environment's jobs stay as they are."""
-        if names is None:
-            names = (self.jobs.keys() - self.env.keys()) | new.keys()
-        added, changed, removed = [], [], []
-        jobs, env = self.jobs, self.env
-        for name in names:
-            if name in env:
-                continue
-            job = new.get(name)
-            if job is not None and not job.enabled:
-                job = None
-            old = jobs.get(name)
-            if job is old:
-                continue
-            if job is None:
-                removed.append(name)
-            elif old is None:
-                added.append(name)
-            elif job != old:
-                changed.append(name)
-            else:
-                jobs[name] = job  # an equal definition: nothing to plan again
-        return added, changed, removed
+    def snapshot(self) -> tuple[dict[str, JobSpec], set[str] | None] | None:
+        """The pending set and its names as they stand, for prepare() in another thread."""
+        if self.pending is None:
+            return None
+        return self.pending, None if self._names is None else set(self._names)
+
+    def prepare(self, now: float, snapshot: tuple[dict[str, JobSpec], set[str] | None] | None = None) -> Change | None:
+        """What applying the pending set (or a snapshot of it) changes, with the next slots
+        of its added and changed jobs worked out. Reads the applied set one name at a time
+        and changes nothing, so a worker thread may run it while the loop claims (a set of
+        100,000 jobs takes 0.5 s here, which on the loop made every fire due meanwhile that
+        late); commit() then applies it between two claims."""
+        snapshot = snapshot or self.snapshot()
+        if snapshot is None:
+            return None
+        new, names = snapshot
+        began = time.perf_counter()
+        with collector.paused():
+            if names is None:
+                names = (self.jobs.keys() - self.env.keys()) | new.keys()
+            added, changed, removed, same = [], [], [], []
+            jobs, env = self.jobs, self.env
+            for name in names:
+                if name in env:
+                    continue
+                job = new.get(name)
+                if job is not None and not job.enabled:
+                    job = None
+                old = jobs.get(name)
+                if job is old:
+                    continue
+                if job is None:
+                    removed.append(name)
+                elif old is None:
+                    added.append(name)
+                elif job != old:
+                    changed.append(name)
+                else:
+                    same.append(name)  # an equal definition: nothing to plan again
+            return Change(new, now, added, changed, removed, same, next_entries([new[n] for n in added], now, True),
+                          next_entries([new[n] for n in changed], now, False), began)
+
+    def commit(self, change: Change, plan: Plan, forget, first_seen: dict[str, float],
+               sighted: list[str] | None = None) -> list[Claim]:
+        """Apply a prepared change to a running plan, whole. Returns the claims an added job
+        needs (an `at` whose instant has just passed, and its first sighting: into `sighted`
+        as a name when given). `forget(name)` drops a removed job's metric children. A
+        change prepared from a set that a newer one replaced meanwhile leaves that one pending."""
+        if self.pending is change.new:
+            self.pending = self._names = None
+        new, jobs = change.new, self.jobs
+        self.added = change.added
+        for name in change.removed:
+            del jobs[name]
+            plan.remove(name)
+            forget(name)
+        for name in change.same:
+            jobs[name] = new[name]
+        for name in change.changed:
+            jobs[name] = new[name]
+        for name in change.added:  # in the order the sources gave them
+            jobs[name] = new[name]
+        for name in change.added:
+            first_seen.setdefault(name, change.now)
+        plan.take(change.for_changed)
+        plan.take(change.for_added)
+        claims = change.for_added.claims
+        if sighted is None:
+            claims = claims + [Claim(name, math.floor(change.now), INIT) for name in change.for_added.sighted]
+        else:
+            sighted += change.for_added.sighted
+        if change.added or change.changed or change.removed:
+            log.info("job set changed", extra={"added": len(change.added), "changed": len(change.changed),
+                                               "removed": len(change.removed), "jobs": len(jobs),
+                                               "seconds": round(time.perf_counter() - change.began, 3)})
+        return claims
 
     def apply(self, plan: Plan, now: float, forget, first_seen: dict[str, float],
               sighted: list[str] | None = None) -> list[Claim]:
-        """Apply the pending set to a running plan. Returns the claims an added job needs
-        (its first sighting, and an `at` whose instant has just passed); with `sighted`, a
-        large addition's first sightings go there as names instead (Plan.add_many).
-        `forget(name)` drops a removed job's metric children."""
-        new, self.pending = self.pending, None
-        names, self._names = self._names, None
-        if new is None:
-            return []
-        began = time.perf_counter()
-        added, changed, removed = self._diff(new, names)
-        self.added = added
-        for name in removed:
-            del self.jobs[name]
-            plan.remove(name)
-            forget(name)
-        for name in changed:
-            self.jobs[name] = new[name]
-            plan.replace(new[name], now)
-        jobs = self.jobs
-        for name in added:  # in the order the sources gave them
-            jobs[name] = new[name]
-        for name in added:
-            first_seen.setdefault(name, now)
-        claims = plan.add_many([new[name] for name in added], now, sighted)
-        if added or changed or removed:
-            log.info("job set changed", extra={"added": len(added), "changed": len(changed), "removed": len(removed),
-                                               "jobs": len(self.jobs), "seconds": round(time.perf_counter() - began, 3)})
-        return claims
+        """prepare() and commit() at once, on the loop: for a small change."""
+        change = self.prepare(now)
+        return [] if change is None else self.commit(change, plan, forget, first_seen, sighted)
+
+
+@dataclass
+class Change:
+    """A pending set's difference from the applied one, and what the plan needs for it."""
+
+    new: dict[str, JobSpec]
+    now: float
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    same: list[str]
+    for_added: Entries
+    for_changed: Entries
+    began: float
+
+
+class Preparer:
+    """The leader loop's way to a change: ready(now) gives one to commit now, or None. A
+    large one (collector.LARGE jobs or more) is prepared in a worker thread while the loop
+    goes on claiming, and is ready on a later turn (`wake` is called then); a small one is
+    prepared at once."""
+
+    def __init__(self, jobset: JobSet, wake: Callable[[], None]):
+        self.jobset, self.wake = jobset, wake
+        self._task: asyncio.Future | None = None
+        self._failed: object = None  # the pending set whose preparing failed: not tried again
+
+    def ready(self, now: float) -> Change | None:
+        task = self._task
+        if task is not None:
+            if not task.done():
+                return None
+            self._task = None
+            try:
+                return task.result()
+            except Exception:  # a fault here; the set stays pending until a newer one comes
+                self._failed = self.jobset.pending
+                log.exception("preparing a change of the job set failed")
+                return None
+        pending = self.jobset.pending
+        if pending is None or pending is self._failed:
+            return None
+        if self.jobset.pending_size() < collector.LARGE:
+            return self.jobset.prepare(now)
+        snapshot = self.jobset.snapshot()
+        self._task = task = asyncio.ensure_future(asyncio.to_thread(self.jobset.prepare, now, snapshot))
+        task.add_done_callback(lambda _: self.wake())
+        return None
+
+    async def end(self) -> None:
+        """At the end of a leadership: a thread under way is let finish (its result is of no
+        use now; the set stays pending for the next leadership)."""
+        if self._task is not None:
+            await asyncio.wait([self._task])
+            self._task = None

@@ -7,7 +7,6 @@ the planner's next wake-up, and runs what the store let it claim.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import logging
 import math
@@ -16,6 +15,7 @@ from collections.abc import Callable, Container, Mapping
 from . import schedule as sched
 from .config import JobSpec
 from .model import FIRE, INIT, REDELIVER, SKIP, Claim, State
+from .next_slots import Entries, fire_at, jitter_offset_s, next_entries  # noqa: F401  (public names)
 
 log = logging.getLogger("scheduler.engine")
 
@@ -29,18 +29,6 @@ IDLE_WAKE_S = 3600.0  # with no slot ahead at all, look again this often
 def claim_ahead_s(lease_ttl_s: float) -> float:
     """How long before its moment a slot is claimed: at most a tenth of the lease TTL."""
     return min(CLAIM_AHEAD_S, lease_ttl_s / 10)
-
-
-def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:
-    """How long after its slot a jittered fire goes out: derived from job and slot, never
-    from a random source, so every replica (and every restart) picks the same moment."""
-    digest = hashlib.sha256(f"{job}@{slot}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") % (int(jitter_s * 1000) + 1)) / 1000
-
-
-def fire_at(job: JobSpec, slot: int) -> float:
-    """The moment a slot's fire goes out: the slot, plus the job's jitter."""
-    return slot + jitter_offset_s(job.name, slot, job.jitter_s) if job.jitter_s else float(slot)
 
 
 def missed(job: JobSpec, mark: int, now: float) -> list[int]:
@@ -134,49 +122,34 @@ class Plan:
         return first
 
     def add_many(self, jobs: list[JobSpec], now: float, sighted: list[str] | None = None) -> list[Claim]:
-        """`add` for many jobs at once, with the same plan: a large addition (a first set of
-        100,000 jobs) rebuilds the heap once instead of pushing each entry, and works out
-        one next slot per distinct schedule, not per job (tenants share a few expressions).
-        With `sighted`, the names whose first sighting (INIT) is due at floor(now) go there
-        rather than into the claims: 100,000 Claim objects made on the event loop cost
-        0.3 s, and the sightings are written in calls of 500 anyway (sightings.py)."""
+        """`add` for many jobs at once, with the same plan: see next_entries. With `sighted`,
+        the names whose first sighting (INIT) is due at floor(now) go there rather than into
+        the claims: 100,000 Claim objects made on the event loop cost 0.3 s, and the
+        sightings are written in calls of 500 anyway (sightings.py)."""
         if len(jobs) < max(64, len(self.heap)):
             return [c for job in jobs for c in self.add(job, now)]
-        claims: list[Claim] = []
-        entries = []
-        cursor = math.floor(now)
-        nexts: dict[object, int | None] = {}  # per schedule but for the job's own name
+        found = next_entries(jobs, now, added=True)
+        self.take(found)
+        if sighted is None:
+            return found.claims + [Claim(name, math.floor(now), INIT) for name in found.sighted]
+        sighted += found.sighted
+        return found.claims
+
+    def take(self, found: Entries) -> None:
+        """Next slots worked out by next_entries (maybe in another thread), into the plan."""
         upcoming, period_s = self.upcoming, self.period_s
-        for job in jobs:
-            schedule, name = job.schedule, job.name
-            if type(schedule) is sched.Cron:
-                exprs = schedule.exprs  # an `H` left in one would make the slot the job's own
-                hashed = "H" in exprs[0] if len(exprs) == 1 else any("H" in e for e in exprs)
-                shape: object = (exprs, schedule.tz, schedule.seconds, schedule.fixed, schedule.hash_id if hashed else "")
-            elif type(schedule) is sched.Interval:
-                shape = schedule
-            else:  # `at`: rare; its claims follow add's rule
-                claims += self.add(job, now)
-                continue
-            if sighted is None:
-                claims.append(Claim(name, cursor, INIT))
-            else:
-                sighted.append(name)
-            try:
-                nxt = nexts[shape]
-            except KeyError:
-                nxt = nexts[shape] = sched.next_after(schedule, cursor)
-            if nxt is None:
-                upcoming.pop(name, None)
-                continue
-            upcoming[name] = nxt
-            entries.append((fire_at(job, nxt) if job.jitter_s else float(nxt), nxt, name))
+        upcoming.update(found.upcoming)
+        for name in found.ended:
+            upcoming.pop(name, None)
         if period_s:
-            for job in jobs:
-                period_s.pop(job.name, None)
-        self.heap.extend(entries)
-        heapq.heapify(self.heap)
-        return claims
+            for name in (*found.upcoming, *found.ended):
+                period_s.pop(name, None)
+        if len(found.entries) * 8 < len(self.heap):
+            for entry in found.entries:
+                heapq.heappush(self.heap, entry)
+        else:  # a large addition rebuilds the heap once instead of pushing each entry
+            self.heap.extend(found.entries)
+            heapq.heapify(self.heap)
 
     def add(self, job: JobSpec, now: float) -> list[Claim]:
         """A job that joined the running set (SPEC 6, rule 2): it fires from its next slot

@@ -42,3 +42,51 @@ def test_a_slot_due_while_new_jobs_are_sighted_is_claimed_first(tmp_path, make_s
             assert {"tenant-0", "tenant-2999"} <= set(state.watermarks)  # every sighting written
 
     asyncio.run(main())
+
+
+def test_a_large_change_is_prepared_beside_the_loop_and_a_newer_one_follows(tmp_path, make_store, monkeypatch):  # noqa: F811
+    """10,000 jobs or more are prepared in a worker thread (held here until the test lets it
+    go): the loop goes on firing meanwhile, the change is then committed whole, and a set
+    offered during the preparing is applied after it."""
+    import threading
+    import time as real_time
+
+    from scheduler.jobset import JobSet
+
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}})
+    release, entered = threading.Event(), threading.Event()
+    prepare = JobSet.prepare
+
+    def held(self, now, snapshot=None):
+        if snapshot is not None:  # the worker thread's call
+            entered.set()
+            assert release.wait(20)
+        return prepare(self, now, snapshot)
+
+    monkeypatch.setattr(JobSet, "prepare", held)
+    big = {f"tenant-{i}": daily(i) for i in range(12_000)}
+
+    async def until(done, what):
+        deadline = real_time.monotonic() + 20
+        while not done():
+            assert real_time.monotonic() < deadline, what
+            await asyncio.sleep(0.01)
+            await run.clock.settle()
+
+    async def main():
+        nonlocal run
+        async with Run(settings, make_store(settings), T + 0.1) as run:
+            run.engine.apply_source_jobs(big)
+            await until(entered.is_set, "the preparing thread to start")
+            await run.clock.advance_to(T + 3.5)
+            assert run.dispatcher.slots("tick", T) == [1, 2, 3]  # fired while the change was held
+            assert "tenant-0" not in run.engine.jobs  # nothing half-applied
+            run.engine.apply_source_jobs({**big, "late": daily(99_999)})  # offered meanwhile
+            release.set()
+            await until(lambda: "late" in run.engine.jobs, "both changes to be committed")
+            assert len(run.engine.jobs) == 12_002 and run.engine.jobset.pending is None
+            await run.clock.advance_to(T + 5.5)
+            assert run.dispatcher.slots("tick", T) == [1, 2, 3, 4, 5]
+
+    run = None
+    asyncio.run(main())

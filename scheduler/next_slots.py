@@ -1,0 +1,80 @@
+"""The moment a slot goes out, and the next slots of many jobs worked out apart from a plan.
+
+Pure functions of their arguments: next_entries may run in a worker thread while the
+leader's loop claims (engine.py), and Plan.take puts what it found in between two claims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+from . import schedule as sched
+from .config import JobSpec
+from .model import FIRE, Claim
+
+
+def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:
+    """How long after its slot a jittered fire goes out: derived from job and slot, never
+    from a random source, so every replica (and every restart) picks the same moment."""
+    digest = hashlib.sha256(f"{job}@{slot}".encode()).digest()
+    return (int.from_bytes(digest[:8], "big") % (int(jitter_s * 1000) + 1)) / 1000
+
+
+def fire_at(job: JobSpec, slot: int) -> float:
+    """The moment a slot's fire goes out: the slot, plus the job's jitter."""
+    return slot + jitter_offset_s(job.name, slot, job.jitter_s) if job.jitter_s else float(slot)
+
+
+@dataclass
+class Entries:
+    """Heap entries of many jobs, worked out apart from the plan (see next_entries)."""
+
+    entries: list[tuple[float, int, str]] = field(default_factory=list)
+    upcoming: dict[str, int] = field(default_factory=dict)  # job -> next slot
+    ended: list[str] = field(default_factory=list)  # jobs with no slot ahead
+    claims: list[Claim] = field(default_factory=list)  # an added `at` whose instant just passed
+    sighted: list[str] = field(default_factory=list)  # added jobs: their INIT is due at floor(now)
+
+
+def next_entries(jobs: list[JobSpec], now: float, added: bool) -> Entries:
+    """Each job's next slot after floor(now) and its heap entry, as Plan.add (`added`) or
+    Plan.replace would make them, without touching a plan: a worker thread may do it while
+    the leader's loop claims, and Plan.take puts them in between two claims. One next slot
+    is worked out per distinct schedule, not per job (tenants share a few expressions)."""
+    found = Entries()
+    cursor = math.floor(now)
+    nexts: dict[object, int | None] = {}  # per schedule but for the job's own name
+    entries, upcoming, ended = found.entries, found.upcoming, found.ended
+    for job in jobs:
+        schedule, name = job.schedule, job.name
+        if type(schedule) is sched.Cron:
+            exprs = schedule.exprs  # an `H` left in one would make the slot the job's own
+            hashed = "H" in exprs[0] if len(exprs) == 1 else any("H" in e for e in exprs)
+            shape: object = (exprs, schedule.tz, schedule.seconds, schedule.fixed, schedule.hash_id if hashed else "")
+        elif type(schedule) is sched.Interval:
+            shape = schedule
+        else:  # `at`: its own slot; an added one whose instant just passed follows add's rule
+            shape = None
+            if added and isinstance(schedule, sched.At) and schedule.slot <= cursor:
+                window = job.catchup_window_s
+                if job.catchup != "none" and (window is None or now - schedule.slot <= window):
+                    found.claims.append(Claim(name, schedule.slot, FIRE))
+        if added:
+            found.sighted.append(name)
+        if shape is None:
+            nxt = sched.next_after(schedule, cursor)
+        else:
+            try:
+                nxt = nexts[shape]
+            except KeyError:
+                nxt = nexts[shape] = sched.next_after(schedule, cursor)
+        if nxt is None:
+            ended.append(name)
+            continue
+        upcoming[name] = nxt
+        entries.append((fire_at(job, nxt) if job.jitter_s else float(nxt), nxt, name))
+    return found
+
+
