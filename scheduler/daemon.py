@@ -30,6 +30,7 @@ _BIND_PROBLEMS = {
     errno.EADDRNOTAVAIL: "is not an address of this machine",
 }
 
+SWITCH_INTERVAL_S = 0.001
 log = logging.getLogger("scheduler")
 
 
@@ -162,6 +163,10 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     # Everything built so far lives as long as the process: keep the collector from walking
     # it again on every full collection, which shows up as pauses of several milliseconds.
     gc.freeze()
+    # A thread that holds the GIL (a source's document being validated) hands it over
+    # when another thread has waited this long: the event loop, which takes it for every
+    # claim's reply and every fire's answer, waits at most 1 ms each time rather than 5.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         await engine.run()
     finally:
