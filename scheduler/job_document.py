@@ -144,10 +144,11 @@ def _like(item: dict, name: Any, settings: Settings, alike: dict[tuple, JobSpec]
     model = alike.get(shape)
     if model is None:
         return None
-    problems: list[str] = []
-    text = _text("schedule", schedule, problems)
+    text: str | None = schedule if type(schedule) is str and schedule else None  # what _text gives it
     if text is None:
-        return None
+        text = _text("schedule", schedule, [])
+        if text is None:
+            return None
     try:
         spec = parse_schedule(text, model.timezone, name)
         full = _url_parser(settings.api_url)(url)
