@@ -160,13 +160,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
             "namespace": settings.namespace, "jobs": len(engine.jobs), "dry_run": dry_run,
         },
     )
-    # Everything built so far lives as long as the process: keep the collector from walking
-    # it again on every full collection, which shows up as pauses of several milliseconds.
-    gc.freeze()
-    # A thread that holds the GIL (a source's document being validated) hands it over
-    # when another thread has waited this long: the event loop, which takes it for every
-    # claim's reply and every fire's answer, waits at most 1 ms each time rather than 5.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    _settle_runtime()
     try:
         await engine.run()
     finally:
@@ -180,6 +174,16 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
             server.shutdown()
     log.info("stopped")
     return EX_OK
+
+
+def _settle_runtime() -> None:
+    # Everything built so far lives as long as the process: keep the collector from walking
+    # it again on every full collection, which shows up as pauses of several milliseconds.
+    gc.freeze()
+    # A thread that holds the GIL (a source's document being validated) hands it over
+    # when another thread has waited this long: the event loop, which takes it for every
+    # claim's reply and every fire's answer, waits at most 1 ms each time rather than 5.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics):

@@ -26,14 +26,13 @@ from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noq
 from .record import Recorder
 from .resume import Resumer
 from .sightings import Sightings
-from .tasks import cancel as _cancel
+from .tasks import cancel as _cancel, supervise
 from .jobset import JobSet, Preparer
 from .store import LeaseLost, Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 
 CLAIM_CHUNK = 500  # claims per store call when many are due at once
-SUPERVISE_RESTART_S = 1.0
 
 
 class Engine:
@@ -129,7 +128,8 @@ class Engine:
         self.metrics.epoch.set(epoch)
         self.metrics.transitions.labels("acquired").inc()
         renewer = asyncio.create_task(self.keeper.renew_loop(lease))
-        watcher = asyncio.create_task(self._supervise(self._watch_triggers, lease))
+        watcher = asyncio.create_task(supervise(lambda: self._watch_triggers(lease), self.clock.sleep,
+                                                "the trigger watcher", lambda: self.keeper.epoch))
         try:
             await self._leader_loop(lease)
             await _cancel(watcher)
@@ -261,21 +261,6 @@ class Engine:
             except StoreUnavailable:
                 pass  # a redelivery then reuses an attempt number; the key is what matters
         return on_retry
-
-    async def _supervise(self, loop: Callable[[Lease], Awaitable[None]], lease: Lease) -> None:
-        """Run a leader's side loop; if it dies of an error, log it and start it again."""
-        while True:
-            try:
-                await loop(lease)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from None  # a cancellation that arrived as an error
-                log.exception("the trigger watcher failed; restarting it", extra={"epoch": self.keeper.epoch})
-                await self.clock.sleep(SUPERVISE_RESTART_S)
 
     async def _watch_triggers(self, lease: Lease) -> None:
         """Take manual fire requests as they come (woken by the trigger command), while this
