@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import JobSpec, Settings
-from . import collector
+from . import background, collector
 from .model import INIT, Claim
 from .next_slots import Entries, next_entries
 from .plan import Plan
@@ -187,7 +187,7 @@ class Preparer:
         if self.jobset.pending_size() < collector.LARGE:
             return self.jobset.prepare(now)
         snapshot = self.jobset.snapshot()
-        self._task = task = asyncio.ensure_future(asyncio.to_thread(self.jobset.prepare, now, snapshot))
+        self._task = task = asyncio.ensure_future(background.beside(self.jobset.prepare, now, snapshot))
         task.add_done_callback(lambda _: self.wake())
         return None
 

@@ -13,12 +13,11 @@ replaced. SIGHUP forces a read, whatever stat says.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 from collections.abc import Callable
 
-from . import __version__, collector
+from . import __version__, background, collector
 from .config import Settings, mask_url
 from .http1 import ERRORS, BodyTooLarge, Http1Client
 from .job_document import MAX_DOCUMENT_BYTES, DocumentError, Parsed, kind_of, parse_bytes, validate
@@ -136,6 +135,6 @@ async def _parse(data: bytes, kind: str, source: str, settings: Settings, previo
     try:
         # In a thread: the GIL is handed back to the event loop every 5 ms, so the fires
         # of a leader keep their times while 100,000 jobs are parsed.
-        return await asyncio.to_thread(work) if offload else work()
+        return await background.beside(work) if offload else work()
     except DocumentError as exc:
         raise SourceError(str(exc)) from None
