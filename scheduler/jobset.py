@@ -143,6 +143,9 @@ class JobSet:
         return [] if change is None else self.commit(change, plan, forget, first_seen, sighted)
 
 
+BESIDE_FROM = 100  # jobs a change touches from which it is prepared beside the loop
+
+
 @dataclass
 class Change:
     """A pending set's difference from the applied one, and what the plan needs for it."""
@@ -159,10 +162,11 @@ class Change:
 
 
 class Preparer:
-    """The leader loop's way to a change: ready(now) gives one to commit now, or None. A
-    large one (collector.LARGE jobs or more) is prepared in a worker thread while the loop
-    goes on claiming, and is ready on a later turn (`wake` is called then); a small one is
-    prepared at once."""
+    """The leader loop's way to a change: ready(now) gives one to commit now, or None. One of
+    BESIDE_FROM jobs or more is prepared in the worker thread (background.py) while the loop
+    goes on claiming, and is ready on a later turn (`wake` is called then); a smaller one is
+    prepared at once. A changed job whose schedule no other shares costs a slot computation
+    of 30-70 us: 1,000 of them took 77 ms, on the loop a late second for 100 fires."""
 
     def __init__(self, jobset: JobSet, wake: Callable[[], None]):
         self.jobset, self.wake = jobset, wake
@@ -184,7 +188,7 @@ class Preparer:
         pending = self.jobset.pending
         if pending is None or pending is self._failed:
             return None
-        if self.jobset.pending_size() < collector.LARGE:
+        if self.jobset.pending_size() < BESIDE_FROM:
             return self.jobset.prepare(now)
         snapshot = self.jobset.snapshot()
         self._task = task = asyncio.ensure_future(background.beside(self.jobset.prepare, now, snapshot))

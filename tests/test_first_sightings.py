@@ -5,6 +5,7 @@ The engine runs in-process on a virtual clock against a real LocalStore and redi
 from __future__ import annotations
 
 import asyncio
+import time
 
 from scheduler.jobs_config import JobSpec
 from scheduler import schedule as sched
@@ -13,6 +14,16 @@ from tests.test_engine_virtual import T, Run, make_store, settings_for  # noqa: 
 
 def daily(i: int) -> JobSpec:
     return JobSpec(f"tenant-{i}", "0 3 * * *", sched.parse("0 3 * * *", job=f"tenant-{i}"), f"http://127.0.0.1:1/t/{i}")
+
+
+async def until(run, done, what):
+    """Until done(), the virtual clock standing still: a change prepared in the worker
+    thread takes real time."""
+    deadline = time.monotonic() + 20
+    while not done():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+        await run.clock.settle()
 
 
 def test_a_slot_due_while_new_jobs_are_sighted_is_claimed_first(tmp_path, make_store):  # noqa: F811
@@ -32,7 +43,8 @@ def test_a_slot_due_while_new_jobs_are_sighted_is_claimed_first(tmp_path, make_s
             calls.clear()
             run.clock.now = T + 0.8  # the tick's slot at T + 1 is now due (claimed 0.25 s ahead)
             run.engine.apply_source_jobs({f"tenant-{i}": daily(i) for i in range(3000)})
-            await run.clock.settle()
+            await until(run, lambda: "tenant-0" in run.engine.jobs and run.engine.sightings.pending == 0,
+                        "the jobs to be committed and sighted")
             inits = [i for i, kinds in enumerate(calls) if kinds == {"init"}]
             ticks = [i for i, kinds in enumerate(calls) if "tick" in kinds]
             assert len(inits) == 6, calls  # 3,000 sightings in calls of 500
@@ -49,7 +61,6 @@ def test_a_large_change_is_prepared_beside_the_loop_and_a_newer_one_follows(tmp_
     go): the loop goes on firing meanwhile, the change is then committed whole, and a set
     offered during the preparing is applied after it."""
     import threading
-    import time as real_time
 
     from scheduler.jobset import JobSet
 
@@ -66,27 +77,18 @@ def test_a_large_change_is_prepared_beside_the_loop_and_a_newer_one_follows(tmp_
     monkeypatch.setattr(JobSet, "prepare", held)
     big = {f"tenant-{i}": daily(i) for i in range(12_000)}
 
-    async def until(done, what):
-        deadline = real_time.monotonic() + 20
-        while not done():
-            assert real_time.monotonic() < deadline, what
-            await asyncio.sleep(0.01)
-            await run.clock.settle()
-
     async def main():
-        nonlocal run
         async with Run(settings, make_store(settings), T + 0.1) as run:
             run.engine.apply_source_jobs(big)
-            await until(entered.is_set, "the preparing thread to start")
+            await until(run, entered.is_set, "the preparing thread to start")
             await run.clock.advance_to(T + 3.5)
             assert run.dispatcher.slots("tick", T) == [1, 2, 3]  # fired while the change was held
             assert "tenant-0" not in run.engine.jobs  # nothing half-applied
             run.engine.apply_source_jobs({**big, "late": daily(99_999)})  # offered meanwhile
             release.set()
-            await until(lambda: "late" in run.engine.jobs, "both changes to be committed")
+            await until(run, lambda: "late" in run.engine.jobs, "both changes to be committed")
             assert len(run.engine.jobs) == 12_002 and run.engine.jobset.pending is None
             await run.clock.advance_to(T + 5.5)
             assert run.dispatcher.slots("tick", T) == [1, 2, 3, 4, 5]
 
-    run = None
     asyncio.run(main())
