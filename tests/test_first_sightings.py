@@ -92,3 +92,41 @@ def test_a_large_change_is_prepared_beside_the_loop_and_a_newer_one_follows(tmp_
             assert run.dispatcher.slots("tick", T) == [1, 2, 3, 4, 5]
 
     asyncio.run(main())
+
+
+def test_a_leadership_that_ends_while_a_change_is_prepared_leaves_the_set_pending(tmp_path, make_store, monkeypatch):  # noqa: F811
+    """The engine stops while the worker thread still prepares a large change: the step down
+    waits for the thread, nothing of the change is applied, and the set stays pending, so
+    the next leadership plans from it."""
+    import threading
+
+    from scheduler.jobset import JobSet
+
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}})
+    release, entered = threading.Event(), threading.Event()
+    prepare = JobSet.prepare
+
+    def held(self, now, snapshot=None):
+        if snapshot is not None:
+            entered.set()
+            assert release.wait(20)
+        return prepare(self, now, snapshot)
+
+    monkeypatch.setattr(JobSet, "prepare", held)
+    big = {f"tenant-{i}": daily(i) for i in range(12_000)}
+
+    async def main():
+        run = Run(settings, make_store(settings), T + 0.1)
+        async with run:
+            run.engine.apply_source_jobs(big)
+            await until(run, entered.is_set, "the preparing thread to start")
+            run.engine.stop()
+            await asyncio.sleep(0.05)
+            assert not run.task.done()  # the step down waits for the thread
+            release.set()
+        assert "tenant-0" not in run.engine.jobs
+        assert run.engine.jobset.pending is big
+        run.engine.jobset.take_pending()  # what the next leadership does first
+        assert len(run.engine.jobs) == 12_001
+
+    asyncio.run(main())
