@@ -5,15 +5,33 @@ The engine runs in-process on a virtual clock against a real LocalStore and redi
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from scheduler.jobs_config import JobSpec
+from scheduler.jobset import JobSet
 from scheduler import schedule as sched
 from tests.test_engine_virtual import T, Run, make_store, settings_for  # noqa: F401,F811  (a fixture)
 
 
 def daily(i: int) -> JobSpec:
     return JobSpec(f"tenant-{i}", "0 3 * * *", sched.parse("0 3 * * *", job=f"tenant-{i}"), f"http://127.0.0.1:1/t/{i}")
+
+
+def hold_the_preparing(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Make the worker thread's preparing of a change wait until `release` is set; `entered`
+    is set when it starts waiting."""
+    entered, release = threading.Event(), threading.Event()
+    prepare = JobSet.prepare
+
+    def held(self, now, snapshot=None):
+        if snapshot is not None:  # the worker thread's call
+            entered.set()
+            assert release.wait(20)
+        return prepare(self, now, snapshot)
+
+    monkeypatch.setattr(JobSet, "prepare", held)
+    return entered, release
 
 
 async def until(run, done, what):
@@ -60,21 +78,8 @@ def test_a_large_change_is_prepared_beside_the_loop_and_a_newer_one_follows(tmp_
     """10,000 jobs or more are prepared in a worker thread (held here until the test lets it
     go): the loop goes on firing meanwhile, the change is then committed whole, and a set
     offered during the preparing is applied after it."""
-    import threading
-
-    from scheduler.jobset import JobSet
-
     settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}})
-    release, entered = threading.Event(), threading.Event()
-    prepare = JobSet.prepare
-
-    def held(self, now, snapshot=None):
-        if snapshot is not None:  # the worker thread's call
-            entered.set()
-            assert release.wait(20)
-        return prepare(self, now, snapshot)
-
-    monkeypatch.setattr(JobSet, "prepare", held)
+    entered, release = hold_the_preparing(monkeypatch)
     big = {f"tenant-{i}": daily(i) for i in range(12_000)}
 
     async def main():
@@ -98,21 +103,8 @@ def test_a_leadership_that_ends_while_a_change_is_prepared_leaves_the_set_pendin
     """The engine stops while the worker thread still prepares a large change: the step down
     waits for the thread, nothing of the change is applied, and the set stays pending, so
     the next leadership plans from it."""
-    import threading
-
-    from scheduler.jobset import JobSet
-
     settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}})
-    release, entered = threading.Event(), threading.Event()
-    prepare = JobSet.prepare
-
-    def held(self, now, snapshot=None):
-        if snapshot is not None:
-            entered.set()
-            assert release.wait(20)
-        return prepare(self, now, snapshot)
-
-    monkeypatch.setattr(JobSet, "prepare", held)
+    entered, release = hold_the_preparing(monkeypatch)
     big = {f"tenant-{i}": daily(i) for i in range(12_000)}
 
     async def main():
