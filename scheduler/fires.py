@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from .clock import Clock
 from .dispatch import Fire
-from .model import FIRE, Claim, Outcome
+from .model import FIRE, REDELIVER, Claim, Outcome
 from .observe import Metrics
 from .plan import fire_at
 from .schedule import format_slot
@@ -113,8 +113,9 @@ class Fires:
         after = chain.get(job.name)
         if after is None and job.concurrency == "forbid" and claim.kind == FIRE:
             after = next(reversed(self._calls_of(job.name)), None)  # the backlog's last
-        # A slot claimed ahead of its moment waits for it.
-        at = fire_at(job, claim.slot) if claim.kind == FIRE else None
+        # A slot claimed ahead of its moment waits for it; so does one an earlier leader
+        # claimed ahead and left in flight (its redelivery may come before the moment).
+        at = fire_at(job, claim.slot) if claim.kind == FIRE or (claim.kind == REDELIVER and not claim.trigger) else None
         gate = self._gate(at) if at is not None and at > self.clock.time() else None
         behind = None  # set when the call of the fire this one goes out after is over
         if after is not None and after in self._calls.get(job.name, {}).values():

@@ -61,3 +61,25 @@ def test_the_fires_left_in_flight_go_first_and_only_for_the_jobs_resumed():
     assert claims[0].attempt == 2
     running = {claims[0].field}
     assert [c.kind for c in resumed([every10("a")], state, T + 45.5, running)] == [FIRE]
+
+
+def test_a_fire_left_in_flight_before_its_moment_is_redelivered_at_its_moment(tmp_path, make_store):  # noqa: F811
+    """A leader claimed a slot ahead of its moment and went away before it (its clock jumped,
+    its lease ran out): the next leader redelivers the fire at its moment, not at once."""
+    from scheduler.model import Claim
+
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 10s", "URL": "/tick"}})
+
+    async def main():
+        earlier = make_store(settings)
+        epoch = await earlier.acquire()
+        assert await earlier.claim(epoch, [Claim("tick", T + 10, FIRE)]) == [1]  # claimed ahead
+        await earlier.release()
+        await earlier.close()
+        async with Run(settings, make_store(settings), T + 9.8) as run:
+            assert run.dispatcher.sent == []  # not before its moment
+            await run.clock.advance_to(T + 10.5)
+            assert [(round(at - T, 3), slot - T, attempt) for at, _, slot, attempt, _ in run.dispatcher.sent] == [
+                (10.0, 10, 2)]
+
+    asyncio.run(main())
