@@ -169,7 +169,7 @@ class Engine:
                 if self.jobset.pending is not None:
                     self._wake.set()  # a newer set came while this one was prepared: next turn
                 changes = self.sightings.write_later(lease, changes, sighted, math.floor(change.now))
-                self.resumer.added(lease, self.jobset.added)
+                self.resumer.added(lease, change.added)
                 if changes and not await self._claim_and_fire(lease, changes):
                     return
             claims = plan.due(now, busy=self.fires.busy, overlapping=self.fires.overlapping)

@@ -30,7 +30,6 @@ class JobSet:
         self.jobs: dict[str, JobSpec] = dict(self.env)  # env and source jobs, enabled: the plan's view
         self.pending: dict[str, JobSpec] | None = None  # the sources' newest set, not applied yet
         self._names: set[str] | None = None  # its names that may differ from the applied set; None: any
-        self.added: list[str] = []  # the jobs the last apply added
 
     def offer(self, source_jobs: dict[str, JobSpec], names: set[str] | None = None) -> None:
         """The sources' new set of valid jobs (a dict they replace, never edit), and the names
@@ -110,17 +109,13 @@ class JobSet:
         if self.pending is change.new:
             self.pending = self._names = None
         new, jobs = change.new, self.jobs
-        self.added = change.added
         for name in change.removed:
             del jobs[name]
             plan.remove(name)
             forget(name)
-        for name in change.same:
-            jobs[name] = new[name]
-        for name in change.changed:
-            jobs[name] = new[name]
-        for name in change.added:  # in the order the sources gave them
-            jobs[name] = new[name]
+        for names in (change.same, change.changed, change.added):  # added: in the order the sources gave them
+            for name in names:
+                jobs[name] = new[name]
         for name in change.added:
             first_seen.setdefault(name, change.now)
         plan.take(change.for_changed)

@@ -39,10 +39,13 @@ class Entries:
 
 
 def next_entries(jobs: list[JobSpec], now: float, added: bool) -> Entries:
-    """Each job's next slot after floor(now) and its heap entry, as Plan.add (`added`) or
-    Plan.replace would make them, without touching a plan: a worker thread may do it while
-    the leader's loop claims, and Plan.take puts them in between two claims. One next slot
-    is worked out per distinct schedule, not per job (tenants share a few expressions)."""
+    """Each job's next slot after floor(now) and its heap entry, for jobs added (SPEC 6 rule
+    2: from the next slot on; an `at` whose instant just passed is claimed once unless its
+    CATCHUP is `none` or the instant is older than its CATCHUP_WINDOW; a first sighting
+    each) or changed (`added=False`: the next slot under the new definition, nothing else),
+    without touching a plan: a worker thread may do it while the leader's loop claims, and
+    Plan.take puts them in between two claims. One next slot is worked out per distinct
+    schedule, not per job (tenants share a few expressions)."""
     found = Entries()
     cursor = math.floor(now)
     nexts: dict[object, int | None] = {}  # per schedule but for the job's own name

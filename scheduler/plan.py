@@ -121,19 +121,15 @@ class Plan:
                 self.upcoming[job.name] = nxt
         return first
 
-    def add_many(self, jobs: list[JobSpec], now: float, sighted: list[str] | None = None) -> list[Claim]:
-        """`add` for many jobs at once, with the same plan: see next_entries. With `sighted`,
-        the names whose first sighting (INIT) is due at floor(now) go there rather than into
-        the claims: 100,000 Claim objects made on the event loop cost 0.3 s, and the
-        sightings are written in calls of 500 anyway (sightings.py)."""
-        if len(jobs) < max(64, len(self.heap)):
-            return [c for job in jobs for c in self.add(job, now)]
+    def add_many(self, jobs: list[JobSpec], now: float) -> list[Claim]:
+        """Jobs that joined the running set (SPEC 6, rule 2), planned at once: next_entries
+        and take, with each job's first sighting (INIT) at floor(now). The leader's loop
+        does the same in two steps (jobset.py), the first in a worker thread."""
         found = next_entries(jobs, now, added=True)
         self.take(found)
-        if sighted is None:
-            return found.claims + [Claim(name, math.floor(now), INIT) for name in found.sighted]
-        sighted += found.sighted
-        return found.claims
+        at = {c.job: c for c in found.claims}  # an `at` just passed: its fire before its sighting
+        cursor = math.floor(now)
+        return [c for name in found.sighted for c in ((at[name],) if name in at else ()) + (Claim(name, cursor, INIT),)]
 
     def take(self, found: Entries) -> None:
         """Next slots worked out by next_entries (maybe in another thread), into the plan."""
@@ -151,49 +147,10 @@ class Plan:
             self.heap.extend(found.entries)
             heapq.heapify(self.heap)
 
-    def add(self, job: JobSpec, now: float) -> list[Claim]:
-        """A job that joined the running set (SPEC 6, rule 2): it fires from its next slot
-        after `now`, and nothing from before is made up, except a one-shot `at` whose
-        instant has just passed: it is claimed once, unless its CATCHUP is `none` or the
-        instant is older than its CATCHUP_WINDOW. The INIT claim records the first sighting
-        and leaves a watermark already there (a job removed and added back) as it is, so the
-        store refuses any slot claimed before."""
-        claims = []
-        cursor = math.floor(now)
-        if isinstance(job.schedule, sched.At) and job.schedule.slot <= cursor:
-            window = job.catchup_window_s
-            if job.catchup != "none" and (window is None or now - job.schedule.slot <= window):
-                claims.append(Claim(job.name, job.schedule.slot, FIRE))
-        claims.append(Claim(job.name, cursor, INIT))
-        self._push_next(job, cursor)
-        return claims
-
-    def replace(self, job: JobSpec, now: float) -> None:
-        """A job whose definition changed: its next slot under the new schedule replaces the
-        old one on the heap. Its watermark stays in the store, so no slot fires twice; the
-        slots the old schedule had before `now` are not made up."""
-        self._push_next(job, math.floor(now))
-
     def remove(self, name: str) -> None:
         """No new slot of a removed job: its heap entry is dropped when it comes up."""
         self.upcoming.pop(name, None)
         self.period_s.pop(name, None)
-
-    def _push_next(self, job: JobSpec, cursor: int) -> None:
-        entry = self._next_entry(job, cursor)
-        if entry is not None:
-            heapq.heappush(self.heap, entry)
-
-    def _next_entry(self, job: JobSpec, cursor: int) -> tuple[float, int, str] | None:
-        """The job's heap entry for its next slot after `cursor`, with its bookkeeping done
-        (upcoming, period); None, and no upcoming slot, when there is none."""
-        nxt = sched.next_after(job.schedule, cursor)
-        if nxt is None:
-            self.upcoming.pop(job.name, None)
-            return None
-        self.upcoming[job.name] = nxt
-        self.period_s.pop(job.name, None)  # a changed job's: asked again
-        return (fire_at(job, nxt), nxt, job.name)
 
     def period(self, name: str) -> float | None:
         """Time between the job's next slot and the one after (the overdue gauge's unit), or
