@@ -11,6 +11,7 @@ reference over random zones and expressions, and tests/test_schedule.py has DST 
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -55,8 +56,30 @@ def _transition(zone: ZoneInfo, lo: int, hi: int) -> int:
 _ONE_AT_A_TIME = threading.Lock()
 
 
+_DAILY = re.compile(r"([0-9]{1,2}) ([0-9]{1,2}) \* \* \*")
+
+
+@functools.lru_cache(maxsize=65536)
+def daily_second(expr: str) -> int | None:
+    """For `M H * * *` with plain numbers, the second of the day it names; else None.
+
+    The commonest expression of a large document of tenants' jobs (`H H * * *` resolves to
+    it, and `daily HH:MM` is it). In UTC its next slot is arithmetic: croniter's expansion
+    and search cost 140 + 115 us per expression, and a document whose jobs pick their own
+    minute and hour holds 1,440 such expressions. tests/test_daily_slots.py checks the two
+    agree; an expression in any other form, or in another zone, goes to croniter."""
+    m = _DAILY.fullmatch(expr)
+    if m is None:
+        return None
+    minute, hour = int(m[1]), int(m[2])
+    return hour * 3600 + minute * 60 if minute < 60 and hour < 24 else None
+
+
 @functools.lru_cache(maxsize=16384)
 def _next_cron(expr: str, hash_id: str, seconds: bool, fixed: bool, tz: str, t: int) -> int:
+    if not seconds and tz in _UTC_NAMES and (at := daily_second(expr)) is not None:
+        at += t - t % 86400
+        return at if at > t else at + 86400
     with _ONE_AT_A_TIME:
         return _next_cron_locked(expr, hash_id, seconds, fixed, tz, t)
 

@@ -125,15 +125,18 @@ def load_job(key: str, fields: dict[str, str], g: Reader, default_tz: str, api_u
     return JobSpec(name=name, schedule_text=fields["SCHEDULE"], schedule=spec, url=url, **job)
 
 
-_SCHEDULES: dict[tuple[str, str, str], sched.Schedule | sched.ScheduleError] = {}
+_SCHEDULES: dict[tuple[str, str], sched.Schedule | sched.ScheduleError] = {}
 
 
 def parse_schedule(text: str, tz: str, name: str) -> sched.Schedule:
-    """sched.parse, remembered per (expression, zone): 100,000 jobs share few expressions,
-    and parsing one (with croniter's checks) costs about 30 us. Only an expression with an
-    `H` (or `h`) depends on the job's name; for the others a Cron differs by its hash_id
-    alone, which is set to the job's name as sched.parse would."""
-    key = (text, tz, name if "h" in text.lower() else "")
+    """sched.parse, remembered per (expression, zone), errors too: 100,000 jobs share few
+    expressions, and parsing one (with croniter's checks) costs about 30 us. An expression
+    with an `H` (or `h`, which a macro or a duration may hold too) is parsed for the job's
+    name each time: sched.parse remembers its shared part and its Cron, so that costs
+    about 3 us."""
+    if "h" in text or "H" in text:
+        return sched.parse(text, tz, name)
+    key = (text, tz)
     found = _SCHEDULES.get(key)
     if found is None:
         if len(_SCHEDULES) > 50_000:
@@ -145,11 +148,4 @@ def parse_schedule(text: str, tz: str, name: str) -> sched.Schedule:
         _SCHEDULES[key] = found
     if isinstance(found, sched.ScheduleError):
         raise sched.ScheduleError(str(found))
-    if isinstance(found, sched.Cron) and found.hash_id not in ("", name):
-        # The same Cron but for its name: its fields copied, not set one by one through the
-        # frozen dataclass's __init__ (twice as fast, and 100,000 jobs come here).
-        fields = found.__dict__.copy()
-        fields["hash_id"] = name
-        found = object.__new__(sched.Cron)
-        object.__setattr__(found, "__dict__", fields)
     return found

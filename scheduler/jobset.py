@@ -75,30 +75,37 @@ class JobSet:
             return None
         new, names = snapshot
         began = time.perf_counter()
+        jobs, env = self.jobs, self.env
         with collector.paused():
-            if names is None:
-                names = (self.jobs.keys() - self.env.keys()) | new.keys()
             added, changed, removed, same = [], [], [], []
-            jobs, env = self.jobs, self.env
-            for name in names:
-                if name in env:
-                    continue
-                job = new.get(name)
-                if job is not None and not job.enabled:
-                    job = None
-                old = jobs.get(name)
-                if job is old:
-                    continue
-                if job is None:
-                    removed.append(name)
-                elif old is None:
-                    added.append(name)
-                elif job != old:
-                    changed.append(name)
-                else:
-                    same.append(name)  # an equal definition: nothing to plan again
-            return Change(new, now, added, changed, removed, same, next_entries([new[n] for n in added], now, True),
-                          next_entries([new[n] for n in changed], now, False), began)
+            if len(jobs) == len(env):
+                # No source job applied yet (a leadership's first read): each enabled one is
+                # added, in the order the sources gave them; one pass, not a comparison each.
+                added = [n for n, job in new.items() if job.enabled and n not in env]
+            else:
+                if names is None:
+                    names = (jobs.keys() - env.keys()) | new.keys()
+                for name in names:
+                    if name in env:
+                        continue
+                    job = new.get(name)
+                    if job is not None and not job.enabled:
+                        job = None
+                    old = jobs.get(name)
+                    if job is old:
+                        continue
+                    if job is None:
+                        removed.append(name)
+                    elif old is None:
+                        added.append(name)
+                    elif job != old:
+                        changed.append(name)
+                    else:
+                        same.append(name)  # an equal definition: nothing to plan again
+            taken = {n: new[n] for n in (*same, *changed, *added)}  # into the applied set, at commit
+            return Change(new, now, added, changed, removed, same,
+                          next_entries([taken[n] for n in added], now, True),
+                          next_entries([taken[n] for n in changed], now, False), began, taken)
 
     def commit(self, change: Change, plan: Plan, forget, first_seen: dict[str, float],
                sighted: list[str] | None = None) -> list[Claim]:
@@ -108,16 +115,13 @@ class JobSet:
         change prepared from a set that a newer one replaced meanwhile leaves that one pending."""
         if self.pending is change.new:
             self.pending = self._names = None
-        new, jobs = change.new, self.jobs
+        jobs = self.jobs
         for name in change.removed:
             del jobs[name]
             plan.remove(name)
             forget(name)
-        for names in (change.same, change.changed, change.added):  # added: in the order the sources gave them
-            for name in names:
-                jobs[name] = new[name]
-        for name in change.added:
-            first_seen.setdefault(name, change.now)
+        jobs.update(change.taken)  # added ones last, in the order the sources gave them
+        first_seen.update({name: change.now for name in change.added if name not in first_seen})
         plan.take(change.for_changed)
         plan.take(change.for_added)
         claims = change.for_added.claims
@@ -154,6 +158,7 @@ class Change:
     for_added: Entries
     for_changed: Entries
     began: float
+    taken: dict[str, JobSpec]  # the same, changed and added jobs, to go into the applied set
 
 
 class Preparer:

@@ -48,36 +48,34 @@ def next_entries(jobs: list[JobSpec], now: float, added: bool) -> Entries:
     schedule, not per job (tenants share a few expressions)."""
     found = Entries()
     cursor = math.floor(now)
-    nexts: dict[object, int | None] = {}  # per schedule but for the job's own name
+    # One next slot per schedule object: parse() gives every job of an expression and zone
+    # the same Cron (and an interval's text the same Interval), so tenants who share a few
+    # expressions share their answers. Keyed by identity, not by value: hashing a Cron
+    # hashes its fields, and `jobs` keeps every schedule alive meanwhile.
+    nexts: dict[int, int | None] = {}
     entries, upcoming, ended = found.entries, found.upcoming, found.ended
+    at_type, next_after = sched.At, sched.next_after
     for job in jobs:
-        schedule, name = job.schedule, job.name
-        if type(schedule) is sched.Cron:
-            exprs = schedule.exprs  # an `H` left in one would make the slot the job's own
-            hashed = "H" in exprs[0] if len(exprs) == 1 else any("H" in e for e in exprs)
-            shape: object = (exprs, schedule.tz, schedule.seconds, schedule.fixed, schedule.hash_id if hashed else "")
-        elif type(schedule) is sched.Interval:
-            shape = schedule
-        else:  # `at`: its own slot; an added one whose instant just passed follows add's rule
-            shape = None
-            if added and isinstance(schedule, sched.At) and schedule.slot <= cursor:
+        schedule = job.schedule
+        if type(schedule) is at_type:  # its own slot; an added one whose instant just passed is claimed
+            nxt = schedule.slot if schedule.slot > cursor else None
+            if added and nxt is None:
                 window = job.catchup_window_s
                 if job.catchup != "none" and (window is None or now - schedule.slot <= window):
-                    found.claims.append(Claim(name, schedule.slot, FIRE))
-        if added:
-            found.sighted.append(name)
-        if shape is None:
-            nxt = sched.next_after(schedule, cursor)
+                    found.claims.append(Claim(job.name, schedule.slot, FIRE))
         else:
-            try:
-                nxt = nexts[shape]
-            except KeyError:
-                nxt = nexts[shape] = sched.next_after(schedule, cursor)
+            key = id(schedule)
+            nxt = nexts.get(key, -1)
+            if nxt == -1:
+                nxt = nexts[key] = next_after(schedule, cursor)
         if nxt is None:
-            ended.append(name)
+            ended.append(job.name)
             continue
+        name = job.name
         upcoming[name] = nxt
         entries.append((fire_at(job, nxt) if job.jitter_s else float(nxt), nxt, name))
+    if added:
+        found.sighted = [job.name for job in jobs]
     return found
 
 

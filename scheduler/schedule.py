@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from . import cronfields
-from .cron_time import _matcher, _next_cron  # noqa: F401  (_matcher: its cache is what jobs share)
+from .cron_time import _matcher, _next_cron, daily_second  # noqa: F401  (_matcher: its cache is what jobs share)
 from .model import format_slot  # noqa: F401  (slots are named the same everywhere)
 
 MACROS = {
@@ -75,7 +75,7 @@ class Cron:
     tz: str
     seconds: bool  # 6 fields, seconds first
     fixed: tuple[bool, ...]  # per expression: minute and hour both fixed (Vixie's rule)
-    hash_id: str = ""
+    hash_id: str = ""  # seeds an `H` left in an expression (a Cron made by hand); parse() resolves them
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,22 @@ def parse(text: str, tz: str = "UTC", job: str = "") -> Schedule:
     # `H` becomes the job's numbers here, not in croniter: jobs whose numbers agree then
     # share one expression, hence one croniter expansion (the costly part of a parse).
     expr = " ".join(cronfields.resolve_hash(list(found.fields), found.seconds, job or "job")) if found.hashed else found.raw
+    return _cron(expr, tz, found.seconds, found.fixed, found.raw)
+
+
+@functools.lru_cache(maxsize=65536)
+def _cron(expr: str, tz: str, seconds: bool, fixed: bool, raw: str) -> Cron:
+    """One Cron per resolved expression and zone, shared by every job that has it: `H` is
+    resolved already, so the Cron no longer depends on the job's name. 10,000 `H H * * *`
+    jobs then cost 1,440 checks below (about 30 us each), not 10,000, and the planner
+    works out one next slot per shared Cron."""
+    if not seconds and daily_second(expr) is not None:
+        return Cron((expr,), tz, seconds, (fixed,))  # every day has the time (or, DST, its gap)
     try:
-        _next_cron(expr, "", found.seconds, found.fixed, tz, 0)
+        _next_cron(expr, "", seconds, fixed, tz, 0)
     except Exception as exc:  # croniter gives up on expressions that never match
-        raise ScheduleError(f"cron expression {found.raw!r} never matches a date") from exc
-    return Cron((expr,), tz, found.seconds, (found.fixed,), job or "job")
+        raise ScheduleError(f"cron expression {raw!r} never matches a date") from exc
+    return Cron((expr,), tz, seconds, (fixed,))
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,8 @@ def _parse_shared(text: str, tz: str) -> Schedule | _CronForm:
 
 @functools.lru_cache(maxsize=4096)  # many jobs often share an expression
 def _valid_cron(expr: str, seconds: bool) -> bool:
+    if not seconds and daily_second(expr) is not None:
+        return True  # numbers in range, the rest `*`: croniter accepts it (tests/test_daily_slots.py)
     return croniter.is_valid(expr, hash_id="job", second_at_beginning=seconds)
 
 

@@ -5,6 +5,7 @@ each job alone gives, rejections and their messages included."""
 from __future__ import annotations
 
 from scheduler import config
+from scheduler import schedule as sched
 from scheduler.job_document import validate
 
 SETTINGS = config.load({"SCHEDULER_API_URL": "http://127.0.0.1:9/api", "SCHEDULER_JOBS_URL": "/jobs"})
@@ -56,4 +57,5 @@ def test_alike_jobs_are_validated_in_full_once(monkeypatch) -> None:
     assert len(parsed.jobs) == 1000 and not parsed.rejected
     assert len(calls) == 1
     assert parsed.jobs["tenant-7"].url == "http://127.0.0.1:9/api/digest/7"
-    assert parsed.jobs["tenant-7"].schedule.hash_id == "tenant-7"
+    hashed = sched.parse("H H * * *", "Europe/Berlin", "tenant-7")
+    assert parsed.jobs["tenant-7"].schedule is hashed  # the Cron of its picks, which jobs share
