@@ -15,7 +15,9 @@ of them `H H * * *`; 100 env jobs fire every second. Prints:
     environment, but a refresh period of an hour: the same lease waits and idle work, no
     refresh), divided by the refreshes the document server counted from the first one; and,
     apart, the old upper bound (the standby's whole CPU / refreshes);
-(d) commands and round trips of the state load at leadership start, for 1,000 to 100,000 jobs.
+(d) commands and round trips of the state load at leadership start, for 1,000 to 100,000 jobs;
+(e) failover: the leader stopped, the standby leads with all the jobs: how soon it fires, and
+    the lateness of its first seconds' every-second fires (its start plans 100,000 jobs).
 
     uv run python bench/sources_cluster.py
     uv run python bench/sources_cluster.py --jobs 20000 --window 8
@@ -166,8 +168,8 @@ def run(a) -> list[tuple]:
         top = c.summarize_collapsed(Path(a.profile) / f"{name}.raw", top=12)
         print(f"py-spy, leader, {name}:", json.dumps(top, indent=1)[:3000])
     problems = c.summarize_problems(c.log_problems([leader.log_path, standby.log_path, reference.log_path]))
+    failover_rows = failover(leader, standby, receiver, Path(a.profile) / "failover.raw" if a.profile else None)
     standby.stop()
-    leader.stop()
 
     def t(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2f} s  {c.verdict(v <= 2.0)}"
@@ -191,10 +193,39 @@ def run(a) -> list[tuple]:
          f"{c.verdict(lat['p99'] is not None and lat['p99'] <= 50)} (target p99 <= 50 ms)"),
         ("(b) lateness p99 before the switch / after it", f"{quiet['p99']} / {after['p99']} ms"),
         *cpu_rows,
+        *failover_rows,
         ("warnings and errors logged", problems),
     ]
     rows += state_load(redis.url, a.load_sizes)
     return rows
+
+
+def failover(leader: c.Daemon, standby: c.Daemon, receiver, profile: Path | None) -> list[tuple]:
+    """(e): the leader stopped (SIGTERM: it releases the lease); the standby leads with every
+    job in its plan at once. Its leadership start plans them on its loop: the every-second
+    fires of its first seconds show how long that held the loop."""
+    i0 = receiver.count()
+    spy = c.start_py_spy(standby.pid, 5, profile) if profile else None
+    t_stop = time.time()
+    leader.stop()
+
+    def became() -> float | None:
+        return next((c.log_time(ev) for ev in c.log_events(standby.log_path) if ev.get("event") == "became leader"), None)
+
+    at = c.wait_for(became, 30, what="the standby to lead")
+    c.sleep_until(at + 6.0)
+    arrivals = [x for x in receiver.since(i0) if x.job.startswith("tick") and x.slot]
+    first = min((x.t for x in arrivals if x.t >= at), default=None)
+    late = c.stats_ms([x.t - c.parse_slot(x.slot) for x in arrivals if at + 1 <= c.parse_slot(x.slot) <= at + 5])
+    if spy is not None and profile is not None:
+        spy.wait(30)
+        print("py-spy, standby, failover:", json.dumps(c.summarize_collapsed(profile, top=12), indent=1)[:3000])
+    return [
+        ("(e) failover, leader stopped: -> standby 'became leader' / its first fire",
+         f"{at - t_stop:.2f} s / {'n/a' if first is None else f'{first - t_stop:.2f} s'}"),
+        ("(e) lateness of its every-second fires, slots 1-5 s into its leadership: p99 / max",
+         f"{late['p99']} / {late['max']} ms"),
+    ]
 
 
 def thread_cpu_ns(pid: int) -> tuple[int, frozenset[int]]:
@@ -263,7 +294,7 @@ def main() -> int:
     ap.add_argument("--reference-refresh", default="1h", help="SCHEDULER_JOBS_REFRESH of the reference standby in (c)")
     ap.add_argument("--window", type=float, default=10.0, help="seconds of every-second fires around the change")
     ap.add_argument("--load-sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10_000, 100_000])
-    ap.add_argument("--profile", metavar="DIR", help="py-spy the leader at start and around the change, into DIR")
+    ap.add_argument("--profile", metavar="DIR", help="py-spy the leader at start and around the change, and the standby at failover, into DIR")
     a = ap.parse_args()
     rows = []
     try:
