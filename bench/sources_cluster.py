@@ -17,7 +17,9 @@ of them `H H * * *`; 100 env jobs fire every second. Prints:
     apart, the old upper bound (the standby's whole CPU / refreshes);
 (d) commands and round trips of the state load at leadership start, for 1,000 to 100,000 jobs;
 (e) failover: the leader stopped, the standby leads with all the jobs: how soon it fires, and
-    the lateness of its first seconds' every-second fires (its start plans 100,000 jobs).
+    the lateness of its first seconds' every-second fires (its start plans 100,000 jobs);
+(f) /metrics of that leader, with every job's series: size, time per scrape, and the
+    every-second fires' lateness meanwhile.
 
     uv run python bench/sources_cluster.py
     uv run python bench/sources_cluster.py --jobs 20000 --window 8
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 import time
 import urllib.request
@@ -169,6 +172,7 @@ def run(a) -> list[tuple]:
         print(f"py-spy, leader, {name}:", json.dumps(top, indent=1)[:3000])
     problems = c.summarize_problems(c.log_problems([leader.log_path, standby.log_path, reference.log_path]))
     failover_rows = failover(leader, standby, receiver, Path(a.profile) / "failover.raw" if a.profile else None)
+    failover_rows += scrapes(standby, ports[1], receiver, a.scrapes)
     standby.stop()
 
     def t(v: float | None) -> str:
@@ -225,6 +229,30 @@ def failover(leader: c.Daemon, standby: c.Daemon, receiver, profile: Path | None
          f"{at - t_stop:.2f} s / {'n/a' if first is None else f'{first - t_stop:.2f} s'}"),
         ("(e) lateness of its every-second fires, slots 1-5 s into its leadership: p99 / max",
          f"{late['p99']} / {late['max']} ms"),
+    ]
+
+
+def scrapes(d: c.Daemon, port: int, receiver, n: int) -> list[tuple]:
+    """(f): /metrics of a leader with every job, scraped `n` times 2 s apart: its size, how
+    long each took, and the lateness of the every-second fires meanwhile (the exposition
+    runs in the HTTP server's thread, in slices between which the loop takes the GIL)."""
+    if n <= 0:
+        return []
+    i0 = receiver.count()
+    t0 = time.time()
+    took, size = [], 0
+    for _ in range(n):
+        began = time.perf_counter()
+        size = len(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read())
+        took.append(time.perf_counter() - began)
+        c.sleep_until(t0 + 2.0 * len(took))
+    t1 = time.time()
+    late = c.stats_ms([x.t - c.parse_slot(x.slot) for x in receiver.since(i0)
+                       if x.job.startswith("tick") and x.slot and t0 <= c.parse_slot(x.slot) <= t1])
+    return [
+        (f"(f) /metrics of the leader, {n} scrapes 2 s apart: size; seconds each (max)",
+         f"{size / 1e6:.1f} MB; {statistics.median(took):.2f} s ({max(took):.2f} s)"),
+        ("(f) lateness of the every-second fires meanwhile: p99 / max", f"{late['p99']} / {late['max']} ms"),
     ]
 
 
@@ -294,6 +322,7 @@ def main() -> int:
     ap.add_argument("--reference-refresh", default="1h", help="SCHEDULER_JOBS_REFRESH of the reference standby in (c)")
     ap.add_argument("--window", type=float, default=10.0, help="seconds of every-second fires around the change")
     ap.add_argument("--load-sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10_000, 100_000])
+    ap.add_argument("--scrapes", type=int, default=5, help="scrapes of the leader's /metrics in (f) (0: none)")
     ap.add_argument("--profile", metavar="DIR", help="py-spy the leader at start and around the change, and the standby at failover, into DIR")
     a = ap.parse_args()
     rows = []

@@ -66,3 +66,13 @@ def test_jobs_with_the_same_picks_share_one_parsed_expression() -> None:
 def test_an_unresolved_expression_still_names_itself_in_errors() -> None:
     with pytest.raises(sched.ScheduleError, match=r"'H H 30 2 \*' never matches a date"):
         sched.parse("H H 30 2 *", "UTC", "any")
+
+
+def test_an_expression_that_never_matches_is_searched_once_per_pick() -> None:
+    before = sched._cron.cache_info()  # noqa: SLF001 - the cache is what is shared
+    for i in range(2000):
+        with pytest.raises(sched.ScheduleError, match="never matches a date"):
+            sched.parse("H H 30 2 *", "UTC", f"tenant-{i}")
+    after = sched._cron.cache_info()  # noqa: SLF001
+    assert after.misses - before.misses <= 60 * 24  # one croniter search per (minute, hour) pick
+    assert after.hits - before.hits >= 2000 - 60 * 24
