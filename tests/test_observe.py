@@ -239,3 +239,22 @@ def test_histograms_are_cumulative_with_inclusive_bounds_and_per_job_series_pars
     assert get("scheduler_retries_total", cronjob="quiet") == 0
     assert get("scheduler_fire_duration_seconds_bucket", le="+Inf") == 0
     assert ("scheduler_fires_total", (("cronjob", "quiet"), ("outcome", "ok"))) not in samples
+
+
+def test_a_leadership_start_gives_series_to_the_jobs_whose_state_says_something() -> None:
+    from scheduler.metrics import Metrics
+    from scheduler.model import JobHealth, State
+    from scheduler.record import Recorder
+
+    metrics = Metrics()
+    recorder = Recorder(None, metrics, None)  # type: ignore[arg-type]  (loaded() uses neither)
+    recorder.loaded(State(health={"ran": JobHealth(1234.5, 0, 1000.0), "failing": JobHealth(None, 2, 1000.0),
+                                  "sighted": JobHealth(None, 0, 1000.0)}), {"new"}, 2000.0)
+    text = metrics.exposition().decode()
+    assert 'scheduler_last_success_timestamp_seconds{cronjob="ran"} 1234.5' in text
+    assert 'scheduler_consecutive_failures{cronjob="failing"} 2' in text
+    # seen but never fired: no series yet, as under the leader that first saw it
+    assert 'cronjob="sighted"' not in text and 'cronjob="new"' not in text
+    # the overdue gauge still counts from when each was first seen
+    assert recorder.first_seen == {"ran": 1000.0, "failing": 1000.0, "sighted": 1000.0, "new": 2000.0}
+    assert recorder.last_success == {"ran": 1234.5}
