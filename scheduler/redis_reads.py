@@ -18,19 +18,37 @@ LOAD_FIELDS = ("last_success_at", "consecutive_failures", "first_seen_at", "slot
 # command; through this script, 1.3-1.6 s (the server spends about 5 us a job). A key of the
 # wrong type answers false instead of failing the script: the reader sets it aside and reads
 # the job as recordless.
-# ARGV: job_prefix, number of fields, the fields, then the job names.
+# ARGV: job_prefix, number of fields, the fields, then the job names joined by newlines (no
+# name holds one): one argument instead of 10,000, whose packing cost the client 0.2 s a load
+# of 100,000 jobs.
 LOAD_RECORDS = """
 local prefix, n = ARGV[1], tonumber(ARGV[2])
 local fields = {}
 for i = 1, n do fields[i] = ARGV[2 + i] end
 local out = {}
-for i = 3 + n, #ARGV do
-  local ok, values = pcall(redis.call, 'HMGET', prefix .. ARGV[i], unpack(fields))
+for name in string.gmatch(ARGV[3 + n], '[^\\n]+') do
+  local ok, values = pcall(redis.call, 'HMGET', prefix .. name, unpack(fields))
   out[#out + 1] = ok and values or false
 end
 return out
 """
 LOAD_CHUNK = 10_000  # job names per script call: one call blocks the server about 50 ms
+
+
+def _health(typed: dict[str, dict]) -> dict[str, JobHealth]:
+    """Each job's health from its typed record. Equal ones share one (frozen) JobHealth:
+    jobs sighted together have the same first sighting and nothing else, and 100,000 of
+    them at a leadership start then cost a few objects, not 100,000 (0.12 s)."""
+    made: dict[tuple, JobHealth] = {}
+    health = {}
+    for job, rec in typed.items():
+        if rec:
+            key = (rec.get("last_success_at"), rec.get("consecutive_failures") or 0, rec.get("first_seen_at"))
+            found = made.get(key)
+            if found is None:
+                found = made[key] = JobHealth(*key)
+            health[job] = found
+    return health
 
 
 class StateReads:
@@ -57,7 +75,7 @@ class StateReads:
             pipe.hgetall(self.k_inflight)
             pipe.smembers(self.k_paused)
             for start in chunks:
-                await self._load_records(args=[self.job_prefix, len(fields), *fields, *jobs[start:start + LOAD_CHUNK]],
+                await self._load_records(args=[self.job_prefix, len(fields), *fields, "\n".join(jobs[start:start + LOAD_CHUNK])],
                                          client=pipe)
             if not fields:
                 for job in jobs:
@@ -100,11 +118,7 @@ class StateReads:
                 marks[job] = max(known)
                 bad[i] = (*entry, str(marks[job]))
         await self.quarantine.set_aside(bad)
-        health = {
-            job: JobHealth(rec.get("last_success_at"), rec.get("consecutive_failures") or 0, rec.get("first_seen_at"))
-            for job, rec in typed.items() if rec
-        }
-        return State(marks, fires, set(paused), health), typed, more
+        return State(marks, fires, set(paused), _health(typed)), typed, more
 
     async def _chosen_fields(self, jobs: Sequence[str], fields: Sequence[str], replies: list) -> list[dict]:
         """Each job's record from LOAD_RECORDS' replies; a key of the wrong type is renamed

@@ -11,8 +11,8 @@ import math
 
 from .model import FireId, InFlight, MalformedRecord, TriggerRequest, request_id_problem
 
-_INT_FIELDS = ("slot", "duration_ms", "http_status", "attempts", "consecutive_failures", "epoch")
-_FLOAT_FIELDS = ("finished_at", "last_success_at", "first_seen_at")
+_INT_FIELDS = frozenset(("slot", "duration_ms", "http_status", "attempts", "consecutive_failures", "epoch"))
+_FLOAT_FIELDS = frozenset(("finished_at", "last_success_at", "first_seen_at"))
 MAX_SLOT = 253402300799  # 9999-12-31T23:59:59Z
 
 
