@@ -201,7 +201,7 @@ class Engine:
             return await self._claim_chunk_locked(lease, [c for c in claims if c.job in self.jobs], backlog, chain)
 
     async def _claim_chunk_locked(self, lease: Lease, claims: list[Claim], backlog: bool, chain: Chain) -> bool:
-        if not lease.valid(self.clock.monotonic()):
+        if not self._usable(lease):  # the lease's time, and a wall clock that has not jumped since its check
             return False
         if not claims:
             return True

@@ -157,10 +157,11 @@ class Fires:
                 await behind.wait()
             if gate is not None:
                 await gate.wait()
-            if (behind is not None or gate is not None) and not valid():
+            if not valid():
                 # The lease ran out between the claim and the moment, or while the fire waited
-                # its turn (a paused process): the fire stays in flight in the store and the
-                # next leader delivers it.
+                # its turn (a paused process), or the wall clock jumped since the claim (a fire
+                # already due by it would go out early): the fire stays in flight in the store
+                # and the next leader delivers it.
                 log.warning("lease ran out before the moment; leaving the fire to the next leader",
                             extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
                 return

@@ -328,3 +328,40 @@ def test_a_task_that_loses_its_cancellation_is_cancelled_again_and_never_holds_u
         assert task.cancelled() and swallowed == [True]
 
     asyncio.run(main())
+
+
+def test_a_wall_clock_jump_during_a_leadership_start_fires_nothing_early(tmp_path, caplog):
+    """The wall clock moves 15 s ahead while the new leader loads its state, after its check
+    against the store: by it, slot 20 is already past and would be made up at once, 7.5 s
+    early. The leadership must end before it claims; the next one delivers the slot."""
+    settings = settings_for(tmp_path, {"tick": {"SCHEDULE": "every 10s", "URL": "/t"}})
+    caplog.set_level(logging.INFO, "scheduler.engine")
+
+    async def main():
+        async with Run(settings, local(tmp_path, settings), T + 0.5) as first:
+            await first.clock.advance_to(T + 10.5)  # slot 10 fired: the watermark
+        run = Run(settings, local(tmp_path, settings), T + 12.5)
+        epochs: list[int] = []
+        acquire, load = run.store.acquire, run.store.load
+
+        async def acquired():
+            epoch = await acquire()
+            epochs.append(epoch)
+            return epoch
+
+        async def loaded(jobs):
+            state = await load(jobs)
+            if len(epochs) == 1:
+                run.clock._mono_offset -= 15.0  # the wall clock alone moves on
+                run.clock.now += 15.0
+            return state
+
+        run.store.acquire, run.store.load = acquired, loaded
+        async with run:
+            await run.clock.advance(1.0)
+            early = [(s - T) for _, _, s, _, e in run.dispatcher.sent if e == epochs[0]]
+            assert early == [], "a fire went out on a wall clock that had jumped"
+            assert any("wall clock jumped" in r.getMessage() for r in caplog.records)
+            assert [s - T for _, _, s, _, _ in run.dispatcher.sent] == [20]  # by the next leadership
+
+    asyncio.run(main())
