@@ -27,6 +27,19 @@ def fire_at(job: JobSpec, slot: int) -> float:
     return slot + jitter_offset_s(job.name, slot, job.jitter_s) if job.jitter_s else float(slot)
 
 
+def shared_next(nexts: dict[tuple[int, int], int | None], schedule: sched.Schedule, after: int) -> int | None:
+    """sched.next_after, remembered in `nexts` per (schedule object, instant). parse() gives
+    every job of an expression and zone the same Cron (and an interval's text the same
+    Interval), so tenants who share a few expressions share their answers. Keyed by
+    identity, not by value: hashing a Cron hashes its fields; the caller keeps every
+    schedule alive while `nexts` is in use."""
+    key = (id(schedule), after)
+    nxt = nexts.get(key, -1)
+    if nxt == -1:
+        nxt = nexts[key] = sched.next_after(schedule, after)
+    return nxt
+
+
 @dataclass
 class Entries:
     """Heap entries of many jobs, worked out apart from the plan (see next_entries)."""
@@ -48,13 +61,9 @@ def next_entries(jobs: list[JobSpec], now: float, added: bool) -> Entries:
     schedule, not per job (tenants share a few expressions)."""
     found = Entries()
     cursor = math.floor(now)
-    # One next slot per schedule object: parse() gives every job of an expression and zone
-    # the same Cron (and an interval's text the same Interval), so tenants who share a few
-    # expressions share their answers. Keyed by identity, not by value: hashing a Cron
-    # hashes its fields, and `jobs` keeps every schedule alive meanwhile.
-    nexts: dict[int, int | None] = {}
+    nexts: dict[tuple[int, int], int | None] = {}  # see shared_next; `jobs` keeps the schedules alive
     entries, upcoming, ended = found.entries, found.upcoming, found.ended
-    at_type, next_after = sched.At, sched.next_after
+    at_type = sched.At
     for job in jobs:
         schedule = job.schedule
         if type(schedule) is at_type:  # its own slot; an added one whose instant just passed is claimed
@@ -64,16 +73,13 @@ def next_entries(jobs: list[JobSpec], now: float, added: bool) -> Entries:
                 if job.catchup != "none" and (window is None or now - schedule.slot <= window):
                     found.claims.append(Claim(job.name, schedule.slot, FIRE))
         else:
-            key = id(schedule)
-            nxt = nexts.get(key, -1)
-            if nxt == -1:
-                nxt = nexts[key] = next_after(schedule, cursor)
+            nxt = shared_next(nexts, schedule, cursor)
         if nxt is None:
             ended.append(job.name)
             continue
         name = job.name
         upcoming[name] = nxt
-        entries.append((fire_at(job, nxt) if job.jitter_s else float(nxt), nxt, name))
+        entries.append((fire_at(job, nxt), nxt, name))
     if added:
         found.sighted = [job.name for job in jobs]
     return found

@@ -15,7 +15,7 @@ from collections.abc import Callable, Container, Mapping
 from . import schedule as sched
 from .config import JobSpec
 from .model import FIRE, INIT, REDELIVER, SKIP, Claim, State
-from .next_slots import Entries, fire_at, jitter_offset_s, next_entries  # noqa: F401  (public names)
+from .next_slots import Entries, fire_at, jitter_offset_s, next_entries, shared_next  # noqa: F401  (public names)
 
 log = logging.getLogger("scheduler.engine")
 
@@ -105,9 +105,9 @@ class Plan:
         missed since its watermark, oldest first. Fills the heap with the next slots."""
         first = redeliveries(state, self.jobs, running)
         marks, floor_now = state.watermarks, math.floor(now)
-        # Next slots by (schedule object, instant): parse() shares one schedule among the jobs
-        # of an expression and zone, and their watermarks mostly agree, so 100,000 jobs cost
-        # a few thousand slot computations here, on the loop, not 200,000 (a second).
+        # Next slots shared by (schedule object, instant): the jobs of an expression and zone
+        # share one schedule and their watermarks mostly agree, so 100,000 jobs cost a few
+        # thousand slot computations here, on the loop, not 200,000 (a second).
         nexts: dict[tuple[int, int], int | None] = {}
         entries = []
         for job in self.jobs.values():
@@ -121,15 +121,12 @@ class Plan:
             else:
                 # A slot whose jittered moment may still be ahead is not missed yet.
                 cursor, after = max(mark, math.floor(now - job.jitter_s)), mark
-            key = (id(schedule), after)
-            nxt = nexts.get(key, -1)
-            if nxt == -1:
-                nxt = nexts[key] = sched.next_after(schedule, after)
+            nxt = shared_next(nexts, schedule, after)
             if nxt is not None and nxt <= cursor:  # slots after the watermark have passed
                 first += made_up(job, after, cursor)
                 nxt = sched.next_after(schedule, cursor)
             if nxt is not None:
-                entries.append((fire_at(job, nxt) if job.jitter_s else float(nxt), nxt, name))
+                entries.append((fire_at(job, nxt), nxt, name))
                 self.upcoming[name] = nxt
         self.heap.extend(entries)
         heapq.heapify(self.heap)
