@@ -138,10 +138,10 @@ def job_url(api_url: str | None) -> Callable[[str], str]:
         prefix = urlunsplit((base.scheme, base.netloc, base.path.rstrip("/"), "", ""))
 
     def parse(text: str) -> str:
-        if prefix is not None and text[:1] == "/" and text[-1:] != "?" and PLAIN_PATH.fullmatch(text):
-            return prefix + text  # most jobs of a large document: what the lines below make of it
         text = text.strip()
         if prefix is not None and PLAIN_PATH.fullmatch(text) and ":" not in text.partition("/")[0]:
+            if text[:1] == "/" and text[-1:] != "?":
+                return prefix + text  # most jobs of a large document: what the lines below make of it
             path, _, query = text.partition("?")
             return f"{prefix}/{path.lstrip('/')}" + (f"?{query}" if query else "")
         parts = urlsplit(text)
