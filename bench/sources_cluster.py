@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,11 +159,11 @@ def run(a) -> list[tuple]:
     lead_at = c.wait_for(lambda: applied(leader), refresh_s + 10, what="the leader to apply the change")
     c.sleep_until(max(w0 + a.window, time.time()))
     stand_at = applied(standby)  # a standby's engine may apply it only when it leads
-    arrivals = [x for x in receiver.since(i0) if x.job.startswith("tick")]
-    late = [x.t - c.parse_slot(x.slot) for x in arrivals if x.slot]
+    arrivals = receiver.since(i0)
+    late = tick_lateness(arrivals)
     lat = c.stats_ms(late)
-    quiet = c.stats_ms([x.t - c.parse_slot(x.slot) for x in arrivals if x.slot and c.parse_slot(x.slot) < t_change])
-    after = c.stats_ms([x.t - c.parse_slot(x.slot) for x in arrivals if x.slot and c.parse_slot(x.slot) >= t_change])
+    quiet = c.stats_ms(tick_lateness(arrivals, lambda slot: slot < t_change))
+    after = c.stats_ms(tick_lateness(arrivals, lambda slot: slot >= t_change))
     peak = {name: c.proc_status(d.pid).get("VmHWM", 0) for name, d in (("leader", leader), ("standby", standby))}
     for spy in spies:
         if spy is not None:
@@ -204,6 +205,11 @@ def run(a) -> list[tuple]:
     return rows
 
 
+def tick_lateness(arrivals, keep: Callable[[int], bool] = lambda slot: True) -> list[float]:
+    """Arrival minus slot, in seconds, of the every-second env jobs' fires whose slot `keep`s."""
+    return [x.t - slot for x in arrivals if x.job.startswith("tick") and x.slot and keep(slot := c.parse_slot(x.slot))]
+
+
 def failover(leader: c.Daemon, standby: c.Daemon, receiver, profile: Path | None) -> list[tuple]:
     """(e): the leader stopped (SIGTERM: it releases the lease); the standby leads with every
     job in its plan at once. Its leadership start plans them on its loop: the every-second
@@ -218,9 +224,9 @@ def failover(leader: c.Daemon, standby: c.Daemon, receiver, profile: Path | None
 
     at = c.wait_for(became, 30, what="the standby to lead")
     c.sleep_until(at + 6.0)
-    arrivals = [x for x in receiver.since(i0) if x.job.startswith("tick") and x.slot]
-    first = min((x.t for x in arrivals if x.t >= at), default=None)
-    late = c.stats_ms([x.t - c.parse_slot(x.slot) for x in arrivals if at + 1 <= c.parse_slot(x.slot) <= at + 5])
+    arrivals = receiver.since(i0)
+    first = min((x.t for x in arrivals if x.job.startswith("tick") and x.slot and x.t >= at), default=None)
+    late = c.stats_ms(tick_lateness(arrivals, lambda slot: at + 1 <= slot <= at + 5))
     if spy is not None and profile is not None:
         spy.wait(30)
         print("py-spy, standby, failover:", json.dumps(c.summarize_collapsed(profile, top=12), indent=1)[:3000])
@@ -247,8 +253,7 @@ def scrapes(d: c.Daemon, port: int, receiver, n: int) -> list[tuple]:
         took.append(time.perf_counter() - began)
         c.sleep_until(t0 + 2.0 * len(took))
     t1 = time.time()
-    late = c.stats_ms([x.t - c.parse_slot(x.slot) for x in receiver.since(i0)
-                       if x.job.startswith("tick") and x.slot and t0 <= c.parse_slot(x.slot) <= t1])
+    late = c.stats_ms(tick_lateness(receiver.since(i0), lambda slot: t0 <= slot <= t1))
     return [
         (f"(f) /metrics of the leader, {n} scrapes 2 s apart: size; seconds each (max)",
          f"{size / 1e6:.1f} MB; {statistics.median(took):.2f} s ({max(took):.2f} s)"),
@@ -325,6 +330,8 @@ def main() -> int:
     ap.add_argument("--scrapes", type=int, default=5, help="scrapes of the leader's /metrics in (f) (0: none)")
     ap.add_argument("--profile", metavar="DIR", help="py-spy the leader at start and around the change, and the standby at failover, into DIR")
     a = ap.parse_args()
+    if a.profile:
+        Path(a.profile).mkdir(parents=True, exist_ok=True)
     rows = []
     try:
         rows = run(a)
