@@ -27,6 +27,7 @@ from standardwebhooks.webhooks import Webhook
 from . import __version__
 from .config import JobSpec, Settings
 from .http1 import ERRORS, Http1Client, Response
+from .http1_url import origin
 from .model import Outcome, fire_key, format_slot
 
 log = logging.getLogger("scheduler.dispatch")
@@ -85,6 +86,9 @@ class Dispatcher:
         scrub: Callable[[str], str] = lambda text: text,
     ):
         self.token = settings.api_token
+        # The bearer token goes to the app's origin only: a job elsewhere (an env job's
+        # absolute URL, an allowed origin of a source) is signed but never gets it.
+        self.api_origin = origin(settings.api_url) if settings.api_url else None
         self.webhook = Webhook(settings.signing_secret) if settings.signing_secret else None
         self.traceparent = settings.traceparent
         self.clock = clock
@@ -132,7 +136,7 @@ class Dispatcher:
             if ours is not None:
                 headers.pop(ours, None)
             headers[name] = value
-        if self.token:
+        if self.token and origin(job.url) == self.api_origin:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.webhook is not None:
             # Standard Webhooks signs "id.timestamp.body"; the library takes a UTC datetime.

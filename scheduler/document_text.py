@@ -134,9 +134,58 @@ def _yaml(data: bytes) -> Any:
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: about 10 times faster
     try:
-        return yaml.load(data, Loader=loader)  # noqa: S506 - a SafeLoader: plain data only
+        doc = yaml.load(data, Loader=loader)  # noqa: S506 - a SafeLoader: plain data only
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
         reason = getattr(exc, "problem", None) or type(exc).__name__
         raise DocumentError(f"not valid YAML{at}: {reason}") from None
+    except RecursionError:
+        raise DocumentError("not valid YAML: nested too deeply") from None
+    if b"&" in data:  # no anchor, no alias: nothing is shared, and the walk below is not needed
+        check_expansion(doc, expanded_limit(len(data)))
+    return doc
+
+
+def expanded_limit(size: int) -> int:
+    """The most values a document of `size` bytes may hold once its YAML aliases are
+    expanded. Written out in full, each value takes at least two bytes (a character and a
+    separator), so a document without aliases never comes near; a 974-byte nest of aliases
+    that expands to 9^9 values (1.45 GB once validated) is refused."""
+    return 4 * size + 10_000
+
+
+def check_expansion(doc: Any, limit: int) -> None:
+    """Raise DocumentError when `doc`, with every shared value (a YAML alias) counted once
+    per place it appears, holds more than `limit` values, or contains itself. The loader
+    shares one object per anchor, so the loaded data is small; what costs memory is every
+    later walk over it (validating a job's headers writes them out as text). The count is
+    kept per object, so this walk visits each object once, however often it is shared."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        node, done = stack.pop()
+        if type(node) is dict:
+            children: Any = (*node.keys(), *node.values())
+        elif type(node) is list:
+            children = node
+        else:
+            continue
+        key = id(node)
+        if done:
+            open_.discard(key)
+            total = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if total > limit:
+                raise DocumentError(f"YAML aliases expand the document to over {limit} values "
+                                    "(anchors that repeat a large value are refused)")
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            raise DocumentError("a YAML alias refers to a value that contains it; "
+                                "a document of jobs cannot be recursive")
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if type(c) in (dict, list) and id(c) not in sizes)

@@ -44,6 +44,26 @@ def target(url: str) -> Target:
     return Target(origin.origin, origin.host_header, path, origin.basic_auth)
 
 
+Origin = tuple[str, str, int]
+
+
+def origin(url: str) -> Origin | None:
+    """(scheme, host, port) as the client connects for `url`, or None when it cannot be
+    sent: the one reading of "where does this go" for the client and for every check of
+    where a credential may go, so the two never disagree."""
+    try:
+        return target(url).origin
+    except ValueError:
+        return None
+
+
+def show_origin(o: Origin) -> str:
+    scheme, host, port = o
+    host = f"[{host}]" if ":" in host else host
+    default = (scheme, port) in (("http", 80), ("https", 443))
+    return f"{scheme}://{host}" if default else f"{scheme}://{host}:{port}"
+
+
 @lru_cache(maxsize=4096)
 def _parsed(url: str) -> Target:
     parts = urlsplit(url)

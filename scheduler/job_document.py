@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from . import collector
 from .config_reader import Reader, show
+from .http1_url import Origin, origin, show_origin
 from .document_text import MAX_DOCUMENT_BYTES, DocumentError, parse_bytes  # noqa: F401  (public names)
 from .jobs_config import JOB_FIELDS, JobSpec, load_job, parse_schedule
 from .parsers import job_url
@@ -80,6 +82,7 @@ def _validate(data: Any, source: str, settings: Settings, previous: Parsed | Non
     alike: dict[tuple, JobSpec] = {}  # see _like
     parse_url = _url_parser(settings.api_url)
     fresh: set[str] = set()  # on a first read (nothing to compare with), every valid job
+    allowed = allowed_origins(settings)
     for i, item in enumerate(data["jobs"]):
         if type(item) is not dict:
             label = f"jobs[{i}]"
@@ -91,18 +94,26 @@ def _validate(data: Any, source: str, settings: Settings, previous: Parsed | Non
                 rejected.append(Rejection(name, source, f"defined again at jobs[{i}] (first at jobs[{first_at[name]}]); the first applies"))
                 continue
             first_at[name] = i
-            if old_raw and old_raw.get(name) == item:
+        job: JobSpec | None = None
+        try:
+            if type(name) is str and old_raw and old_raw.get(name) == item:
                 jobs[name], raw[name] = old_jobs[name], old_raw[name]
                 continue
-        job = _like(item, name, parse_url, alike) if alike else None
+            job = _like(item, name, parse_url, alike) if alike else None
+            if job is None:
+                job, problems = _job(item, f"jobs[{i}]", settings)
+                _remember(item, job, alike)
+        except Exception as exc:  # noqa: BLE001 - a value no rule foresaw rejects its job, never the document
+            job, problems = None, [f"a field holds a value that cannot be checked ({type(exc).__name__}); "
+                                   "expected the types the job fields document"]
+        if job is not None and origin(job.url) not in allowed:
+            problems = [_off_origin(job.url, settings)]
+            job = None
         if job is None:
             label = f"jobs[{i}]"
-            job, problems = _job(item, label, settings)
-            if job is None:
-                shown = name if isinstance(name, str) and name else label
-                rejected.append(Rejection(show(shown, quote=False)[:80], source, "; ".join(problems)))
-                continue
-            _remember(item, job, alike)
+            shown = name if isinstance(name, str) and name else label
+            rejected.append(Rejection(show(shown, quote=False)[:80], source, "; ".join(problems)))
+            continue
         jobs[job.name] = job
         raw[job.name] = item
         if old_raw:
@@ -124,10 +135,12 @@ def _shape(item: dict) -> tuple | None:
     if len(item) == 3 and "url" in item and "schedule" in item and "name" in item:
         return ()  # no other field: most jobs of a large document
     try:
-        return tuple((k, type(v), tuple((hk, type(hv), hv) for hk, hv in v.items()) if type(v) is dict else v)
-                     for k, v in item.items() if k not in _OWN)
-    except (TypeError, AttributeError):
+        shape = tuple((k, type(v), tuple((hk, type(hv), hv) for hk, hv in v.items()) if type(v) is dict else v)
+                      for k, v in item.items() if k not in _OWN)
+        hash(shape)  # a list or an object inside a field: no shape, the job is validated alone
+    except (TypeError, AttributeError, RecursionError):
         return None
+    return shape
 
 
 def _remember(item: dict, job: JobSpec | None, alike: dict[tuple, JobSpec]) -> None:
@@ -172,6 +185,21 @@ def _like(item: dict, name: Any, parse_url, alike: dict[tuple, JobSpec]) -> JobS
 
 
 _new, _set = object.__new__, object.__setattr__
+
+
+def allowed_origins(settings: Settings) -> frozenset[Origin]:
+    """Where a job from a source may send: the app's own origin, and the listed others. The
+    app's users write these documents; a URL of their choosing elsewhere would make the
+    sidecar call any address the pod reaches."""
+    api = origin(settings.api_url) if settings.api_url else None
+    return frozenset((*([api] if api else []), *settings.jobs_allowed_origins))
+
+
+def _off_origin(url: str, settings: Settings) -> str:
+    o = origin(url)
+    where = show_origin(o) if o else "an origin the client cannot reach"
+    return (f"url: {show(where)} is not the origin of SCHEDULER_API_URL; a job from a source may call "
+            "another origin only when SCHEDULER_JOBS_ALLOWED_ORIGINS lists it")
 
 
 _URL_PARSERS: dict[str | None, Any] = {}
@@ -220,7 +248,12 @@ def _text(key: str, value: Any, problems: list[str]) -> str | None:
         return None
     if key == "headers":
         if not isinstance(value, dict):
-            problems.append(f'headers: expected an object of header names to strings, like {{"X-Team": "ops"}}, got {type(value).__name__}')
+            problems.append(f'headers: expected an object of header names to strings, like {{"X-Team": "ops"}}, got {_kind(value)}')
+            return None
+        odd = next((f"{show(k, quote=False)[:64]!s} is {_kind(v)}" if isinstance(k, str) else f"a name is {_kind(k)}"
+                    for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)), None)
+        if odd is not None:
+            problems.append(f'headers: expected an object of header names to strings, like {{"X-Team": "ops"}}, but {odd}')
             return None
         return json.dumps(value)
     if key == "enabled":
@@ -230,6 +263,12 @@ def _text(key: str, value: Any, problems: list[str]) -> str | None:
         return "true" if value else "false"
     if isinstance(value, bool) or isinstance(value, (dict, list)):
         problems.append(f"{key}: expected {'a number or ' if key in _DURATIONS or key == 'retries' else ''}a string, got {_kind(value)}")
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{key}: expected {'a finite number or ' if key in _DURATIONS or key == 'retries' else ''}a string, got {value}")
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
+        problems.append(f"{key}: the number is far too large")
         return None
     if isinstance(value, float) and key in _DURATIONS and value == value and value >= 0:
         return f"{round(value * 1000)}ms" if value != int(value) else str(int(value))

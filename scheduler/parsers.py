@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from . import schedule as sched
 from .config_reader import show
-from .http1_url import check_url, proxy_target
+from .http1_url import Origin, check_url, origin, proxy_target
 
 JOBS_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 # Headers the scheduler owns; a job's HEADERS may not replace them: its own, a manual
@@ -96,6 +96,23 @@ def http_url(text: str) -> str:
         raise ValueError(f"expected an http:// or https:// URL with a host, got {text!r}")
     sendable(text.strip())
     return text.strip()
+
+
+def origins(text: str) -> tuple[Origin, ...]:
+    """A comma-separated list of origins, `https://hooks.example.com` or `http://10.0.0.5:8080`:
+    scheme, host and port only, each as the HTTP client reads it."""
+    found: list[Origin] = []
+    for part in (p.strip() for p in text.split(",")):
+        parts = urlsplit(part)
+        if not part or parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None \
+                or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"expected origins like https://hooks.example.com or http://10.0.0.5:8080 "
+                             f"(scheme, host and port only), comma-separated, got {show(part)}")
+        o = origin(part)
+        if o is None:
+            raise ValueError(f"the HTTP client cannot send to {show(part)}")
+        found.append(o)
+    return tuple(dict.fromkeys(found))
 
 
 def sendable(url: str) -> None:

@@ -15,7 +15,7 @@ from .config_reader import Reader, Secret
 from .jobs_config import TIMEZONE_DEFAULT, JobSpec
 from .parsers import (
     boolean, choice, duration, host_ports, http_url, int_range, job_url, jobs_file, namespace,
-    non_blank, pem_file, positive_duration, proxy_url, redis_url, refresh, signing_secret,
+    non_blank, origins, pem_file, positive_duration, proxy_url, redis_url, refresh, signing_secret,
     tls_verify, zone,
 )
 
@@ -120,6 +120,8 @@ JOB_SOURCES = (
     # a path joined to SCHEDULER_API_URL, or an absolute URL
     Setting("SCHEDULER_JOBS_URL", None, job_url, "jobs_url", joined=True),
     Setting("SCHEDULER_JOBS_REFRESH", "30s", refresh, "jobs_refresh_s"),
+    # origins besides SCHEDULER_API_URL's that a source's job may call (never with the token)
+    Setting("SCHEDULER_JOBS_ALLOWED_ORIGINS", None, origins, "jobs_allowed_origins", unset=()),
 )
 SETTINGS = GLOBAL + HTTP_CLIENT + JOB_SOURCES
 
@@ -165,6 +167,7 @@ class Settings:
     jobs_file: str | None = _DEFAULT["jobs_file"]
     jobs_url: str | None = _DEFAULT["jobs_url"]
     jobs_refresh_s: float = _DEFAULT["jobs_refresh_s"]
+    jobs_allowed_origins: tuple[tuple[str, str, int], ...] = _DEFAULT["jobs_allowed_origins"]
     jobs: tuple[JobSpec, ...] = field(default_factory=tuple)
     # Filled from SCHEDULER_JOBS_FILE/URL by the daemon and the commands (catalog.py), not
     # read from the environment: where each non-env job came from, and the refused ones.

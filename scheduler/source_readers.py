@@ -20,6 +20,7 @@ from collections.abc import Callable
 from . import __version__, background, collector
 from .config import Settings, mask_url
 from .http1 import ERRORS, BodyTooLarge, Http1Client
+from .http1_url import origin
 from .job_document import MAX_DOCUMENT_BYTES, DocumentError, Parsed, kind_of, parse_bytes, validate
 
 UNCHANGED = object()
@@ -87,7 +88,7 @@ class UrlReader:
 
     def headers(self) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        if self.settings.api_token:
+        if self.settings.api_token and self.settings.api_url and origin(self.url) == origin(self.settings.api_url):
             headers["Authorization"] = f"Bearer {self.settings.api_token}"
         if self.etag is not None:
             headers["If-None-Match"] = self.etag

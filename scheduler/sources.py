@@ -219,7 +219,14 @@ class JobSources:
         s.reads_total += 1
         began = time.perf_counter()
         try:
-            result = await s.reader.read(s.good, force=forced, offload=offload)
+            try:
+                result = await s.reader.read(s.good, force=forced, offload=offload)
+            except (SourceError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - nothing in a document may stop its source
+                self.log.exception("reading a jobs source failed unexpectedly; it is read again",
+                                   extra={"source": s.reader.source, "location": s.reader.location})
+                raise SourceError(f"could not be read: {type(exc).__name__}") from None
         except SourceError as exc:
             s.failures += 1
             s.failures_total += 1
