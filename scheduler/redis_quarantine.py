@@ -11,14 +11,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
-from collections.abc import Collection, Sequence
+from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from . import redis_scripts as scripts
 from .store import StoreUnavailable
 
-if TYPE_CHECKING:
-    from .redis_store import RedisStore
+
+class Host(Protocol):
+    """What the quarantine needs of the store it serves: the client, the keys, and its one
+    way of making a call (a timeout, and StoreUnavailable on failure). Declared here, so
+    the quarantine never imports the store that holds it."""
+
+    redis: Any
+    read_only: bool
+    on_malformed: Callable[[str], None] | None
+    k_quarantine: str
+    job_prefix: str
+    history_prefix: str
+    call_timeout_s: float
+    key_types: dict[str, str]
+
+    def _call(self, coro: Awaitable[Any], jobs: Collection[str] = ()) -> Awaitable[Any]: ...
 
 log = logging.getLogger("scheduler.redis")
 
@@ -27,7 +41,7 @@ Bad = tuple[str, ...]
 
 
 class Quarantine:
-    def __init__(self, store: RedisStore):
+    def __init__(self, store: Host):
         self.store = store
         self.count = 0
         self._reported: set[tuple[str, str]] = set()
@@ -72,7 +86,7 @@ class Quarantine:
             self.report(name, "", "a key of the wrong type, renamed aside")
 
 
-async def configuration_warnings(store: RedisStore) -> list[str]:
+async def configuration_warnings(store: Host) -> list[str]:
     """What about the Redis server's own configuration could lose or repeat runs."""
     out = []
     try:

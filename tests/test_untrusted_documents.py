@@ -50,7 +50,11 @@ def is_sentence(problem: str) -> bool:
     return bool(problem) and "\n" not in problem and "Traceback" not in problem and len(problem) < 2000
 
 
-@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# A longer run: DOCUMENT_FUZZ_EXAMPLES=20000 uv run pytest -n 0 tests/test_untrusted_documents.py
+EXAMPLES = int(os.environ.get("DOCUMENT_FUZZ_EXAMPLES", "300"))
+
+
+@hsettings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.dictionaries(KEYS, VALUES, max_size=5), max_size=4),
        st.lists(st.tuples(st.integers(0, 3), KEYS, VALUES), max_size=6))
 def test_any_value_of_any_type_in_any_field_rejects_that_job_alone_with_a_sentence(extra_jobs, edits):
@@ -124,7 +128,7 @@ def test_anchors_that_share_a_small_value_still_load():
     assert len(parsed.jobs) == 2000 and not parsed.rejected
 
 
-@hsettings(max_examples=150, deadline=None)
+@hsettings(max_examples=max(150, EXAMPLES // 4), deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 12), st.integers(0, 8)), min_size=1, max_size=8))
 def test_any_nest_of_aliases_loads_within_its_bound_or_is_refused(levels):
     """Anchors, each a list of `width` aliases of the one before: either the expanded
