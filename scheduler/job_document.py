@@ -112,7 +112,7 @@ def _validate(data: Any, source: str, settings: Settings, previous: Parsed | Non
         if job is None:
             label = f"jobs[{i}]"
             shown = name if isinstance(name, str) and name else label
-            rejected.append(Rejection(show(shown, quote=False)[:80], source, "; ".join(problems)))
+            rejected.append(Rejection(show(shown, quote=False)[:80], source, _sentence(problems)))
             continue
         jobs[job.name] = job
         raw[job.name] = item
@@ -280,6 +280,14 @@ def _text(key: str, value: Any, problems: list[str]) -> str | None:
         problems.append(f"{key}: is empty; set a value or leave the field out to use the default")
         return None
     return text
+
+
+MAX_PROBLEM_CHARS = 600  # a rejection is logged, kept and shown: a user's 5,000-digit value is cut
+
+
+def _sentence(problems: list[str]) -> str:
+    text = "; ".join(problems)
+    return text if len(text) <= MAX_PROBLEM_CHARS else text[:MAX_PROBLEM_CHARS - 3] + "..."
 
 
 def _kind(value: Any) -> str:

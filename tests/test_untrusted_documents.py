@@ -38,7 +38,7 @@ def job(name: str, **fields) -> dict:
 
 
 # Every JSON type, and what YAML adds (other key types, non-finite floats, huge numbers).
-SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(-(10**5000), 10**5000) | st.floats()
+SCALARS = (st.none() | st.booleans() | st.integers() | st.sampled_from([30, -400, 5000]).map(lambda n: 10**n if n > 0 else -(10**-n)) | st.floats()
            | st.text(max_size=20) | st.sampled_from(["", " ", "\x00", "every 1s", "0 * * * *", "/x", "http://evil:1/x",
                                                      "1e400", "nan", "-1", "9" * 5000, "true", "POST", "UTC"]))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
@@ -47,7 +47,7 @@ KEYS = st.sampled_from(["name", *FIELDS, "nmae", "Schedule", ""]) | st.text(max_
 
 
 def is_sentence(problem: str) -> bool:
-    return bool(problem) and "\n" not in problem and "Traceback" not in problem and len(problem) < 2000
+    return bool(problem) and "\n" not in problem and "Traceback" not in problem and len(problem) <= 600
 
 
 # A longer run: DOCUMENT_FUZZ_EXAMPLES=20000 uv run pytest -n 0 tests/test_untrusted_documents.py
