@@ -52,7 +52,7 @@ from bench.chaos_net import HOST, Proxy, Target  # noqa: E402
 from bench.chaos_proc import RedisProcess, Replica, find_libfaketime  # noqa: E402
 from harness.procs import kill_all  # noqa: E402
 from bench.chaos_sentinel import SentinelCell  # noqa: E402
-from scheduler import schedule as sched  # noqa: E402
+from scheduler.schedule import slots as sched  # noqa: E402
 
 FAULTS = (
     "kill9", "sigstop", "partition", "latency", "redis-restart-aof", "redis-restart-noaof",

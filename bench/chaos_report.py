@@ -51,7 +51,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.stats import percentile  # noqa: E402
-from scheduler import schedule as sched  # noqa: E402
+from scheduler.schedule import slots as sched  # noqa: E402
 
 FAULT_ORDER = (
     "baseline", "kill9", "sigstop", "partition", "latency", "redis-restart-aof", "redis-restart-noaof",

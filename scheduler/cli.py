@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from . import __version__
 from . import config
 from . import daemon
-from . import schedule as sched
+from .schedule import slots as sched
 from .model import request_id_problem
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78

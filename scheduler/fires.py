@@ -17,7 +17,7 @@ from .dispatch import Fire
 from .model import FIRE, REDELIVER, Claim, Outcome
 from .observe import Metrics
 from .plan import fire_at
-from .schedule import format_slot
+from .schedule.slots import format_slot
 
 log = logging.getLogger("scheduler.engine")
 

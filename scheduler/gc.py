@@ -35,7 +35,7 @@ def older_than(text: str) -> float:
     """argparse type of `--older-than`: a duration as the configuration writes it (1d, 12h)."""
     import argparse
 
-    from .schedule import ScheduleError, parse_duration_s
+    from .schedule.slots import ScheduleError, parse_duration_s
 
     try:
         seconds = parse_duration_s(text)

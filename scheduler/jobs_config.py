@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
-from . import schedule as sched
+from .schedule import slots as sched
 from .config_reader import Reader
 from .parsers import boolean, choice, duration, int_range, json_headers, job_url, positive_duration, zone
 

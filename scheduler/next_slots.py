@@ -10,7 +10,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from . import schedule as sched
+from .schedule import slots as sched
 from .config import JobSpec
 from .model import FIRE, Claim
 

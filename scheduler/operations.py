@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, UTC
 
-from . import schedule as sched
+from .schedule import slots as sched
 from .config import JobSpec, Settings
 from .model import request_id_problem
 from .observe import is_overdue

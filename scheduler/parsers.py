@@ -12,7 +12,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from . import schedule as sched
+from .schedule import slots as sched
 from .config_reader import show
 from .http1_url import Origin, check_url, origin, proxy_target
 

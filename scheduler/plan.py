@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Container, Mapping
 
-from . import schedule as sched
+from .schedule import slots as sched
 from .config import JobSpec
 from .model import FIRE, INIT, REDELIVER, SKIP, Claim, State
 from .next_slots import Entries, fire_at, jitter_offset_s, next_entries, shared_next  # noqa: F401  (public names)

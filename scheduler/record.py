@@ -10,7 +10,7 @@ from .config import JobSpec
 from .dispatch import Fire
 from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
 from .observe import Metrics
-from .schedule import format_slot
+from .schedule.slots import format_slot
 from .store import Store, StoreUnavailable
 
 REFUSED = 3  # the store refused a slot too far ahead of its clock (SPEC 3, rule 7)

@@ -6,7 +6,7 @@ import json
 from collections import Counter, defaultdict
 from datetime import datetime
 
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from tests.support import wait_until
 
 TOKEN = "tok-e2e-5b1f"

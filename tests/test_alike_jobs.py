@@ -5,7 +5,7 @@ each job alone gives, rejections and their messages included."""
 from __future__ import annotations
 
 from scheduler import config
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from scheduler.job_document import validate
 
 SETTINGS = config.load({"SCHEDULER_API_URL": "http://127.0.0.1:9/api", "SCHEDULER_JOBS_URL": "/jobs"})

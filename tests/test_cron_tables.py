@@ -19,7 +19,7 @@ from datetime import datetime, UTC
 
 import pytest
 
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 
 
 def ts(text: str) -> int:

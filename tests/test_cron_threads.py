@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from scheduler import cron_time
+from scheduler.schedule import cron_time
 
 EXPR = ("*/7 * * * *", "", False, False, "UTC")
 TIMES = range(1_700_000_000, 1_700_000_000 + 7 * 60 * 1200, 59)

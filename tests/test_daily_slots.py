@@ -10,8 +10,8 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler import cron_time
-from scheduler import schedule as sched
+from scheduler.schedule import cron_time
+from scheduler.schedule import slots as sched
 
 EPOCH_2100 = 4_102_444_800
 

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from tests.e2e import assert_exactly_once, env_for, fence, log_events, slot_of, standalone_env, ts
 from tests.support import run_cli, wait_until
 

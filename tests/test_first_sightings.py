@@ -10,7 +10,7 @@ import time
 
 from scheduler.jobs_config import JobSpec
 from scheduler.jobset import JobSet
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from tests.test_engine_virtual import T, Run, make_store, settings_for  # noqa: F401,F811  (a fixture)
 
 

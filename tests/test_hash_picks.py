@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from croniter import croniter
 
-from scheduler import cronfields
-from scheduler import schedule as sched
+from scheduler.schedule import cron_fields as cronfields
+from scheduler.schedule import slots as sched
 
 TABLE = json.loads((Path(__file__).parent / "data" / "h_picks.json").read_text(encoding="utf-8"))
 

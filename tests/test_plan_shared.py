@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from scheduler.config import JobSpec
 from scheduler.model import State
 from scheduler.plan import Plan

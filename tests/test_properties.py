@@ -29,7 +29,7 @@ from cronsim import CronSim, CronSimError
 from hypothesis import HealthCheck, Phase, assume, example, given, note, settings
 from hypothesis import strategies as st
 
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from scheduler.config import ConfigError, load
 from scheduler.dispatch import Dispatcher, Fire
 

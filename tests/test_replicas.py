@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import datetime
 
 from scheduler import __version__
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from tests.e2e import TOKEN, assert_exactly_once, env_for, fence, log_events, slot_of, standalone_env, the_leader, ts
 from tests.support import wait_until
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from scheduler.jobs_config import JobSpec
 from scheduler.model import REDELIVER, FIRE, InFlight, State
 from scheduler.resume import resumed

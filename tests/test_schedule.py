@@ -12,7 +12,7 @@ from datetime import datetime, UTC
 
 import pytest
 
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from tests.support import run_cli
 
 UTC = UTC

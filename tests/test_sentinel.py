@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from scheduler import schedule as sched
+from scheduler.schedule import slots as sched
 from scheduler.redis_store import RedisStore
 from tests.e2e import TOKEN, assert_exactly_once, fence, slot_of
 from harness.sentinel import Sentinel

@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from . import cronfields
+from . import cron_fields as cronfields
 from .cron_time import _matcher, _next_cron, daily_second  # noqa: F401  (_matcher: its cache is what jobs share)
-from .model import format_slot  # noqa: F401  (slots are named the same everywhere)
+from ..model import format_slot  # noqa: F401  (slots are named the same everywhere)
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
