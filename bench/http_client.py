@@ -45,7 +45,7 @@ def lean_client() -> tuple[Send, Callable[[], Awaitable[None]]]:
     """The scheduler's own client: scheduler.http1 when present, else the older one that
     lived in scheduler.dispatch (so a `--src` copy of an older commit is measured too)."""
     try:
-        from scheduler.http1 import Http1Client
+        from scheduler.http.client.client import Http1Client
     except ImportError:
         from scheduler.dispatch import Request, _Http1Client
         from tests.test_dispatch import make_settings

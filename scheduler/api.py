@@ -24,7 +24,7 @@ from . import operations as ops
 from . import page
 from .catalog import Catalog
 from .config import Settings
-from .http_server import Request, Response
+from .http.server.server import Request, Response
 from .store import Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.api")

@@ -92,7 +92,7 @@ class PortProblem(Exception):
 def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, store, dry_run: bool):
     """The HTTP port: /metrics and the probes, and with a control token the API and the page
     (a dry run changes nothing anywhere, so it has neither). None when the port is 0."""
-    from .http_server import HTTPServer
+    from .http.server.server import HTTPServer
     from .observe import routes
 
     if not settings.http_port:

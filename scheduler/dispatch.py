@@ -26,8 +26,8 @@ from standardwebhooks.webhooks import Webhook
 
 from . import __version__
 from .config import JobSpec, Settings
-from .http1 import ERRORS, Http1Client, Response
-from .http1_url import origin
+from .http.client.client import ERRORS, Http1Client, Response
+from .http.client.url import origin
 from .model import Outcome, fire_key, format_slot
 
 log = logging.getLogger("scheduler.dispatch")

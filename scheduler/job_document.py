@@ -19,7 +19,7 @@ from typing import Any
 
 from . import collector
 from .config_reader import Reader, show
-from .http1_url import Origin, origin, show_origin
+from .http.client.url import Origin, origin, show_origin
 from .document_text import MAX_DOCUMENT_BYTES, DocumentError, parse_bytes  # noqa: F401  (public names)
 from .jobs_config import JOB_FIELDS, JobSpec, load_job, parse_schedule
 from .parsers import job_url

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from .schedule import slots as sched
 from .config_reader import show
-from .http1_url import Origin, check_url, origin, proxy_target
+from .http.client.url import Origin, check_url, origin, proxy_target
 
 JOBS_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 # Headers the scheduler owns; a job's HEADERS may not replace them: its own, a manual

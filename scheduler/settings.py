@@ -60,7 +60,7 @@ def _client_certificate_loads(got: dict[str, Any], problems: list[str]) -> None:
     if key and not cert:
         problems.append("SCHEDULER_TLS_CLIENT_KEY: set SCHEDULER_TLS_CLIENT_CERT too (the certificate it belongs to)")
     elif cert:
-        from .http1 import tls_context  # ssl only when a client certificate is configured
+        from .http.client.client import tls_context  # ssl only when a client certificate is configured
 
         try:
             tls_context(True, cert, key, password)

@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from . import __version__, background, collector
 from .config import Settings, mask_url
-from .http1 import ERRORS, BodyTooLarge, Http1Client
-from .http1_url import origin
+from .http.client.client import ERRORS, BodyTooLarge, Http1Client
+from .http.client.url import origin
 from .job_document import MAX_DOCUMENT_BYTES, DocumentError, Parsed, kind_of, parse_bytes, validate
 
 UNCHANGED = object()

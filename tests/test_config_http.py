@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from scheduler import config
-from scheduler.http1 import check_url
+from scheduler.http.client.client import check_url
 
 BASE = {"SCHEDULER_JOB_A_SCHEDULE": "* * * * *", "SCHEDULER_JOB_A_URL": "/x"}
 

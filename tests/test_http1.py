@@ -21,7 +21,7 @@ import httptools
 import pytest
 
 from scheduler.dispatch import Dispatcher, Fire
-from scheduler.http1 import ERRORS, ConnectionClosed, Http1Client, target
+from scheduler.http.client.client import ERRORS, ConnectionClosed, Http1Client, target
 from tests.test_dispatch import SLOT, make_settings
 
 DEADLINE_S = 5.0  # for any one wait; a test that needs it has failed

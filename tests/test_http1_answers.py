@@ -10,7 +10,7 @@ import tracemalloc
 import pytest
 
 from scheduler.dispatch import EXCERPT_BYTES, Dispatcher, Fire
-from scheduler.http1 import ERRORS, HeadersTooLarge, Http1Client
+from scheduler.http.client.client import ERRORS, HeadersTooLarge, Http1Client
 from scheduler.observe import Redactor
 from tests.test_dispatch import SLOT, make_settings
 from tests.test_http1 import DEADLINE_S, Server, resp, run

@@ -14,7 +14,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from scheduler.dispatch import Dispatcher, Fire
-from scheduler.http1 import ERRORS, Http1Client
+from scheduler.http.client.client import ERRORS, Http1Client
 from tests.test_dispatch import SLOT, make_settings
 from tests.test_http1 import DEADLINE_S, Server, parse, resp, run
 

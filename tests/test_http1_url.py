@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from scheduler import http1_url
+from scheduler.http.client import url as http1_url
 
 _full = http1_url._parsed.__wrapped__  # the reference: the full parse, uncached
 

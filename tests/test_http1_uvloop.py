@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from scheduler.http1 import Http1Client
+from scheduler.http.client.client import Http1Client
 from tests.support import Receiver
 
 uvloop = pytest.importorskip("uvloop")

@@ -19,7 +19,7 @@ from tests.support import free_port, run_cli, wait_until
 @pytest.fixture
 def port_server():
     """The daemon's routes on a real server, with a 1 s read timeout."""
-    from scheduler.http_server import HTTPServer
+    from scheduler.http.server.server import HTTPServer
     from scheduler.observe import Health, Metrics, routes
 
     metrics, health = Metrics(), Health()
@@ -116,7 +116,7 @@ def _raw(port: int, data: bytes) -> bytes:
 
 
 def test_router_takes_routes_with_a_method_a_path_parameter_and_a_body_limit():
-    from scheduler.http_server import HTTPServer, Response, Router
+    from scheduler.http.server.server import HTTPServer, Response, Router
 
     router = Router()
     router.add("POST", "/api/v1/jobs/{name}/trigger",

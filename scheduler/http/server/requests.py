@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 
 import httptools
 
-from .http_routes import Request, Response, Route, Router, no_route
+from .routes import Request, Response, Route, Router, no_route
 
 
 class Refused(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 
 import httptools
 
-from .http1_proxy import ConnectionClosed, HeadersTooLarge, ProtocolError
+from .proxy import ConnectionClosed, HeadersTooLarge, ProtocolError
 
 
 class BodyTooLarge(ProtocolError):

@@ -17,8 +17,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 
-from .http_requests import Messages, Refused
-from .http_routes import Request, Response, Route, Router, no_route
+from .requests import Messages, Refused
+from .routes import Request, Response, Route, Router, no_route
 
 __all__ = ["HTTPServer", "Request", "Response", "Router"]
 

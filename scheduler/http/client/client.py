@@ -22,9 +22,9 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 
-from .http1_conn import ERRORS, BodyTooLarge, Response, _Connection
-from .http1_proxy import ConnectionClosed, HeadersTooLarge, ProtocolError, connect_tunnel, happy_eyeballs
-from .http1_url import Target, check_url, proxy_target, target
+from .connection import ERRORS, BodyTooLarge, Response, _Connection
+from .proxy import ConnectionClosed, HeadersTooLarge, ProtocolError, connect_tunnel, happy_eyeballs
+from .url import Target, check_url, proxy_target, target
 
 __all__ = ["ERRORS", "BodyTooLarge", "ConnectionClosed", "HeadersTooLarge", "Http1Client", "ProtocolError", "Response",
            "Target", "check_url", "target", "tls_context"]
