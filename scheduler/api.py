@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from . import operations as ops
 from . import page
 from .catalog import Catalog
-from .config import Settings
+from .config.loader import Settings
 from .http.server.server import Request, Response
 from .store import Store, StoreUnavailable
 

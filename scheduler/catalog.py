@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from .config import JobSpec, Settings
+from .config.loader import JobSpec, Settings
 
 
 class Catalog:

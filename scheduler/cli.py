@@ -13,7 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from . import __version__
-from . import config
+from .config import loader as config
 from . import daemon
 from .schedule import slots as sched
 from .model import request_id_problem

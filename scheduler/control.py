@@ -10,7 +10,7 @@ import sys
 import time
 
 from . import operations as ops
-from .config import Settings
+from .config.loader import Settings
 from .store import Store
 
 

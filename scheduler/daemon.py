@@ -15,7 +15,7 @@ import signal
 import sys
 
 from . import __version__
-from . import config
+from .config import loader as config
 from .catalog import Catalog
 
 EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from . import config
+from .config import loader as config
 from .daemon import run
 
 JOBS = {

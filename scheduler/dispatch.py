@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from standardwebhooks.webhooks import Webhook
 
 from . import __version__
-from .config import JobSpec, Settings
+from .config.loader import JobSpec, Settings
 from .http.client.client import ERRORS, Http1Client, Response
 from .http.client.url import origin
 from .model import Outcome, fire_key, format_slot

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from . import collector
 from .clock import Clock
-from .config import JobSpec, Settings
+from .config.loader import JobSpec, Settings
 from .dispatch import Dispatcher, Fire
 from .fires import Chain, Fires
 from .lease import Lease, LeaseKeeper

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import JobSpec, Settings
+from .config.loader import JobSpec, Settings
 from . import background, collector
 from .model import INIT, Claim
 from .next_slots import Entries, next_entries

@@ -13,7 +13,7 @@ from typing import Any
 from collections.abc import Awaitable, Callable
 
 from .clock import Clock, backoff
-from .config import Settings
+from .config.loader import Settings
 from .observe import Health, Metrics
 from .store import Store, StoreUnavailable
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from .schedule import slots as sched
-from .config import JobSpec
+from .config.loader import JobSpec
 from .model import FIRE, Claim
 
 

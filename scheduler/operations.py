@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, UTC
 
 from .schedule import slots as sched
-from .config import JobSpec, Settings
+from .config.loader import JobSpec, Settings
 from .model import request_id_problem
 from .observe import is_overdue
 from .store import Store, TriggerRequest

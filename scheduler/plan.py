@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Container, Mapping
 
 from .schedule import slots as sched
-from .config import JobSpec
+from .config.loader import JobSpec
 from .model import FIRE, INIT, REDELIVER, SKIP, Claim, State
 from .next_slots import Entries, fire_at, jitter_offset_s, next_entries, shared_next  # noqa: F401  (public names)
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from .clock import Clock, backoff
-from .config import JobSpec
+from .config.loader import JobSpec
 from .dispatch import Fire
 from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
 from .observe import Metrics

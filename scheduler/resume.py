@@ -18,7 +18,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 
-from .config import JobSpec
+from .config.loader import JobSpec
 from .lease import Lease
 from .model import Claim, State
 from .plan import made_up, redeliveries

@@ -18,7 +18,7 @@ from typing import Any
 from collections.abc import Callable
 
 from . import __version__, background, collector
-from .config import Settings, mask_url
+from .config.loader import Settings, mask_url
 from .http.client.client import ERRORS, BodyTooLarge, Http1Client
 from .http.client.url import origin
 from .job_document import MAX_DOCUMENT_BYTES, DocumentError, Parsed, kind_of, parse_bytes, validate

@@ -30,7 +30,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from .config import JobSpec, Settings
+from .config.loader import JobSpec, Settings
 from .job_document import Parsed, Rejection
 from .source_readers import UNCHANGED, FileReader, SourceError, UrlReader
 

@@ -4,7 +4,7 @@ each job alone gives, rejections and their messages included."""
 
 from __future__ import annotations
 
-from scheduler import config
+from scheduler.config import loader as config
 from scheduler.schedule import slots as sched
 from scheduler.job_document import validate
 

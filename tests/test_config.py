@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import config
+from scheduler.config import loader as config
 from tests.support import run_cli
 
 EX_CONFIG = 78
@@ -577,7 +577,7 @@ def test_mask_url_hides_the_password() -> None:
 def test_each_setting_has_one_entry_and_settings_defaults_are_its_parsed_default() -> None:
     """One table: every Settings field read from the environment has exactly one entry, and
     a Settings built without arguments holds what each entry's default text parses to."""
-    from scheduler import settings as table
+    from scheduler.config import settings as table
 
     read_fields = [f.name for f in dataclasses.fields(config.Settings) if f.name not in ("jobs", "source_of", "rejected")]
     assert sorted(s.field for s in table.SETTINGS) == sorted(read_fields)
@@ -602,7 +602,7 @@ def test_each_job_default_exists_once_and_jobspec_defaults_are_the_parsed_job_fi
     import ast
     import inspect
 
-    from scheduler import jobs_config as table
+    from scheduler.config import jobs as table
 
     assert sorted(table._OPTIONAL) == sorted(f for f in config.JOB_FIELDS if f not in ("SCHEDULE", "URL"))
     defaults = {f.name: f.default for f in dataclasses.fields(config.JobSpec) if f.default is not dataclasses.MISSING}

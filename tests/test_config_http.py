@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from scheduler import config
+from scheduler.config import loader as config
 from scheduler.http.client.client import check_url
 
 BASE = {"SCHEDULER_JOB_A_SCHEDULE": "* * * * *", "SCHEDULER_JOB_A_URL": "/x"}

@@ -18,7 +18,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import scheduler
-from scheduler import config
+from scheduler.config import loader as config
 from scheduler.dispatch import Dispatcher, Fire
 
 UTC = UTC

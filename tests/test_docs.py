@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.config import GLOBAL_DEFAULTS, JOB_FIELDS, SECRETS
+from scheduler.config.loader import GLOBAL_DEFAULTS, JOB_FIELDS, SECRETS
 from tests.support import REPO_ROOT, run_cli
 
 README = REPO_ROOT / "README.md"

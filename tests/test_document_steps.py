@@ -9,7 +9,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from scheduler import config, document_text
+from scheduler import document_text
+from scheduler.config import loader as config
 from scheduler.document_text import DocumentError, loads_in_steps, parse_bytes
 from scheduler.job_document import validate
 from scheduler.jobset import JobSet

@@ -14,7 +14,7 @@ from dotenv import dotenv_values
 from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
-from scheduler import config
+from scheduler.config import loader as config
 
 J = "SCHEDULER_JOB_A_"
 

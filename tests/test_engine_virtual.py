@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from scheduler import config
+from scheduler.config import loader as config
 from scheduler.engine import Engine, jitter_offset_s
 from scheduler.local_store import LocalStore
 from scheduler.redis_store import RedisStore

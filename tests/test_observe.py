@@ -82,7 +82,7 @@ def test_every_metric_family_moves_during_a_run(redis_server, receiver, daemon_f
 
 
 def test_healthz_fails_while_the_event_loop_is_blocked(tmp_path):
-    from scheduler import config
+    from scheduler.config import loader as config
     from scheduler.dispatch import Dispatcher
     from scheduler.engine import Engine
     from scheduler.local_store import LocalStore

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.schedule import slots as sched
-from scheduler.config import JobSpec
+from scheduler.config.loader import JobSpec
 from scheduler.model import FIRE, INIT, Claim, InFlight, State
 from scheduler.plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, fire_at, jitter_offset_s
 

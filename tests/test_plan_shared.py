@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.schedule import slots as sched
-from scheduler.config import JobSpec
+from scheduler.config.loader import JobSpec
 from scheduler.model import State
 from scheduler.plan import Plan
 

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, assume, example, given, note, setting
 from hypothesis import strategies as st
 
 from scheduler.schedule import slots as sched
-from scheduler.config import ConfigError, load
+from scheduler.config.loader import ConfigError, load
 from scheduler.dispatch import Dispatcher, Fire
 
 COMMON = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -905,7 +905,7 @@ def test_the_fast_dotenv_path_reads_what_python_dotenv_reads(lines):
 
     from dotenv import dotenv_values
 
-    from scheduler.config import _simple_dotenv
+    from scheduler.config.loader import _simple_dotenv
 
     text = "\n".join(lines) + "\n"
     fast = _simple_dotenv(text)
@@ -916,7 +916,7 @@ def test_the_fast_dotenv_path_reads_what_python_dotenv_reads(lines):
 
 
 def test_the_fast_dotenv_path_takes_plain_files_and_leaves_the_rest():
-    from scheduler.config import _simple_dotenv
+    from scheduler.config.loader import _simple_dotenv
 
     assert _simple_dotenv('# jobs\nexport A=1\nB="two words"  # note\nC=\'x\'\r\n\n') == {"A": "1", "B": "two words", "C": "x"}
     for line in ('A="a\\nb"', "A=${B}", "A=a b", "A", "A=abc#def", "\ufeffA=1"):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import config, job_document, source_readers
+from scheduler import job_document, source_readers
+from scheduler.config import loader as config
 from scheduler.job_document import validate
 from scheduler.source_readers import UNCHANGED, SourceError, UrlReader
 from scheduler.sources import JobSources, backoff_s, diff
@@ -453,7 +454,7 @@ def test_each_source_is_exported_as_metrics(tmp_path):
 @pytest.mark.parametrize("base", ["http://app:8000", "https://u:p@app/api/", "http://[::1]:81/x"])
 @pytest.mark.parametrize("path", ["/tasks/x", "tasks/x?a=1&b=2", "/t?", "/a/b/", "", "/a:b", "/x%20y", "/a b", "a:b/c"])
 def test_a_plain_path_is_joined_as_the_full_check_joins_it(base, path):
-    from scheduler import parsers
+    from scheduler.config import parsers
 
     fast = parsers.job_url(base)
     slow = parsers.job_url(base)

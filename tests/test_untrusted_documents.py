@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from harness.receiver import Receiver
-from scheduler import config
+from scheduler.config import loader as config
 from scheduler.document_text import DocumentError, parse_bytes
 from scheduler.job_document import FIELDS, validate
 from tests.e2e import standalone_env

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
-from .schedule import slots as sched
-from .config_reader import Reader
+from ..schedule import slots as sched
+from .reader import Reader
 from .parsers import boolean, choice, duration, int_range, json_headers, job_url, positive_duration, zone
 
 JOB_PREFIX = "SCHEDULER_JOB_"

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from .schedule import slots as sched
-from .config_reader import show
-from .http.client.url import Origin, check_url, origin, proxy_target
+from ..schedule import slots as sched
+from .reader import show
+from ..http.client.url import Origin, check_url, origin, proxy_target
 
 JOBS_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 # Headers the scheduler owns; a job's HEADERS may not replace them: its own, a manual

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .config_reader import Reader, Secret
-from .jobs_config import TIMEZONE_DEFAULT, JobSpec
+from .reader import Reader, Secret
+from .jobs import TIMEZONE_DEFAULT, JobSpec
 from .parsers import (
     boolean, choice, duration, host_ports, http_url, int_range, job_url, jobs_file, namespace,
     non_blank, origins, pem_file, positive_duration, proxy_url, redis_url, refresh, signing_secret,
@@ -60,7 +60,7 @@ def _client_certificate_loads(got: dict[str, Any], problems: list[str]) -> None:
     if key and not cert:
         problems.append("SCHEDULER_TLS_CLIENT_KEY: set SCHEDULER_TLS_CLIENT_CERT too (the certificate it belongs to)")
     elif cert:
-        from .http.client.client import tls_context  # ssl only when a client certificate is configured
+        from ..http.client.client import tls_context  # ssl only when a client certificate is configured
 
         try:
             tls_context(True, cert, key, password)

@@ -15,9 +15,9 @@ from pathlib import Path
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .config_reader import ConfigError, Reader, Secret, show
+from .reader import ConfigError, Reader, Secret, show
 from .env_file import PREFIX, _simple_dotenv, read_environment
-from .jobs_config import (
+from .jobs import (
     CATCHUP, CONCURRENCY, JOB_FIELDS, JOB_PREFIX, METHODS, TIMEZONE_DEFAULT, JobSpec, load_job, parse_schedule,
 )
 from .parsers import JOBS_FILE_SUFFIXES, PLAIN_PATH, RESERVED_HEADERS, job_url

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from dotenv import dotenv_values
 
-from .config_reader import ConfigError
+from .reader import ConfigError
 
 PREFIX = "SCHEDULER_"
 
