@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.stats import percentile  # noqa: E402
 from scheduler.model import Claim  # noqa: E402
-from scheduler.redis_store import RedisStore  # noqa: E402
+from scheduler.store.redis.store import RedisStore  # noqa: E402
 from harness.redis_server import RedisServer  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
 

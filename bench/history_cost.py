@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scheduler.model import Claim, Finished, Outcome  # noqa: E402
-from scheduler.redis_store import RedisStore  # noqa: E402
+from scheduler.store.redis.store import RedisStore  # noqa: E402
 from harness.redis_server import RedisServer  # noqa: E402
 
 

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
-from scheduler.local_store import LocalStore  # noqa: E402
+from scheduler.store.sqlite.store import LocalStore  # noqa: E402
 from scheduler.model import Claim  # noqa: E402
-from scheduler.store import StoreUnavailable  # noqa: E402
+from scheduler.store.protocol import StoreUnavailable  # noqa: E402
 
 
 async def ticker(lags: list[float], stop: asyncio.Event, period_s: float = 0.01) -> None:

@@ -10,7 +10,7 @@ import time
 def state_load(redis_url: str, sizes: list[int]) -> list[tuple]:
     """Commands and time of RedisStore.load at leadership start, with state for every job."""
     from scheduler.model import Claim
-    from scheduler.redis_store import RedisStore
+    from scheduler.store.redis.store import RedisStore
 
     import redis as redis_lib
     client = redis_lib.Redis.from_url(redis_url, decode_responses=True)

@@ -25,7 +25,7 @@ from . import page
 from .catalog import Catalog
 from .config.loader import Settings
 from .http.server.server import Request, Response
-from .store import Store, StoreUnavailable
+from .store.protocol import Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.api")
 

@@ -11,7 +11,7 @@ import time
 
 from . import operations as ops
 from .config.loader import Settings
-from .store import Store
+from .store.protocol import Store
 
 
 async def run_control(settings: Settings, store: Store, command: str, args) -> int:

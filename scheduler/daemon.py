@@ -45,10 +45,10 @@ def event_loop_runner() -> asyncio.Runner:
 
 def make_store(settings: config.Settings):
     if settings.standalone:
-        from .local_store import LocalStore
+        from .store.sqlite.store import LocalStore
 
         return LocalStore(settings.state_file, history=settings.history)
-    from .redis_store import RedisStore
+    from .store.redis.store import RedisStore
 
     from .engine import claim_ahead_s
 
@@ -121,7 +121,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from .dispatch import Dispatcher
     from .engine import Engine
     from .observe import Health, Metrics, OverdueCollector
-    from .store import StoreUnavailable
+    from .store.protocol import StoreUnavailable
 
     try:
         store = make_store(settings)
@@ -131,7 +131,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
         print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
         return EX_CONFIG
     if dry_run:
-        from .dry_run import ReadOnlyStore
+        from .store.read_only import ReadOnlyStore
 
         store = ReadOnlyStore(store)
     metrics, health = Metrics(), Health()

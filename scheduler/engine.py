@@ -28,7 +28,7 @@ from .resume import Resumer
 from .sightings import Sightings
 from .tasks import cancel as _cancel, supervise
 from .jobset import JobSet, Preparer
-from .store import LeaseLost, Store, StoreUnavailable
+from .store.protocol import LeaseLost, Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 

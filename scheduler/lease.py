@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from .clock import Clock, backoff
 from .config.loader import Settings
 from .observe import Health, Metrics
-from .store import Store, StoreUnavailable
+from .store.protocol import Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 

@@ -14,8 +14,8 @@ import pytest
 
 from scheduler.config import loader as config
 from scheduler.engine import Engine, jitter_offset_s
-from scheduler.local_store import LocalStore
-from scheduler.redis_store import RedisStore
+from scheduler.store.sqlite.store import LocalStore
+from scheduler.store.redis.store import RedisStore
 from tests.virtual_clock import ScriptedDispatcher, VirtualClock, WatchedStore
 
 # Fixed, so the jitter offsets are too; in the past, as the stores set aside watermarks far

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from scheduler.local_store import LocalStore
+from scheduler.store.sqlite.store import LocalStore
 from scheduler.model import CLAIMED, Claim, Finished, Outcome, TRIGGER
-from scheduler.redis_store import RedisStore
-from scheduler.sqlite_schema import V1_TABLES, V2_TABLES, VERSION
+from scheduler.store.redis.store import RedisStore
+from scheduler.store.sqlite.schema import V1_TABLES, V2_TABLES, VERSION
 from tests.support import RedisServer, run_cli
 
 FIELDS = {"slot", "trigger", "attempts", "outcome", "http_status", "duration_ms", "lateness_ms", "finished_at",
@@ -167,7 +167,7 @@ def test_history_entries_built_by_the_finish_script_are_the_json_of_their_fields
     import json
 
     from scheduler.model import Claim, Finished, Outcome
-    from scheduler.redis_store import RedisStore
+    from scheduler.store.redis.store import RedisStore
 
     cases = [
         Finished(Claim("j", 1_700_000_000), 7, Outcome("ok", 1, 0.0123, 1_700_000_000.4567, 200), 0.0421),

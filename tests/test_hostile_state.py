@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from scheduler.model import Claim, Finished, Outcome, TriggerRequest
-from scheduler.redis_store import RedisStore
-from scheduler.store import StoreUnavailable
+from scheduler.store.redis.store import RedisStore
+from scheduler.store.protocol import StoreUnavailable
 from tests.e2e import env_for
 from tests.support import run_cli, wait_until
 

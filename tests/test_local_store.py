@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from scheduler.local_store import LocalStore
+from scheduler.store.sqlite.store import LocalStore
 from scheduler.model import CLAIMED, INIT, TRIGGER, Claim, Finished, InFlight, Outcome, TriggerRequest
-from scheduler.sqlite_schema import V1_TABLES, VERSION
-from scheduler.store import StoreUnavailable
+from scheduler.store.sqlite.schema import V1_TABLES, VERSION
+from scheduler.store.protocol import StoreUnavailable
 
 
 def run(coro):

@@ -13,8 +13,8 @@ import asyncio
 import time
 
 from scheduler.model import FIRE, Claim
-from scheduler.redis_store import RedisStore
-from scheduler.store import StoreUnavailable
+from scheduler.store.redis.store import RedisStore
+from scheduler.store.protocol import StoreUnavailable
 from tests.test_engine_virtual import Run, settings_for
 
 

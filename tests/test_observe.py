@@ -85,7 +85,7 @@ def test_healthz_fails_while_the_event_loop_is_blocked(tmp_path):
     from scheduler.config import loader as config
     from scheduler.dispatch import Dispatcher
     from scheduler.engine import Engine
-    from scheduler.local_store import LocalStore
+    from scheduler.store.sqlite.store import LocalStore
     from scheduler.observe import Health, Metrics, serve
 
     settings = config.load({

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from scheduler.redis_store import RedisStore
+from scheduler.store.redis.store import RedisStore
 from scheduler.model import Finished
-from scheduler.store import REDELIVER, SKIP, Claim, LeaseLost, Outcome, StoreUnavailable
+from scheduler.store.protocol import REDELIVER, SKIP, Claim, LeaseLost, Outcome, StoreUnavailable
 
 
 def run(coro):
@@ -263,7 +263,7 @@ def test_outcomes_of_many_fires_are_one_command_and_count_failure_streaks(redis_
 
 
 def test_job_records_load_in_chunks_of_one_script_call_each_and_a_wrong_typed_one_is_set_aside(redis_server, monkeypatch):
-    from scheduler import redis_reads
+    from scheduler.store.redis import reads as redis_reads
 
     monkeypatch.setattr(redis_reads, "LOAD_CHUNK", 7)
     client = redis_server.client()

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from scheduler.schedule import slots as sched
-from scheduler.redis_store import RedisStore
+from scheduler.store.redis.store import RedisStore
 from tests.e2e import TOKEN, assert_exactly_once, fence, slot_of
 from harness.sentinel import Sentinel
 from tests.support import RedisServer, wait_until

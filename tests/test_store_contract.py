@@ -7,12 +7,12 @@ import asyncio
 
 import pytest
 
-from scheduler.local_store import LocalStore
+from scheduler.store.sqlite.store import LocalStore
 from scheduler.model import (
     CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, Outcome, TriggerRequest,
 )
-from scheduler.redis_store import RedisStore
-from scheduler.store import LeaseLost
+from scheduler.store.redis.store import RedisStore
+from scheduler.store.protocol import LeaseLost
 from tests.support import RedisServer
 
 

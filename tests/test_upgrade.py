@@ -11,7 +11,7 @@ import urllib.error
 
 import pytest
 
-from scheduler import sqlite_schema
+from scheduler.store.sqlite import schema as sqlite_schema
 from tests import upgrade_run
 from tests.releases import PREVIOUS, release
 from tests.support import Daemon, Receiver, RedisServer, free_port, wait_until

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from scheduler.clock import Clock
 from scheduler.model import Outcome
-from scheduler.store import StoreUnavailable
+from scheduler.store.protocol import StoreUnavailable
 
 SETTLE_TIMEOUT_S = 20.0  # real seconds; a deadline for the engine to go quiet, never a pace
 

@@ -12,10 +12,10 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 
-from .model import (
+from ...model import (
     CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome, State, TriggerRequest,
 )
-from .sqlite_records import Bad, Quarantine
+from .records import Bad, Quarantine
 
 log = logging.getLogger("scheduler.sqlite")
 

@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from collections.abc import Callable, Sequence
 
-from . import sqlite_state as ops
-from .model import Claim, Finished, State, TriggerRequest
-from .sqlite_records import Bad, Quarantine
-from .sqlite_schema import VERSION, newer_problem, open_db, user_version
-from .store import LeaseLost, StoreUnavailable, new_replica_id
+from . import state as ops
+from ...model import Claim, Finished, State, TriggerRequest
+from .records import Bad, Quarantine
+from .schema import VERSION, newer_problem, open_db, user_version
+from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.sqlite")
 

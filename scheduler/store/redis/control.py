@@ -7,8 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from . import redis_records as records
-from .model import MalformedRecord, TriggerRequest
+from . import records
+from ...model import MalformedRecord, TriggerRequest
 
 
 class ControlCommands:

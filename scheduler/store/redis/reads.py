@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import redis_records as records
-from .model import JobHealth, MalformedRecord, State, TriggerRequest
-from .redis_quarantine import Quarantine
+from . import records
+from ...model import JobHealth, MalformedRecord, State, TriggerRequest
+from .quarantine import Quarantine
 
 LOAD_FIELDS = ("last_success_at", "consecutive_failures", "first_seen_at", "slot")
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .redis_scripts import FORMAT
+from .scripts import FORMAT
 
 log = logging.getLogger("scheduler")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
-from .model import FireId, InFlight, MalformedRecord, TriggerRequest, request_id_problem
+from ...model import FireId, InFlight, MalformedRecord, TriggerRequest, request_id_problem
 
 log = logging.getLogger("scheduler.sqlite")
 

@@ -12,7 +12,7 @@ import socket
 from typing import Protocol
 from collections.abc import Sequence
 
-from .model import (  # noqa: F401  (the values, re-exported for the stores)
+from ..model import (  # noqa: F401  (the values, re-exported for the stores)
     CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth, Outcome, State,
     TriggerRequest,
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 
-from .model import FireId, InFlight, MalformedRecord, TriggerRequest, request_id_problem
+from ...model import FireId, InFlight, MalformedRecord, TriggerRequest, request_id_problem
 
 _INT_FIELDS = frozenset(("slot", "duration_ms", "http_status", "attempts", "consecutive_failures", "epoch"))
 _FLOAT_FIELDS = frozenset(("finished_at", "last_success_at", "first_seen_at"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, State, TriggerRequest
+from ..model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, State, TriggerRequest
 
 
 class ReadOnlyStore:

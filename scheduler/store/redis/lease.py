@@ -10,9 +10,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from . import __version__
-from . import redis_scripts as scripts
-from .redis_notices import Notices
+from ... import __version__
+from . import scripts
+from .notices import Notices
 
 log = logging.getLogger("scheduler.redis")
 

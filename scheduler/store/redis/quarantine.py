@@ -14,8 +14,8 @@ import time
 from typing import Any, Protocol
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
-from . import redis_scripts as scripts
-from .store import StoreUnavailable
+from . import scripts
+from ..protocol import StoreUnavailable
 
 
 class Host(Protocol):

@@ -18,16 +18,16 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from . import redis_scripts as scripts
-from .model import Claim, Finished
-from .redis_connect import SOCKET_TIMEOUT_S, connect
-from .redis_control import ControlCommands
-from .redis_gc import redis_format_problem, redis_gc, redis_quarantined
-from .redis_lease import LeaseCommands
-from .redis_notices import Notices
-from .redis_quarantine import Quarantine, configuration_warnings
-from .redis_reads import LOAD_RECORDS, StateReads
-from .store import LeaseLost, StoreUnavailable, new_replica_id
+from . import scripts
+from ...model import Claim, Finished
+from .connect import SOCKET_TIMEOUT_S, connect
+from .control import ControlCommands
+from .gc import redis_format_problem, redis_gc, redis_quarantined
+from .lease import LeaseCommands
+from .notices import Notices
+from .quarantine import Quarantine, configuration_warnings
+from .reads import LOAD_RECORDS, StateReads
+from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.redis")
 
