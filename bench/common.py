@@ -445,7 +445,7 @@ def script_names() -> dict[str, str]:
     """sha1 -> name of the daemon's Lua scripts, read from scheduler.redis_store's strings."""
     try:
         sys.path.insert(0, str(SRC))
-        import scheduler.redis_store as rs  # noqa: PLC0415
+        import scheduler.store.redis.store as rs  # noqa: PLC0415
     except Exception:  # noqa: BLE001
         return {}
     finally:

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily  # noqa: E402
 
-from scheduler.job_metrics import Histogram, OverdueCollector  # noqa: E402
-from scheduler.metrics import DURATION_BUCKETS, LATENESS_BUCKETS, Metrics  # noqa: E402
-from scheduler.observe import Health, serve  # noqa: E402
+from scheduler.observe.job_metrics import Histogram, OverdueCollector  # noqa: E402
+from scheduler.observe.metrics import DURATION_BUCKETS, LATENESS_BUCKETS, Metrics  # noqa: E402
+from scheduler.observe.probes import Health, serve  # noqa: E402
 
 
 def build(n: int) -> tuple[Metrics, list[str]]:

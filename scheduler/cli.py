@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # The jobs of SCHEDULER_JOBS_FILE/URL are jobs too: read them as the daemon does.
         return asyncio.run(control(read_once(settings)[0], command, args))
-    from .observe import setup_logging
+    from .observe.probes import setup_logging
 
     setup_logging(settings.log_format, settings.log_level, config.secret_values(settings))
     try:

@@ -93,7 +93,7 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
     """The HTTP port: /metrics and the probes, and with a control token the API and the page
     (a dry run changes nothing anywhere, so it has neither). None when the port is 0."""
     from .http.server.server import HTTPServer
-    from .observe import routes
+    from .observe.probes import routes
 
     if not settings.http_port:
         return None
@@ -120,7 +120,7 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
 async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from .dispatch import Dispatcher
     from .engine import Engine
-    from .observe import Health, Metrics, OverdueCollector
+    from .observe.probes import Health, Metrics, OverdueCollector
     from .store.protocol import StoreUnavailable
 
     try:
@@ -141,7 +141,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     except PortProblem as exc:
         await store.close()
         return exc.code
-    from .observe import Redactor
+    from .observe.probes import Redactor
 
     # The app's error text goes to logs, status and history: scrubbed of every secret first.
     dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
@@ -192,7 +192,7 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
     API reads."""
     if not (settings.jobs_file or settings.jobs_url):
         return None
-    from .metrics import SourcesCollector
+    from .observe.metrics import SourcesCollector
     from .sources import JobSources
 
     def changed(jobs: dict, source_of: dict, names: set[str]) -> None:

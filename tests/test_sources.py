@@ -436,7 +436,7 @@ def test_check_strict_fails_on_an_unreadable_source_and_plain_check_does_not(tmp
 
 
 def test_each_source_is_exported_as_metrics(tmp_path):
-    from scheduler.metrics import Metrics, SourcesCollector
+    from scheduler.observe.metrics import Metrics, SourcesCollector
 
     path = tmp_path / "jobs.json"
     write(path, doc(job("a"), job("b", method="GRT")))

@@ -14,7 +14,7 @@ from datetime import datetime, UTC
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .http.server.server import HTTPServer, Request, Response, Router
+from ..http.server.server import HTTPServer, Request, Response, Router
 from .job_metrics import JobMetrics, OverdueCollector, is_overdue
 from .metrics import Metrics
 
