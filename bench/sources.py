@@ -31,7 +31,7 @@ import common as c  # noqa: E402
 from doc_server import SERVER  # noqa: E402
 
 from scheduler.config import loader as config  # noqa: E402
-from scheduler.sources import JobSources, diff  # noqa: E402
+from scheduler.sources.watch import JobSources, diff  # noqa: E402
 
 CRONS = [f"{m} {h} * * *" for m in (0, 15, 30, 45) for h in range(0, 24, 2)] + ["*/5 * * * *", "0 7 * * 1-5"]
 

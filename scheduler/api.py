@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 
 from . import operations as ops
 from . import page
-from .catalog import Catalog
+from .sources.catalog import Catalog
 from .config.loader import Settings
 from .http.server.server import Request, Response
 from .store.protocol import Store, StoreUnavailable

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_state(settings, args))
     if command in ("status", "history", "pause", "resume", "trigger"):
-        from .catalog import read_once
+        from .sources.catalog import read_once
 
         # The jobs of SCHEDULER_JOBS_FILE/URL are jobs too: read them as the daemon does.
         return asyncio.run(control(read_once(settings)[0], command, args))
@@ -178,7 +178,7 @@ def check(settings: config.Settings, args) -> int:
 def _with_sources(settings: config.Settings):
     """The env jobs and those of SCHEDULER_JOBS_FILE/URL, read once as the daemon would:
     (jobs, source_of, rejected, source states)."""
-    from .catalog import read_once
+    from .sources.catalog import read_once
 
     view, states = read_once(settings)
     return list(view.jobs), dict(view.source_of), [dict(r) for r in view.rejected], states

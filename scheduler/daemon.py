@@ -16,7 +16,7 @@ import sys
 
 from . import __version__
 from .config import loader as config
-from .catalog import Catalog
+from .sources.catalog import Catalog
 
 EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
 SHUTDOWN_BACKSTOP_S = 10.0
@@ -193,7 +193,7 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
     if not (settings.jobs_file or settings.jobs_url):
         return None
     from .observe.metrics import SourcesCollector
-    from .sources import JobSources
+    from .sources.watch import JobSources
 
     def changed(jobs: dict, source_of: dict, names: set[str]) -> None:
         engine.apply_source_jobs(jobs, source_of, names)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from scheduler.config import loader as config
 from scheduler.schedule import slots as sched
-from scheduler.job_document import validate
+from scheduler.sources.document import validate
 
 SETTINGS = config.load({"SCHEDULER_API_URL": "http://127.0.0.1:9/api", "SCHEDULER_JOBS_URL": "/jobs"})
 SCHEDULES = ["H H * * *", "h/15 * * * *", "0 7 * * 1-5", "every 90s", 3600, "daily 07:30", "at 2030-01-01T00:00:00Z",
@@ -42,7 +42,7 @@ def test_alike_jobs_are_what_each_job_alone_would_be() -> None:
 
 def test_alike_jobs_are_validated_in_full_once(monkeypatch) -> None:
     calls = []
-    from scheduler import job_document
+    from scheduler.sources import document as job_document
 
     real = job_document.load_job
 

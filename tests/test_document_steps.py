@@ -9,12 +9,12 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from scheduler import document_text
+from scheduler.sources import text as document_text
 from scheduler.config import loader as config
-from scheduler.document_text import DocumentError, loads_in_steps, parse_bytes
-from scheduler.job_document import validate
+from scheduler.sources.text import DocumentError, loads_in_steps, parse_bytes
+from scheduler.sources.document import validate
 from scheduler.jobset import JobSet
-from scheduler.sources import JobSources, diff
+from scheduler.sources.watch import JobSources, diff
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),

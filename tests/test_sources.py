@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import job_document, source_readers
+from scheduler.sources import document as job_document
+from scheduler.sources import readers as source_readers
 from scheduler.config import loader as config
-from scheduler.job_document import validate
-from scheduler.source_readers import UNCHANGED, SourceError, UrlReader
-from scheduler.sources import JobSources, backoff_s, diff
+from scheduler.sources.document import validate
+from scheduler.sources.readers import UNCHANGED, SourceError, UrlReader
+from scheduler.sources.watch import JobSources, backoff_s, diff
 from tests.support import Receiver, run_cli
 
 JOB = {"name": "tenant-42-digest", "schedule": "0 7 * * 1-5", "url": "/api/digest/42"}

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from harness.receiver import Receiver
 from scheduler.config import loader as config
-from scheduler.document_text import DocumentError, parse_bytes
-from scheduler.job_document import FIELDS, validate
+from scheduler.sources.text import DocumentError, parse_bytes
+from scheduler.sources.document import FIELDS, validate
 from tests.e2e import standalone_env
 from tests.support import run_cli
 

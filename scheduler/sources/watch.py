@@ -30,9 +30,9 @@ import signal
 import time
 from collections.abc import Callable
 
-from .config.loader import JobSpec, Settings
-from .job_document import Parsed, Rejection
-from .source_readers import UNCHANGED, FileReader, SourceError, UrlReader
+from ..config.loader import JobSpec, Settings
+from .document import Parsed, Rejection
+from .readers import UNCHANGED, FileReader, SourceError, UrlReader
 
 log = logging.getLogger("scheduler.sources")
 # (merged jobs, source of each, the names whose job may differ from the last call's)

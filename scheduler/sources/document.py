@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from . import collector
-from .config.reader import Reader, show
-from .http.client.url import Origin, origin, show_origin
-from .document_text import MAX_DOCUMENT_BYTES, DocumentError, parse_bytes  # noqa: F401  (public names)
-from .config.jobs import JOB_FIELDS, JobSpec, load_job, parse_schedule
-from .config.parsers import job_url
-from .config.settings import Settings
+from .. import collector
+from ..config.reader import Reader, show
+from ..http.client.url import Origin, origin, show_origin
+from .text import MAX_DOCUMENT_BYTES, DocumentError, parse_bytes  # noqa: F401  (public names)
+from ..config.jobs import JOB_FIELDS, JobSpec, load_job, parse_schedule
+from ..config.parsers import job_url
+from ..config.settings import Settings
 
 _NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 # document field -> variable field; `name` is the job's identity, not a field of the spec

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from .config.loader import JobSpec, Settings
+from ..config.loader import JobSpec, Settings
 
 
 class Catalog:
@@ -45,7 +45,7 @@ def read_once(settings: Settings) -> tuple[Settings, list[dict]]:
     states. Nothing is logged: the caller reports what it found."""
     if not (settings.jobs_file or settings.jobs_url):
         return settings, []
-    from .sources import JobSources
+    from .watch import JobSources
 
     silent = logging.getLogger("scheduler.sources.once")
     silent.addHandler(logging.NullHandler())

@@ -17,11 +17,11 @@ import os
 from typing import Any
 from collections.abc import Callable
 
-from . import __version__, background, collector
-from .config.loader import Settings, mask_url
-from .http.client.client import ERRORS, BodyTooLarge, Http1Client
-from .http.client.url import origin
-from .job_document import MAX_DOCUMENT_BYTES, DocumentError, Parsed, kind_of, parse_bytes, validate
+from .. import __version__, background, collector
+from ..config.loader import Settings, mask_url
+from ..http.client.client import ERRORS, BodyTooLarge, Http1Client
+from ..http.client.url import origin
+from .document import MAX_DOCUMENT_BYTES, DocumentError, Parsed, kind_of, parse_bytes, validate
 
 UNCHANGED = object()
 USER_AGENT = f"cron-sidecar/{__version__}"
