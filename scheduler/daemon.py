@@ -50,7 +50,7 @@ def make_store(settings: config.Settings):
         return LocalStore(settings.state_file, history=settings.history)
     from .store.redis.store import RedisStore
 
-    from .engine import claim_ahead_s
+    from .engine.leader import claim_ahead_s
 
     return RedisStore(
         settings.redis_url, settings.namespace, settings.lease_ttl_s,
@@ -119,7 +119,7 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
 
 async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from .dispatch import Dispatcher
-    from .engine import Engine
+    from .engine.leader import Engine
     from .observe.probes import Health, Metrics, OverdueCollector
     from .store.protocol import StoreUnavailable
 

@@ -292,7 +292,7 @@ def test_jitter_delays_the_fire_but_keeps_the_slot(redis_server, receiver, daemo
     assert all(-0.05 <= d for d in delays)
     assert max(delays) > 0.01, "no jitter applied"
     # The offset is a function of job and slot, the same on every replica.
-    from scheduler.engine import jitter_offset_s
+    from scheduler.engine.leader import jitter_offset_s
 
     for r in receiver.requests:
         assert r.received_at - slot_of(r) >= jitter_offset_s("spread", slot_of(r), 0.9) - 0.05

@@ -13,7 +13,7 @@ from scheduler.sources import text as document_text
 from scheduler.config import loader as config
 from scheduler.sources.text import DocumentError, loads_in_steps, parse_bytes
 from scheduler.sources.document import validate
-from scheduler.jobset import JobSet
+from scheduler.engine.jobset import JobSet
 from scheduler.sources.watch import JobSources, diff
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
@@ -110,7 +110,7 @@ def test_the_changes_handed_on_lead_to_the_jobs_a_full_comparison_gives(docs):
             jobset.offer(jobs, names)
         offered.clear()
         if jobset.pending is not None:
-            from scheduler.plan import Plan
+            from scheduler.engine.plan import Plan
 
             jobset.apply(Plan(jobset.jobs, 0.25), 1_700_000_000.0, lambda name: None, {})
         assert jobset.jobs == {**{n: j for n, j in want.items() if j.enabled}, **jobset.env}

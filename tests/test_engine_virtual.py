@@ -13,7 +13,7 @@ import time
 import pytest
 
 from scheduler.config import loader as config
-from scheduler.engine import Engine, jitter_offset_s
+from scheduler.engine.leader import Engine, jitter_offset_s
 from scheduler.store.sqlite.store import LocalStore
 from scheduler.store.redis.store import RedisStore
 from tests.virtual_clock import ScriptedDispatcher, VirtualClock, WatchedStore
@@ -308,7 +308,7 @@ def test_a_task_that_loses_its_cancellation_is_cancelled_again_and_never_holds_u
     """A side loop that catches the first cancellation as an error and goes on (what an
     asyncio.timeout firing at the same moment can make of it in Python 3.11) must not keep a
     leadership from ending: it is cancelled again until it stops."""
-    from scheduler.tasks import cancel as _cancel
+    from scheduler.engine.tasks import cancel as _cancel
 
     async def main():
         swallowed = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from scheduler.fires import Places
+from scheduler.engine.fires import Places
 
 
 def test_free_places_are_taken_without_waiting_and_the_rest_queue_in_order() -> None:

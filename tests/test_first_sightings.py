@@ -9,7 +9,7 @@ import threading
 import time
 
 from scheduler.config.jobs import JobSpec
-from scheduler.jobset import JobSet
+from scheduler.engine.jobset import JobSet
 from scheduler.schedule import slots as sched
 from tests.test_engine_virtual import T, Run, make_store, settings_for  # noqa: F401,F811  (a fixture)
 

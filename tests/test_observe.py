@@ -84,7 +84,7 @@ def test_every_metric_family_moves_during_a_run(redis_server, receiver, daemon_f
 def test_healthz_fails_while_the_event_loop_is_blocked(tmp_path):
     from scheduler.config import loader as config
     from scheduler.dispatch import Dispatcher
-    from scheduler.engine import Engine
+    from scheduler.engine.leader import Engine
     from scheduler.store.sqlite.store import LocalStore
     from scheduler.observe.probes import Health, Metrics, serve
 
@@ -244,7 +244,7 @@ def test_histograms_are_cumulative_with_inclusive_bounds_and_per_job_series_pars
 def test_a_leadership_start_gives_series_to_the_jobs_whose_state_says_something() -> None:
     from scheduler.observe.metrics import Metrics
     from scheduler.model import JobHealth, State
-    from scheduler.record import Recorder
+    from scheduler.engine.record import Recorder
 
     metrics = Metrics()
     recorder = Recorder(None, metrics, None)  # type: ignore[arg-type]  (loaded() uses neither)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scheduler.schedule import slots as sched
 from scheduler.config.loader import JobSpec
 from scheduler.model import FIRE, INIT, Claim, InFlight, State
-from scheduler.plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, fire_at, jitter_offset_s
+from scheduler.engine.plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, fire_at, jitter_offset_s
 
 T = 1_800_000_000  # a multiple of 10: slots of "every 10s" fall on T + 10k
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scheduler.schedule import slots as sched
 from scheduler.config.loader import JobSpec
 from scheduler.model import State
-from scheduler.plan import Plan
+from scheduler.engine.plan import Plan
 
 T = 1_800_000_000
 SCHEDULES = [sched.parse(text) for text in ("every 10s", "every 7s", "*/2 * * * * *", "0 3 * * *", "H * * * *",

@@ -12,7 +12,7 @@ import asyncio
 from scheduler.schedule import slots as sched
 from scheduler.config.jobs import JobSpec
 from scheduler.model import REDELIVER, FIRE, InFlight, State
-from scheduler.resume import resumed
+from scheduler.engine.resume import resumed
 from tests.test_engine_virtual import T, Run, make_store, settings_for  # noqa: F401,F811  (a fixture)
 
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 from collections.abc import Callable
 
-from scheduler.clock import Clock
+from scheduler.engine.clock import Clock
 from scheduler.model import Outcome
 from scheduler.store.protocol import StoreUnavailable
 

@@ -13,11 +13,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from .clock import Clock
-from .dispatch import Fire
-from .model import FIRE, REDELIVER, Claim, Outcome
-from .observe.probes import Metrics
+from ..dispatch import Fire
+from ..model import FIRE, REDELIVER, Claim, Outcome
+from ..observe.probes import Metrics
 from .plan import fire_at
-from .schedule.slots import format_slot
+from ..schedule.slots import format_slot
 
 log = logging.getLogger("scheduler.engine")
 

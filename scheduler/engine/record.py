@@ -6,12 +6,12 @@ import asyncio
 import logging
 
 from .clock import Clock, backoff
-from .config.loader import JobSpec
-from .dispatch import Fire
-from .model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
-from .observe.probes import Metrics
-from .schedule.slots import format_slot
-from .store.protocol import Store, StoreUnavailable
+from ..config.loader import JobSpec
+from ..dispatch import Fire
+from ..model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
+from ..observe.probes import Metrics
+from ..schedule.slots import format_slot
+from ..store.protocol import Store, StoreUnavailable
 
 REFUSED = 3  # the store refused a slot too far ahead of its clock (SPEC 3, rule 7)
 WRITE_TRIES = 5  # an outcome is written this many times before it is left to redelivery

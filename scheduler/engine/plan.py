@@ -12,9 +12,9 @@ import logging
 import math
 from collections.abc import Callable, Container, Mapping
 
-from .schedule import slots as sched
-from .config.loader import JobSpec
-from .model import FIRE, INIT, REDELIVER, SKIP, Claim, State
+from ..schedule import slots as sched
+from ..config.loader import JobSpec
+from ..model import FIRE, INIT, REDELIVER, SKIP, Claim, State
 from .next_slots import Entries, fire_at, jitter_offset_s, next_entries, shared_next  # noqa: F401  (public names)
 
 log = logging.getLogger("scheduler.engine")

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config.loader import JobSpec, Settings
-from . import background, collector
-from .model import INIT, Claim
+from ..config.loader import JobSpec, Settings
+from .. import background, collector
+from ..model import INIT, Claim
 from .next_slots import Entries, next_entries
 from .plan import Plan
 

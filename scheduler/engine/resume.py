@@ -18,9 +18,9 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 
-from .config.loader import JobSpec
+from ..config.loader import JobSpec
 from .lease import Lease
-from .model import Claim, State
+from ..model import Claim, State
 from .plan import made_up, redeliveries
 
 LOAD_CHUNK = 10_000

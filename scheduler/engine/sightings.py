@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from .lease import Lease
-from .model import INIT, Claim
+from ..model import INIT, Claim
 
 CHUNK = 500  # claims per store call, as the engine's
 

@@ -10,9 +10,9 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from .schedule import slots as sched
-from .config.loader import JobSpec
-from .model import FIRE, Claim
+from ..schedule import slots as sched
+from ..config.loader import JobSpec
+from ..model import FIRE, Claim
 
 
 def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:

@@ -14,21 +14,21 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 
-from . import collector
+from .. import collector
 from .clock import Clock
-from .config.loader import JobSpec, Settings
-from .dispatch import Dispatcher, Fire
+from ..config.loader import JobSpec, Settings
+from ..dispatch import Dispatcher, Fire
 from .fires import Chain, Fires
 from .lease import Lease, LeaseKeeper
-from .model import INIT, TRIGGER, Claim, Outcome
-from .observe.probes import Health, Metrics
+from ..model import INIT, TRIGGER, Claim, Outcome
+from ..observe.probes import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
 from .record import Recorder
 from .resume import Resumer
 from .sightings import Sightings
 from .tasks import cancel as _cancel, supervise
 from .jobset import JobSet, Preparer
-from .store.protocol import LeaseLost, Store, StoreUnavailable
+from ..store.protocol import LeaseLost, Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 

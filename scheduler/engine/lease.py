@@ -13,9 +13,9 @@ from typing import Any
 from collections.abc import Awaitable, Callable
 
 from .clock import Clock, backoff
-from .config.loader import Settings
-from .observe.probes import Health, Metrics
-from .store.protocol import Store, StoreUnavailable
+from ..config.loader import Settings
+from ..observe.probes import Health, Metrics
+from ..store.protocol import Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 
