@@ -264,7 +264,7 @@ def healthcheck(env_file: str | None) -> int:
 
 async def control(settings: config.Settings, command: str, args) -> int:
     """status, history, pause, resume, trigger: talk to the state store directly, never take the lease."""
-    from .control import run_control
+    from .control.cli import run_control
     from .store.protocol import StoreUnavailable
 
     names = [j.name for j in settings.jobs]

@@ -100,7 +100,7 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
     router = routes(metrics, health)
     paths = "/metrics /healthz /readyz"
     if settings.control_token and not dry_run:
-        from .api import ControlApi, add_routes
+        from .control.api import ControlApi, add_routes
 
         add_routes(router, ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token)))
         paths += " /api/v1/jobs /"

@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, UTC
 
-from .schedule import slots as sched
-from .config.loader import JobSpec, Settings
-from .model import request_id_problem
-from .observe.probes import is_overdue
-from .store.protocol import Store, TriggerRequest
+from ..schedule import slots as sched
+from ..config.loader import JobSpec, Settings
+from ..model import request_id_problem
+from ..observe.probes import is_overdue
+from ..store.protocol import Store, TriggerRequest
 
 NEXT_SLOTS = 3  # how many next slots a job view lists
 

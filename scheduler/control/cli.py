@@ -10,8 +10,8 @@ import sys
 import time
 
 from . import operations as ops
-from .config.loader import Settings
-from .store.protocol import Store
+from ..config.loader import Settings
+from ..store.protocol import Store
 
 
 async def run_control(settings: Settings, store: Store, command: str, args) -> int:

@@ -22,10 +22,10 @@ from collections.abc import Callable, Coroutine
 
 from . import operations as ops
 from . import page
-from .sources.catalog import Catalog
-from .config.loader import Settings
-from .http.server.server import Request, Response
-from .store.protocol import Store, StoreUnavailable
+from ..sources.catalog import Catalog
+from ..config.loader import Settings
+from ..http.server.server import Request, Response
+from ..store.protocol import Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.api")
 
