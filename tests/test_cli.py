@@ -77,7 +77,7 @@ def test_trigger_takes_an_id_of_the_grammar(tmp_path: Path) -> None:
 
 
 def _imports(module: str) -> set[str]:
-    tree = ast.parse((REPO_ROOT / "scheduler" / f"{module}.py").read_text())
+    tree = ast.parse((REPO_ROOT / "scheduler" / "cli" / f"{module}.py").read_text())
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
@@ -86,9 +86,9 @@ def _imports(module: str) -> set[str]:
 
 
 def test_cli_and_demo_reach_the_daemon_without_importing_each_other() -> None:
-    assert "daemon" in _imports("cli") and "daemon" in _imports("demo")
-    assert "cli" not in _imports("demo")
-    assert "cli" not in _imports("daemon") and "demo" not in _imports("daemon")
+    assert "daemon" in _imports("program") and "daemon" in _imports("demo")
+    assert "program" not in _imports("demo")
+    assert "program" not in _imports("daemon") and "demo" not in _imports("daemon")
 
 
 # ---------------------------------------------------------------------------

@@ -449,7 +449,7 @@ def test_no_secret_is_baked_into_the_image():
     patterns = dockerignore_patterns()
     for path in (".env", ".env.local", ".venv", ".git", "scheduler-state.db", "examples/secrets/api_token"):
         assert ignored(path, patterns), f".dockerignore lets {path} into the build context"
-    for path in ("pyproject.toml", "uv.lock", "README.md", "scheduler/cli.py"):
+    for path in ("pyproject.toml", "uv.lock", "README.md", "scheduler/cli/program.py"):
         assert not ignored(path, patterns), f".dockerignore excludes {path}, which the build needs"
 
 

@@ -12,11 +12,11 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from . import __version__
-from .config import loader as config
+from .. import __version__
+from ..config import loader as config
 from . import daemon
-from .schedule import slots as sched
-from .model import request_id_problem
+from ..schedule import slots as sched
+from ..model import request_id_problem
 
 EX_OK, EX_FAILURE, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="request id, 1-128 of A-Z a-z 0-9 . _ -; an id fires at most once (default: a new one)")
     state = sub.add_parser("state", parents=[common], help="delete state on purpose: removed jobs, records set aside")
     state_sub = state.add_subparsers(dest="state_command", required=True)
-    from .gc import older_than
+    from .state import older_than
 
     state_gc = state_sub.add_parser("gc", parents=[common], help="delete the state of jobs no longer configured")
     state_gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
@@ -97,15 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     if command == "check":
         return check(settings, args)
     if command == "state":
-        from .gc import run_state
+        from .state import run_state
 
         return asyncio.run(run_state(settings, args))
     if command in ("status", "history", "pause", "resume", "trigger"):
-        from .sources.catalog import read_once
+        from ..sources.catalog import read_once
 
         # The jobs of SCHEDULER_JOBS_FILE/URL are jobs too: read them as the daemon does.
         return asyncio.run(control(read_once(settings)[0], command, args))
-    from .observe.probes import setup_logging
+    from ..observe import setup_logging
 
     setup_logging(settings.log_format, settings.log_level, config.secret_values(settings))
     try:
@@ -178,7 +178,7 @@ def check(settings: config.Settings, args) -> int:
 def _with_sources(settings: config.Settings):
     """The env jobs and those of SCHEDULER_JOBS_FILE/URL, read once as the daemon would:
     (jobs, source_of, rejected, source states)."""
-    from .sources.catalog import read_once
+    from ..sources.catalog import read_once
 
     view, states = read_once(settings)
     return list(view.jobs), dict(view.source_of), [dict(r) for r in view.rejected], states
@@ -264,8 +264,8 @@ def healthcheck(env_file: str | None) -> int:
 
 async def control(settings: config.Settings, command: str, args) -> int:
     """status, history, pause, resume, trigger: talk to the state store directly, never take the lease."""
-    from .control.cli import run_control
-    from .store.protocol import StoreUnavailable
+    from ..control.cli import run_control
+    from ..store.protocol import StoreUnavailable
 
     names = [j.name for j in settings.jobs]
     job = getattr(args, "job", None)

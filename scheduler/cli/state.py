@@ -35,7 +35,7 @@ def older_than(text: str) -> float:
     """argparse type of `--older-than`: a duration as the configuration writes it (1d, 12h)."""
     import argparse
 
-    from .schedule.slots import ScheduleError, parse_duration_s
+    from ..schedule.slots import ScheduleError, parse_duration_s
 
     try:
         seconds = parse_duration_s(text)
@@ -51,7 +51,7 @@ async def run_state(settings, args) -> int:
     import sys
 
     from . import daemon
-    from .store.protocol import StoreUnavailable
+    from ..store.protocol import StoreUnavailable
 
     try:
         store = daemon.make_store(settings)

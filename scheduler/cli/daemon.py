@@ -14,9 +14,9 @@ import os
 import signal
 import sys
 
-from . import __version__
-from .config import loader as config
-from .sources.catalog import Catalog
+from .. import __version__
+from ..config import loader as config
+from ..sources.catalog import Catalog
 
 EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
 SHUTDOWN_BACKSTOP_S = 10.0
@@ -45,12 +45,12 @@ def event_loop_runner() -> asyncio.Runner:
 
 def make_store(settings: config.Settings):
     if settings.standalone:
-        from .store.sqlite.store import LocalStore
+        from ..store.sqlite.store import LocalStore
 
         return LocalStore(settings.state_file, history=settings.history)
-    from .store.redis.store import RedisStore
+    from ..store.redis.store import RedisStore
 
-    from .engine.leader import claim_ahead_s
+    from ..engine.leader import claim_ahead_s
 
     return RedisStore(
         settings.redis_url, settings.namespace, settings.lease_ttl_s,
@@ -92,15 +92,15 @@ class PortProblem(Exception):
 def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, store, dry_run: bool):
     """The HTTP port: /metrics and the probes, and with a control token the API and the page
     (a dry run changes nothing anywhere, so it has neither). None when the port is 0."""
-    from .http.server.server import HTTPServer
-    from .observe.probes import routes
+    from ..http.server.server import HTTPServer
+    from ..observe.routes import routes
 
     if not settings.http_port:
         return None
     router = routes(metrics, health)
     paths = "/metrics /healthz /readyz"
     if settings.control_token and not dry_run:
-        from .control.api import ControlApi, add_routes
+        from ..control.api import ControlApi, add_routes
 
         add_routes(router, ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token)))
         paths += " /api/v1/jobs /"
@@ -118,10 +118,10 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
 
 
 async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
-    from .dispatch import Dispatcher
-    from .engine.leader import Engine
-    from .observe.probes import Health, Metrics, OverdueCollector
-    from .store.protocol import StoreUnavailable
+    from ..dispatch import Dispatcher
+    from ..engine.leader import Engine
+    from ..observe import Health, Metrics, OverdueCollector
+    from ..store.protocol import StoreUnavailable
 
     try:
         store = make_store(settings)
@@ -131,7 +131,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
         print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
         return EX_CONFIG
     if dry_run:
-        from .store.read_only import ReadOnlyStore
+        from ..store.read_only import ReadOnlyStore
 
         store = ReadOnlyStore(store)
     metrics, health = Metrics(), Health()
@@ -141,7 +141,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     except PortProblem as exc:
         await store.close()
         return exc.code
-    from .observe.probes import Redactor
+    from ..observe import Redactor
 
     # The app's error text goes to logs, status and history: scrubbed of every secret first.
     dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
@@ -192,8 +192,8 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
     API reads."""
     if not (settings.jobs_file or settings.jobs_url):
         return None
-    from .observe.metrics import SourcesCollector
-    from .sources.watch import JobSources
+    from ..observe.metrics import SourcesCollector
+    from ..sources.watch import JobSources
 
     def changed(jobs: dict, source_of: dict, names: set[str]) -> None:
         engine.apply_source_jobs(jobs, source_of, names)

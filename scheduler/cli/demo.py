@@ -21,7 +21,7 @@ from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from .config import loader as config
+from ..config import loader as config
 from .daemon import run
 
 JOBS = {
@@ -80,7 +80,7 @@ def start_receiver(token: str, secret: str, out=sys.stdout) -> ThreadingHTTPServ
 
 
 def main() -> int:
-    from .observe.probes import setup_logging
+    from ..observe import setup_logging
 
     token = secrets.token_urlsafe(18)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()

@@ -1,0 +1,89 @@
+"""Logs: one event a line, JSON or text, every known secret scrubbed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import json
+import logging
+import sys
+import time
+import zlib
+from datetime import datetime, UTC
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..http.server.server import HTTPServer, Request, Response, Router
+from .job_metrics import JobMetrics, OverdueCollector, is_overdue
+from .metrics import Metrics
+
+
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+def _extras(record: logging.LogRecord) -> dict:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+class Redactor(logging.Filter):
+    """Replaces every known secret with *** in each record, whatever path it came by
+    (a message, an extra field, an exception from a library that quotes a URL)."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+class _Scrubbing(logging.Formatter):
+    redactor: Redactor | None = None
+
+    def _format(self, record: logging.LogRecord) -> str:
+        raise NotImplementedError
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self._format(record)
+        return self.redactor.scrub(line) if self.redactor else line
+
+
+class JsonFormatter(_Scrubbing):
+    def _format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        out.update(_extras(record))
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+class TextFormatter(_Scrubbing):
+    def _format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        line = f"{ts} {record.levelname:<7} {record.getMessage()}" + (f"  {fields}" if fields else "")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(fmt: str, level: str, secrets: Sequence[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    formatter.redactor = Redactor(list(secrets))
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Library chatter (connection pools, request lines) carries URLs and headers; keep it quiet.
+    for name in ("httpx", "httpcore", "asyncio"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
