@@ -11,7 +11,7 @@ import pytest
 
 from scheduler.dispatch import EXCERPT_BYTES, Dispatcher, Fire
 from scheduler.http.client.client import ERRORS, HeadersTooLarge, Http1Client
-from scheduler.observe.probes import Redactor
+from scheduler.observe import Redactor
 from tests.test_dispatch import SLOT, make_settings
 from tests.test_http1 import DEADLINE_S, Server, resp, run
 

@@ -20,7 +20,8 @@ from tests.support import free_port, run_cli, wait_until
 def port_server():
     """The daemon's routes on a real server, with a 1 s read timeout."""
     from scheduler.http.server.server import HTTPServer
-    from scheduler.observe.probes import Health, Metrics, routes
+    from scheduler.observe import Health, Metrics
+    from scheduler.observe.routes import routes
 
     metrics, health = Metrics(), Health()
     health.store_ok = True
@@ -148,7 +149,8 @@ def test_router_takes_routes_with_a_method_a_path_parameter_and_a_body_limit():
 
 
 def test_a_busy_port_is_an_oserror_at_once():
-    from scheduler.observe.probes import Health, Metrics, serve
+    from scheduler.observe import Health, Metrics
+    from scheduler.observe.routes import serve
 
     first = serve("127.0.0.1", 0, Metrics(), Health())
     try:
@@ -159,7 +161,7 @@ def test_a_busy_port_is_an_oserror_at_once():
 
 
 def test_fast_exposition_equals_prometheus_clients_and_names_jobs_in_cronjob():
-    from scheduler.observe.probes import Metrics, OverdueCollector
+    from scheduler.observe import Metrics, OverdueCollector
 
     metrics = Metrics()
     for name in ("a", "b-2", 'odd"name\\x'):
@@ -188,7 +190,8 @@ def test_fast_exposition_equals_prometheus_clients_and_names_jobs_in_cronjob():
 
 
 def _listening(port: int):
-    from scheduler.observe.probes import Health, Metrics, serve
+    from scheduler.observe import Health, Metrics
+    from scheduler.observe.routes import serve
 
     return serve("127.0.0.1", port, Metrics(), Health())
 

@@ -86,7 +86,8 @@ def test_healthz_fails_while_the_event_loop_is_blocked(tmp_path):
     from scheduler.dispatch import Dispatcher
     from scheduler.engine.leader import Engine
     from scheduler.store.sqlite.store import LocalStore
-    from scheduler.observe.probes import Health, Metrics, serve
+    from scheduler.observe import Health, Metrics
+    from scheduler.observe.routes import serve
 
     settings = config.load({
         "SCHEDULER_JOB_X_SCHEDULE": "@hourly", "SCHEDULER_JOB_X_URL": "/x",
@@ -198,7 +199,7 @@ def test_status_shows_a_job_overdue_after_two_periods_without_success(receiver, 
 def test_histograms_are_cumulative_with_inclusive_bounds_and_per_job_series_parse_as_prometheus_text():
     from prometheus_client.parser import text_string_to_metric_families
 
-    from scheduler.observe.probes import Metrics
+    from scheduler.observe import Metrics
 
     metrics = Metrics()
     quiet = metrics.job("quiet")  # looked up only: its series are exported at zero

@@ -13,7 +13,7 @@ from datetime import datetime, UTC
 from ..schedule import slots as sched
 from ..config.loader import JobSpec, Settings
 from ..model import request_id_problem
-from ..observe.probes import is_overdue
+from ..observe import is_overdue
 from ..store.protocol import Store, TriggerRequest
 
 NEXT_SLOTS = 3  # how many next slots a job view lists

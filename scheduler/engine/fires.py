@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from .clock import Clock
 from ..dispatch import Fire
 from ..model import FIRE, REDELIVER, Claim, Outcome
-from ..observe.probes import Metrics
+from ..observe import Metrics
 from .plan import fire_at
 from ..schedule.slots import format_slot
 

@@ -21,7 +21,7 @@ from ..dispatch import Dispatcher, Fire
 from .fires import Chain, Fires
 from .lease import Lease, LeaseKeeper
 from ..model import INIT, TRIGGER, Claim, Outcome
-from ..observe.probes import Health, Metrics
+from ..observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
 from .record import Recorder
 from .resume import Resumer

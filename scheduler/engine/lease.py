@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from .clock import Clock, backoff
 from ..config.loader import Settings
-from ..observe.probes import Health, Metrics
+from ..observe import Health, Metrics
 from ..store.protocol import Store, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")

@@ -9,7 +9,7 @@ from .clock import Clock, backoff
 from ..config.loader import JobSpec
 from ..dispatch import Fire
 from ..model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
-from ..observe.probes import Metrics
+from ..observe import Metrics
 from ..schedule.slots import format_slot
 from ..store.protocol import Store, StoreUnavailable
 

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
-import json
-import logging
-import sys
 import time
-import zlib
-from datetime import datetime, UTC
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..http.server.server import HTTPServer, Request, Response, Router
-from .job_metrics import JobMetrics, OverdueCollector, is_overdue
-from .metrics import Metrics
 
 
 class Health:

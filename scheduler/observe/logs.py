@@ -7,15 +7,9 @@ from collections.abc import Sequence
 import json
 import logging
 import sys
-import time
-import zlib
 from datetime import datetime, UTC
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..http.server.server import HTTPServer, Request, Response, Router
-from .job_metrics import JobMetrics, OverdueCollector, is_overdue
-from .metrics import Metrics
 
 
 

@@ -4,14 +4,8 @@ The only module of observe that reaches the HTTP server; the engine never import
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
-import json
-import logging
-import sys
-import time
 import zlib
-from datetime import datetime, UTC
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 

@@ -1,0 +1,1 @@
+"""The Redis backend: Lua scripts beside the code that runs them."""

@@ -1,0 +1,1 @@
+"""The standalone backend: SQLite and a file lock."""
