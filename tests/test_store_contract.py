@@ -319,3 +319,65 @@ def test_init_records_when_a_job_was_first_seen(backend):
         assert (await a.load(["j"])).health["j"].first_seen_at == seen  # kept, not moved on
 
     run(backend, body)
+
+
+# -- collaborators, the same for both ---------------------------------------------------
+
+
+def spoil_a_watermark(backend) -> None:
+    """A watermark that is not a number, written behind the store's back."""
+    if backend.server is not None:
+        import redis
+
+        redis.Redis.from_url(backend.server.url).hset("{contract}:slots", "bad", "not a number")
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(backend.tmp_path / "state.db")
+        db.execute("INSERT INTO slots VALUES ('bad', 'not a number')")
+        db.commit()
+        db.close()
+
+
+def quarantined_count(backend) -> int:
+    if backend.server is not None:
+        import redis
+
+        return redis.Redis.from_url(backend.server.url).hlen("{contract}:quarantine")
+    import sqlite3
+
+    db = sqlite3.connect(backend.tmp_path / "state.db")
+    try:
+        return db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_each_store_tells_its_malformed_hook_of_an_unreadable_record(backend):
+    async def body():
+        store = backend.store("a")
+        await store.status(["good"])  # creates the file's tables
+        spoil_a_watermark(backend)
+        told: list[str] = []
+        store.on_malformed = told.append
+        state = await store.load(["good", "bad"])
+        assert "bad" not in state.watermarks
+        assert len(told) == 1 and "slots" in told[0]
+        assert quarantined_count(backend) == 1
+
+    run(backend, body)
+
+
+def test_a_read_only_store_skips_an_unreadable_record_without_moving_it(backend):
+    async def body():
+        store = backend.store("a")
+        await store.status(["good"])
+        spoil_a_watermark(backend)
+        store.read_only = True
+        told: list[str] = []
+        store.on_malformed = told.append
+        state = await store.load(["good", "bad"])
+        assert "bad" not in state.watermarks and len(told) == 1
+        assert quarantined_count(backend) == 0  # a dry run writes nothing
+
+    run(backend, body)

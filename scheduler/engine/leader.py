@@ -55,8 +55,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.clock = clock = clock or Clock()
-        if hasattr(store, "on_malformed"):
-            store.on_malformed = lambda key: self.metrics.malformed.inc()
+        store.on_malformed = lambda where: self.metrics.malformed.inc()
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self.watch_since: float | None = None  # when this replica began leading

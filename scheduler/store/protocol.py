@@ -10,7 +10,7 @@ import os
 import secrets
 import socket
 from typing import Protocol
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..model import (  # noqa: F401  (the values, re-exported for the stores)
     CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth, Outcome, State,
@@ -30,7 +30,13 @@ class Store(Protocol):
     replica_id: str
     clock_skew_s: float | None  # this replica's clock minus the store's; None without a reference clock
     format_problem: str | None  # why this version may not lead on this state, if it may not
-    dry_run: bool  # a read-only view (dry_run.ReadOnlyStore)
+    dry_run: bool  # a read-only view (read_only.ReadOnlyStore)
+    # Set by whoever runs the store, the same way for every backend (no backend has a hook
+    # of its own): `read_only` skips unreadable records without moving them aside (a dry
+    # run writes nothing, SPEC section 5); `on_malformed` is told where each unreadable
+    # record was found (the engine counts them in a metric).
+    read_only: bool
+    on_malformed: Callable[[str], None] | None
 
     def clock_ok(self) -> bool:
         """Whether the clock is within SCHEDULER_MAX_CLOCK_SKEW of the store's (always, without one)."""

@@ -9,22 +9,32 @@ a live cluster's store changes nothing there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from .protocol import Store
 from ..model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, State, TriggerRequest
 
 
 class ReadOnlyStore:
     dry_run = True
+    read_only = True
 
-    def __init__(self, store):
+    def __init__(self, store: Store):
         self.store = store
         self.replica_id = store.replica_id
-        store.read_only = True  # it must not even move an unreadable record aside
+        store.read_only = True  # it must not even move an unreadable record aside, on either backend
         self._marks: dict[str, int] = {}
         self._taken: set[str] = set()
         self._paused: set[str] = set()
         self._leading = False
+
+    @property
+    def on_malformed(self) -> Callable[[str], None] | None:
+        return self.store.on_malformed
+
+    @on_malformed.setter
+    def on_malformed(self, hook: Callable[[str], None] | None) -> None:
+        self.store.on_malformed = hook
 
     @property
     def clock_skew_s(self) -> float | None:

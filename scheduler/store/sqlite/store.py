@@ -40,6 +40,7 @@ class LocalStore:
     # No reference clock in standalone mode: the host's clock is trusted (see the README).
     clock_skew_s: float | None = None
     dry_run = False
+    read_only = False  # a dry run's view: unreadable rows are skipped, never moved aside
 
     def clock_ok(self) -> bool:
         return True
@@ -54,10 +55,20 @@ class LocalStore:
         # neither leads nor writes.
         self.format_problem: str | None = None
         self.quarantine = Quarantine(on_malformed)
+        self._on_malformed: Callable[[str], None] | None = None
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._told_format = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-state")
+
+    @property
+    def on_malformed(self) -> Callable[[str], None] | None:
+        return self._on_malformed
+
+    @on_malformed.setter
+    def on_malformed(self, hook: Callable[[str], None] | None) -> None:
+        self._on_malformed = hook
+        self.quarantine.on_malformed = None if hook is None else (lambda table, key: hook(f"{table} {key}"))
 
     @property
     def malformed(self) -> int:
@@ -115,7 +126,7 @@ class LocalStore:
             result = step(db, bad)
         finally:
             db.execute("COMMIT")
-        if bad and not self.format_problem:
+        if bad and not self.format_problem and not self.read_only:
             try:
                 self._write(lambda db, _: self.quarantine.move(db, bad))
             except (sqlite3.Error, StoreUnavailable) as exc:
