@@ -512,6 +512,10 @@ def test_the_example_app_serves_its_triggers_to_the_sidecar(tmp_path):
             await reader.aclose()
             assert call("DELETE", "/triggers/user-7-digest") == 200
             await sources.read_once()
+            # The last trigger deleted empties the source: the guard holds that read.
+            held = dict(sources.current())
+            assert sources.states()[0]["held"]["dropped"] == 1 and held == created
+            sources.accept()
             return empty, created, dict(sources.current())
 
         empty, created, deleted = asyncio.run(main())

@@ -20,6 +20,7 @@ from ..sources.catalog import Catalog
 
 EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
 SHUTDOWN_BACKSTOP_S = 10.0
+REQUESTS_POLL_S = 0.25  # how often every replica looks for refresh and accept requests
 
 # A port that cannot be had is the configuration's doing: another process holds it (a
 # second replica on one host), it is privileged, or the host is not an address of this
@@ -91,18 +92,21 @@ class PortProblem(Exception):
 
 def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, store, dry_run: bool):
     """The HTTP port: /metrics and the probes, and with a control token the API and the page
-    (a dry run changes nothing anywhere, so it has neither). None when the port is 0."""
+    (a dry run changes nothing anywhere, so it has neither): (server, API), None for each
+    that is off."""
     from ..http.server.server import HTTPServer
     from ..observe.routes import routes
 
     if not settings.http_port:
-        return None
+        return None, None
     router = routes(metrics, health)
     paths = "/metrics /healthz /readyz"
+    api = None
     if settings.control_token and not dry_run:
         from ..control.api import ControlApi, add_routes
 
-        add_routes(router, ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token)))
+        api = ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token))
+        add_routes(router, api)
         paths += " /api/v1/jobs /"
     try:
         server = HTTPServer(settings.http_host, settings.http_port, router)
@@ -114,7 +118,7 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
         print(f"config error: {problem}", file=sys.stderr)
         raise PortProblem(EX_CONFIG) from None
     log.info("metrics and probes listening", extra={"host": settings.http_host, "port": server.port, "paths": paths})
-    return server
+    return server, api
 
 
 async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
@@ -137,7 +141,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     metrics, health = Metrics(), Health()
     catalog = Catalog(settings)
     try:
-        server = serve_port(settings, metrics, health, catalog, store, dry_run)
+        server, api = serve_port(settings, metrics, health, catalog, store, dry_run)
     except PortProblem as exc:
         await store.close()
         return exc.code
@@ -148,6 +152,11 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
     metrics.registry.register(OverdueCollector(engine.overdue_source))
     sources = await start_sources(settings, engine, catalog, metrics)
+    requests = None
+    if sources is not None:
+        if api is not None:
+            api.sources = sources
+        requests = asyncio.create_task(follow_requests(store, sources), name="sources-requests")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, engine, sig)
@@ -166,6 +175,9 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if requests is not None:
+            requests.cancel()
+            await asyncio.gather(requests, return_exceptions=True)
         if sources is not None:
             await sources.aclose()
         await dispatcher.aclose()
@@ -204,6 +216,31 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
     metrics.registry.register(SourcesCollector(sources.states))
     await sources.start()
     return sources
+
+
+async def follow_requests(store, sources, interval_s: float = REQUESTS_POLL_S) -> None:
+    """Every replica, leader or standby, acts on the refresh and accept requests made through
+    the store by any replica's API or the CLI (SPEC section 8): the leader has a refreshed
+    set in force within a second of the request, and a standby's view is current when it
+    takes over. One small read of the store per interval."""
+    from ..store.protocol import StoreUnavailable
+
+    seen: tuple[int, int] | None = None
+    while True:
+        try:
+            now = await store.sources_requests()
+        except StoreUnavailable:
+            now = seen
+        except Exception:  # never let the follower die quietly: log, and look again later
+            log.exception("reading the sources' requests failed")
+            now = seen
+        if seen is not None and now is not None:
+            if now[0] != seen[0]:
+                sources.reload()
+            if now[1] != seen[1]:
+                sources.accept()
+        seen = now
+        await asyncio.sleep(interval_s)
 
 
 def _on_signal(engine, sig: signal.Signals) -> None:

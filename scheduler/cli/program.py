@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--count", type=int, default=3, metavar="N", help="slots per job (default 3)")
     check.add_argument("--strict", action="store_true",
                        help="exit 78 when a job from SCHEDULER_JOBS_FILE/URL is rejected or a source cannot be read")
+    check.add_argument("--document", metavar="FILE",
+                       help="check a document of jobs (JSON or YAML) as the sources would, changing nothing; "
+                            "exit 78 when a job is rejected")
     sub.add_parser("healthcheck", parents=[common], help="exit 0 when the local /healthz answers")
     sub.add_parser("demo", help="see it work: the daemon firing two jobs at a built-in app (no setup)")
     status = sub.add_parser("status", parents=[common], help="leader, lease, and each job's last outcome and next slot")
@@ -62,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("job")
     trigger.add_argument("--id", type=request_id, metavar="ID",
                          help="request id, 1-128 of A-Z a-z 0-9 . _ -; an id fires at most once (default: a new one)")
+    sources = sub.add_parser("sources", parents=[common], help="steer the job sources of every replica")
+    sources_sub = sources.add_subparsers(dest="sources_command", required=True)
+    sources_sub.add_parser("refresh", parents=[common], help="every replica reads SCHEDULER_JOBS_FILE/URL now")
+    sources_sub.add_parser("accept", parents=[common],
+                           help="apply the reads held by the guard (SCHEDULER_JOBS_MAX_DROP) on every replica")
     state = sub.add_parser("state", parents=[common], help="delete state on purpose: removed jobs, records set aside")
     state_sub = state.add_subparsers(dest="state_command", required=True)
     from .state import older_than
@@ -100,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         from .state import run_state
 
         return asyncio.run(run_state(settings, args))
+    if command == "sources":
+        return asyncio.run(control(settings, command, args))
     if command in ("status", "history", "pause", "resume", "trigger"):
         from ..sources.catalog import read_once
 
@@ -116,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check(settings: config.Settings, args) -> int:
+    if args.document:
+        return check_document(settings, args.document, args.json)
     if args.count < 1:
         print("--count: expected a whole number >= 1", file=sys.stderr)
         return EX_CONFIG
@@ -173,6 +185,33 @@ def check(settings: config.Settings, args) -> int:
     if code != EX_OK:
         print(f"--strict: {len(rejected)} rejected job(s), {len(failed)} unreadable source(s)", file=sys.stderr)
     return code
+
+
+def check_document(settings: config.Settings, path: str, as_json: bool) -> int:
+    """`check --document FILE`: what POST /api/v1/validate answers, for a file."""
+    from ..control.validation import BadDocument, validate_document
+    from ..sources.document import DocumentError, kind_of, parse_bytes
+
+    try:
+        with open(path, "rb") as f:
+            data = parse_bytes(f.read(), kind_of(path))
+        answer = validate_document(settings, data)
+    except OSError as exc:
+        print(f"check --document: cannot read {path!r}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return EX_FAILURE
+    except (DocumentError, BadDocument) as exc:
+        print(f"check --document: {path}: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    if as_json:
+        print(json.dumps(answer, indent=2))
+    else:
+        for job in answer["jobs"]:
+            if job["ok"]:
+                nxt = ", ".join(s["local"] for s in job["next"]) or "(none: a one-shot whose time has passed)"
+                print(f"ok        {job['name']}  next {nxt}")
+            else:
+                print(f"rejected  {job['name']}: {job['problem']}")
+    return EX_OK if all(j["ok"] for j in answer["jobs"]) else EX_CONFIG
 
 
 def _with_sources(settings: config.Settings):

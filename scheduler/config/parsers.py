@@ -266,6 +266,18 @@ def jobs_file(text: str) -> str:
     return path
 
 
+def share(text: str) -> float:
+    """A share as a percentage, `50%` (or `50`), from 0 to 100; returned as a fraction."""
+    t = text.strip().removesuffix("%").strip()
+    try:
+        value = float(t) if re.fullmatch(r"\d+(\.\d+)?", t) else -1.0
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise ValueError(f"expected a percentage from 0% to 100%, like 50%, got {show(text)}")
+    return value / 100
+
+
 def refresh(text: str) -> float:
     value = duration(text)
     if value < 1:

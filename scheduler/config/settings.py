@@ -15,7 +15,7 @@ from .reader import Reader, Secret
 from .jobs import TIMEZONE_DEFAULT, JobSpec
 from .parsers import (
     boolean, choice, duration, host_ports, http_url, int_range, job_url, jobs_file, namespace,
-    non_blank, origins, pem_file, positive_duration, proxy_url, redis_url, refresh, signing_secret,
+    non_blank, origins, pem_file, share, positive_duration, proxy_url, redis_url, refresh, signing_secret,
     tls_verify, zone,
 )
 
@@ -122,6 +122,8 @@ JOB_SOURCES = (
     Setting("SCHEDULER_JOBS_REFRESH", "30s", refresh, "jobs_refresh_s"),
     # origins besides SCHEDULER_API_URL's that a source's job may call (never with the token)
     Setting("SCHEDULER_JOBS_ALLOWED_ORIGINS", None, origins, "jobs_allowed_origins", unset=()),
+    # a read removing more than this share of a source's jobs (and 10 or more), or all, is held
+    Setting("SCHEDULER_JOBS_MAX_DROP", "50%", share, "jobs_max_drop"),
 )
 SETTINGS = GLOBAL + HTTP_CLIENT + JOB_SOURCES
 
@@ -168,6 +170,7 @@ class Settings:
     jobs_url: str | None = _DEFAULT["jobs_url"]
     jobs_refresh_s: float = _DEFAULT["jobs_refresh_s"]
     jobs_allowed_origins: tuple[tuple[str, str, int], ...] = _DEFAULT["jobs_allowed_origins"]
+    jobs_max_drop: float = _DEFAULT["jobs_max_drop"]
     jobs: tuple[JobSpec, ...] = field(default_factory=tuple)
     # Filled from SCHEDULER_JOBS_FILE/URL by the daemon and the commands (catalog.py), not
     # read from the environment: where each non-env job came from, and the refused ones.

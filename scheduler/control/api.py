@@ -17,11 +17,12 @@ import hmac
 import json
 import logging
 import secrets
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable, Coroutine
 
 from . import operations as ops
 from . import page
+from .validation import BadDocument, validate_document
 from ..sources.catalog import Catalog
 from ..config.loader import Settings
 from ..http.server.server import Request, Response
@@ -30,7 +31,9 @@ from ..store.protocol import Store, StoreUnavailable
 log = logging.getLogger("scheduler.api")
 
 MAX_BODY = 4096  # bytes of a request body; a trigger's is at most ~150
+MAX_DOCUMENT_BODY = 4 << 20  # a document to validate: some 40,000 jobs
 STORE_TIMEOUT_S = 10.0
+REFRESH_TIMEOUT_S = 40.0  # a URL source may take its whole request timeout (30 s at most)
 REALM = 'Basic realm="cron-sidecar", charset="UTF-8"'
 JSON = "application/json"
 # Nothing on the page comes from elsewhere; its one script carries the response's nonce.
@@ -48,6 +51,16 @@ def error(status: int, message: str, extra: list[tuple[str, str]] | None = None)
     return json_response(status, {"error": message}, extra)
 
 
+class SourceControl(Protocol):
+    """The daemon's job sources, as the API steers them (sources.watch.JobSources)."""
+
+    async def refresh_now(self) -> list[dict]: ...
+
+    def accept(self) -> list[dict]: ...
+
+    def sources(self) -> list[dict]: ...
+
+
 class ControlApi:
     """The routes, bound to the settings, the store and the loop that owns the store."""
 
@@ -57,6 +70,7 @@ class ControlApi:
         self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
         self.store, self.loop = store, loop
         self._token = token.encode()
+        self.sources: SourceControl | None = None  # set once the daemon's sources start
 
     @property
     def settings(self) -> Settings:
@@ -72,6 +86,9 @@ class ControlApi:
             ("POST", "/api/v1/jobs/{name}/trigger", self.guard(self.changing(self.trigger)), MAX_BODY),
             ("POST", "/api/v1/jobs/{name}/pause", self.guard(self.changing(self.pause)), MAX_BODY),
             ("POST", "/api/v1/jobs/{name}/resume", self.guard(self.changing(self.resume)), MAX_BODY),
+            ("POST", "/api/v1/sources/refresh", self.guard(self.changing(self.refresh)), MAX_BODY),
+            ("POST", "/api/v1/sources/accept", self.guard(self.changing(self.accept)), MAX_BODY),
+            ("POST", "/api/v1/validate", self.guard(self.changing(self.validate)), MAX_DOCUMENT_BODY),
         ]
 
     # -- auth and the rules every route shares -------------------------------------------
@@ -126,11 +143,11 @@ class ControlApi:
 
         return checked
 
-    def call(self, coro: Coroutine) -> Any:
+    def call(self, coro: Coroutine, timeout_s: float = STORE_TIMEOUT_S) -> Any:
         """Run a store operation on the daemon's loop and wait for it here."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            return future.result(STORE_TIMEOUT_S)
+            return future.result(timeout_s)
         except TimeoutError:
             future.cancel()
             raise
@@ -138,7 +155,46 @@ class ControlApi:
     # -- the routes -----------------------------------------------------------------------
 
     def list_jobs(self, request: Request) -> Response:
-        return json_response(200, self.call(ops.jobs_view(self.settings, self.store)))
+        view = self.call(ops.jobs_view(self.settings, self.store))
+        view["sources"] = self.call(self._sources()) if self.sources is not None else []
+        return json_response(200, view)
+
+    async def _sources(self) -> list[dict]:
+        assert self.sources is not None
+        return self.sources.sources()
+
+    # -- the job sources (SPEC section 8: refresh now, guard, validate) -------------------
+
+    def refresh(self, request: Request, body: dict) -> Response:
+        """Read every source now; every other replica too (the leader within a second)."""
+        if body:
+            raise ops.BadRequest("this route takes an empty object, {}")
+        return json_response(200, {"sources": self._refresh()})
+
+    def _refresh(self) -> list[dict]:
+        self.call(self.store.request_sources("refresh"))
+        if self.sources is None:
+            return []
+        return self.call(self.sources.refresh_now(), REFRESH_TIMEOUT_S)
+
+    def accept(self, request: Request, body: dict) -> Response:
+        """Apply the held reads of every source, on every replica."""
+        if body:
+            raise ops.BadRequest("this route takes an empty object, {}")
+        self.call(self.store.request_sources("accept"))
+        found = self.call(self._accept()) if self.sources is not None else []
+        return json_response(200, {"sources": found})
+
+    async def _accept(self) -> list[dict]:
+        assert self.sources is not None
+        return self.sources.accept()
+
+    def validate(self, request: Request, body: dict) -> Response:
+        """A document checked as the sources would check it, changing nothing."""
+        try:
+            return json_response(200, validate_document(self.settings, body))
+        except BadDocument as exc:
+            raise ops.BadRequest(str(exc)) from None
 
     def one_job(self, request: Request) -> Response:
         return json_response(200, self.call(ops.job_view(self.settings, self.store, request.params["name"])))
@@ -150,7 +206,13 @@ class ControlApi:
         rid = body.get("id")
         if rid is not None and not isinstance(rid, str):
             raise ops.BadRequest("id must be a string")
-        done = self.call(ops.trigger(self.settings, self.store, request.params["name"], rid))
+        name = request.params["name"]
+        try:
+            done = self.call(ops.trigger(self.settings, self.store, name, rid))
+        except ops.UnknownJob:
+            # Created a moment ago in the app: read the sources once, then ask again.
+            self._refresh()
+            done = self.call(ops.trigger(self.settings, self.store, name, rid))
         return json_response(202, {"id": done.id, "result": done.result})
 
     def pause(self, request: Request, body: dict) -> Response:

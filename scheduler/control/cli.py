@@ -15,6 +15,11 @@ from ..store.protocol import Store
 
 
 async def run_control(settings: Settings, store: Store, command: str, args) -> int:
+    if command == "sources":
+        await store.request_sources(args.sources_command)
+        what = "read their sources again" if args.sources_command == "refresh" else "apply their held reads"
+        print(f"asked every replica to {what}; each does within a second")
+        return 0
     if command in ("pause", "resume"):
         changed = await ops.set_paused(settings, store, args.job, command == "pause")
         if command == "pause":
@@ -37,6 +42,9 @@ async def run_control(settings: Settings, store: Store, command: str, args) -> i
 
 
 async def trigger(settings: Settings, store: Store, job: str, request_id: str | None) -> int:
+    if job in settings.source_of:
+        # The job may be a moment old in the app: the leader reads its sources first.
+        await store.request_sources("refresh")
     try:
         done = await ops.trigger(settings, store, job, request_id)
     except ops.BadRequest as exc:

@@ -107,6 +107,9 @@ class SourcesCollector:
         failures = CounterMetricFamily("scheduler_jobs_source_read_failures", "Failed reads of the source", labels=["source"])
         last_ok = GaugeMetricFamily("scheduler_jobs_source_last_success_timestamp_seconds",
                                     "Last successful read of the source", labels=["source"])
+        held = GaugeMetricFamily("scheduler_jobs_source_held",
+                                 "Jobs in force that the source's held read would remove (0: not held; SCHEDULER_JOBS_MAX_DROP)",
+                                 labels=["source"])
         for s in list(self.states()):
             label = [s["source"]]
             up.add_metric(label, 1 if s["ok"] else 0)
@@ -115,5 +118,7 @@ class SourcesCollector:
             failures.add_metric(label, s["failures_total"])
             if s["last_success"] is not None:
                 last_ok.add_metric(label, s["last_success"])
-        yield from (up, jobs, rejected, failures, last_ok)
+            hold = s.get("held")
+            held.add_metric(label, hold["dropped"] if hold else 0)
+        yield from (up, jobs, rejected, failures, last_ok, held)
 # ---- end of the job sources' metrics ---------------------------------------------------

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 from ..config.loader import JobSpec, Settings
 from .document import Parsed, Rejection
+from .guard import Hold, dropped_if_held
 from .readers import UNCHANGED, FileReader, SourceError, UrlReader
 
 log = logging.getLogger("scheduler.sources")
@@ -81,6 +82,10 @@ class _Source:
         self.last_success: float | None = None
         self.wake = asyncio.Event()
         self.forced = False
+        self.held: Hold | None = None
+        self.started = self.finished = 0  # reads of the loop, so a caller can wait for a fresh one
+        self.last_changed = 0  # names the last finished read changed
+        self.done = asyncio.Event()  # set at the end of each read of the loop
 
     def state(self) -> dict:
         return {
@@ -89,8 +94,15 @@ class _Source:
             "jobs": len(self.good.jobs) if self.good else 0,
             "rejected": len(self.good.rejected) if self.good else 0,
             "last_success": self.last_success, "reads_total": self.reads_total,
-            "failures_total": self.failures_total,
+            "failures_total": self.failures_total, "held": self.held.as_dict() if self.held else None,
         }
+
+    def summary(self) -> dict:
+        """What a refresh answers for this source (SPEC section 8, "Refresh now")."""
+        return {"source": self.reader.source, "ok": None if self.reads_total == 0 else self.error is None,
+                "error": self.error, "jobs": len(self.good.jobs) if self.good else 0,
+                "rejected": len(self.good.rejected) if self.good else 0, "changed": self.last_changed,
+                "held": self.held.as_dict() if self.held else None}
 
 
 class JobSources:
@@ -167,6 +179,38 @@ class JobSources:
             s.forced = True
             s.wake.set()
 
+    async def refresh_now(self) -> list[dict]:
+        """Read every source now and return when each has finished a read that began after
+        this call (a read under way may have begun before the app's change)."""
+        if not self._tasks:  # not started (a command): one read, as `check` does
+            await self.read_once()
+            return [s.summary() for s in self._sources]
+        wanted = [(s, s.started + 1) for s in self._sources]
+        self.reload()
+        for s, n in wanted:
+            while s.finished < n:
+                s.done.clear()
+                await s.done.wait()
+        return [s.summary() for s in self._sources]
+
+    def accept(self) -> list[dict]:
+        """Apply every held read: the operator says the removal is meant."""
+        names: set[str] = set()
+        for s in self._sources:
+            if s.held is not None:
+                hold, s.held = s.held, None
+                s.good = hold.parsed
+                s.last_changed = len(hold.parsed.fresh | hold.parsed.gone)
+                names |= hold.parsed.fresh | hold.parsed.gone
+                self.log.warning("held jobs source accepted: its read applies",
+                                 extra={"source": s.reader.source, "jobs": len(hold.parsed.jobs), "removed": hold.dropped})
+        if names:
+            self._merge(names)
+        return [s.summary() for s in self._sources]
+
+    def sources(self) -> list[dict]:
+        return [s.summary() for s in self._sources]
+
     async def aclose(self) -> None:
         if self._sighup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
@@ -193,9 +237,13 @@ class JobSources:
     async def _run(self, s: _Source, first_done: Callable[[], None]) -> None:
         first = True
         while True:
+            s.started += 1
             names = await self._read(s)
+            s.last_changed = len(names) if names else 0
             if names is not None:
                 self._merge(names)
+            s.finished += 1
+            s.done.set()
             if first:
                 first = False
                 first_done()
@@ -242,6 +290,20 @@ class JobSources:
         s.error, s.failures, s.last_success = None, 0, self.clock()
         if result is UNCHANGED:
             return None  # a 304 or an unchanged file: nothing to merge (bench: well under 1 ms)
+        dropped = dropped_if_held(s.good, result, self.settings.jobs_max_drop)
+        if dropped is not None and s.good is not None:
+            if s.held is None or s.held.parsed.jobs.keys() != result.jobs.keys():
+                self.log.error("jobs source held: this read would remove too many jobs; the last good set stays "
+                               "in force until it is accepted (POST /api/v1/sources/accept, or `sources accept`)",
+                               extra={"source": s.reader.source, "location": s.reader.location, "jobs": len(result.jobs),
+                                      "removed": dropped, "in_force": len(s.good.jobs),
+                                      "max_drop": f"{self.settings.jobs_max_drop:.0%}"})
+            since = s.held.since if s.held is not None else self.clock()
+            s.held = Hold(result, dropped, len(s.good.jobs), since)
+            return None
+        if s.held is not None:
+            self.log.info("jobs source no longer held: its latest read applies", extra={"source": s.reader.source})
+            s.held = None
         s.good = result
         self.log.info("jobs source read", extra={"source": s.reader.source, "jobs": len(result.jobs),
                                                  "rejected": len(result.rejected), "changed": len(result.fresh),

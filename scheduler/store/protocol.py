@@ -85,6 +85,13 @@ class Store(Protocol):
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         """Queue a manual fire; returns the pending or in-flight request it joins, if any."""
 
+    async def request_sources(self, what: str) -> None:
+        """Ask every replica to `refresh` its job sources now, or to `accept` its held reads
+        (SPEC section 8): a counter per request that each replica watches."""
+
+    async def sources_requests(self) -> tuple[int, int]:
+        """The counters of `refresh` and `accept` requests (0 when none was ever made)."""
+
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         """A job's last finished fires, newest first."""
 

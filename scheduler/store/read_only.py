@@ -95,6 +95,9 @@ class ReadOnlyStore:
     async def finish(self, items: Sequence[Finished]) -> list[int]:
         return [0 for _ in items]
 
+    async def sources_requests(self) -> tuple[int, int]:
+        return await self.store.sources_requests()  # a read: a dry run follows refreshes too
+
     async def pending_triggers(self) -> list[TriggerRequest]:
         return []  # the live leader takes them; a dry run must not
 

@@ -21,6 +21,7 @@ class ControlCommands:
     k_inflight: str
     k_triggered: str
     k_wake: str
+    k_sources: str
     k_leader: str
     k_epoch: str
     history_prefix: str
@@ -47,6 +48,13 @@ class ControlCommands:
             return TriggerRequest(str(rec["id"]), request.job, records.whole(rec.get("requested_at") or rec.get("slot") or 0, "time"))
         except (ValueError, KeyError, TypeError):
             return TriggerRequest(request.id, request.job, 0)
+
+    async def request_sources(self, what: str) -> None:
+        await self._call(self.redis.hincrby(self.k_sources, what, 1))
+
+    async def sources_requests(self) -> tuple[int, int]:
+        raw = await self._call(self.redis.hmget(self.k_sources, ["refresh", "accept"]))
+        return tuple(_count(v) for v in raw)  # type: ignore[return-value]
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history_keep or 1) - 1), [job])
@@ -89,3 +97,14 @@ class ControlCommands:
             "pending_triggers": pending,
             "jobs": typed,
         }
+
+
+def _count(raw: Any) -> int:
+    """A request counter; an unreadable one reads as -1, which differs from every count, so
+    a replica acts on it once rather than never."""
+    if raw is None:
+        return 0
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return -1

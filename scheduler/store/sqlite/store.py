@@ -252,6 +252,18 @@ class LocalStore:
     async def set_paused(self, job: str, paused: bool) -> bool:
         return await self._run(self._write, lambda db, _: ops.set_paused(db, job, paused))
 
+    async def request_sources(self, what: str) -> None:
+        key = f"sources_{what}"
+        await self._run(self._write, lambda db, _: db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET "
+            "value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)", (key,)))
+
+    async def sources_requests(self) -> tuple[int, int]:
+        def step(db: sqlite3.Connection, bad: list[Bad]) -> tuple[int, int]:
+            found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('sources_refresh', 'sources_accept')"))
+            return _count(found.get("sources_refresh")), _count(found.get("sources_accept"))
+        return await self._run(self._read, step)
+
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         return await self._run(self._write, lambda db, bad: ops.request_trigger(db, self.quarantine, bad, request))
 
@@ -295,3 +307,13 @@ class LocalStore:
         if self._db is not None:
             db, self._db = self._db, None
             db.close()
+
+
+def _count(raw: object) -> int:
+    """A request counter of `meta`; an unreadable one reads as -1 (see the Redis store's)."""
+    if raw is None:
+        return 0
+    try:
+        return int(str(raw))
+    except ValueError:
+        return -1
