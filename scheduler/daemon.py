@@ -47,7 +47,7 @@ def make_store(settings: config.Settings):
     if settings.standalone:
         from .local_store import LocalStore
 
-        return LocalStore(settings.state_file, history=settings.history)
+        return LocalStore(settings.state_file, history=settings.history, lease_ttl_s=settings.lease_ttl_s)
     from .redis_store import RedisStore
 
     from .engine import claim_ahead_s
