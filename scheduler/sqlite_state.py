@@ -149,14 +149,16 @@ def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: 
     """Drop the fire from the in-flight set while it is still this epoch's, and record its
     outcome unless a newer epoch already recorded one. `epoch` None: unfenced (a
     (Claim, Outcome) pair). Returns the job's failure streak as it then stands."""
+    rec = _record(db, q, claim.job)
     if epoch is None:
         db.execute("DELETE FROM inflight WHERE field = ?", (claim.field,))
-    else:
-        db.execute("DELETE FROM inflight WHERE field = ? AND epoch = ?", (claim.field, epoch))
-    rec = _record(db, q, claim.job)
-    stored = rec.get("epoch")
-    if epoch is not None and stored is not None and stored > epoch:
-        return rec.get("consecutive_failures") or 0
+    elif db.execute("DELETE FROM inflight WHERE field = ? AND epoch = ?", (claim.field, epoch)).rowcount == 0:
+        # Not in flight under this epoch: a newer leader redelivers it (its outcome is that
+        # leader's to write), or it finished already; as the Redis finish script decides.
+        stored = rec.get("epoch")
+        running = db.execute("SELECT 1 FROM inflight WHERE field = ?", (claim.field,)).fetchone()
+        if running or (stored is not None and stored > epoch):
+            return rec.get("consecutive_failures") or 0
     if outcome.status == "ok":
         rec["consecutive_failures"] = 0
         rec["last_success_at"] = outcome.finished_at

@@ -342,6 +342,26 @@ def test_a_stale_leaders_late_outcome_leaves_the_redelivered_fire_in_flight(back
     run(backend, body)
 
 
+@both_stores(REDIS_FINISHED)
+def test_a_stale_leaders_outcome_is_not_recorded_while_a_newer_one_runs_the_fire(backend):
+    async def body():
+        a, b = backend.store("a"), backend.store("b")
+        first = await a.acquire()
+        await a.claim(first, [Claim("j", 100)])
+        await a.release()
+        second = await b.acquire()
+        await b.claim(second, [Claim("j", 100, REDELIVER, 2)])
+        # The old leader's call comes back while the newer leader's redelivery runs: the
+        # fire's outcome is the newer leader's to write.
+        assert await a.finish([Finished(Claim("j", 100), first, failed(3500.0))]) == [0]
+        assert (await b.load(["j"])).inflight == [InFlight("j", 100, second, 2)]
+        assert (await b.status(["j"]))["jobs"]["j"].get("status") is None
+        assert await b.finish([Finished(Claim("j", 100), second, ok(4000.0))]) == [0]
+        assert (await b.status(["j"]))["jobs"]["j"]["status"] == "ok"
+
+    run(backend, body)
+
+
 @both_stores(REDIS_FIRST_SEEN)
 def test_init_records_when_a_job_was_first_seen(backend):
     async def body():
