@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from . import __version__
 from . import config
@@ -43,11 +44,13 @@ def event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def make_store(settings: config.Settings):
+def make_store(settings: config.Settings, on_damaged: Callable[[Exception], None] | None = None):
+    """`on_damaged`: called once if the standalone state file turns out to be damaged."""
     if settings.standalone:
         from .local_store import LocalStore
 
-        return LocalStore(settings.state_file, history=settings.history, lease_ttl_s=settings.lease_ttl_s)
+        return LocalStore(settings.state_file, history=settings.history, lease_ttl_s=settings.lease_ttl_s,
+                          on_damaged=on_damaged)
     from .redis_store import RedisStore
 
     from .engine import claim_ahead_s
@@ -121,12 +124,17 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from .dispatch import Dispatcher
     from .engine import Engine
     from .observe import Health, Metrics, OverdueCollector
+    from .sqlite_schema import StateDamaged
     from .store import StoreUnavailable
 
+    damaged = Damaged()
     try:
-        store = make_store(settings)
+        store = make_store(settings, damaged)
         if settings.standalone:
             await store.open()  # a file that cannot be opened is the configuration's problem
+    except StateDamaged as exc:
+        print(f"config error: SCHEDULER_STATE_FILE: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except StoreUnavailable as exc:
         print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -146,6 +154,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     # The app's error text goes to logs, status and history: scrubbed of every secret first.
     dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
+    damaged.stop = engine.stop
     metrics.registry.register(OverdueCollector(engine.overdue_source))
     sources = await start_sources(settings, engine, catalog, metrics)
     loop = asyncio.get_running_loop()
@@ -173,7 +182,25 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
         if server is not None:
             server.shutdown()
     log.info("stopped")
+    if damaged.problem is not None:
+        print(f"config error: SCHEDULER_STATE_FILE: {damaged.problem}", file=sys.stderr)
+        return EX_CONFIG
     return EX_OK
+
+
+class Damaged:
+    """The store's word that the state file is damaged: the daemon stops (in-flight fires
+    finish as at a SIGTERM) and exits 78, since only a person can put the file right."""
+
+    def __init__(self) -> None:
+        self.problem: Exception | None = None
+        self.stop: Callable[[], None] | None = None
+
+    def __call__(self, problem: Exception) -> None:
+        if self.problem is None:
+            self.problem = problem
+            if self.stop is not None:
+                self.stop()
 
 
 def _settle_runtime() -> None:

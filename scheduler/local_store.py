@@ -27,7 +27,7 @@ from . import sqlite_state as ops
 from .model import Claim, Finished, State, TriggerRequest
 from .local_lease import LocalLease
 from .sqlite_records import Bad, Quarantine
-from .sqlite_schema import VERSION, newer_problem, open_db, user_version
+from .sqlite_schema import VERSION, StateDamaged, damage, newer_problem, open_db, user_version
 from .store import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.sqlite")
@@ -50,11 +50,15 @@ class LocalStore:
 
     def __init__(self, path: str, replica_id: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
                  on_malformed: Callable[[str, str], None] | None = None, history: int = 20,
-                 lease_ttl_s: float = LEASE_TTL_S):
+                 lease_ttl_s: float = LEASE_TTL_S, on_damaged: Callable[[StateDamaged], None] | None = None):
         self.replica_id = replica_id or new_replica_id()
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self.lease = LocalLease(path, self.replica_id, lease_ttl_s)
+        # Set once the file is found damaged: from then on nothing reads or writes it, and
+        # `on_damaged` (the daemon's exit) is told once.
+        self.damaged: StateDamaged | None = None
+        self.on_damaged = on_damaged
         self.history_keep = history  # finished fires kept per job (SCHEDULER_HISTORY); 0: none
         # Set when the file is of a newer format than this release knows: then this store
         # neither leads nor writes.
@@ -72,12 +76,25 @@ class LocalStore:
     # -- the worker thread -----------------------------------------------------------
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.damaged is not None:
+            raise self.damaged
         try:
             return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
         except (LeaseLost, StoreUnavailable):
             raise
         except Exception as exc:  # sqlite3.Error, OSError, or a file in a state nothing expects
-            raise StoreUnavailable(f"sqlite {self.path}: {type(exc).__name__}: {exc}") from None
+            found = damage(self.path, exc) if isinstance(exc, sqlite3.Error) else None
+            if found is None:
+                raise StoreUnavailable(f"sqlite {self.path}: {type(exc).__name__}: {exc}") from None
+            self._found_damaged(found)
+            raise found from None
+
+    def _found_damaged(self, found: StateDamaged) -> None:
+        if self.damaged is None:
+            self.damaged = found
+            log.error("the state file is damaged; not reading or writing it again", extra={"problem": str(found)})
+            if self.on_damaged is not None:
+                self.on_damaged(found)
 
     async def open(self) -> None:
         """Open the file now (the daemon's start checks it can, and exits 78 if not)."""
@@ -253,6 +270,7 @@ class LocalStore:
             self._worker.shutdown(wait=False)
 
     def _close_db(self) -> None:
+        self.lease.let_go()  # released already, unless the file could not be written (damaged)
         if self._db is not None:
             db, self._db = self._db, None
             db.close()
