@@ -164,3 +164,14 @@ def test_readme_describes_the_fencing_token_as_seeded_from_the_clock(readme: str
     assert re.search(r"seeds? the epoch\s+with the store's clock in milliseconds", readme)
     envelope = re.search(r'"fencing_token": (\d+)', readme)
     assert envelope and int(envelope.group(1)) > 2**32, "the envelope example shows a small counter"
+
+
+def test_the_state_format_table_names_the_formats_the_code_writes(readme: str) -> None:
+    from scheduler import __version__
+    from scheduler.store.redis.scripts import FORMAT
+    from scheduler.store.sqlite.schema import VERSION
+
+    minor = ".".join(__version__.split(".")[:2])
+    row = re.search(rf"^\| {re.escape(minor)}\.x \| (\d+): .*\| (\d+): ", readme, re.MULTILINE)
+    assert row, f"no row for {minor}.x in the README's state format table"
+    assert (int(row.group(1)), int(row.group(2))) == (FORMAT, VERSION)

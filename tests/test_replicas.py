@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
+import pytest
+
 from scheduler import __version__
 from scheduler.schedule import slots as sched
 from tests.e2e import TOKEN, assert_exactly_once, env_for, fence, log_events, slot_of, standalone_env, the_leader, ts
@@ -172,3 +174,41 @@ def test_two_standalone_replicas_on_one_state_file_never_both_fire(receiver, dae
     first, second = sorted({fence(r) for r in receiver.requests})
     assert second == first + 1
     assert_exactly_once(receiver.requests, {"tick": sched.parse("every 1s")})
+
+
+def leading(daemon) -> bool:
+    """Whether the daemon's log says it leads now: it became leader more often than it stepped down."""
+    return len(log_events(daemon, "became leader")) > len(log_events(daemon, "stepped down"))
+
+
+@pytest.mark.parametrize("b_waits", [False, True], ids=["b-started-after", "b-standing-by"])
+def test_a_deleted_lock_file_never_makes_two_standalone_leaders(receiver, daemon_factory, tmp_path, b_waits):
+    """The lock file is deleted under a running leader: the leader notices (at its next
+    renewal, or when its claim is refused) and steps down; whichever replica leads then, no
+    two ever fire at once."""
+    state = tmp_path / "state.db"
+    env = standalone_env(receiver, state, {"tick": {"SCHEDULE": "every 1s", "URL": "/tick", "CATCHUP": "all"}},
+                         lease_ttl="2s", lease_renew="500ms")
+    a = daemon_factory(env, cwd=tmp_path)
+    a.wait_for_output("became leader", timeout=10)
+    receiver.wait_for_count(2, timeout=10)
+    b = None
+    if b_waits:
+        b = daemon_factory(env, cwd=tmp_path)
+        b.wait_for_output("standing by", timeout=10)
+    (tmp_path / "state.db.lock").unlink()
+    if b is None:
+        b = daemon_factory(env, cwd=tmp_path)
+    b.wait_for_output("starting", timeout=10)
+    n = len(receiver.requests)
+    receiver.wait_for(lambda rs: len(rs) >= n + 6, timeout=20)
+    assert a.running and b.running
+    assert [leading(a), leading(b)].count(True) == 1, "not exactly one replica leads"
+    tokens = [fence(r) for r in receiver.requests]
+    assert tokens == sorted(tokens), f"fencing tokens went backwards: {tokens}"
+    keys = Counter(r.header("idempotency-key") for r in receiver.requests)
+    assert max(keys.values()) == 1, f"slots delivered twice: {[k for k, n in keys.items() if n > 1]}"
+    assert_exactly_once(receiver.requests, {"tick": sched.parse("every 1s")})
+    for daemon in (a, b):
+        daemon.terminate()
+        assert daemon.wait(15) == 0

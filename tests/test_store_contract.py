@@ -4,6 +4,7 @@ run against RedisStore (a real redis-server) and LocalStore (a real SQLite file)
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -22,6 +23,7 @@ def both_stores(what: str):
 
 
 REDIS_FINISHED = "outcomes fenced by epoch"
+HANDOVER_S = 0.3  # the standalone lease TTL here: how long a lock taken from a live leader waits
 REDIS_FIRST_SEEN = "a job's first sighting"
 
 
@@ -36,9 +38,26 @@ class Backend:
         if self.server is not None:
             store = RedisStore(self.server.url, "contract", 5.0, replica_id=replica_id)
         else:
-            store = LocalStore(str(self.tmp_path / "state.db"), replica_id=replica_id)
+            store = LocalStore(str(self.tmp_path / "state.db"), replica_id=replica_id, lease_ttl_s=HANDOVER_S)
         self.stores.append(store)
         return store
+
+    def lose_lease(self) -> None:
+        """The lease goes while its holder runs on: its Redis key expires, or the lock file is
+        deleted."""
+        if self.server is not None:
+            self.server.client().delete("{contract}:leader")
+        else:
+            (self.tmp_path / "state.db.lock").unlink()
+
+    async def take_lease(self, store) -> int:
+        """Acquire until it is ours (a lock file taken from a leader that may still be
+        running is first held for a lease TTL)."""
+        deadline = time.monotonic() + 10 * HANDOVER_S
+        while (epoch := await store.acquire()) is None:
+            assert time.monotonic() < deadline, "the lease was never taken over"
+            await asyncio.sleep(0.02)
+        return epoch
 
     async def close(self) -> None:
         for store in self.stores:
@@ -105,6 +124,24 @@ def test_a_replica_without_the_lease_cannot_claim(backend):
         with pytest.raises(LeaseLost):
             await a.claim(epoch, [Claim("j", 100)])
         assert (await b.load(["j"])).watermarks == {}
+
+    run(backend, body)
+
+
+def test_a_replica_whose_lease_was_taken_over_can_no_longer_claim(backend):
+    async def body():
+        a, b = backend.store("a"), backend.store("b")
+        first = await a.acquire()
+        assert await a.claim(first, [Claim("j", 100)]) == [CLAIMED]
+        backend.lose_lease()
+        second = await backend.take_lease(b)
+        assert second > first
+        with pytest.raises(LeaseLost):
+            await a.claim(first, [Claim("j", 101)])
+        assert await a.renew() is False
+        assert await a.acquire() is None
+        assert await b.claim(second, [Claim("j", 101)]) == [CLAIMED]
+        assert (await b.load(["j"])).watermarks == {"j": 101}
 
     run(backend, body)
 
@@ -301,6 +338,26 @@ def test_a_stale_leaders_late_outcome_leaves_the_redelivered_fire_in_flight(back
         # The newer leader's own outcome goes through.
         assert await b.finish([Finished(Claim("j", 100), second, failed(4000.0))]) == [1]
         assert (await b.load(["j"])).inflight == []
+
+    run(backend, body)
+
+
+@both_stores(REDIS_FINISHED)
+def test_a_stale_leaders_outcome_is_not_recorded_while_a_newer_one_runs_the_fire(backend):
+    async def body():
+        a, b = backend.store("a"), backend.store("b")
+        first = await a.acquire()
+        await a.claim(first, [Claim("j", 100)])
+        await a.release()
+        second = await b.acquire()
+        await b.claim(second, [Claim("j", 100, REDELIVER, 2)])
+        # The old leader's call comes back while the newer leader's redelivery runs: the
+        # fire's outcome is the newer leader's to write.
+        assert await a.finish([Finished(Claim("j", 100), first, failed(3500.0))]) == [0]
+        assert (await b.load(["j"])).inflight == [InFlight("j", 100, second, 2)]
+        assert (await b.status(["j"]))["jobs"]["j"].get("status") is None
+        assert await b.finish([Finished(Claim("j", 100), second, ok(4000.0))]) == [0]
+        assert (await b.status(["j"]))["jobs"]["j"]["status"] == "ok"
 
     run(backend, body)
 

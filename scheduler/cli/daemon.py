@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from .. import __version__
 from ..config import loader as config
@@ -44,11 +45,13 @@ def event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def make_store(settings: config.Settings):
+def make_store(settings: config.Settings, on_damaged: Callable[[Exception], None] | None = None):
+    """`on_damaged`: called once if the standalone state file turns out to be damaged."""
     if settings.standalone:
         from ..store.sqlite.store import LocalStore
 
-        return LocalStore(settings.state_file, history=settings.history)
+        return LocalStore(settings.state_file, history=settings.history, lease_ttl_s=settings.lease_ttl_s,
+                          on_damaged=on_damaged)
     from ..store.redis.store import RedisStore
 
     from ..engine.leader import claim_ahead_s
@@ -126,11 +129,16 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from ..engine.leader import Engine
     from ..observe import Health, Metrics, OverdueCollector
     from ..store.protocol import StoreUnavailable
+    from ..store.sqlite.schema import StateDamaged
 
+    damaged = Damaged()
     try:
-        store = make_store(settings)
+        store = make_store(settings, damaged)
         if settings.standalone:
             await store.open()  # a file that cannot be opened is the configuration's problem
+    except StateDamaged as exc:
+        print(f"config error: SCHEDULER_STATE_FILE: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except StoreUnavailable as exc:
         print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -150,6 +158,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     # The app's error text goes to logs, status and history: scrubbed of every secret first.
     dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
+    damaged.stop = engine.stop
     metrics.registry.register(OverdueCollector(engine.overdue_source))
     sources = await start_sources(settings, engine, catalog, metrics)
     requests = None
@@ -185,7 +194,25 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
         if server is not None:
             server.shutdown()
     log.info("stopped")
+    if damaged.problem is not None:
+        print(f"config error: SCHEDULER_STATE_FILE: {damaged.problem}", file=sys.stderr)
+        return EX_CONFIG
     return EX_OK
+
+
+class Damaged:
+    """The store's word that the state file is damaged: the daemon stops (in-flight fires
+    finish as at a SIGTERM) and exits 78, since only a person can put the file right."""
+
+    def __init__(self) -> None:
+        self.problem: Exception | None = None
+        self.stop: Callable[[], None] | None = None
+
+    def __call__(self, problem: Exception) -> None:
+        if self.problem is None:
+            self.problem = problem
+            if self.stop is not None:
+                self.stop()
 
 
 def _settle_runtime() -> None:

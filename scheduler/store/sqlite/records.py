@@ -126,8 +126,8 @@ def check_meta(key: Any, value: Any) -> tuple[str, Any]:
     key = _text(key, "key")
     if key == "epoch":
         return key, check_epoch(value)
-    if key == "leader":
-        return key, _text(value, "leader")
+    if key in ("leader", "lock"):
+        return key, _text(value, key)
     return key, value  # a newer release's
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from ..protocol import StoreUnavailable
+
 VERSION = 3
 
 # The first layout, unchanged: what versions 0 and 1 hold.
@@ -49,6 +51,20 @@ V3_TABLES = (
 def newer_problem(path: str, found: int) -> str:
     return (f"state file {path} has format version {found}, newer than this release knows "
             f"(up to {VERSION}); it was written by a newer release: not leading and not writing")
+
+
+class StateDamaged(StoreUnavailable):
+    """The state file is damaged or is not a SQLite database: no retry mends it."""
+
+
+def damage(path: str, exc: sqlite3.Error) -> StateDamaged | None:
+    """The error to raise for `exc` when it says the file is damaged, else None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return None
+    return StateDamaged(f"the state file {path} is damaged or is not a SQLite database ({exc}): move it aside "
+                        "(the scheduler never deletes or rewrites it) and start again, with a backup put in its "
+                        "place or with no file, which starts from an empty state")
 
 
 def open_db(path: str, busy_timeout_s: float) -> tuple[sqlite3.Connection, str | None]:

@@ -63,15 +63,29 @@ def pending_triggers(db: Db, q: Quarantine, bad: list[Bad]) -> list[TriggerReque
     return q.rows(db, "trigger", bad, "ORDER BY seq")
 
 
-def next_epoch(db: Db, q: Quarantine, bad: list[Bad], replica_id: str, now: float) -> int:
-    found = q.rows(db, "meta", bad, "WHERE key = 'epoch'")
+def take_lead(db: Db, q: Quarantine, bad: list[Bad], replica_id: str, lock: str, now: float) -> tuple[int, bool]:
+    """Record this replica, and the lock file it holds, as the leader under the next epoch.
+    Returns the epoch and whether the last leader may still be running: it did not release
+    the lease, and the lock file it held is not this one (deleted or replaced under it, so
+    its lock no longer excluded anyone)."""
+    meta = dict(q.rows(db, "meta", bad))
     q.move(db, bad)
     # A new (or unreadable) counter starts from the clock in ms, as the Redis store's does,
     # so tokens keep growing even if the file is lost.
-    epoch = (found[0][1] if found else int(now * 1000)) + 1
+    epoch = meta.get("epoch", int(now * 1000)) + 1
+    last = meta.get("leader")
+    alive = last is not None and last != replica_id and meta.get("lock") not in (None, lock)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (str(epoch),))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('leader', ?)", (replica_id,))
-    return epoch
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('lock', ?)", (lock,))
+    return epoch, alive
+
+
+def leads(db: Db, replica_id: str, epoch: int) -> bool:
+    """Whether the file still names this replica the leader under this epoch: the check
+    every claim makes first, in its own transaction, as the Redis claim script does."""
+    found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('leader', 'epoch')").fetchall())
+    return found.get("leader") == replica_id and found.get("epoch") == str(epoch)
 
 
 def _watermark(db: Db, q: Quarantine, job: str) -> int | None:
@@ -135,14 +149,16 @@ def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: 
     """Drop the fire from the in-flight set while it is still this epoch's, and record its
     outcome unless a newer epoch already recorded one. `epoch` None: unfenced (a
     (Claim, Outcome) pair). Returns the job's failure streak as it then stands."""
+    rec = _record(db, q, claim.job)
     if epoch is None:
         db.execute("DELETE FROM inflight WHERE field = ?", (claim.field,))
-    else:
-        db.execute("DELETE FROM inflight WHERE field = ? AND epoch = ?", (claim.field, epoch))
-    rec = _record(db, q, claim.job)
-    stored = rec.get("epoch")
-    if epoch is not None and stored is not None and stored > epoch:
-        return rec.get("consecutive_failures") or 0
+    elif db.execute("DELETE FROM inflight WHERE field = ? AND epoch = ?", (claim.field, epoch)).rowcount == 0:
+        # Not in flight under this epoch: a newer leader redelivers it (its outcome is that
+        # leader's to write), or it finished already; as the Redis finish script decides.
+        stored = rec.get("epoch")
+        running = db.execute("SELECT 1 FROM inflight WHERE field = ?", (claim.field,)).fetchone()
+        if running or (stored is not None and stored > epoch):
+            return rec.get("consecutive_failures") or 0
     if outcome.status == "ok":
         rec["consecutive_failures"] = 0
         rec["last_success_at"] = outcome.finished_at

@@ -2,6 +2,10 @@
 
 A second replica on the same file cannot take the lock and waits as a standby. The lock is
 held by the open file description, so it dies with the process: a crash hands over at once.
+The leader's replica id and epoch are recorded in the file when it takes the lock, and every
+claim checks them in its own transaction, as the Redis claim script checks the lease key: a
+replica that another one took over from (its lock file was deleted under it) can no longer
+claim, and steps down (local_lease.py).
 
 Every sqlite call runs on one worker thread of the store's own, never on the event loop:
 a command holding the file's write lock (the CLI, or `sqlite3 state.db "BEGIN IMMEDIATE"`)
@@ -12,9 +16,7 @@ which the engine retries like any outage, while the loop keeps renewing and firi
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +25,9 @@ from collections.abc import Callable, Sequence
 
 from . import state as ops
 from ...model import Claim, Finished, State, TriggerRequest
+from .lease import LocalLease
 from .records import Bad, Quarantine
-from .schema import VERSION, newer_problem, open_db, user_version
+from .schema import VERSION, StateDamaged, damage, newer_problem, open_db, user_version
 from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.sqlite")
@@ -34,6 +37,7 @@ POLL_S = 0.1
 # How long a call waits for another process's write lock before it counts as an outage.
 BUSY_TIMEOUT_S = 2.0
 GC_AGE_S = 86400.0
+LEASE_TTL_S = 4.0  # SCHEDULER_LEASE_TTL's default
 
 
 class LocalStore:
@@ -46,10 +50,16 @@ class LocalStore:
         return True
 
     def __init__(self, path: str, replica_id: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
-                 on_malformed: Callable[[str, str], None] | None = None, history: int = 20):
+                 on_malformed: Callable[[str, str], None] | None = None, history: int = 20,
+                 lease_ttl_s: float = LEASE_TTL_S, on_damaged: Callable[[StateDamaged], None] | None = None):
         self.replica_id = replica_id or new_replica_id()
         self.path = path
         self.busy_timeout_s = busy_timeout_s
+        self.lease = LocalLease(path, self.replica_id, lease_ttl_s)
+        # Set once the file is found damaged: from then on nothing reads or writes it, and
+        # `on_damaged` (the daemon's exit) is told once.
+        self.damaged: StateDamaged | None = None
+        self.on_damaged = on_damaged
         self.history_keep = history  # finished fires kept per job (SCHEDULER_HISTORY); 0: none
         # Set when the file is of a newer format than this release knows: then this store
         # neither leads nor writes.
@@ -57,7 +67,6 @@ class LocalStore:
         self.quarantine = Quarantine(on_malformed)
         self._on_malformed: Callable[[str], None] | None = None
         self._db: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None
         self._told_format = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-state")
 
@@ -78,12 +87,25 @@ class LocalStore:
     # -- the worker thread -----------------------------------------------------------
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.damaged is not None:
+            raise self.damaged
         try:
             return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
         except (LeaseLost, StoreUnavailable):
             raise
         except Exception as exc:  # sqlite3.Error, OSError, or a file in a state nothing expects
-            raise StoreUnavailable(f"sqlite {self.path}: {type(exc).__name__}: {exc}") from None
+            found = damage(self.path, exc) if isinstance(exc, sqlite3.Error) else None
+            if found is None:
+                raise StoreUnavailable(f"sqlite {self.path}: {type(exc).__name__}: {exc}") from None
+            self._found_damaged(found)
+            raise found from None
+
+    def _found_damaged(self, found: StateDamaged) -> None:
+        if self.damaged is None:
+            self.damaged = found
+            log.error("the state file is damaged; not reading or writing it again", extra={"problem": str(found)})
+            if self.on_damaged is not None:
+                self.on_damaged(found)
 
     async def open(self) -> None:
         """Open the file now (the daemon's start checks it can, and exits 78 if not)."""
@@ -140,36 +162,25 @@ class LocalStore:
 
     def _acquire(self) -> int | None:
         self._conn()
-        if self.format_problem is None and self._lock_fd is None:
-            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return None
-            except BaseException:
-                os.close(fd)
-                raise
-            os.ftruncate(fd, 0)
-            os.write(fd, self.replica_id.encode())
-            self._lock_fd = fd
         try:
             if self.format_problem is None:
-                return self._write(lambda db, bad: ops.next_epoch(db, self.quarantine, bad, self.replica_id, time.time()))
+                if not self.lease.ready():
+                    return None
+                return self._write(lambda db, bad: self.lease.lead(db, self.quarantine, bad))
         except StoreUnavailable:
             if self.format_problem is None:
                 raise
-        self._unlock()
+        self.lease.let_go()
         if not self._told_format:
             self._told_format = True
             log.error("not leading: the state file is of a newer format", extra={"problem": self.format_problem})
         return None
 
     async def renew(self) -> bool:
-        return self._lock_fd is not None and self.format_problem is None
+        return self.format_problem is None and self.lease.renew()
 
     async def release(self) -> None:
-        if self._lock_fd is not None:
+        if self.lease.lock.held:
             await self._run(self._release)
 
     def _release(self) -> None:
@@ -178,33 +189,7 @@ class LocalStore:
                 self._write(lambda db, _: db.execute(
                     "DELETE FROM meta WHERE key = 'leader' AND value = ?", (self.replica_id,)))
         finally:
-            self._unlock()  # whatever the file says, the lock goes: the next replica takes over
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            fd, self._lock_fd = self._lock_fd, None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-
-    def _lock_is_held(self) -> bool:
-        """Whether some process holds the lease lock (probed without taking it for long)."""
-        if self._lock_fd is not None:
-            return True
-        try:
-            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+            self.lease.let_go()  # whatever the file says, the lock goes: the next replica takes over
 
     async def wait_released(self, timeout_s: float) -> None:
         await asyncio.sleep(min(timeout_s, POLL_S))
@@ -218,14 +203,18 @@ class LocalStore:
         return await self._run(self._read, lambda db, bad: ops.read_state(db, self.quarantine, bad, jobs)[0])
 
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
-        if self._lock_fd is None:
+        if not self.lease.lock.held:
             raise LeaseLost()
         claims = list(claims)
 
         def step(db: sqlite3.Connection, bad: list[Bad]) -> list[int]:
+            if not ops.leads(db, self.replica_id, epoch):
+                raise LeaseLost("the state file names another leader or a newer epoch")
             now = time.time()
             return [ops.claim_one(db, self.quarantine, epoch, c, now) for c in claims]
 
+        # Refused, the engine steps down and acquires again: the lock is kept if the path still
+        # names its file (the file was edited, not taken over), else let go (_acquire).
         return await self._run(self._write, step)
 
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
@@ -268,7 +257,7 @@ class LocalStore:
         return await self._run(self._write, lambda db, bad: ops.request_trigger(db, self.quarantine, bad, request))
 
     async def status(self, jobs: Sequence[str]) -> dict:
-        return await self._run(self._read, lambda db, bad: ops.status(db, self.quarantine, bad, jobs, self._lock_is_held()))
+        return await self._run(self._read, lambda db, bad: ops.status(db, self.quarantine, bad, jobs, self.lease.held_anywhere()))
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         """The job's last finished fires, newest first (at most `limit`, or all that are kept)."""
@@ -304,6 +293,7 @@ class LocalStore:
             self._worker.shutdown(wait=False)
 
     def _close_db(self) -> None:
+        self.lease.let_go()  # released already, unless the file could not be written (damaged)
         if self._db is not None:
             db, self._db = self._db, None
             db.close()
