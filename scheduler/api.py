@@ -151,7 +151,10 @@ class ControlApi:
         if rid is not None and not isinstance(rid, str):
             raise ops.BadRequest("id must be a string")
         done = self.call(ops.trigger(self.settings, self.store, request.params["name"], rid))
-        return json_response(202, {"id": done.id, "result": done.result})
+        # `"notified": false` when the leader could not be told at once: the request is queued
+        # all the same, and the leader finds it at its next look at the queue.
+        unsaid = {"notified": False} if done.unsaid is not None else {}
+        return json_response(202, {"id": done.id, "result": done.result, **unsaid})
 
     def pause(self, request: Request, body: dict) -> Response:
         return self._set_paused(request, body, True)

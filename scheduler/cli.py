@@ -265,7 +265,7 @@ def healthcheck(env_file: str | None) -> int:
 async def control(settings: config.Settings, command: str, args) -> int:
     """status, history, pause, resume, trigger: talk to the state store directly, never take the lease."""
     from .control import run_control
-    from .store import StoreUnavailable
+    from .store import StoreForbidden, StoreUnavailable
 
     names = [j.name for j in settings.jobs]
     job = getattr(args, "job", None)
@@ -282,7 +282,8 @@ async def control(settings: config.Settings, command: str, args) -> int:
         return await run_control(settings, store, command, args)
     except StoreUnavailable as exc:
         target = daemon.store_target(settings)
-        print(f"{command}: cannot reach the state store ({target}): {exc}", file=sys.stderr)
+        what = "the state store refused the call" if isinstance(exc, StoreForbidden) else "cannot reach the state store"
+        print(f"{command}: {what} ({target}): {exc}", file=sys.stderr)
         return EX_FAILURE
     finally:
         await store.close()

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from .clock import Clock, backoff
 from .config import Settings
 from .observe import Health, Metrics
-from .store import Store, StoreUnavailable
+from .store import Store, StoreForbidden, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 
@@ -62,6 +62,7 @@ class LeaseKeeper:
         self.epoch: int | None = None
         self._warned = False
         self._standby_since: float | None = None
+        self._refusals: set[str] = set()  # each permission the store refused, logged once
 
     async def acquire(self) -> Lease | None:
         """Stand by until the lease is ours (a new Lease, `self.epoch` set) or we are stopped (None)."""
@@ -72,10 +73,9 @@ class LeaseKeeper:
             try:
                 epoch = await self.store.acquire()
             except StoreUnavailable as exc:
-                self.health.store_ok = False
                 failures += 1
                 delay = backoff(failures)
-                log.warning("state store unreachable; retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
+                self.failed("state store unreachable; retrying", exc, retry_in_s=round(delay, 2))
                 await self._pause(delay)
                 continue
             self.health.store_ok = True
@@ -150,8 +150,7 @@ class LeaseKeeper:
                 try:
                     held = await self.store.renew()
                 except StoreUnavailable as exc:
-                    self.health.store_ok = False
-                    log.warning("lease renewal failed; retrying", extra={"error": str(exc)})
+                    self.failed("lease renewal failed; retrying", exc)
                     if not lease.valid(self.clock.monotonic()):
                         self._wake()
                         return
@@ -186,24 +185,42 @@ class LeaseKeeper:
                 self.health.store_ok = True
                 return result
             except StoreUnavailable as exc:
-                self.health.store_ok = False
                 failures += 1
                 delay = min(backoff(failures), lease.claim_deadline - self.clock.monotonic())
                 if delay <= 0 or self.stopping.is_set():
-                    log.warning("state store unreachable until the lease ran out; giving up this step",
-                                extra={"error": str(exc), "epoch": self.epoch})
+                    self.failed("state store unreachable until the lease ran out; giving up this step", exc,
+                                epoch=self.epoch)
                     return None
-                log.warning("state store call failed; retrying", extra={"error": str(exc)})
+                self.failed("state store call failed; retrying", exc)
                 await self.clock.sleep(delay)
+
+    def failed(self, message: str, exc: StoreUnavailable, **extra: Any) -> None:
+        """A store call failed: not ready. An outage is logged each time it is retried; a
+        permission the store refused is named once at ERROR (retrying the same call cannot
+        fix it, only an operator can), and only at DEBUG after that."""
+        self.health.store_ok = False
+        self.health.store_refused = isinstance(exc, StoreForbidden)
+        if not isinstance(exc, StoreForbidden):
+            log.warning(message, extra={"error": str(exc), **extra})
+        elif str(exc) in self._refusals:
+            log.debug(message, extra={"error": str(exc), **extra})
+        else:
+            self._refusals.add(str(exc))
+            log.error("the state store refused a call this replica needs; not ready until the permission is granted",
+                      extra={"error": str(exc)})
 
     async def step_down(self, lease: Lease, stopping: bool) -> None:
         """Release the lease when stopping; otherwise say why leadership ended."""
         if stopping:
             try:
-                await self.store.release()
-                log.info("released the lease", extra={"epoch": self.epoch})
+                unsaid = await self.store.release()
             except StoreUnavailable as exc:
                 log.warning("could not release the lease; it expires by itself", extra={"error": str(exc)})
+                return
+            log.info("released the lease", extra={"epoch": self.epoch})
+            if unsaid is not None:
+                log.warning("the standbys were not told of the release; the next one takes the lease at its next try",
+                            extra={"error": unsaid})
         else:
             log.warning("stepped down", extra={"epoch": self.epoch,
                                                 "reason": lease.ended or ("lease lost" if lease.lost else "lease not renewed in time")})

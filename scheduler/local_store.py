@@ -157,9 +157,10 @@ class LocalStore:
     async def renew(self) -> bool:
         return self._lock_fd is not None and self.format_problem is None
 
-    async def release(self) -> None:
+    async def release(self) -> str | None:
         if self._lock_fd is not None:
             await self._run(self._release)
+        return None  # a standby tries the lock every POLL_S: there is no one to tell
 
     def _release(self) -> None:
         try:
@@ -200,6 +201,9 @@ class LocalStore:
 
     async def wait_wake(self, timeout_s: float) -> None:
         await asyncio.sleep(min(timeout_s, POLL_S))
+
+    async def wake_leader(self) -> str | None:
+        return None  # the leader looks at the queue every POLL_S
 
     # -- the leader's calls ------------------------------------------------------------
 

@@ -27,6 +27,7 @@ class ControlCommands:
     history_keep: int
     _request: Any
     _call: Any
+    _publish: Any
     _read_state: Any
 
     async def set_paused(self, job: str, paused: bool) -> bool:
@@ -47,6 +48,9 @@ class ControlCommands:
             return TriggerRequest(str(rec["id"]), request.job, records.whole(rec.get("requested_at") or rec.get("slot") or 0, "time"))
         except (ValueError, KeyError, TypeError):
             return TriggerRequest(request.id, request.job, 0)
+
+    async def wake_leader(self) -> str | None:
+        return await self._publish(self.k_wake, "trigger")
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history_keep or 1) - 1), [job])

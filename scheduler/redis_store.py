@@ -20,14 +20,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from . import redis_scripts as scripts
 from .model import Claim, Finished
+from .redis_acl import ScriptNames, refusal
 from .redis_connect import SOCKET_TIMEOUT_S, connect
 from .redis_control import ControlCommands
-from .redis_gc import redis_format_problem, redis_gc, redis_quarantined
+from .redis_gc import GC_JOB, redis_format_problem, redis_gc, redis_quarantined
 from .redis_lease import LeaseCommands
 from .redis_notices import Notices
 from .redis_quarantine import Quarantine, configuration_warnings
 from .redis_reads import LOAD_RECORDS, StateReads
-from .store import LeaseLost, StoreUnavailable, new_replica_id
+from .store import LeaseLost, StoreForbidden, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.redis")
 
@@ -96,12 +97,18 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         self._load_records = self.redis.register_script(LOAD_RECORDS)
         self.notices = Notices(self.redis, (self.k_released, self.k_wake))
         self.quarantine = Quarantine(self)
+        self._script_names = ScriptNames([
+            scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
+            scripts.REQUEST_TRIGGER, scripts.QUARANTINE_FIELD, scripts.QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB])
 
     async def _call(self, coro, jobs: Collection[str] = ()):
         try:
             async with asyncio.timeout(self.call_timeout_s):
                 return await coro
         except ResponseError as exc:
+            refused = refusal(exc, self.namespace, self._script_names)
+            if refused is not None:
+                raise StoreForbidden(refused) from None
             # An error reply: most likely a key of the wrong type or an epoch that is no
             # number (a stray write). Move such keys aside so the caller's retry succeeds.
             await self.quarantine.repair_keys(jobs)
@@ -112,6 +119,15 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             # A client in a state it does not expect (say, a connection torn by a failover)
             # is an unreachable store too: the loop retries, the process never dies of it.
             raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from None
+
+    async def _publish(self, channel: str, message: str) -> str | None:
+        """A notice, sent after the write it announces: why it could not be sent, if it
+        could not (the write stands either way; the listeners see it at their next poll)."""
+        try:
+            await self._call(self.redis.publish(channel, message))
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
 
     async def wait_wake(self, timeout_s: float) -> None:
         await self.notices.wait(self.k_wake, timeout_s)
