@@ -18,7 +18,7 @@ SCRIPT_RUNNING = ("evalsha", "script|load", "script|exists")
 INNER = ("time", "get", "set", "incr", "del", "pexpire", "rename", "type", "hget", "hset", "hsetnx", "hexists",
          "hdel", "hkeys", "hmget", "rpush", "lpush", "lrange", "lrem", "ltrim", "sismember", "publish")
 DIRECT = ("ping", "get", "pttl", "hget", "hgetall", "hkeys", "hdel", "del", "smembers", "sadd", "srem", "lrange",
-          "lindex", "scan", "publish", "subscribe", "unsubscribe")
+          "lindex", "scan", "publish", "subscribe")
 # With SCHEDULER_REDIS_SENTINELS only: claims wait for a replica, and the master is asked
 # about its replicas.
 SENTINEL_ONLY = ("wait", "info")
