@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 import time
 from datetime import datetime
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
+    if command == "run":
+        # Until the daemon handles SIGHUP (daemon.Hangup), one would end the process at once;
+        # ignored until then: the sources it would make read again are not read yet.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if command == "demo":
         from . import demo
 
