@@ -25,7 +25,7 @@ from . import page
 from .catalog import Catalog
 from .config import Settings
 from .http_server import Request, Response
-from .store import Store, StoreUnavailable
+from .store import Store, StoreForbidden, StoreUnavailable
 
 log = logging.getLogger("scheduler.api")
 
@@ -102,6 +102,9 @@ class ControlApi:
                 return error(404, str(exc))
             except ops.BadRequest as exc:
                 return error(400, str(exc))
+            except StoreForbidden as exc:
+                log.warning("control API: the state store refused the call", extra={"error": str(exc)})
+                return error(503, "the state store refused the call (a Redis ACL permission is missing; see the log)")
             except (StoreUnavailable, TimeoutError) as exc:
                 log.warning("control API: the state store did not answer", extra={"error": str(exc)})
                 return error(503, "the state store is unreachable; try again")

@@ -140,9 +140,21 @@ def test_missing_script_permission_is_logged_once_and_fails_readyz(redis_server,
         assert exc.code == 503
         assert re.search(r"refuses a command", exc.read().decode())
     assert not receiver.requests
+    env = user_env(redis_server, receiver)
+    done = run_cli(["trigger", "manual"], env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "the state store refused the call" in done.stderr and "'evalsha'" in done.stderr
 
     daemon.terminate()
     assert daemon.wait(15) == 0
+
+
+def test_state_gc_names_a_refused_command(redis_server, receiver, tmp_path):
+    create_user(redis_server, readme_acl().replace(" +scan", ""))
+    env = user_env(redis_server, receiver)
+    done = run_cli(["state", "gc"], env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "the state store refused the call" in done.stderr and "'scan'" in done.stderr
 
 
 def test_a_refused_command_inside_a_script_is_named(redis_server):
