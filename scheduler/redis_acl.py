@@ -11,6 +11,8 @@ import hashlib
 import re
 from collections.abc import Iterable
 
+from redis.exceptions import NoPermissionError
+
 # Every command the daemon and the CLI send, the scripts' inner ones included (Redis checks
 # those against the caller's ACL too). redis-py runs a script by EVALSHA, loads it with
 # SCRIPT LOAD when the server does not know it, and a pipeline first asks SCRIPT EXISTS.
@@ -52,15 +54,15 @@ def refusal(exc: Exception, namespace: str, scripts: ScriptNames) -> str | None:
     command refused), None for any other error."""
     text = str(exc)
     lowered = text.lower()
-    if not ("noperm" in lowered or "no permissions" in lowered or "user executing the script can't" in lowered
-            or type(exc).__name__ == "NoPermissionError"):
+    # Redis 7.0 reports a script's refused inner command as a plain error, without NOPERM.
+    if not (isinstance(exc, NoPermissionError) or "noperm" in lowered or "user executing the script can't" in lowered):
         return None
     found = _SCRIPT_LINE.search(text)
     if found:
         called = scripts.commands_at(found.group(1), int(found.group(2)))
         text = text[:found.start()].rstrip() + (f" ({' or '.join(called)}, in a script)" if called else " (in a script)")
-    if "key" in lowered:
+    if "of the keys" in lowered:
         text += f"; the scheduler's keys match ~{{{namespace}}}:*"
-    elif "channel" in lowered:
+    elif "the channel" in lowered:
         text += f"; the scheduler's channels match &{{{namespace}}}:*"
-    return f"the Redis user may not do this: {text}; grant the ACL in the README's \"Redis ACL\" section"
+    return f"Redis refused a command to this user: {text}; grant the ACL in the README's \"Redis ACL\" section"

@@ -11,8 +11,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from redis.exceptions import NoPermissionError, ResponseError
 
-from scheduler.redis_acl import acl_setuser
+from scheduler.redis_acl import ScriptNames, acl_setuser, refusal
 from scheduler.redis_store import RedisStore
 from scheduler.store import StoreForbidden
 from tests.e2e import env_for, log_events, the_leader
@@ -172,3 +173,12 @@ def test_a_refused_command_inside_a_script_is_named(redis_server):
     message = asyncio.run(main())
     assert "(TIME, in a script)" in message and "Redis ACL" in message
     assert "script: " not in message  # the SHA1 and line, replaced by the command they name
+
+
+def test_a_refusal_names_the_pattern_only_for_keys_and_channels():
+    names = ScriptNames(())
+    command = refusal(NoPermissionError("this user has no permissions to run the 'hkeys' command"), "ns", names)
+    key = refusal(NoPermissionError("this user has no permissions to access one of the keys used as arguments"), "ns", names)
+    assert command is not None and "'hkeys'" in command and "~{ns}:*" not in command
+    assert key is not None and "~{ns}:*" in key
+    assert refusal(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), "ns", names) is None
