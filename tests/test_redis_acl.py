@@ -20,6 +20,7 @@ from tests.e2e import env_for, log_events, the_leader
 from tests.support import REPO_ROOT, free_port, run_cli, wait_until
 
 PASSWORD = "acl-test-pw-3c9e"
+CONTROL_TOKEN = "acl-control-tok-81d0"
 JOBS = {
     "tick": {"SCHEDULE": "every 1s", "URL": "/tick"},
     "manual": {"SCHEDULE": "at 2099-01-01T00:00:00Z", "URL": "/manual"},
@@ -95,7 +96,8 @@ def test_daemon_and_cli_work_under_the_readme_acl(redis_server, receiver, daemon
 
 def test_trigger_without_channel_rights_is_queued_and_fires_once(redis_server, receiver, daemon_factory, tmp_path):
     create_user(redis_server, readme_acl().replace(" &{scheduler}:*", ""))
-    env = user_env(redis_server, receiver)
+    port = free_port()
+    env = user_env(redis_server, receiver, http_port=str(port), control_token=CONTROL_TOKEN)
     daemon = daemon_factory(env, cwd=tmp_path)
     the_leader(redis_server, "scheduler", [daemon])
     receiver.wait_for(lambda rs: any(r.path == "/tick" for r in rs), timeout=15)
@@ -108,6 +110,16 @@ def test_trigger_without_channel_rights_is_queued_and_fires_once(redis_server, r
     wait_until(lambda: [e for e in log_events(daemon, "fired") if e.get("job") == "manual"], timeout=10,
                message="the manual fire was never recorded")
     assert len([r for r in receiver.requests if r.path == "/manual"]) == 1
+    # The control API says so too, and the request fires once as well.
+    api = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/jobs/manual/trigger", data=b'{"id": "api-1"}',
+                                 headers={"Authorization": f"Bearer {CONTROL_TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(api, timeout=10) as answer:
+        assert answer.status == 202
+        assert json.load(answer) == {"id": "api-1", "result": "queued", "notified": False}
+    wait_until(lambda: [e for e in log_events(daemon, "fired") if e.get("trigger") == "api-1"], timeout=10,
+               message="the API's manual fire was never recorded")
+    manual = [r.header("idempotency-key") for r in receiver.requests if r.path == "/manual"]
+    assert len(manual) == 2 and len(set(manual)) == 2, manual
 
     daemon.terminate()
     assert daemon.wait(15) == 0
