@@ -77,14 +77,8 @@ async def run_state(settings, args) -> int:
             print(f"state quarantine: {len(found)} record(s) set aside{tail}")
         return 0
     except (StoreUnavailable, OSError, *_redis_errors()) as exc:  # type: ignore[misc]  # a tuple of classes built at run time
-        from .redis_acl import ScriptNames, refusal
-
-        refused = refusal(exc, settings.namespace, ScriptNames(())) if not isinstance(exc, StoreUnavailable) else None
-        if refused is not None or isinstance(exc, StoreForbidden):
-            print(f"state: the state store refused the call ({daemon.store_target(settings)}): {refused or exc}",
-                  file=sys.stderr)
-        else:
-            print(f"state: cannot reach the state store ({daemon.store_target(settings)}): {exc}", file=sys.stderr)
+        what = "the state store refused the call" if isinstance(exc, StoreForbidden) else "cannot reach the state store"
+        print(f"state: {what} ({daemon.store_target(settings)}): {exc}", file=sys.stderr)
         return 1
     finally:
         await store.close()

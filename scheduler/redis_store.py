@@ -164,14 +164,25 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         result = await self._call(self._finish(keys=[self.k_inflight], args=args), {i.claim.job for i in items})
         return [int(x) for x in result]
 
+    async def _refused_named(self, coro):
+        """For the `state` commands' calls, which may run longer than `_call` allows: a
+        refused permission as StoreForbidden, with its sentence; any other error as it is."""
+        try:
+            return await coro
+        except ResponseError as exc:
+            refused = refusal(exc, self.namespace, self._script_names)
+            if refused is None:
+                raise
+            raise StoreForbidden(refused) from None
+
     async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
-        return await redis_gc(self, keep_jobs, older_than_s, dry_run)
+        return await self._refused_named(redis_gc(self, keep_jobs, older_than_s, dry_run))
 
     async def quarantined(self, delete: bool = False) -> list[dict]:
-        return await redis_quarantined(self, delete)
+        return await self._refused_named(redis_quarantined(self, delete))
 
     async def check_format(self) -> str | None:
-        return await redis_format_problem(self)
+        return await self._refused_named(redis_format_problem(self))
 
     async def warnings(self) -> list[str]:
         return await configuration_warnings(self)
