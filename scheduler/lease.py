@@ -63,6 +63,9 @@ class LeaseKeeper:
         self._warned = False
         self._standby_since: float | None = None
         self._refusals: set[str] = set()  # each permission the store refused, logged once
+        # The calls being retried after a refusal (acquire, renew, one retried step each):
+        # not ready while any is, though other calls succeed meanwhile.
+        self._refused: set[object] = set()
 
     async def acquire(self) -> Lease | None:
         """Stand by until the lease is ours (a new Lease, `self.epoch` set) or we are stopped (None)."""
@@ -75,10 +78,10 @@ class LeaseKeeper:
             except StoreUnavailable as exc:
                 failures += 1
                 delay = backoff(failures)
-                self.failed("state store unreachable; retrying", exc, retry_in_s=round(delay, 2))
+                self.failed("state store unreachable; retrying", exc, "acquire", retry_in_s=round(delay, 2))
                 await self._pause(delay)
                 continue
-            self.health.store_ok = True
+            self.settled("acquire")
             failures = 0
             if not self._warned:
                 self._warned = True
@@ -150,13 +153,13 @@ class LeaseKeeper:
                 try:
                     held = await self.store.renew()
                 except StoreUnavailable as exc:
-                    self.failed("lease renewal failed; retrying", exc)
+                    self.failed("lease renewal failed; retrying", exc, "renew")
                     if not lease.valid(self.clock.monotonic()):
                         self._wake()
                         return
                     await self.clock.sleep(min(0.5, renew_s / 4))
                     continue
-                self.health.store_ok = True
+                self.settled("renew")
                 skew = self._note_skew()
                 if not held:
                     lease.lost = True
@@ -178,28 +181,42 @@ class LeaseKeeper:
 
     async def retry(self, call: Callable[[], Awaitable[Any]], lease: Lease) -> Any:
         """Run a store call, retrying outages while the lease lasts; None once it has run out."""
-        failures = 0
+        failures, step = 0, object()
         while True:
             try:
                 result = await call()
-                self.health.store_ok = True
+                self.settled(step)
                 return result
             except StoreUnavailable as exc:
                 failures += 1
                 delay = min(backoff(failures), lease.claim_deadline - self.clock.monotonic())
                 if delay <= 0 or self.stopping.is_set():
-                    self.failed("state store unreachable until the lease ran out; giving up this step", exc,
+                    self.failed("state store unreachable until the lease ran out; giving up this step", exc, step,
                                 epoch=self.epoch)
+                    self.settled(step, ok=False)  # given up: no longer retried
                     return None
-                self.failed("state store call failed; retrying", exc)
+                self.failed("state store call failed; retrying", exc, step)
                 await self.clock.sleep(delay)
 
-    def failed(self, message: str, exc: StoreUnavailable, **extra: Any) -> None:
+    def settled(self, call: object, ok: bool = True) -> None:
+        """`call` (see failed) is no longer being retried: it succeeded, or with ok=False,
+        was given up."""
+        self._refused.discard(call)
+        self.health.store_refused = bool(self._refused)
+        if ok:
+            self.health.store_ok = True
+
+    def failed(self, message: str, exc: StoreUnavailable, call: object, **extra: Any) -> None:
         """A store call failed: not ready. An outage is logged each time it is retried; a
         permission the store refused is named once at ERROR (retrying the same call cannot
-        fix it, only an operator can), and only at DEBUG after that."""
+        fix it, only an operator can), and only at DEBUG after that. `call` names the call
+        being retried: while one refused is, the replica is not ready, whatever else succeeds."""
         self.health.store_ok = False
-        self.health.store_refused = isinstance(exc, StoreForbidden)
+        if isinstance(exc, StoreForbidden):
+            self._refused.add(call)
+        else:
+            self._refused.discard(call)
+        self.health.store_refused = bool(self._refused)
         if not isinstance(exc, StoreForbidden):
             log.warning(message, extra={"error": str(exc), **extra})
         elif str(exc) in self._refusals:

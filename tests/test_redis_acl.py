@@ -194,3 +194,23 @@ def test_a_refusal_names_the_pattern_only_for_keys_and_channels():
     assert command is not None and "'hkeys'" in command and "~{ns}:*" not in command
     assert key is not None and "~{ns}:*" in key
     assert refusal(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), "ns", names) is None
+
+
+def test_a_leader_whose_claims_are_refused_is_not_ready_while_it_renews(redis_server, receiver, daemon_factory,
+                                                                         tmp_path):
+    create_user(redis_server, readme_acl().replace(" +hsetnx", ""))  # the claim script's first sighting of a job
+    port = free_port()
+    daemon = daemon_factory(user_env(redis_server, receiver, http_port=str(port)), cwd=tmp_path)
+    wait_until(lambda: any(e["object"] == "hsetnx" and int(e["count"]) >= 4 for e in refused(redis_server)),
+               timeout=20, message="the leader did not keep trying its claim")
+    others = [e for e in refused(redis_server) if e["object"] not in ("hsetnx", "config|get")]
+    assert not others, others  # the lease is renewed all along
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        raise AssertionError("/readyz answered 200")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503
+    (error,) = lines_at(daemon, "error")
+    assert "HSETNX" in error["error"]
+    daemon.terminate()
+    assert daemon.wait(15) == 0
