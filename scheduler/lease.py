@@ -62,10 +62,10 @@ class LeaseKeeper:
         self.epoch: int | None = None
         self._warned = False
         self._standby_since: float | None = None
-        self._refusals: set[str] = set()  # each permission the store refused, logged once
+        self._named: set[str] = set()  # each refusal of the store's, as logged once
         # The calls being retried after a refusal (acquire, renew, one retried step each):
         # not ready while any is, though other calls succeed meanwhile.
-        self._refused: set[object] = set()
+        self._refused_calls: set[object] = set()
 
     async def acquire(self) -> Lease | None:
         """Stand by until the lease is ours (a new Lease, `self.epoch` set) or we are stopped (None)."""
@@ -201,8 +201,8 @@ class LeaseKeeper:
     def settled(self, call: object, ok: bool = True) -> None:
         """`call` (see failed) is no longer being retried: it succeeded, or with ok=False,
         was given up."""
-        self._refused.discard(call)
-        self.health.store_refused = bool(self._refused)
+        self._refused_calls.discard(call)
+        self.health.store_refused = bool(self._refused_calls)
         if ok:
             self.health.store_ok = True
 
@@ -212,17 +212,15 @@ class LeaseKeeper:
         fix it, only an operator can), and only at DEBUG after that. `call` names the call
         being retried: while one refused is, the replica is not ready, whatever else succeeds."""
         self.health.store_ok = False
-        if isinstance(exc, StoreForbidden):
-            self._refused.add(call)
-        else:
-            self._refused.discard(call)
-        self.health.store_refused = bool(self._refused)
-        if not isinstance(exc, StoreForbidden):
+        refused = isinstance(exc, StoreForbidden)
+        (self._refused_calls.add if refused else self._refused_calls.discard)(call)
+        self.health.store_refused = bool(self._refused_calls)
+        if not refused:
             log.warning(message, extra={"error": str(exc), **extra})
-        elif str(exc) in self._refusals:
+        elif str(exc) in self._named:
             log.debug(message, extra={"error": str(exc), **extra})
         else:
-            self._refusals.add(str(exc))
+            self._named.add(str(exc))
             log.error("the state store refused a call this replica needs; not ready until the permission is granted",
                       extra={"error": str(exc)})
 
