@@ -145,6 +145,23 @@ BAD = {
 
 # More bad values, checked in process through config.load (same rules, no process start).
 BAD_IN_PROCESS = {
+    # the TLS options of a rediss:// URL's query (README, "Redis over TLS")
+    "redis-url-unknown-tls-option": Bad(
+        {"SCHEDULER_REDIS_URL": "rediss://app:pw-tls-61@redis:6380/0?ssl_ca_cert={tmp}/ca.pem"},
+        ("SCHEDULER_REDIS_URL",), secrets=("pw-tls-61",), files={"ca.pem": "x"}, also=("ssl_ca_certs",),
+    ),
+    "redis-url-tls-option-without-tls": Bad(
+        {"SCHEDULER_REDIS_URL": "redis://app:pw-tls-62@redis:6379/0?ssl_ca_certs={tmp}/ca.pem"},
+        ("SCHEDULER_REDIS_URL",), secrets=("pw-tls-62",), files={"ca.pem": "x"}, also=("rediss://",),
+    ),
+    "redis-url-ca-file-missing": Bad(
+        {"SCHEDULER_REDIS_URL": "rediss://app:pw-tls-63@redis:6380/0?ssl_ca_certs={tmp}/no-ca.pem"},
+        ("SCHEDULER_REDIS_URL",), secrets=("pw-tls-63",), also=("no-ca.pem",),
+    ),
+    "redis-url-bad-cert-reqs": Bad(
+        {"SCHEDULER_REDIS_URL": "rediss://app:pw-tls-64@redis:6380/0?ssl_cert_reqs=maybe"},
+        ("SCHEDULER_REDIS_URL",), secrets=("pw-tls-64",), also=("required",),
+    ),
     "empty-job-field": Bad({"SCHEDULER_JOB_PING_URL": ""}, ("SCHEDULER_JOB_PING_URL",)),
     "empty-secret-file-name": Bad({"SCHEDULER_API_TOKEN_FILE": ""}, ("SCHEDULER_API_TOKEN_FILE",)),
     "job-name-double-underscore": Bad({"SCHEDULER_JOB_BAD__NAME_SCHEDULE": "@daily"}, ("SCHEDULER_JOB_BAD__NAME_SCHEDULE",)),

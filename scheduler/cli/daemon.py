@@ -124,7 +124,52 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
     return server, api
 
 
-async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
+class Hangup:
+    """SIGHUP, in every configuration: the job sources are read again when there are any;
+    otherwise it is logged and ignored. Never the default action, which ends the process
+    at once (exit 129: no drain of the fires in flight, no release of the lease).
+
+    A plain signal handler that only hands the work to the loop, rather than the loop's
+    add_signal_handler: removing that one restores the default action, so a SIGHUP in the
+    last moments of a shutdown would still kill the process; this one is put back to what
+    it was (ignored, from `cli`) in one step."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.reload: Callable[[], None] | None = None  # the job sources' reload, once they run
+        self.stop: Callable[[], None] | None = None  # for the demo: SIGHUP then stops like SIGTERM
+        self._previous = signal.signal(signal.SIGHUP, self._handle)
+
+    def _handle(self, signum: int, frame) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._on_loop)
+        except RuntimeError:  # the loop is closed: the process is on its way out
+            pass
+
+    def _on_loop(self) -> None:
+        if self.stop is not None:
+            self.stop()
+        elif self.reload is not None:
+            log.info("SIGHUP: reading the job sources again")
+            self.reload()
+        else:
+            log.info("SIGHUP: no SCHEDULER_JOBS_FILE or SCHEDULER_JOBS_URL to read again; ignored")
+
+    def close(self) -> None:
+        signal.signal(signal.SIGHUP, self._previous)
+
+
+async def run(settings: config.Settings, *, dry_run: bool = False, stop_on_hangup: bool = False) -> int:
+    """The daemon until SIGTERM or SIGINT. SIGHUP reads the job sources again (or, with
+    stop_on_hangup, for the demo in a terminal, stops like SIGTERM)."""
+    hangup = Hangup(asyncio.get_running_loop())  # first: a SIGHUP can come at any moment
+    try:
+        return await _run(settings, dry_run, hangup, stop_on_hangup)
+    finally:
+        hangup.close()
+
+
+async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on_hangup: bool) -> int:
     from ..dispatch import Dispatcher
     from ..engine.leader import Engine
     from ..observe import Health, Metrics, OverdueCollector
@@ -166,6 +211,10 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
         if api is not None:
             api.sources = sources
         requests = asyncio.create_task(follow_requests(store, sources), name="sources-requests")
+    if stop_on_hangup:
+        hangup.stop = lambda: _on_signal(engine, signal.SIGHUP)
+    elif sources is not None:
+        hangup.reload = sources.reload
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, engine, sig)
@@ -241,7 +290,7 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
     sources = JobSources(settings, on_change=changed)
     catalog._rejected = sources.rejected
     metrics.registry.register(SourcesCollector(sources.states))
-    await sources.start()
+    await sources.start(sighup=False)  # the daemon's Hangup calls reload
     return sources
 
 

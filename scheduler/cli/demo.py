@@ -111,7 +111,7 @@ def main() -> int:
     # the first one would, with exit 0 and no traceback.
     code = 0
     try:
-        code = asyncio.run(run(settings))
+        code = asyncio.run(run(settings, stop_on_hangup=True))  # a closed terminal ends the demo
     except KeyboardInterrupt:
         pass
     finally:

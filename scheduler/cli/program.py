@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 import time
 from datetime import datetime
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
+    if command == "run":
+        # Until the daemon handles SIGHUP (daemon.Hangup), one would end the process at once;
+        # ignored until then: the sources it would make read again are not read yet.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if command == "demo":
         from . import demo
 
@@ -303,8 +308,8 @@ def healthcheck(env_file: str | None) -> int:
 
 async def control(settings: config.Settings, command: str, args) -> int:
     """status, history, pause, resume, trigger: talk to the state store directly, never take the lease."""
-    from ..control.cli import run_control
-    from ..store.protocol import StoreUnavailable
+    from .control import run_control
+    from .store import StoreForbidden, StoreUnavailable
 
     names = [j.name for j in settings.jobs]
     job = getattr(args, "job", None)
@@ -321,7 +326,8 @@ async def control(settings: config.Settings, command: str, args) -> int:
         return await run_control(settings, store, command, args)
     except StoreUnavailable as exc:
         target = daemon.store_target(settings)
-        print(f"{command}: cannot reach the state store ({target}): {exc}", file=sys.stderr)
+        what = "the state store refused the call" if isinstance(exc, StoreForbidden) else "cannot reach the state store"
+        print(f"{command}: {what} ({target}): {exc}", file=sys.stderr)
         return EX_FAILURE
     finally:
         await store.close()

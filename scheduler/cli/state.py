@@ -51,7 +51,7 @@ async def run_state(settings, args) -> int:
     import sys
 
     from . import daemon
-    from ..store.protocol import StoreUnavailable
+    from .store import StoreForbidden, StoreUnavailable
 
     try:
         store = daemon.make_store(settings)
@@ -77,7 +77,8 @@ async def run_state(settings, args) -> int:
             print(f"state quarantine: {len(found)} record(s) set aside{tail}")
         return 0
     except (StoreUnavailable, OSError, *_redis_errors()) as exc:  # type: ignore[misc]  # a tuple of classes built at run time
-        print(f"state: cannot reach the state store ({daemon.store_target(settings)}): {exc}", file=sys.stderr)
+        what = "the state store refused the call" if isinstance(exc, StoreForbidden) else "cannot reach the state store"
+        print(f"state: {what} ({daemon.store_target(settings)}): {exc}", file=sys.stderr)
         return 1
     finally:
         await store.close()

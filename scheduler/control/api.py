@@ -26,7 +26,7 @@ from .validation import BadDocument, validate_document
 from ..sources.catalog import Catalog
 from ..config.loader import Settings
 from ..http.server.server import Request, Response
-from ..store.protocol import Store, StoreUnavailable
+from ..store.protocol import Store, StoreForbidden, StoreUnavailable
 
 log = logging.getLogger("scheduler.api")
 
@@ -119,6 +119,9 @@ class ControlApi:
                 return error(404, str(exc))
             except ops.BadRequest as exc:
                 return error(400, str(exc))
+            except StoreForbidden as exc:
+                log.warning("control API: the state store refused the call", extra={"error": str(exc)})
+                return error(503, "the state store refused the call (a Redis ACL permission is missing; see the log)")
             except (StoreUnavailable, TimeoutError) as exc:
                 log.warning("control API: the state store did not answer", extra={"error": str(exc)})
                 return error(503, "the state store is unreachable; try again")
@@ -213,7 +216,10 @@ class ControlApi:
             # Created a moment ago in the app: read the sources once, then ask again.
             self._refresh()
             done = self.call(ops.trigger(self.settings, self.store, name, rid))
-        return json_response(202, {"id": done.id, "result": done.result})
+        # `"notified": false` when the leader could not be told at once: the request is queued
+        # all the same, and the leader finds it at its next look at the queue.
+        unsaid = {"notified": False} if done.unsaid is not None else {}
+        return json_response(202, {"id": done.id, "result": done.result, **unsaid})
 
     def pause(self, request: Request, body: dict) -> Response:
         return self._set_paused(request, body, True)

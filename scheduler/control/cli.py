@@ -56,7 +56,12 @@ async def trigger(settings: Settings, store: Store, job: str, request_id: str | 
         print(f"trigger {done.id} for {job} was already taken; it fires once")
     else:
         print(f"{job} already has trigger {done.id} queued or running; not queued again")
-    if not done.leader:
+    if done.unsaid is not None:
+        print(f"note: queued, but the leader was not told at once ({done.unsaid}); it finds the trigger at its next "
+              "look at the queue, within SCHEDULER_LEASE_RENEW", file=sys.stderr)
+    if done.leader is None:
+        print("note: could not read whether a leader is running now; the trigger fires when one does", file=sys.stderr)
+    elif not done.leader:
         print("note: no leader is running now; the trigger fires when one starts", file=sys.stderr)
     return 0
 

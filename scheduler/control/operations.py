@@ -14,7 +14,7 @@ from ..schedule import slots as sched
 from ..config.loader import JobSpec, Settings
 from ..model import request_id_problem
 from ..observe import is_overdue
-from ..store.protocol import Store, TriggerRequest
+from ..store.protocol import Store, StoreUnavailable, TriggerRequest
 
 NEXT_SLOTS = 3  # how many next slots a job view lists
 
@@ -34,7 +34,8 @@ class Triggered:
 
     id: str
     result: str
-    leader: bool  # whether a leader is running now to fire it
+    leader: bool | None  # whether a leader is running now to fire it; None: it could not be read
+    unsaid: str | None = None  # why the leader could not be told at once (it finds the request at its next look)
 
 
 def find_job(settings: Settings, name: str) -> JobSpec:
@@ -62,8 +63,14 @@ async def trigger(settings: Settings, store: Store, job: str, request_id: str | 
         result, rid = "taken", request.id
     else:
         result, rid = "joined", existing.id
-    info = await store.status([])
-    return Triggered(rid, result, bool(info["leader"]))
+    # The request is in the store now: nothing after this may report the trigger as failed,
+    # or a caller who sends it again (without an id) fires the job twice.
+    unsaid = await store.wake_leader() if result == "queued" else None
+    try:
+        leader: bool | None = bool((await store.status([]))["leader"])
+    except StoreUnavailable:
+        leader = None
+    return Triggered(rid, result, leader, unsaid)
 
 
 async def set_paused(settings: Settings, store: Store, job: str, paused: bool) -> bool:

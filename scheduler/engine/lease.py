@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from .clock import Clock, backoff
 from ..config.loader import Settings
 from ..observe import Health, Metrics
-from ..store.protocol import Store, StoreUnavailable
+from ..store.protocol import Store, StoreForbidden, StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 
@@ -62,6 +62,10 @@ class LeaseKeeper:
         self.epoch: int | None = None
         self._warned = False
         self._standby_since: float | None = None
+        self._named: set[str] = set()  # each refusal of the store's, as logged once
+        # The calls being retried after a refusal (acquire, renew, one retried step each):
+        # not ready while any is, though other calls succeed meanwhile.
+        self._refused_calls: set[object] = set()
 
     async def acquire(self) -> Lease | None:
         """Stand by until the lease is ours (a new Lease, `self.epoch` set) or we are stopped (None)."""
@@ -72,13 +76,12 @@ class LeaseKeeper:
             try:
                 epoch = await self.store.acquire()
             except StoreUnavailable as exc:
-                self.health.store_ok = False
                 failures += 1
                 delay = backoff(failures)
-                log.warning("state store unreachable; retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
+                self.failed("state store unreachable; retrying", exc, "acquire", retry_in_s=round(delay, 2))
                 await self._pause(delay)
                 continue
-            self.health.store_ok = True
+            self.settled("acquire")
             failures = 0
             if not self._warned:
                 self._warned = True
@@ -150,14 +153,13 @@ class LeaseKeeper:
                 try:
                     held = await self.store.renew()
                 except StoreUnavailable as exc:
-                    self.health.store_ok = False
-                    log.warning("lease renewal failed; retrying", extra={"error": str(exc)})
+                    self.failed("lease renewal failed; retrying", exc, "renew")
                     if not lease.valid(self.clock.monotonic()):
                         self._wake()
                         return
                     await self.clock.sleep(min(0.5, renew_s / 4))
                     continue
-                self.health.store_ok = True
+                self.settled("renew")
                 skew = self._note_skew()
                 if not held:
                     lease.lost = True
@@ -179,31 +181,61 @@ class LeaseKeeper:
 
     async def retry(self, call: Callable[[], Awaitable[Any]], lease: Lease) -> Any:
         """Run a store call, retrying outages while the lease lasts; None once it has run out."""
-        failures = 0
+        failures, step = 0, object()
         while True:
             try:
                 result = await call()
-                self.health.store_ok = True
+                self.settled(step)
                 return result
             except StoreUnavailable as exc:
-                self.health.store_ok = False
                 failures += 1
                 delay = min(backoff(failures), lease.claim_deadline - self.clock.monotonic())
                 if delay <= 0 or self.stopping.is_set():
-                    log.warning("state store unreachable until the lease ran out; giving up this step",
-                                extra={"error": str(exc), "epoch": self.epoch})
+                    self.failed("state store unreachable until the lease ran out; giving up this step", exc, step,
+                                epoch=self.epoch)
+                    self.settled(step, ok=False)  # given up: no longer retried
                     return None
-                log.warning("state store call failed; retrying", extra={"error": str(exc)})
+                self.failed("state store call failed; retrying", exc, step)
                 await self.clock.sleep(delay)
+
+    def settled(self, call: object, ok: bool = True) -> None:
+        """`call` (see failed) is no longer being retried: it succeeded, or with ok=False,
+        was given up."""
+        self._refused_calls.discard(call)
+        self.health.store_refused = bool(self._refused_calls)
+        if ok:
+            self.health.store_ok = True
+
+    def failed(self, message: str, exc: StoreUnavailable, call: object, **extra: Any) -> None:
+        """A store call failed: not ready. An outage is logged each time it is retried; a
+        permission the store refused is named once at ERROR (retrying the same call cannot
+        fix it, only an operator can), and only at DEBUG after that. `call` names the call
+        being retried: while one refused is, the replica is not ready, whatever else succeeds."""
+        self.health.store_ok = False
+        refused = isinstance(exc, StoreForbidden)
+        (self._refused_calls.add if refused else self._refused_calls.discard)(call)
+        self.health.store_refused = bool(self._refused_calls)
+        if not refused:
+            log.warning(message, extra={"error": str(exc), **extra})
+        elif str(exc) in self._named:
+            log.debug(message, extra={"error": str(exc), **extra})
+        else:
+            self._named.add(str(exc))
+            log.error("the state store refused a call this replica needs; not ready until the permission is granted",
+                      extra={"error": str(exc)})
 
     async def step_down(self, lease: Lease, stopping: bool) -> None:
         """Release the lease when stopping; otherwise say why leadership ended."""
         if stopping:
             try:
-                await self.store.release()
-                log.info("released the lease", extra={"epoch": self.epoch})
+                unsaid = await self.store.release()
             except StoreUnavailable as exc:
                 log.warning("could not release the lease; it expires by itself", extra={"error": str(exc)})
+                return
+            log.info("released the lease", extra={"epoch": self.epoch})
+            if unsaid is not None:
+                log.warning("the standbys were not told of the release; the next one takes the lease at its next try",
+                            extra={"error": unsaid})
         else:
             log.warning("stepped down", extra={"epoch": self.epoch,
                                                 "reason": lease.ended or ("lease lost" if lease.lost else "lease not renewed in time")})

@@ -15,10 +15,13 @@ class Health:
         self.stale_after_s = stale_after_s
         self.last_beat = time.monotonic()
         self.store_ok = False
+        self.store_refused = False  # a call the store refused (Redis ACL) is being retried
         self.clock_ok = True  # within SCHEDULER_MAX_CLOCK_SKEW of the Redis server
         self.format_ok = True  # the store's state format is one this version reads
 
     def ready(self) -> tuple[bool, str]:
+        if self.store_refused:
+            return False, "the state store refuses a command this replica needs (Redis ACL; see the log)"
         if not self.store_ok:
             return False, "state store unreachable"
         if not self.clock_ok:

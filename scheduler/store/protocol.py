@@ -26,6 +26,12 @@ class StoreUnavailable(Exception):
     """The store could not be reached or timed out; the caller retries later."""
 
 
+class StoreForbidden(StoreUnavailable):
+    """The store refused a call for want of a permission (a Redis ACL): the message names
+    it. Retrying helps only once an operator grants it, so it is reported once, not as an
+    outage in a loop."""
+
+
 class Store(Protocol):
     replica_id: str
     clock_skew_s: float | None  # this replica's clock minus the store's; None without a reference clock
@@ -47,8 +53,9 @@ class Store(Protocol):
     async def renew(self) -> bool:
         """Extend the lease if this replica still holds it; False when it was lost."""
 
-    async def release(self) -> None:
-        """Give the lease up (only if held) and tell standbys at once."""
+    async def release(self) -> str | None:
+        """Give the lease up (only if held) and tell standbys at once; returns why they
+        could not be told, if they could not (the lease is released all the same)."""
 
     async def wait_released(self, timeout_s: float) -> None:
         """Return after timeout_s, or earlier when the holder releases the lease."""
@@ -91,6 +98,9 @@ class Store(Protocol):
 
     async def sources_requests(self) -> tuple[int, int]:
         """The counters of `refresh` and `accept` requests (0 when none was ever made)."""
+    async def wake_leader(self) -> str | None:
+        """Tell the leader to look at the trigger queue now; returns why it could not be told,
+        if it could not (it then finds the request at its next look)."""
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         """A job's last finished fires, newest first."""

@@ -55,14 +55,18 @@ class ReadOnlyStore:
     async def renew(self) -> bool:
         return self._leading
 
-    async def release(self) -> None:
+    async def release(self) -> str | None:
         self._leading = False
+        return None
 
     async def wait_released(self, timeout_s: float) -> None:
         await asyncio.sleep(timeout_s)
 
     async def wait_wake(self, timeout_s: float) -> None:
         await asyncio.sleep(timeout_s)
+
+    async def wake_leader(self) -> str | None:
+        return None  # a dry run queues nothing, so it has no one to wake
 
     async def load(self, jobs: Sequence[str]) -> State:
         state = await self.store.load(jobs)

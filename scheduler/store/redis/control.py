@@ -28,6 +28,7 @@ class ControlCommands:
     history_keep: int
     _request: Any
     _call: Any
+    _publish: Any
     _read_state: Any
 
     async def set_paused(self, job: str, paused: bool) -> bool:
@@ -55,6 +56,8 @@ class ControlCommands:
     async def sources_requests(self) -> tuple[int, int]:
         raw = await self._call(self.redis.hmget(self.k_sources, ["refresh", "accept"]))
         return tuple(_count(v) for v in raw)  # type: ignore[return-value]
+    async def wake_leader(self) -> str | None:
+        return await self._publish(self.k_wake, "trigger")
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history_keep or 1) - 1), [job])

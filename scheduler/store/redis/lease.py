@@ -42,6 +42,7 @@ class LeaseCommands:
     _renew: Any
     _release: Any
     _call: Any
+    _publish: Any
 
     async def _master_moved(self) -> bool:
         """With Sentinel: ask the sentinels where the master is now. After a failover the old
@@ -107,8 +108,9 @@ class LeaseCommands:
         self.clock_skew_s = skew_ms / 1000
         return status == 1
 
-    async def release(self) -> None:
-        await self._call(self._release(keys=[self.k_leader, self.k_released], args=[self.replica_id]))
+    async def release(self) -> str | None:
+        released = await self._call(self._release(keys=[self.k_leader], args=[self.replica_id]))
+        return await self._publish(self.k_released, self.replica_id) if released else None
 
     async def wait_released(self, timeout_s: float) -> None:
         await self.notices.wait(self.k_released, timeout_s)

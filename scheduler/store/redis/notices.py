@@ -4,13 +4,16 @@ the trigger command's wake-up (the leader looks at once), on one pub/sub subscri
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoPermissionError
 
 SOCKET_TIMEOUT_S = 2.0
+log = logging.getLogger("scheduler.redis")
 
 
 class Notices:
@@ -19,6 +22,7 @@ class Notices:
         self.channels = tuple(channels)
         self.stale = False  # set when the master moved: the subscription is on the old one
         self._pubsub: Any = None  # a redis.asyncio PubSub, made on first use
+        self.refused = False  # the user may not subscribe: every wait is then a poll of at most a second
 
     async def wait(self, channel: str, timeout_s: float) -> None:
         """Until a message on `channel` or the timeout. One subscription serves every
@@ -36,9 +40,15 @@ class Notices:
                     msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
                 if msg is not None and msg.get("channel") == channel:
                     return
-        except Exception:  # RedisError, OSError, a timeout, or a client in a state it did not expect
+        except Exception as exc:  # RedisError, OSError, a timeout, or a client in a state it did not expect
             # The subscription died with its connection; the next call subscribes again.
             await self.aclose()
+            if isinstance(exc, NoPermissionError) and not self.refused:
+                # Best effort: a replica works without the notices, only a little later.
+                self.refused = True
+                log.warning("the Redis user may not subscribe to the notices; lease releases and triggers are seen "
+                            "at the next poll (within a second) instead of at once",
+                            extra={"channels": " ".join(self.channels), "error": str(exc)})
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # A cancellation that arrived as a TimeoutError (asyncio.timeout in 3.11):

@@ -54,18 +54,21 @@ local skew = tonumber(ARGV[3]) - (t[1] * 1000 + math.floor(t[2] / 1000))
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, skew} end
 if math.abs(skew) > tonumber(ARGV[4]) then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', KEYS[2], ARGV[1])
+  -- pcall: the lease is given up whether or not this user may publish (the standbys then
+  -- find it free at their next poll); an error here would leave the DEL done and unsaid.
+  redis.pcall('PUBLISH', KEYS[2], ARGV[1])
   return {2, skew}
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, skew}
 """
 
-# Compare-and-delete, then tell the standbys so the next one takes over at once.
+# Compare-and-delete. The client then tells the standbys (a PUBLISH of its own, so that a
+# user who may not publish still releases, and the two facts are reported apart).
+# KEYS: leader  ARGV: replica
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', KEYS[2], ARGV[1])
   return 1
 end
 return 0
@@ -228,7 +231,9 @@ return out
 """
 
 # Queue a manual fire unless the same id was already taken, or one for the job is still
-# queued or in flight (then the caller is told which one it joins). Wakes the leader.
+# queued or in flight (then the caller is told which one it joins). The client then wakes
+# the leader with a PUBLISH of its own: a notice that cannot be sent never undoes the queueing
+# nor hides it behind an error. ARGV[4] is unused (older versions published to it here).
 # KEYS: trigger inflight triggered  ARGV: job id raw_request wake_channel
 REQUEST_TRIGGER = """
 if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then
@@ -248,7 +253,6 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
   end
 end
 redis.call('RPUSH', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[4], 'trigger')
 return false
 """
 

@@ -20,14 +20,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from . import scripts
 from ...model import Claim, Finished
+from .acl import ScriptNames, refusal
 from .connect import SOCKET_TIMEOUT_S, connect
 from .control import ControlCommands
-from .gc import redis_format_problem, redis_gc, redis_quarantined
+from .gc import GC_JOB, redis_format_problem, redis_gc, redis_quarantined
 from .lease import LeaseCommands
 from .notices import Notices
 from .quarantine import Quarantine, configuration_warnings
 from .reads import LOAD_RECORDS, StateReads
-from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
+from ..protocol import LeaseLost, StoreForbidden, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.redis")
 
@@ -97,12 +98,18 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         self._load_records = self.redis.register_script(LOAD_RECORDS)
         self.notices = Notices(self.redis, (self.k_released, self.k_wake))
         self.quarantine = Quarantine(self)
+        self._script_names = ScriptNames([
+            scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
+            scripts.REQUEST_TRIGGER, scripts.QUARANTINE_FIELD, scripts.QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB])
 
     async def _call(self, coro, jobs: Collection[str] = ()):
         try:
             async with asyncio.timeout(self.call_timeout_s):
                 return await coro
         except ResponseError as exc:
+            refused = refusal(exc, self.namespace, self._script_names)
+            if refused is not None:
+                raise StoreForbidden(refused) from None
             # An error reply: most likely a key of the wrong type or an epoch that is no
             # number (a stray write). Move such keys aside so the caller's retry succeeds.
             await self.quarantine.repair_keys(jobs)
@@ -113,6 +120,15 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             # A client in a state it does not expect (say, a connection torn by a failover)
             # is an unreachable store too: the loop retries, the process never dies of it.
             raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from None
+
+    async def _publish(self, channel: str, message: str) -> str | None:
+        """A notice, sent after the write it announces: why it could not be sent, if it
+        could not (the write stands either way; the listeners see it at their next poll)."""
+        try:
+            await self._call(self.redis.publish(channel, message))
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
 
     async def wait_wake(self, timeout_s: float) -> None:
         await self.notices.wait(self.k_wake, timeout_s)
@@ -149,14 +165,25 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         result = await self._call(self._finish(keys=[self.k_inflight], args=args), {i.claim.job for i in items})
         return [int(x) for x in result]
 
+    async def _refused_named(self, coro):
+        """For the `state` commands' calls, which may run longer than `_call` allows: a
+        refused permission as StoreForbidden, with its sentence; any other error as it is."""
+        try:
+            return await coro
+        except ResponseError as exc:
+            refused = refusal(exc, self.namespace, self._script_names)
+            if refused is None:
+                raise
+            raise StoreForbidden(refused) from None
+
     async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
-        return await redis_gc(self, keep_jobs, older_than_s, dry_run)
+        return await self._refused_named(redis_gc(self, keep_jobs, older_than_s, dry_run))
 
     async def quarantined(self, delete: bool = False) -> list[dict]:
-        return await redis_quarantined(self, delete)
+        return await self._refused_named(redis_quarantined(self, delete))
 
     async def check_format(self) -> str | None:
-        return await redis_format_problem(self)
+        return await self._refused_named(redis_format_problem(self))
 
     async def warnings(self) -> list[str]:
         return await configuration_warnings(self)

@@ -179,9 +179,10 @@ class LocalStore:
     async def renew(self) -> bool:
         return self.format_problem is None and self.lease.renew()
 
-    async def release(self) -> None:
+    async def release(self) -> str | None:
         if self.lease.lock.held:
             await self._run(self._release)
+        return None  # a standby tries the lock every POLL_S: there is no one to tell
 
     def _release(self) -> None:
         try:
@@ -196,6 +197,9 @@ class LocalStore:
 
     async def wait_wake(self, timeout_s: float) -> None:
         await asyncio.sleep(min(timeout_s, POLL_S))
+
+    async def wake_leader(self) -> str | None:
+        return None  # the leader looks at the queue every POLL_S
 
     # -- the leader's calls ------------------------------------------------------------
 
