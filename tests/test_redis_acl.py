@@ -13,9 +13,9 @@ import urllib.request
 import pytest
 from redis.exceptions import NoPermissionError, ResponseError
 
-from scheduler.redis_acl import ScriptNames, acl_setuser, refusal
-from scheduler.redis_store import RedisStore
-from scheduler.store import StoreForbidden
+from scheduler.store.redis.acl import ScriptNames, acl_setuser, refusal
+from scheduler.store.redis.store import RedisStore
+from scheduler.store.protocol import StoreForbidden
 from tests.e2e import env_for, log_events, the_leader
 from tests.support import REPO_ROOT, free_port, run_cli, wait_until
 

@@ -308,8 +308,8 @@ def healthcheck(env_file: str | None) -> int:
 
 async def control(settings: config.Settings, command: str, args) -> int:
     """status, history, pause, resume, trigger: talk to the state store directly, never take the lease."""
-    from .control import run_control
-    from .store import StoreForbidden, StoreUnavailable
+    from ..control.cli import run_control
+    from ..store.protocol import StoreForbidden, StoreUnavailable
 
     names = [j.name for j in settings.jobs]
     job = getattr(args, "job", None)

@@ -51,7 +51,7 @@ async def run_state(settings, args) -> int:
     import sys
 
     from . import daemon
-    from .store import StoreForbidden, StoreUnavailable
+    from ..store.protocol import StoreForbidden, StoreUnavailable
 
     try:
         store = daemon.make_store(settings)
