@@ -89,7 +89,7 @@ def test_daemon_and_cli_work_under_the_readme_acl(redis_server, receiver, daemon
     assert "queued trigger" in done.stdout and "not told" not in done.stderr
     receiver.wait_for(lambda rs: any(r.path == "/manual" for r in rs), timeout=10)
     for args in (["status"], ["history", "tick"], ["pause", "tick"], ["resume", "tick"],
-                 ["state", "gc", "--dry-run"], ["state", "quarantine"]):
+                 ["state", "gc", "--dry-run"], ["state", "quarantine"], ["sources", "refresh"]):
         out = run_cli(args, env, cwd=tmp_path)
         assert out.returncode == 0, (args, out.stderr)
 
