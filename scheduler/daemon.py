@@ -125,8 +125,9 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
 
     try:
         store = make_store(settings)
-        if settings.standalone:
-            await store.open()  # a file that cannot be opened is the configuration's problem
+        # Standalone: a file that cannot be opened is the configuration's problem. Redis:
+        # whether the URL names a cluster node; an unreachable server is asked again later.
+        await store.open()
     except StoreUnavailable as exc:
         print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
         return EX_CONFIG

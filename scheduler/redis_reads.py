@@ -9,6 +9,7 @@ from typing import Any
 
 from . import redis_records as records
 from .model import JobHealth, MalformedRecord, State, TriggerRequest
+from .redis_cluster import queue_script
 from .redis_quarantine import Quarantine
 
 LOAD_FIELDS = ("last_success_at", "consecutive_failures", "first_seen_at", "slot")
@@ -75,8 +76,9 @@ class StateReads:
             pipe.hgetall(self.k_inflight)
             pipe.smembers(self.k_paused)
             for start in chunks:
-                await self._load_records(args=[self.job_prefix, len(fields), *fields, "\n".join(jobs[start:start + LOAD_CHUNK])],
-                                         client=pipe)
+                # The watermarks' key names the slot on a cluster; the script reads ARGV only.
+                await queue_script(pipe, self._load_records, [self.k_slots],
+                                   [self.job_prefix, len(fields), *fields, "\n".join(jobs[start:start + LOAD_CHUNK])])
             if not fields:
                 for job in jobs:
                     pipe.hgetall(self.job_prefix + job)

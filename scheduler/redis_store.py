@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from . import redis_scripts as scripts
 from .model import Claim, Finished
+from . import redis_cluster as cluster
 from .redis_connect import SOCKET_TIMEOUT_S, connect
 from .redis_control import ControlCommands
 from .redis_gc import redis_format_problem, redis_gc, redis_quarantined
@@ -83,9 +84,19 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             self.k_inflight: "hash", self.k_paused: "set", self.k_trigger: "list", self.k_triggered: "hash",
             self.k_quarantine: "hash",
         }
-        self.wait_replicas = 0  # with Sentinel: 1 while the sentinels see a live replica
+        self.wait_replicas = 0  # with Sentinel or a cluster: 1 while the master has a live replica
         self._master_name = sentinel_master
-        self._sentinel, self.redis, self.lease_redis = connect(url, sentinels, sentinel_master)
+        self._url, self._sentinels = url, tuple(sentinels)
+        # A URL may name a plain server or any node of a Redis Cluster: None until the server
+        # has said which (`_find_mode`), and the clients are plain ones meanwhile.
+        self.cluster: bool | None = False if sentinels else None
+        self._next_probe = 0.0
+        self._told_cluster = False
+        self._connect(False)
+        self.quarantine = Quarantine(self)
+
+    def _connect(self, cluster: bool) -> None:
+        self._sentinel, self.redis, self.lease_redis = connect(self._url, self._sentinels, self._master_name, cluster)
         self._acquire = self.lease_redis.register_script(scripts.ACQUIRE)
         self._renew = self.lease_redis.register_script(scripts.RENEW)
         self._release = self.lease_redis.register_script(scripts.RELEASE)
@@ -95,13 +106,57 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         self._request = self.redis.register_script(scripts.REQUEST_TRIGGER)
         self._load_records = self.redis.register_script(LOAD_RECORDS)
         self.notices = Notices(self.redis, (self.k_released, self.k_wake))
-        self.quarantine = Quarantine(self)
+
+    async def open(self) -> None:
+        """Ask the server whether it is a cluster node before the first call (the CLI's
+        commands and the daemon's start). Not reachable yet: the first call asks again."""
+        try:
+            await self._find_mode()
+        except Exception as exc:  # a URL a cluster client refuses: the calls report it
+            log.warning("could not connect to the Redis Cluster", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    async def _find_mode(self) -> bool:
+        """While it is not known whether the URL names a cluster node, ask (at most once a
+        second); on a cluster, replace the plain clients. True when they were replaced."""
+        now = time.monotonic()
+        if self.cluster is not None or now < self._next_probe:
+            return False
+        self._next_probe = now + 1.0
+        assert self._url is not None  # only a URL leaves the mode open
+        found = await cluster.probe(self._url)
+        if not found:
+            self.cluster = found
+            return False
+        old = (self.notices, self.redis, self.lease_redis)
+        self._connect(True)
+        self.cluster = True
+        for client in old:
+            await client.aclose()
+        log.info("Redis Cluster: the namespace's keys live in one hash slot",
+                 extra={**await cluster.where(self.redis, self.k_leader), "namespace": self.namespace})
+        return True
+
+    async def _count_replicas(self) -> None:
+        if not self.cluster:
+            return await super()._count_replicas()
+        # As with Sentinel (redis_lease): claims wait for a replica of the slot's master only
+        # while it has one online; after a failover the promoted replica has none yet.
+        target = await cluster.owner_target(self.lease_redis, self.k_leader)
+        info = await self._call(self.lease_redis.execute_command("INFO", "replication", **target))
+        states = [v.get("state") for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        self.wait_replicas = 1 if "online" in states else 0
 
     async def _call(self, coro, jobs: Collection[str] = ()):
         try:
             async with asyncio.timeout(self.call_timeout_s):
+                if self.cluster is None and await self._find_mode():
+                    coro.close()  # made on the plain client: the caller's retry uses the cluster's
+                    raise StoreUnavailable("redis: the URL names a Redis Cluster node; connected to the cluster")
                 return await coro
         except ResponseError as exc:
+            if cluster.cluster_reply(exc):
+                await self._cluster_reply(exc)
+                raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
             # An error reply: most likely a key of the wrong type or an epoch that is no
             # number (a stray write). Move such keys aside so the caller's retry succeeds.
             await self.quarantine.repair_keys(jobs)
@@ -112,6 +167,20 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             # A client in a state it does not expect (say, a connection torn by a failover)
             # is an unreachable store too: the loop retries, the process never dies of it.
             raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from None
+
+    async def _cluster_reply(self, exc: ResponseError) -> None:
+        """A reply only a cluster node gives. To a cluster client, a MOVED that a pipeline
+        did not follow: the slot map is corrected for the next call. To a plain client,
+        said once, plainly, and the mode is asked again."""
+        if self.cluster:
+            await cluster.follow_redirect(self.redis, exc)
+            return
+        self.cluster, self._next_probe = None, 0.0
+        if not self._told_cluster:
+            self._told_cluster = True
+            log.error("Redis answered as a Redis Cluster node, but this client is not in cluster mode: "
+                      "cluster detection (INFO, CLUSTER INFO) failed or was refused; it keeps asking",
+                      extra={"reply": str(exc)[:120]})
 
     async def wait_wake(self, timeout_s: float) -> None:
         await self.notices.wait(self.k_wake, timeout_s)
@@ -128,9 +197,13 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             result = await self._call(self._claim(keys=keys, args=args), {c.job for c in claims})
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
-                await self._claim(keys=keys, args=args, client=pipe)
-                pipe.execute_command("WAIT", self.wait_replicas, REPLICA_WAIT_MS)
-                result, acked = await self._call(pipe.execute(), {c.job for c in claims})
+                await cluster.queue_script(pipe, self._claim, keys, args)
+                # WAIT counts the replicas that have this connection's writes: on a cluster
+                # it is sent to the slot's master, beside the claim, and a MOVED is not
+                # followed, which would send the claim again on another connection.
+                pipe.execute_command("WAIT", self.wait_replicas, REPLICA_WAIT_MS,
+                                     **await cluster.owner_target(self.redis, self.k_leader))
+                result, acked = await self._call(pipe.execute(**self._no_redirect), {c.job for c in claims})
             if result != -1 and acked < self.wait_replicas:
                 raise ClaimNotReplicated(f"no replica confirmed the claim within {REPLICA_WAIT_MS} ms")
         if result == -1:
@@ -159,6 +232,10 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
 
     async def warnings(self) -> list[str]:
         return await configuration_warnings(self)
+
+    @property
+    def _no_redirect(self) -> dict[str, bool]:
+        return {"allow_redirections": False} if self.cluster else {}
 
     @property
     def malformed(self) -> int:
