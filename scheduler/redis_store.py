@@ -243,9 +243,13 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._call(self.redis.ping()))
+            return bool(await self._call(self._ping()))
         except StoreUnavailable:
             return False
+
+    async def _ping(self) -> bool:
+        # On a cluster, the slot's master: any other node answering says nothing of the state.
+        return bool(await self.redis.execute_command("PING", **await cluster.owner_target(self.redis, self.k_leader)))
 
     async def close(self) -> None:
         await self.notices.aclose()

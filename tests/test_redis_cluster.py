@@ -101,6 +101,36 @@ def test_claims_wait_for_the_slot_masters_replica(cluster):
     asyncio.run(main())
 
 
+def test_the_state_commands_work_through_a_node_without_the_slot(cluster):
+    """status, history, pause, trigger, gc, quarantine and the checks: each reads or
+    writes the one slot, whichever node the URL names (scans go to every master)."""
+    ns = "cl-state"
+
+    async def main() -> None:
+        store = RedisStore(cluster.not_owner("{%s}:leader" % ns).url, ns, 3.0)
+        try:
+            await store.open()
+            assert await store.ping()
+            epoch = await store.acquire()
+            assert epoch is not None
+            assert await store.claim(epoch, [Claim("old", 100)]) == [1]
+            assert await store.set_paused("old", True)
+            assert (await store.status(["old"]))["paused"] == {"old"}
+            assert await store.history("old") == []
+            assert await store.check_format() is None
+            assert isinstance(await store.warnings(), list)
+            owner = cluster.client(cluster.owner("{%s}:leader" % ns))
+            owner.hset("{%s}:slots" % ns, "stray", "not-a-slot")
+            await store.load(["old"])  # sets the unreadable watermark aside
+            assert [q["record"] for q in await store.quarantined()] == ["{%s}:slots stray" % ns]
+            owner.hset("{%s}:slots" % ns, "gone", "100")
+            assert await store.gc(["old"], 0.0) == ["watermark gone"]  # the script runs on the slot's master
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
 def test_a_plain_client_answered_moved_says_cluster(cluster, caplog):
     """A user that may not ask INFO or CLUSTER INFO leaves the store unable to tell; the
     MOVED it then gets is named in one clear line instead of a silent retry."""
