@@ -34,6 +34,7 @@ def main() -> int:
     ap.add_argument("--kill-at", type=float, help="seconds into the run to kill the slot's master (default: a third in)")
     ap.add_argument("--ttl", default="3s", help="SCHEDULER_LEASE_TTL (default 3s)")
     ap.add_argument("--renew", default="1s", help="SCHEDULER_LEASE_RENEW (default 1s)")
+    ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/cluster-failover-<time>.json)")
     c.add_receiver_arg(ap)
     c.add_src_arg(ap)
     a = ap.parse_args()
@@ -97,6 +98,13 @@ def run(a: argparse.Namespace) -> int:
         gaps += [(b - a_, a_) for a_, b in zip(times, times[1:])]
     longest, at = max(gaps) if gaps else (0.0, killed)
     after_kill = min((x.t for x in arrivals if x.t > promoted), default=None)
+    problems = c.log_problems(sorted(logs.glob("replica-*.log")))
+    figures = {
+        "slots_fired": len(firsts), "requests": len(arrivals), "first_attempts_twice": twice, "slots_lost": lost,
+        "promoted_after_s": round(promoted - killed, 3),
+        "first_fire_after_promotion_s": None if after_kill is None else round(after_kill - killed, 3),
+        "longest_gap_s": round(longest, 3), "longest_gap_began_after_kill_s": round(at - killed, 3),
+    }
     c.print_table(f"Redis Cluster failover: kill -9 of the slot's master, {a.jobs} job(s) every second, "
                   f"{a.duration:.0f} s, leader + standby", [
                       ("slots fired (distinct job+slot)", len(firsts), ""),
@@ -107,7 +115,13 @@ def run(a: argparse.Namespace) -> int:
                       ("kill -> first fire after the promotion", c.fmt(None if after_kill is None else after_kill - killed, " s", 2), ""),
                       ("longest gap between a job's fires", f"{longest:.2f} s",
                        f"began {at - killed:+.2f} s from the kill" if gaps else ""),
+                      ("daemon warnings/errors logged", c.summarize_problems(problems), "retries while the master is down"),
                   ], ("figure", "value", "target / note"))
+    res = {"benchmark": "cluster_failover", "environment": c.environment_info(),
+           "config": {"duration_s": a.duration, "jobs": a.jobs, "kill_at_s": kill_at, "lease_ttl": a.ttl,
+                      "lease_renew": a.renew, "receiver": a.receiver},
+           "figures": figures, "log_problems": problems, "logs": str(logs)}
+    print(f"\nresults: {c.write_json(a.json or c.default_json_path('cluster-failover'), res)}")
     return 0 if twice == 0 else 1
 
 

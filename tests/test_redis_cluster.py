@@ -131,6 +131,29 @@ def test_the_state_commands_work_through_a_node_without_the_slot(cluster):
     asyncio.run(main())
 
 
+def test_a_release_wakes_a_standby_subscribed_through_the_cluster(cluster):
+    """The lease's release is a PUBLISH inside a script on the slot's master; a standby
+    subscribed there (through a node without the slot) hears it at once."""
+    ns = "cl-wake"
+    url = cluster.not_owner("{%s}:leader" % ns).url
+
+    async def main() -> None:
+        a, b = RedisStore(url, ns, 30.0, replica_id="a"), RedisStore(url, ns, 30.0, replica_id="b")
+        try:
+            await a.open(), await b.open()
+            assert await a.acquire() is not None
+            await b.wait_released(0.05)  # subscribes
+            waiter = asyncio.create_task(b.wait_released(30))
+            await asyncio.sleep(0.1)
+            await a.release()
+            await asyncio.wait_for(waiter, 5)  # well before the 30 s a missed message would take
+            assert await b.acquire() is not None
+        finally:
+            await a.close(), await b.close()
+
+    asyncio.run(main())
+
+
 def test_a_plain_client_answered_moved_says_cluster(cluster, caplog):
     """A user that may not ask INFO or CLUSTER INFO leaves the store unable to tell; the
     MOVED it then gets is named in one clear line instead of a silent retry."""
