@@ -37,7 +37,7 @@ def cluster_reply(exc: BaseException) -> bool:
 
 async def probe(url: str) -> bool | None:
     """Whether the server at `url` is a Redis Cluster node; None when it cannot tell (not
-    reachable, or both questions refused). One connection of its own, closed at once."""
+    reachable, an unexpected error). One connection of its own, closed at once."""
     client = aioredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
                                      decode_responses=True, retry=Retry(NoBackoff(), 0))
     try:
@@ -49,6 +49,12 @@ async def probe(url: str) -> bool | None:
             try:
                 await client.execute_command("CLUSTER", "INFO")
                 return True
+            except NoPermissionError:
+                # Taken for a plain server: a cluster node that is not the slot's master then
+                # answers MOVED, which the store names in one log line (and asks again).
+                log.debug("cannot ask Redis whether it is a cluster node (INFO and CLUSTER INFO refused); "
+                         "taken for a plain server")
+                return False
             except ResponseError as exc:
                 if "cluster support disabled" in str(exc):
                     return False
