@@ -141,10 +141,13 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             return await super()._count_replicas()
         # As with Sentinel (redis_lease): claims wait for a replica of the slot's master only
         # while it has one online; after a failover the promoted replica has none yet.
-        target = await cluster.owner_target(self.lease_redis, self.k_leader)
-        info = await self._call(self.lease_redis.execute_command("INFO", "replication", **target))
+        info = await self._call(self._master_replication())
         states = [v.get("state") for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
         self.wait_replicas = 1 if "online" in states else 0
+
+    async def _master_replication(self) -> dict:
+        target = await cluster.owner_target(self.lease_redis, self.k_leader)
+        return await self.lease_redis.execute_command("INFO", "replication", **target)
 
     async def _call(self, coro, jobs: Collection[str] = ()):
         try:
@@ -196,19 +199,23 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         if not self.wait_replicas:
             result = await self._call(self._claim(keys=keys, args=args), {c.job for c in claims})
         else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await cluster.queue_script(pipe, self._claim, keys, args)
-                # WAIT counts the replicas that have this connection's writes: on a cluster
-                # it is sent to the slot's master, beside the claim, and a MOVED is not
-                # followed, which would send the claim again on another connection.
-                pipe.execute_command("WAIT", self.wait_replicas, REPLICA_WAIT_MS,
-                                     **await cluster.owner_target(self.redis, self.k_leader))
-                result, acked = await self._call(pipe.execute(**self._no_redirect), {c.job for c in claims})
+            result, acked = await self._call(self._claim_and_wait(keys, args), {c.job for c in claims})
             if result != -1 and acked < self.wait_replicas:
                 raise ClaimNotReplicated(f"no replica confirmed the claim within {REPLICA_WAIT_MS} ms")
         if result == -1:
             raise LeaseLost()
         return [int(x) for x in result]
+
+    async def _claim_and_wait(self, keys: list[str], args: list[Any]) -> list:
+        # One coroutine for `_call`: on a cluster, entering the pipeline may read the slot map.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await cluster.queue_script(pipe, self._claim, keys, args)
+            # WAIT counts the replicas that have this connection's writes: on a cluster it is
+            # sent to the slot's master, beside the claim, and a MOVED is not followed, which
+            # would send the claim again on another connection.
+            pipe.execute_command("WAIT", self.wait_replicas, REPLICA_WAIT_MS,
+                                 **await cluster.owner_target(self.redis, self.k_leader))
+            return await pipe.execute(**self._no_redirect)
 
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         await self._call(self._note(keys=[self.k_inflight], args=[claim.field, epoch, attempt]))
