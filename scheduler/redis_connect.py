@@ -88,8 +88,8 @@ def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str |
         sentinel = None
         # No retry inside redis-py: a claim and its WAIT must go out on one connection, and
         # a cluster pipeline sent again after a lost connection can send the WAIT elsewhere.
-        # The callers retry (the lease keeper within the lease), and the failed call has
-        # already made the client read the slot map again.
+        # The callers retry (the lease keeper within the lease), and a call that lost its
+        # connection has the client read the slot map again before the next one.
         cluster_opts = {**opts, "retry": Retry(NoBackoff(), 0)}
 
         def client(size: int) -> Any:

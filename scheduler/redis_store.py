@@ -1,7 +1,8 @@
 """The Redis store: its keys and clients, atomic claims, outcomes.
 
 Every key lives under `{namespace}:`; the braces are a Redis Cluster hash tag, so all keys
-share one slot and each script touches keys of one slot only. The scripts are in
+share one slot and each script touches keys of one slot only; `redis_cluster` tells
+whether the URL names a cluster node and routes what has no key. The scripts are in
 `redis_scripts`; the lease and fencing epoch in `redis_lease`; reading the state in
 `redis_reads`, and parsing its records, which may be malformed, in `redis_records`; the
 control commands in `redis_control`.
