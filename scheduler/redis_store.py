@@ -19,9 +19,9 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
+from . import redis_cluster as cluster
 from . import redis_scripts as scripts
 from .model import Claim, Finished
-from . import redis_cluster as cluster
 from .redis_connect import SOCKET_TIMEOUT_S, connect
 from .redis_control import ControlCommands
 from .redis_gc import redis_format_problem, redis_gc, redis_quarantined
