@@ -37,7 +37,7 @@ def cluster_reply(exc: BaseException) -> bool:
 
 async def probe(url: str) -> bool | None:
     """Whether the server at `url` is a Redis Cluster node; None when it cannot tell (not
-    reachable, an unexpected error). One connection of its own, closed at once."""
+    reachable). One connection of its own, closed at once."""
     client = aioredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
                                      decode_responses=True, retry=Retry(NoBackoff(), 0))
     try:
@@ -46,24 +46,15 @@ async def probe(url: str) -> bool | None:
             return str(info.get("cluster_enabled")) == "1"
         except NoPermissionError:
             # INFO is in @dangerous, which a restricted ACL user may lack; CLUSTER INFO is not.
-            try:
-                await client.execute_command("CLUSTER", "INFO")
-                return True
-            except NoPermissionError:
-                # Taken for a plain server: a cluster node that is not the slot's master then
-                # answers MOVED, which the store names in one log line (and asks again).
-                log.debug("cannot ask Redis whether it is a cluster node (INFO and CLUSTER INFO refused); "
-                         "taken for a plain server")
-                return False
-            except ResponseError as exc:
-                if "cluster support disabled" in str(exc):
-                    return False
-                raise
-    except ResponseError as exc:
-        if cluster_reply(exc):  # a database other than 0 in the URL: SELECT is refused in cluster mode
+            await client.execute_command("CLUSTER", "INFO")
             return True
-        log.debug("could not tell whether Redis is a cluster", extra={"error": str(exc)})
-        return None
+    except ResponseError as exc:
+        # The server answered. A cluster node says so even when refusing (SELECT of a database
+        # other than 0); a plain server's "cluster support disabled", a proxy without INFO, or
+        # both questions refused by an ACL: taken for a plain server. A cluster node that is
+        # not the slot's master then answers MOVED, which the store names in one log line.
+        log.debug("Redis did not say it is a cluster node", extra={"error": str(exc)})
+        return cluster_reply(exc)
     except (RedisError, OSError, TimeoutError):
         return None
     finally:
