@@ -179,8 +179,9 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     damaged = Damaged()
     try:
         store = make_store(settings, damaged)
-        if settings.standalone:
-            await store.open()  # a file that cannot be opened is the configuration's problem
+        # Standalone: a file that cannot be opened is the configuration's problem. Redis:
+        # whether the URL names a cluster node; an unreachable server is asked again later.
+        await store.open()
     except StateDamaged as exc:
         print(f"config error: SCHEDULER_STATE_FILE: {exc}", file=sys.stderr)
         return EX_CONFIG

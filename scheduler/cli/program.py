@@ -323,6 +323,7 @@ async def control(settings: config.Settings, command: str, args) -> int:
         print(f"{command}: cannot open the state store: {exc}", file=sys.stderr)
         return EX_FAILURE
     try:
+        await store.open()
         return await run_control(settings, store, command, args)
     except StoreUnavailable as exc:
         target = daemon.store_target(settings)

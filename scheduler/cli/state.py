@@ -60,6 +60,7 @@ async def run_state(settings, args) -> int:
         return 1
     verb = "would delete" if args.dry_run else "deleted"
     try:
+        await store.open()
         problem = await store.check_format()  # a state newer than this version reads is never cleaned up by it
         if problem:
             print(f"state: {problem}; nothing was deleted", file=sys.stderr)

@@ -121,6 +121,10 @@ class Store(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def open(self) -> None:
+        """Before the first call: open the SQLite file (raising StoreUnavailable), or ask a
+        Redis server whether it is a cluster node (never raising: asked again later)."""
+
     async def close(self) -> None: ...
 
 

@@ -114,5 +114,8 @@ class ReadOnlyStore:
     async def status(self, jobs: Sequence[str]) -> dict:
         return await self.store.status(jobs)
 
+    async def open(self) -> None:
+        await self.store.open()
+
     async def close(self) -> None:
         await self.store.close()  # it never held the lease, so it releases nothing

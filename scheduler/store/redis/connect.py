@@ -1,17 +1,22 @@
 """The Redis store's connections: one pool for claims, outcomes and reads, and a small one
-of its own for the lease, through a URL or through Sentinel discovery."""
+of its own for the lease, through a URL, through Sentinel discovery, or to a Redis Cluster
+(redis_cluster tells which a URL names)."""
 
 from __future__ import annotations
 
 from typing import Any
 from collections.abc import Sequence
 
+import asyncio
+
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 POOL_SIZE = 32  # connections for claims, outcomes and reads; outcomes are batched
 LEASE_POOL_SIZE = 2
+CLUSTER_HEADROOM = 8  # connections per node beyond the gated calls: pipelines, the subscription
 # Short enough that no single call can outlive a lease renewal period.
 SOCKET_TIMEOUT_S = 2.0
 
@@ -36,8 +41,25 @@ def _master_pool_class() -> type:
     return MasterPool
 
 
-def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str | None) -> tuple[Any, aioredis.Redis, aioredis.Redis]:
-    """(the Sentinel or None, the main client, the lease's client)."""
+class WaitingCluster(RedisCluster):
+    """A cluster client whose callers wait for a free connection, as with the blocking pool
+    of a plain client: a node's pool raises once it has `max_connections` in use, and a
+    burst of outcomes must never fail for want of a connection. Pipelines and the pub/sub
+    subscription take theirs outside this gate, within the pool's headroom."""
+
+    def __init__(self, *args: Any, calls: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._gate = asyncio.Semaphore(calls)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._gate:
+            return await super().execute_command(*args, **kwargs)
+
+
+def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str | None,
+            cluster: bool = False) -> tuple[Any, Any, Any]:
+    """(the Sentinel or None, the main client, the lease's client): plain or Sentinel
+    `redis.asyncio.Redis` clients, or with `cluster`, `RedisCluster` ones."""
     opts: dict[str, Any] = dict(
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
@@ -59,13 +81,25 @@ def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str |
         sentinel = Sentinel(list(sentinels), **opts)
         pool_class = _master_pool_class()
 
-        def client(size: int) -> aioredis.Redis:
+        def client(size: int) -> Any:
             assert master is not None  # config requires both Sentinel settings
             return sentinel.master_for(master, connection_pool_class=pool_class, max_connections=size, **opts, **kw)
+    elif cluster:
+        sentinel = None
+        # No retry inside redis-py: a claim and its WAIT must go out on one connection, and
+        # a cluster pipeline sent again after a lost connection can send the WAIT elsewhere.
+        # The callers retry (the lease keeper within the lease), and a call that lost its
+        # connection has the client read the slot map again before the next one.
+        cluster_opts = {**opts, "retry": Retry(NoBackoff(), 0)}
+
+        def client(size: int) -> Any:
+            assert url is not None
+            return WaitingCluster.from_url(url, calls=size, max_connections=size + CLUSTER_HEADROOM,
+                                           require_full_coverage=False, **cluster_opts)
     else:
         sentinel = None
 
-        def client(size: int) -> aioredis.Redis:
+        def client(size: int) -> Any:
             # A caller waits for a free connection instead of failing: a burst of outcomes
             # must never fail for want of a connection.
             assert url is not None  # standalone mode never builds a Redis store

@@ -1,5 +1,6 @@
 """The Redis store's notifications: the lease's release (standbys take over at once) and
-the trigger command's wake-up (the leader looks at once), on one pub/sub subscription."""
+the trigger command's wake-up (the leader looks at once), on one pub/sub subscription
+(on a Redis Cluster, at the master of the namespace's slot: redis_cluster.pubsub)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError
+from .cluster import pubsub
 
 SOCKET_TIMEOUT_S = 2.0
 log = logging.getLogger("scheduler.redis")
 
 
 class Notices:
-    def __init__(self, client: aioredis.Redis, channels: Sequence[str]):
+    def __init__(self, client: Any, channels: Sequence[str]):
         self.client = client
         self.channels = tuple(channels)
         self.stale = False  # set when the master moved: the subscription is on the old one
@@ -33,7 +35,7 @@ class Notices:
                 self.stale = False
                 await self.aclose()
             if self._pubsub is None:
-                self._pubsub = self.client.pubsub()
+                self._pubsub = await pubsub(self.client)
                 await self._pubsub.subscribe(*self.channels)
             while (left := deadline - time.monotonic()) > 0 and not self.stale:
                 async with asyncio.timeout(left + SOCKET_TIMEOUT_S):

@@ -42,6 +42,8 @@ Bad = tuple[str, ...]
 
 class Quarantine:
     def __init__(self, store: Host):
+        # The scripts run on the store's client of the moment (it changes when the store
+        # finds a Redis Cluster), so they are registered once and given it at each call.
         self.store = store
         self.count = 0
         self._reported: set[tuple[str, str]] = set()
@@ -65,7 +67,7 @@ class Quarantine:
                 continue
             try:
                 args = [kind, field, raw, replacement[0] if replacement else ""]
-                await store._call(self._field(keys=[store.k_quarantine, key], args=args))
+                await store._call(self._field(keys=[store.k_quarantine, key], args=args, client=store.redis))
             except StoreUnavailable:
                 pass  # moved on a later read
 
@@ -78,7 +80,8 @@ class Quarantine:
             types[store.history_prefix + job] = "list"
         try:
             async with asyncio.timeout(store.call_timeout_s):
-                moved = await self._keys(keys=list(types), args=[int(time.time() * 1000), *types.values()])
+                moved = await self._keys(keys=list(types), args=[int(time.time() * 1000), *types.values()],
+                                        client=store.redis)
         except Exception as exc:  # the caller reports the outage; this was only a repair
             log.debug("could not check the namespace's key types", extra={"error": str(exc)})
             return

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import records
 from ...model import JobHealth, MalformedRecord, State, TriggerRequest
+from .cluster import queue_script
 from .quarantine import Quarantine
 
 LOAD_FIELDS = ("last_success_at", "consecutive_failures", "first_seen_at", "slot")
@@ -70,18 +71,24 @@ class StateReads:
         checked; unreadable records are set aside. `extra` adds commands to the pipeline;
         `fields`: only these of each job's record (all when empty)."""
         chunks = range(0, len(jobs), LOAD_CHUNK) if fields else range(0)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.k_slots)
-            pipe.hgetall(self.k_inflight)
-            pipe.smembers(self.k_paused)
-            for start in chunks:
-                await self._load_records(args=[self.job_prefix, len(fields), *fields, "\n".join(jobs[start:start + LOAD_CHUNK])],
-                                         client=pipe)
-            if not fields:
-                for job in jobs:
-                    pipe.hgetall(self.job_prefix + job)
-            extra(pipe)
-            slots, inflight, paused, *rest = await self._call(pipe.execute(), jobs)
+
+        # One coroutine for `_call`: on a cluster, entering the pipeline may read the slot map.
+        async def read() -> list:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self.k_slots)
+                pipe.hgetall(self.k_inflight)
+                pipe.smembers(self.k_paused)
+                for start in chunks:
+                    # The watermarks' key names the slot on a cluster; the script reads ARGV only.
+                    await queue_script(pipe, self._load_records, [self.k_slots],
+                                       [self.job_prefix, len(fields), *fields, "\n".join(jobs[start:start + LOAD_CHUNK])])
+                if not fields:
+                    for job in jobs:
+                        pipe.hgetall(self.job_prefix + job)
+                extra(pipe)
+                return await pipe.execute()
+
+        slots, inflight, paused, *rest = await self._call(read(), jobs)
         bad: list[tuple[str, ...]] = []
         if fields:
             raw_jobs, more = await self._chosen_fields(jobs, fields, rest[:len(chunks)]), rest[len(chunks):]

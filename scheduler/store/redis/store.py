@@ -1,7 +1,8 @@
 """The Redis store: its keys and clients, atomic claims, outcomes.
 
 Every key lives under `{namespace}:`; the braces are a Redis Cluster hash tag, so all keys
-share one slot and each script touches keys of one slot only. The scripts are in
+share one slot and each script touches keys of one slot only; `redis_cluster` tells
+whether the URL names a cluster node and routes what has no key. The scripts are in
 `redis_scripts`; the lease and fencing epoch in `redis_lease`; reading the state in
 `redis_reads`, and parsing its records, which may be malformed, in `redis_records`; the
 control commands in `redis_control`.
@@ -18,6 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
+from . import cluster
 from . import scripts
 from ...model import Claim, Finished
 from .acl import ScriptNames, refusal
@@ -85,9 +87,19 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             self.k_inflight: "hash", self.k_paused: "set", self.k_trigger: "list", self.k_triggered: "hash",
             self.k_quarantine: "hash", self.k_sources: "hash",
         }
-        self.wait_replicas = 0  # with Sentinel: 1 while the sentinels see a live replica
+        self.wait_replicas = 0  # with Sentinel or a cluster: 1 while the master has a live replica
         self._master_name = sentinel_master
-        self._sentinel, self.redis, self.lease_redis = connect(url, sentinels, sentinel_master)
+        self._url, self._sentinels = url, tuple(sentinels)
+        # A URL may name a plain server or any node of a Redis Cluster: None until the server
+        # has said which (`_find_mode`), and the clients are plain ones meanwhile.
+        self.cluster: bool | None = False if sentinels else None
+        self._next_probe = 0.0
+        self._told_cluster = False
+        self._connect(False)
+        self.quarantine = Quarantine(self)
+
+    def _connect(self, cluster: bool) -> None:
+        self._sentinel, self.redis, self.lease_redis = connect(self._url, self._sentinels, self._master_name, cluster)
         self._acquire = self.lease_redis.register_script(scripts.ACQUIRE)
         self._renew = self.lease_redis.register_script(scripts.RENEW)
         self._release = self.lease_redis.register_script(scripts.RELEASE)
@@ -102,14 +114,62 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
             scripts.REQUEST_TRIGGER, scripts.QUARANTINE_FIELD, scripts.QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB])
 
+    async def open(self) -> None:
+        """Ask the server whether it is a cluster node before the first call (the CLI's
+        commands and the daemon's start). Not reachable yet: the first call asks again."""
+        try:
+            await self._find_mode()
+        except Exception as exc:  # a URL a cluster client refuses: the calls report it
+            log.warning("could not connect to the Redis Cluster", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    async def _find_mode(self) -> bool:
+        """While it is not known whether the URL names a cluster node, ask (at most once a
+        second); on a cluster, replace the plain clients. True when they were replaced."""
+        now = time.monotonic()
+        if self.cluster is not None or now < self._next_probe:
+            return False
+        self._next_probe = now + 1.0
+        assert self._url is not None  # only a URL leaves the mode open
+        found = await cluster.probe(self._url)
+        if not found:
+            self.cluster = found
+            return False
+        old = (self.notices, self.redis, self.lease_redis)
+        self._connect(True)
+        self.cluster = True
+        for client in old:
+            await client.aclose()
+        log.info("Redis Cluster: the namespace's keys live in one hash slot",
+                 extra={**await cluster.where(self.redis, self.k_leader), "namespace": self.namespace})
+        return True
+
+    async def _count_replicas(self) -> None:
+        if not self.cluster:
+            return await super()._count_replicas()
+        # As with Sentinel (redis_lease): claims wait for a replica of the slot's master only
+        # while it has one online; after a failover the promoted replica has none yet.
+        info = await self._call(self._master_replication())
+        states = [v.get("state") for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        self.wait_replicas = 1 if "online" in states else 0
+
+    async def _master_replication(self) -> dict:
+        target = await cluster.owner_target(self.lease_redis, self.k_leader)
+        return await self.lease_redis.execute_command("INFO", "replication", **target)
+
     async def _call(self, coro, jobs: Collection[str] = ()):
         try:
             async with asyncio.timeout(self.call_timeout_s):
+                if self.cluster is None and await self._find_mode():
+                    coro.close()  # made on the plain client: the caller's retry uses the cluster's
+                    raise StoreUnavailable("redis: the URL names a Redis Cluster node; connected to the cluster")
                 return await coro
         except ResponseError as exc:
             refused = refusal(exc, self.namespace, self._script_names)
             if refused is not None:
                 raise StoreForbidden(refused) from None
+            if cluster.cluster_reply(exc):
+                await self._cluster_reply(exc)
+                raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
             # An error reply: most likely a key of the wrong type or an epoch that is no
             # number (a stray write). Move such keys aside so the caller's retry succeeds.
             await self.quarantine.repair_keys(jobs)
@@ -129,6 +189,19 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         except StoreUnavailable as exc:
             return str(exc)
         return None
+    async def _cluster_reply(self, exc: ResponseError) -> None:
+        """A reply only a cluster node gives. To a cluster client, a MOVED that a pipeline
+        did not follow: the slot map is corrected for the next call. To a plain client,
+        said once, plainly, and the mode is asked again."""
+        if self.cluster:
+            await cluster.follow_redirect(self.redis, exc)
+            return
+        self.cluster, self._next_probe = None, 0.0
+        if not self._told_cluster:
+            self._told_cluster = True
+            log.error("Redis answered as a Redis Cluster node, but this client is not in cluster mode: "
+                      "cluster detection (INFO, CLUSTER INFO) failed or was refused; it keeps asking",
+                      extra={"reply": str(exc)[:120]})
 
     async def wait_wake(self, timeout_s: float) -> None:
         await self.notices.wait(self.k_wake, timeout_s)
@@ -144,15 +217,23 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         if not self.wait_replicas:
             result = await self._call(self._claim(keys=keys, args=args), {c.job for c in claims})
         else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await self._claim(keys=keys, args=args, client=pipe)
-                pipe.execute_command("WAIT", self.wait_replicas, REPLICA_WAIT_MS)
-                result, acked = await self._call(pipe.execute(), {c.job for c in claims})
+            result, acked = await self._call(self._claim_and_wait(keys, args), {c.job for c in claims})
             if result != -1 and acked < self.wait_replicas:
                 raise ClaimNotReplicated(f"no replica confirmed the claim within {REPLICA_WAIT_MS} ms")
         if result == -1:
             raise LeaseLost()
         return [int(x) for x in result]
+
+    async def _claim_and_wait(self, keys: list[str], args: list[Any]) -> list:
+        # One coroutine for `_call`: on a cluster, entering the pipeline may read the slot map.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await cluster.queue_script(pipe, self._claim, keys, args)
+            # WAIT counts the replicas that have this connection's writes: on a cluster it is
+            # sent to the slot's master, beside the claim, and a MOVED is not followed, which
+            # would send the claim again on another connection.
+            pipe.execute_command("WAIT", self.wait_replicas, REPLICA_WAIT_MS,
+                                 **await cluster.owner_target(self.redis, self.k_leader))
+            return await pipe.execute(**self._no_redirect)
 
     async def note_attempt(self, epoch: int, claim: Claim, attempt: int) -> None:
         await self._call(self._note(keys=[self.k_inflight], args=[claim.field, epoch, attempt]))
@@ -189,14 +270,22 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         return await configuration_warnings(self)
 
     @property
+    def _no_redirect(self) -> dict[str, bool]:
+        return {"allow_redirections": False} if self.cluster else {}
+
+    @property
     def malformed(self) -> int:
         return self.quarantine.count
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._call(self.redis.ping()))
+            return bool(await self._call(self._ping()))
         except StoreUnavailable:
             return False
+
+    async def _ping(self) -> bool:
+        # On a cluster, the slot's master: any other node answering says nothing of the state.
+        return bool(await self.redis.execute_command("PING", **await cluster.owner_target(self.redis, self.k_leader)))
 
     async def close(self) -> None:
         await self.notices.aclose()
