@@ -22,8 +22,8 @@ import pytest
 from harness.redis_cluster import RedisCluster
 from scheduler import schedule as sched
 from scheduler.model import Claim
-from scheduler.redis_store import RedisStore
-from scheduler.store import StoreUnavailable
+from scheduler.store.redis.store import RedisStore
+from scheduler.store.protocol import StoreUnavailable
 from tests.e2e import TOKEN, assert_exactly_once, fence
 from tests.support import run_cli
 

@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, NoPermissionError, RedisError, ResponseError
 
-from .redis_connect import SOCKET_TIMEOUT_S
+from .connect import SOCKET_TIMEOUT_S
 
 log = logging.getLogger("scheduler.redis")
 
