@@ -18,13 +18,18 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import (  # noqa: E402
+    daemon_logs, daemons, lifecycle, measured_code, output, private_redis, procstat, profiling,
+    receivers, timing,
+)
+from harness.fast_receiver import first_arrivals  # noqa: E402
+from harness.stats import stats_ms  # noqa: E402
 
 
 def timed(argv: list[str], timeout: float) -> tuple[float, int]:
     t = time.monotonic()
-    p = subprocess.run(argv, cwd=c.SRC, env=c.daemon_env({}), stdout=subprocess.DEVNULL,
+    p = subprocess.run(argv, cwd=measured_code.SRC, env=daemons.daemon_env({}), stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, timeout=timeout)
     if p.returncode != 0:
         print(p.stderr.decode(errors="replace")[-2000:], file=sys.stderr)
@@ -48,20 +53,20 @@ def main() -> int:
     ap.add_argument("--renew", default="5s", help="SCHEDULER_LEASE_RENEW (default 5s)")
     ap.add_argument("--profile", metavar="PATH", help="record the leader with py-spy around the boundary (collapsed stacks)")
     ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/burst-<time>.json)")
-    c.add_receiver_arg(ap)
-    c.add_src_arg(ap)
+    receivers.add_receiver_arg(ap)
+    measured_code.add_src_arg(ap)
     a = ap.parse_args()
-    c.set_src(a.src)
+    measured_code.set_src(a.src)
     budget = 300 + 2 * a.max_wait + a.jobs / 50
-    return c.run_bounded(lambda: run(a), budget)
+    return lifecycle.run_bounded(lambda: run(a), budget)
 
 
 def run(a: argparse.Namespace) -> int:
-    workdir = c.make_workdir("bench-burst-")
-    logs = c.log_dir("burst")
-    names = c.job_names(a.jobs)
+    workdir = lifecycle.make_workdir("bench-burst-")
+    logs = output.log_dir("burst")
+    names = daemons.job_names(a.jobs)
     t = time.monotonic()
-    env_file = c.write_env_file(workdir / "jobs.env", {n: a.schedule for n in names})
+    env_file = daemons.write_env_file(workdir / "jobs.env", {n: a.schedule for n in names})
     write_s = time.monotonic() - t
     env_bytes = env_file.stat().st_size
 
@@ -70,8 +75,8 @@ def run(a: argparse.Namespace) -> int:
     version_s, _ = timed([py, "-m", "scheduler", "--version"], 60)
     check_s, check_rc = timed([py, "-m", "scheduler", "check", "--env-file", str(env_file), "--count", "1"], 300)
 
-    redis = c.RedisServer()
-    receiver = c.make_receiver(a.receiver, a.hold_ms)
+    redis = private_redis.RedisServer()
+    receiver = receivers.make_receiver(a.receiver, a.hold_ms)
     settings = {
         "SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url,
         "SCHEDULER_MAX_CONCURRENCY": str(a.max_concurrency), "SCHEDULER_LOG_LEVEL": a.log_level,
@@ -81,37 +86,37 @@ def run(a: argparse.Namespace) -> int:
     print(f"redis :{redis.port}, {a.receiver} receiver :{receiver.port} (hold {a.hold_ms:g} ms), "
           f"MAX_CONCURRENCY={a.max_concurrency}, LOG_LEVEL={a.log_level}, logs {logs}", flush=True)
     k_slots = "{scheduler}:slots"
-    leader = c.Daemon(env_file, settings, logs / "replica-1.log")
+    leader = daemons.Daemon(env_file, settings, logs / "replica-1.log")
     t_spawn = time.monotonic()
-    c.wait_for(lambda: c.leader_of(redis.conn)[1] == leader.pid or not leader.running, 180, 0.01,
+    timing.wait_for(lambda: private_redis.leader_of(redis.conn)[1] == leader.pid or not leader.running, 180, 0.01,
                "the replica to take the lease")
     if not leader.running:
         raise RuntimeError(f"the daemon exited with {leader.proc.returncode}; see {leader.log_path}")
     t_leader = time.monotonic()
-    c.wait_for(lambda: redis.conn.hlen(k_slots) >= a.jobs or not leader.running, 180, 0.01,
+    timing.wait_for(lambda: redis.conn.hlen(k_slots) >= a.jobs or not leader.running, 180, 0.01,
                "a watermark for every job")
     if not leader.running:
         raise RuntimeError(f"the daemon exited with {leader.proc.returncode}; see {leader.log_path}")
     t_ready = time.monotonic()
-    standbys = [c.Daemon(env_file, settings, logs / f"replica-{i}.log") for i in range(2, a.replicas + 1)]
-    c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 120, what="every replica to subscribe")
+    standbys = [daemons.Daemon(env_file, settings, logs / f"replica-{i}.log") for i in range(2, a.replicas + 1)]
+    timing.wait_for(lambda: private_redis.subscribers(redis.conn) >= a.replicas, 120, what="every replica to subscribe")
 
     boundary = (int(time.time() + a.min_lead) // 60 + 1) * 60
     slot_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(boundary))
     print(f"leader ready after {t_ready - t_spawn:.2f} s; boundary {slot_text} in {boundary - time.time():.1f} s", flush=True)
-    c.sleep_until(boundary - 1.0)
-    cpu = c.CpuWindow(leader.pid)
+    timing.sleep_until(boundary - 1.0)
+    cpu = procstat.CpuWindow(leader.pid)
     cpu.start()
-    rss_before = c.proc_status(leader.pid)
-    spy = c.start_py_spy(leader.pid, min(a.max_wait, 30) + 1, Path(a.profile)) if a.profile else None
+    rss_before = procstat.proc_status(leader.pid)
+    spy = profiling.start_py_spy(leader.pid, min(a.max_wait, 30) + 1, Path(a.profile)) if a.profile else None
     start_index = receiver.count()
 
     def all_in() -> bool:
         return sum(1 for x in receiver.since(start_index) if x.slot == slot_text) >= a.jobs
 
-    c.sleep_until(boundary)
+    timing.sleep_until(boundary)
     try:
-        c.wait_for(lambda: all_in() or time.time() > boundary + a.max_wait or not leader.running, a.max_wait + 5, 0.05)
+        timing.wait_for(lambda: all_in() or time.time() > boundary + a.max_wait or not leader.running, a.max_wait + 5, 0.05)
     finally:
         cpu.stop()
     time.sleep(1.0)  # stragglers and duplicates
@@ -129,19 +134,19 @@ def run(a: argparse.Namespace) -> int:
     receiver.stop()
 
     cutoff = boundary + a.max_wait  # what arrives later came while the daemon shut down
-    first_all, _ = c.first_arrivals(arrivals)
-    first, dupes = c.first_arrivals([x for x in arrivals if x.t <= cutoff])
+    first_all, _ = first_arrivals(arrivals)
+    first, dupes = first_arrivals([x for x in arrivals if x.t <= cutoff])
     after_cutoff = len(first_all) - len(first)
     late = [x.t - boundary for x in first.values()]
     within = sum(1 for v in late if v <= a.deadline)
     last = max(late) if late else None
     first_t = min(late) if late else None
     open_max = max((x.inflight for x in arrivals), default=0)  # the whole run, shutdown included
-    problems = c.log_problems([leader.log_path, *(s.log_path for s in standbys)])
-    lat = c.stats_ms(late)
+    problems = daemon_logs.log_problems([leader.log_path, *(s.log_path for s in standbys)])
+    lat = stats_ms(late)
     res = {
         "benchmark": "burst",
-        "environment": c.environment_info(),
+        "environment": measured_code.environment_info(),
         "config": {"receiver": a.receiver, "jobs": a.jobs, "schedule": a.schedule, "max_concurrency": a.max_concurrency, "replicas": a.replicas,
                    "receiver_hold_ms": a.hold_ms, "deadline_s": a.deadline, "log_level": a.log_level,
                    "lease_ttl": a.ttl, "lease_renew": a.renew, "boundary": slot_text},
@@ -167,7 +172,7 @@ def run(a: argparse.Namespace) -> int:
         "log_problems": problems, "logs": str(logs),
     }
     if a.profile:
-        res["profile"] = {"raw": a.profile, **c.summarize_collapsed(Path(a.profile))}
+        res["profile"] = {"raw": a.profile, **profiling.summarize_collapsed(Path(a.profile))}
     ld, lead = res["load"], res["leader"]
     all_in_time = res["within_deadline"] == a.jobs
     rows = [
@@ -178,28 +183,28 @@ def run(a: argparse.Namespace) -> int:
         (f"delivered within {a.max_wait:g} s (--max-wait)", f"{len(first)} / {a.jobs} ({res['delivered_pct']:.2f}%)", ""),
         ("delivered later, while shutting down", after_cutoff, ""),
         (f"delivered within {a.deadline:g} s of the boundary", f"{within} ({res['within_deadline_pct']:.2f}%)",
-         f"all: {c.verdict(all_in_time)}"),
+         f"all: {output.verdict(all_in_time)}"),
         ("duplicates", dupes, ""),
-        ("lateness p50 / p99 / max", f"{c.fmt(lat['p50'], ' ms')} / {c.fmt(lat['p99'], ' ms')} / {c.fmt(lat['max'], ' ms')}", ""),
-        ("first / last arrival after the boundary", f"{c.fmt(res['first_arrival_s'], ' s', 3)} / {c.fmt(res['last_arrival_s'], ' s', 3)}", ""),
-        ("throughput first->last arrival", c.fmt(res["throughput_per_s"], " fires/s"), ""),
+        ("lateness p50 / p99 / max", f"{output.fmt(lat['p50'], ' ms')} / {output.fmt(lat['p99'], ' ms')} / {output.fmt(lat['max'], ' ms')}", ""),
+        ("first / last arrival after the boundary", f"{output.fmt(res['first_arrival_s'], ' s', 3)} / {output.fmt(res['last_arrival_s'], ' s', 3)}", ""),
+        ("throughput first->last arrival", output.fmt(res["throughput_per_s"], " fires/s"), ""),
         ("max requests open at the receiver", f"{open_max} (limit {a.max_concurrency}; {len(receiver.connections)} connections)",
-         f"<= limit: {c.verdict(res['limit_kept'])}"),
-        ("leader CPU over the burst (% of a core)", f"{c.fmt(lead['cpu_percent_of_core'], ' %')} over {lead['seconds']:.1f} s", ""),
-        ("leader RSS before / after / peak", f"{c.mb(lead['rss_before_kb'])} / {c.mb(lead['rss_kb'])} / {c.mb(lead['peak_rss_kb'])}", ""),
+         f"<= limit: {output.verdict(res['limit_kept'])}"),
+        ("leader CPU over the burst (% of a core)", f"{output.fmt(lead['cpu_percent_of_core'], ' %')} over {lead['seconds']:.1f} s", ""),
+        ("leader RSS before / after / peak", f"{output.mb(lead['rss_before_kb'])} / {output.mb(lead['rss_kb'])} / {output.mb(lead['peak_rss_kb'])}", ""),
         ("leader alive after burst; exit codes", f"{alive}; {exits} (stop took {stop_s:.1f} s)", ""),
-        ("daemon warnings/errors logged", c.summarize_problems(problems), ""),
+        ("daemon warnings/errors logged", daemon_logs.summarize_problems(problems), ""),
     ]
-    c.print_table(f"burst: {a.jobs} jobs '{a.schedule}' due at {slot_text}, MAX_CONCURRENCY={a.max_concurrency}, "
+    output.print_table(f"burst: {a.jobs} jobs '{a.schedule}' due at {slot_text}, MAX_CONCURRENCY={a.max_concurrency}, "
                   f"{a.receiver} receiver holding {a.hold_ms:g} ms, LOG_LEVEL={a.log_level}, {a.replicas} replica(s)",
                   rows, ("figure", "value", "target"))
     if "profile" in res:
         p = res["profile"]
-        c.print_table(f"leader profile (py-spy, {p['total_samples']} non-idle samples): self time",
+        output.print_table(f"leader profile (py-spy, {p['total_samples']} non-idle samples): self time",
                       [(x["function"], f"{x['percent']} %") for x in p["self"][:12]], ("function", "% samples"))
-        c.print_table("leader profile: inclusive",
+        output.print_table("leader profile: inclusive",
                       [(x["function"], f"{x['percent']} %") for x in p["inclusive"][:20]], ("function", "% samples"))
-    path = c.write_json(a.json or c.default_json_path("burst"), res)
+    path = output.write_json(a.json or output.default_json_path("burst"), res)
     print(f"\nresults: {path}")
     return 0
 

@@ -46,7 +46,7 @@ import redis.asyncio as aioredis  # noqa: E402
 from redis.asyncio.retry import Retry  # noqa: E402
 from redis.backoff import NoBackoff  # noqa: E402
 
-from bench import chaos_faults, chaos_report  # noqa: E402
+from bench import chaos_faults, chaos_record, chaos_report  # noqa: E402
 # Proxy and Target are used from here by the tests, too.
 from bench.chaos_net import HOST, Proxy, Target  # noqa: E402
 from bench.chaos_proc import RedisProcess, Replica, find_libfaketime  # noqa: E402
@@ -420,14 +420,14 @@ class Harness:
             "arrivals": [asdict(a) for a in self.target.arrivals],
             "faults": [asdict(f) for f in self.faults],
             "noaof": self.noaof,
-            "events": chaos_report.read_replica_logs(
+            "events": chaos_record.read_replica_logs(
                 [r.log_path for r in self.replicas] + ([self.dry_replica.log_path] if self.dry_replica else [])),
             "lease_log": self.lease_log,
             "skewed": self.skewed,
             "dry_runs": self.dry_runs,
             "sentinel": None if self.sentinel is None else {
                 "arrivals": [asdict(a) for a in self.sentinel.target.arrivals],
-                "events": chaos_report.read_replica_logs([r.log_path for r in self.sentinel.replicas]),
+                "events": chaos_record.read_replica_logs([r.log_path for r in self.sentinel.replicas]),
             },
             "unexpected_exits": self.unexpected_exits,
             "final_exits": exits,

@@ -14,7 +14,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import common as c
+from bench import lifecycle, timing
+from harness.ports import free_port
 
 SERVER = r"""
 import hashlib, json, sys, threading
@@ -49,10 +50,10 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 
 
 def serve(*files: Path) -> int:
-    """Start the server on a free port (stopped at `c.cleanup()`); its port, once it answers."""
-    port = c.free_port()
-    c.spawn([sys.executable, "-c", SERVER, str(port), *map(str, files)])
-    c.wait_for(lambda: _answers(port), 20, what="the document server")
+    """Start the server on a free port (stopped at `lifecycle.cleanup()`); its port, once it answers."""
+    port = free_port()
+    lifecycle.spawn([sys.executable, "-c", SERVER, str(port), *map(str, files)])
+    timing.wait_for(lambda: _answers(port), 20, what="the document server")
     return port
 
 
@@ -76,7 +77,7 @@ def _answers(port: int) -> bool:
 
 
 def write_jobs(path: Path, jobs: dict[str, str], url_prefix: str = "/j/") -> Path:
-    """The jobs of `common.write_env_file(path, jobs)` as a document {"jobs": [...]}: the same
+    """The jobs of `daemons.write_env_file(path, jobs)` as a document {"jobs": [...]}: the same
     names (an env job's name: lower case, `-` for `_`), schedules and URLs."""
     names = {name: name.lower().replace("_", "-") for name in jobs}
     doc = {"jobs": [{"name": names[n], "schedule": s, "url": f"{url_prefix}{names[n]}"} for n, s in jobs.items()]}

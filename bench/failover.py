@@ -30,8 +30,12 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import (  # noqa: E402
+    daemon_logs, daemons, lifecycle, measured_code, output, private_redis, receivers, timing,
+)
+from harness.fast_receiver import Arrival  # noqa: E402
+from harness.stats import percentile  # noqa: E402
 
 
 def main() -> int:
@@ -54,33 +58,33 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1, help="seed of the random phase of each signal within its second")
     ap.add_argument("--log-level", default="INFO", help="SCHEDULER_LOG_LEVEL (default INFO; the leadership lines are used)")
     ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/failover-<time>.json)")
-    c.add_receiver_arg(ap)
-    c.add_src_arg(ap)
+    receivers.add_receiver_arg(ap)
+    measured_code.add_src_arg(ap)
     a = ap.parse_args()
-    c.set_src(a.src)
+    measured_code.set_src(a.src)
     if a.sweep:
         try:
             pairs = [tuple(p.split("/")) for p in a.sweep.split(",")]
             for ttl_text, renew_text in pairs:
-                c.duration_s(ttl_text), c.duration_s(renew_text)
+                timing.duration_s(ttl_text), timing.duration_s(renew_text)
         except ValueError:
             ap.error("--sweep: comma-separated TTL/RENEW pairs such as 15s/5s,4s/1s (1500ms, not 1.5s)")
         return sweep(a, pairs)
     kinds = [k.strip() for k in a.kinds.split(",") if k.strip()]
     if not kinds or any(k not in ("crash", "graceful", "steady") for k in kinds):
         ap.error("--kinds: crash, graceful and/or steady")
-    ttl, renew = c.duration_s(a.ttl), c.duration_s(a.renew)
+    ttl, renew = timing.duration_s(a.ttl), timing.duration_s(a.renew)
     budget = 90 + a.reps * len(kinds) * (ttl + renew + a.settle + 15) + a.steady * kinds.count("steady")
-    return c.run_bounded(lambda: run(a, kinds, ttl, renew), budget)
+    return lifecycle.run_bounded(lambda: run(a, kinds, ttl, renew), budget)
 
 
 def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> int:
     rng = random.Random(a.seed)
-    workdir = c.make_workdir("bench-failover-")
-    logs = c.log_dir("failover")
-    redis = c.RedisServer()
-    receiver = c.make_receiver(a.receiver)
-    env_file = c.write_env_file(workdir / "jobs.env", {n: a.schedule for n in c.job_names(a.jobs, "TICK")})
+    workdir = lifecycle.make_workdir("bench-failover-")
+    logs = output.log_dir("failover")
+    redis = private_redis.RedisServer()
+    receiver = receivers.make_receiver(a.receiver)
+    env_file = daemons.write_env_file(workdir / "jobs.env", {n: a.schedule for n in daemons.job_names(a.jobs, "TICK")})
     settings = {
         "SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url,
         "SCHEDULER_LOG_LEVEL": a.log_level, "SCHEDULER_LOG_FORMAT": "json", "SCHEDULER_HTTP_PORT": "0",
@@ -92,16 +96,16 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
           f"{a.hog} CPU hog(s), redis :{redis.port}, logs {logs}", flush=True)
     serial = 0
 
-    def start_replica() -> c.Daemon:
+    def start_replica() -> daemons.Daemon:
         nonlocal serial
         serial += 1
-        return c.Daemon(env_file, settings, logs / f"replica-{serial}.log")
+        return daemons.Daemon(env_file, settings, logs / f"replica-{serial}.log")
 
     replicas = [start_replica()]
-    c.wait_for(lambda: c.leader_of(redis.conn)[1] == replicas[0].pid, 60, what="the first replica to lead")
+    timing.wait_for(lambda: private_redis.leader_of(redis.conn)[1] == replicas[0].pid, 60, what="the first replica to lead")
     replicas += [start_replica() for _ in range(a.replicas - 1)]
-    c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
-    c.wait_for(lambda: receiver.count() >= 3 * a.jobs, 30, what="steady fires")
+    timing.wait_for(lambda: private_redis.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
+    timing.wait_for(lambda: receiver.count() >= 3 * a.jobs, 30, what="steady fires")
     time.sleep(a.settle)
 
     events = []
@@ -110,13 +114,13 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         if kind == "steady":
             events.append(steady_event(a, n, redis, replicas, receiver))
             continue
-        _, pid = c.leader_of(redis.conn)
+        _, pid = private_redis.leader_of(redis.conn)
         old = next((r for r in replicas if r.pid == pid), None)
         if old is None:
             raise RuntimeError(f"the lease holder (pid {pid}) is none of the replicas started")
         old_epoch = int(redis.conn.get("{scheduler}:epoch") or 0)
         phase = rng.uniform(0.02, 0.98)
-        c.sleep_until(int(time.time()) + 1 + phase)
+        timing.sleep_until(int(time.time()) + 1 + phase)
         start = receiver.count()
         exited: list[float] = []
         watcher = threading.Thread(target=lambda p=old.proc: (p.wait(), exited.append(time.time())), daemon=True)  # noqa: B023 (run in this pass)
@@ -130,19 +134,19 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         def new_leader_fire():
             return next((x for x in receiver.since(start) if x.fencing.isdigit() and int(x.fencing) > old_epoch), None)  # noqa: B023
 
-        first_new = c.wait_for(new_leader_fire, ttl + renew + 15, 0.005, f"a fire by a new leader after {kind} #{n}")
+        first_new = timing.wait_for(new_leader_fire, ttl + renew + 15, 0.005, f"a fire by a new leader after {kind} #{n}")
         watcher.join(40)
         rc = old.proc.poll()
         t_exit = exited[0] if exited else None
-        c.stop_process(old.proc)  # unregisters it (SIGKILL after 10 s if a graceful stop hangs)
+        lifecycle.stop_process(old.proc)  # unregisters it (SIGKILL after 10 s if a graceful stop hangs)
         replicas.remove(old)
-        new_pid = c.leader_of(redis.conn)[1]
+        new_pid = private_redis.leader_of(redis.conn)[1]
         new = next((r for r in replicas if r.pid == new_pid), None)
         took = None
         if new is not None:
-            for ev in c.log_events(new.log_path):
+            for ev in daemon_logs.log_events(new.log_path):
                 if ev.get("event") == "became leader" and int(ev.get("epoch") or 0) > old_epoch:
-                    took = c.log_time(ev)
+                    took = daemon_logs.log_time(ev)
         ev = {
             "n": n, "kind": kind, "t": round(t_ev, 3), "phase_in_second": round(phase, 3),
             "old_pid": old.pid, "old_epoch": old_epoch, "new_pid": new_pid, "new_epoch": int(first_new.fencing),
@@ -155,19 +159,19 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         events.append(ev)
         print(f"  {n:2d} {kind:8s} phase {phase:.2f}: new leader's first fire after {ev['gap_s']:.3f} s "
               f"(slot {first_new.slot[11:19]}, attempt {first_new.attempt}), became leader after "
-              f"{c.fmt(ev['became_leader_after_s'], ' s', 3)}", flush=True)
+              f"{output.fmt(ev['became_leader_after_s'], ' s', 3)}", flush=True)
         replicas.append(start_replica())
-        c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="the restarted replica to subscribe")
+        timing.wait_for(lambda: private_redis.subscribers(redis.conn) >= a.replicas, 60, what="the restarted replica to subscribe")
         time.sleep(a.settle)
 
     time.sleep(1.5)
     for hog in hogs:
-        c.stop_process(hog, signal.SIGKILL, 5)
+        lifecycle.stop_process(hog, signal.SIGKILL, 5)
     alive = [r.running for r in replicas]
     final_exits = [r.stop() for r in replicas]
     arrivals = list(receiver.arrivals)
     receiver.stop()
-    problems = c.log_problems(sorted(logs.glob("replica-*.log")))
+    problems = daemon_logs.log_problems(sorted(logs.glob("replica-*.log")))
     analyse(a, events, arrivals, ttl, renew)
 
     rows = []
@@ -178,11 +182,11 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         if kind == "steady":
             for e in evs:
                 rows += [
-                    (f"steady {e['seconds']:.0f} s: spurious step-downs", e["step_downs"], f"0: {c.verdict(e['step_downs'] == 0)}"),
+                    (f"steady {e['seconds']:.0f} s: spurious step-downs", e["step_downs"], f"0: {output.verdict(e['step_downs'] == 0)}"),
                     ("steady: lease acquisitions (epoch growth)", e["epoch_growth"], "0: one leader throughout"),
                     ("steady: lease renewal failures logged", e["renew_failures"], ""),
-                    ("steady: first-arrival lateness p50 / p99 / max", f"{c.fmt(e['lateness_p50_s'], ' s', 3)} / "
-                     f"{c.fmt(e['lateness_p99_s'], ' s', 3)} / {c.fmt(e['lateness_max_s'], ' s', 3)}", ""),
+                    ("steady: first-arrival lateness p50 / p99 / max", f"{output.fmt(e['lateness_p50_s'], ' s', 3)} / "
+                     f"{output.fmt(e['lateness_p99_s'], ' s', 3)} / {output.fmt(e['lateness_max_s'], ' s', 3)}", ""),
                     ("steady: slots lost", e["slots_lost"], ""),
                 ]
             continue
@@ -194,10 +198,10 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         if kind == "crash":
             bound = ttl + renew
             rows += [
-                ("crash: kill -9 -> first fire by the new leader", f"median {c.percentile(gaps, 50):.3f} s, max {max(gaps):.3f} s",
-                 f"<= TTL + renew = {bound:g} s: {c.verdict(max(gaps) <= bound)}"),
+                ("crash: kill -9 -> first fire by the new leader", f"median {percentile(gaps, 50):.3f} s, max {max(gaps):.3f} s",
+                 f"<= TTL + renew = {bound:g} s: {output.verdict(max(gaps) <= bound)}"),
                 ("crash: kill -9 -> 'became leader' logged", _spread([e["became_leader_after_s"] for e in evs]), ""),
-                ("crash: added delay beyond 1 s cadence", f"median {c.percentile(added, 50):.3f} s, max {max(added):.3f} s", ""),
+                ("crash: added delay beyond 1 s cadence", f"median {percentile(added, 50):.3f} s, max {max(added):.3f} s", ""),
                 ("crash: slots lost (total over reps)", f"{lost} (in {sum(1 for e in evs if e['slots_lost'])} of {len(evs)} reps)",
                  "CATCHUP=latest makes up only the newest missed slot"),
                 ("crash: slots made up by the new leader", made_up, "slots already due when it took over"),
@@ -206,11 +210,11 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
         else:
             exits = sorted({e["old_exit_code"] for e in evs}, key=str)
             rows += [
-                ("graceful: SIGTERM -> first fire by the new leader", f"median {c.percentile(gaps, 50):.3f} s, max {max(gaps):.3f} s", ""),
+                ("graceful: SIGTERM -> first fire by the new leader", f"median {percentile(gaps, 50):.3f} s, max {max(gaps):.3f} s", ""),
                 ("graceful: SIGTERM -> 'became leader' logged", _spread([e["became_leader_after_s"] for e in evs]), ""),
-                ("graceful: added delay beyond 1 s cadence", f"median {c.percentile(added, 50):.3f} s, max {max(added):.3f} s",
-                 f"<= 0.5 s: {c.verdict(max(added) <= 0.5)}"),
-                ("graceful: slots lost (total over reps)", lost, f"0: {c.verdict(lost == 0)}"),
+                ("graceful: added delay beyond 1 s cadence", f"median {percentile(added, 50):.3f} s, max {max(added):.3f} s",
+                 f"<= 0.5 s: {output.verdict(max(added) <= 0.5)}"),
+                ("graceful: slots lost (total over reps)", lost, f"0: {output.verdict(lost == 0)}"),
                 ("graceful: duplicates", dup, ""),
                 ("graceful: old leader exit code / exit after", f"{exits} / {_spread([e['old_exit_after_s'] for e in evs])}", ""),
             ]
@@ -218,25 +222,25 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
     rows += [
         ("slots lost outside any event", baseline_lost, ""),
         ("replicas alive at end; exit codes", f"{alive}; {final_exits}", ""),
-        ("daemon warnings/errors logged", c.summarize_problems(problems), ""),
+        ("daemon warnings/errors logged", daemon_logs.summarize_problems(problems), ""),
     ]
     what = ", ".join(f"{a.steady:.0f} s steady" if k == "steady" else f"{a.reps} x {k}" for k in kinds)
-    c.print_table(f"failover: {what}, {a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, "
+    output.print_table(f"failover: {what}, {a.jobs} job(s) '{a.schedule}', {a.replicas} replicas, "
                   f"TTL {a.ttl}, renew {a.renew}, {a.hog} CPU hog(s)", rows, ("figure", "value", "target / note"))
-    c.print_table("per event", [
-        (e["n"], e["kind"], f"{e['phase_in_second']:.2f}", f"{e['gap_s']:.3f}", c.fmt(e["became_leader_after_s"], "", 3),
+    output.print_table("per event", [
+        (e["n"], e["kind"], f"{e['phase_in_second']:.2f}", f"{e['gap_s']:.3f}", output.fmt(e["became_leader_after_s"], "", 3),
          f"{e['added_delay_s']:.3f}", e["slots_lost"], e["slots_made_up"], e["duplicates"])
         for e in events
     ], ("#", "kind", "phase", "gap s", "leader after s", "added s", "lost", "made up", "dupes"))
     res = {
-        "benchmark": "failover", "environment": c.environment_info(),
+        "benchmark": "failover", "environment": measured_code.environment_info(),
         "config": {"receiver": a.receiver, "reps": a.reps, "kinds": kinds, "jobs": a.jobs, "schedule": a.schedule, "replicas": a.replicas,
                    "hog": a.hog, "steady_s": a.steady, "max_concurrency": settings["SCHEDULER_MAX_CONCURRENCY"],
                    "lease_ttl": a.ttl, "lease_renew": a.renew, "settle_s": a.settle, "seed": a.seed, "log_level": a.log_level},
         "events": events, "alive_at_end": alive, "exit_codes": final_exits,
         "log_problems": problems, "logs": str(logs),
     }
-    path = c.write_json(a.json or c.default_json_path("failover"), res)
+    path = output.write_json(a.json or output.default_json_path("failover"), res)
     print(f"\nresults: {path}")
     return 0
 
@@ -244,7 +248,7 @@ def run(a: argparse.Namespace, kinds: list[str], ttl: float, renew: float) -> in
 STEP_DOWN_EVENTS = ("stepped down", "lease no longer ours")
 
 
-def steady_event(a, n: int, redis: c.RedisServer, replicas: list[c.Daemon], receiver) -> dict:
+def steady_event(a, n: int, redis: private_redis.RedisServer, replicas: list[daemons.Daemon], receiver) -> dict:
     """No signal: for a.steady seconds, what the leader does on its own under the load."""
     epoch0 = int(redis.conn.get("{scheduler}:epoch") or 0)
     start, t0 = receiver.count(), time.time()
@@ -254,8 +258,8 @@ def steady_event(a, n: int, redis: c.RedisServer, replicas: list[c.Daemon], rece
     epoch1 = int(redis.conn.get("{scheduler}:epoch") or 0)
     step_downs = renew_failures = 0
     for r in replicas:
-        for ev in c.log_events(r.log_path):
-            t = c.log_time(ev)
+        for ev in daemon_logs.log_events(r.log_path):
+            t = daemon_logs.log_time(ev)
             if t is None or not t0 <= t <= t1:
                 continue
             name = ev.get("event", "")
@@ -263,18 +267,18 @@ def steady_event(a, n: int, redis: c.RedisServer, replicas: list[c.Daemon], rece
             renew_failures += name.startswith("lease renewal failed")
     firsts: dict[str, float] = {}
     for x in receiver.since(start):
-        late = x.t - c.parse_slot(x.slot)
+        late = x.t - timing.parse_slot(x.slot)
         firsts[x.key] = min(firsts.get(x.key, late), late)
     late = list(firsts.values())
     ev = {
         "n": n, "kind": "steady", "t": round(t0, 3), "seconds": round(t1 - t0, 1), "phase_in_second": 0.0,
         "gap_s": round(t1 - t0, 3), "became_leader_after_s": None, "new_epoch": epoch1,
         "step_downs": step_downs, "epoch_growth": epoch1 - epoch0, "renew_failures": renew_failures,
-        "lateness_p50_s": c.percentile(late, 50), "lateness_p99_s": c.percentile(late, 99),
+        "lateness_p50_s": percentile(late, 50), "lateness_p99_s": percentile(late, 99),
         "lateness_max_s": max(late) if late else None,
     }
     print(f"     step-downs {step_downs}, lease acquisitions {ev['epoch_growth']}, renewal failures {renew_failures}, "
-          f"lateness p99 {c.fmt(ev['lateness_p99_s'], ' s', 3)}", flush=True)
+          f"lateness p99 {output.fmt(ev['lateness_p99_s'], ' s', 3)}", flush=True)
     return ev
 
 
@@ -283,13 +287,13 @@ HOG = "import os\nos.nice(0)\nwhile True: pass\n"
 
 def start_hogs(n: int) -> list[subprocess.Popen]:
     """n busy loops at the daemons' priority: a core each, for as long as the run lasts."""
-    return [c.spawn([sys.executable, "-c", HOG], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+    return [lifecycle.spawn([sys.executable, "-c", HOG], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
 
 
 def sweep(a: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
     """Each TTL/renew pair: a crash run (no load) and a steady run under load, each in a
     process of its own; one table of both."""
-    out_dir = c.make_workdir("bench-failover-sweep-")
+    out_dir = lifecycle.make_workdir("bench-failover-sweep-")
     here = Path(__file__).resolve()
     rows, results = [], []
     for ttl_text, renew_text in pairs:
@@ -305,22 +309,22 @@ def sweep(a: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
         steady = json.loads(steady_json.read_text()) if steady_json.exists() else {"events": []}
         gaps = [e["gap_s"] for e in crash["events"] if e["kind"] == "crash"]
         st = next((e for e in steady["events"] if e["kind"] == "steady"), None)
-        ttl, renew = c.duration_s(ttl_text), c.duration_s(renew_text)
+        ttl, renew = timing.duration_s(ttl_text), timing.duration_s(renew_text)
         ok = bool(gaps) and max(gaps) <= 5.0 and st is not None and st["step_downs"] == 0 and st["epoch_growth"] == 0
         results.append({"ttl": ttl_text, "renew": renew_text, "crash_gaps_s": gaps, "steady": st, "meets_target": ok})
         rows.append((
             f"{ttl_text} / {renew_text}", f"{ttl + renew:g}",
-            f"{c.fmt(c.percentile(gaps, 50), '', 2)} / {c.fmt(max(gaps) if gaps else None, '', 2)}" if gaps else "n/a",
+            f"{output.fmt(percentile(gaps, 50), '', 2)} / {output.fmt(max(gaps) if gaps else None, '', 2)}" if gaps else "n/a",
             "n/a" if st is None else f"{st['step_downs']} / {st['epoch_growth']} / {st['renew_failures']}",
-            "n/a" if st is None else f"{c.fmt(st['lateness_p99_s'], '', 3)}",
-            c.verdict(ok),
+            "n/a" if st is None else f"{output.fmt(st['lateness_p99_s'], '', 3)}",
+            output.verdict(ok),
         ))
-    c.print_table(f"lease settings: crash recovery ({a.reps} x kill -9, 1 job) and {a.steady:.0f} s steady with "
+    output.print_table(f"lease settings: crash recovery ({a.reps} x kill -9, 1 job) and {a.steady:.0f} s steady with "
                   f"{a.sweep_jobs} fires/s and {a.sweep_hog} CPU hog(s)", rows,
                   ("TTL / renew", "bound s", "crash gap p50 / max s", "step-downs / acquisitions / renew fails",
                    "steady p99 late s", "max gap <= 5 s, 0 step-downs"))
-    path = c.write_json(a.json or c.default_json_path("failover-sweep"), {"benchmark": "failover-sweep",
-                        "environment": c.environment_info(), "results": results})
+    path = output.write_json(a.json or output.default_json_path("failover-sweep"), {"benchmark": "failover-sweep",
+                        "environment": measured_code.environment_info(), "results": results})
     print(f"\nresults: {path}")
     return 0
 
@@ -329,16 +333,16 @@ def _spread(values) -> str:
     vs = [v for v in values if v is not None]
     if not vs:
         return "n/a"
-    return f"median {c.percentile(vs, 50):.3f} s, max {max(vs):.3f} s"
+    return f"median {percentile(vs, 50):.3f} s, max {max(vs):.3f} s"
 
 
-def analyse(a, events: list[dict], arrivals: list[c.Arrival], ttl: float, renew: float) -> None:
+def analyse(a, events: list[dict], arrivals: list[Arrival], ttl: float, renew: float) -> None:
     """Attribute every slot to the event before it; count per event the slots never
     delivered, made up by the new leader (already due when it took over), delivered twice,
     and the largest gap between consecutive slots' first arrivals, minus the 1 s cadence."""
-    per_job: dict[str, dict[int, list[c.Arrival]]] = {}
+    per_job: dict[str, dict[int, list[Arrival]]] = {}
     for x in arrivals:
-        per_job.setdefault(x.job, {}).setdefault(c.parse_slot(x.slot), []).append(x)
+        per_job.setdefault(x.job, {}).setdefault(timing.parse_slot(x.slot), []).append(x)
     starts = [int(e["t"]) - 1 for e in events]  # a slot due in the second before the signal counts too
     for e in events:
         e.update(slots_lost=0, slots_made_up=0, duplicates=0, added_delay_s=0.0, max_lateness_s=0.0)

@@ -1,6 +1,6 @@
 """CPU per request of the HTTP client that fires jobs, at 1 and at 64 requests in flight.
 
-The target is bench.common's RawReceiver (a bare asyncio protocol in its own thread); the
+The target is harness.fast_receiver's RawReceiver (a bare asyncio protocol in its own thread); the
 figure is the CPU time of the client's thread only (time.thread_time), divided by the
 number of requests, so the receiver's own cost is not counted.
 
@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RawReceiver, print_table  # noqa: E402
+from bench.output import print_table  # noqa: E402
+from harness.fast_receiver import RawReceiver  # noqa: E402
 
 BODY = b'{"job":"bench","slot":"2026-11-22T03:00:00Z","attempt":1,"fencing_token":7,"idempotency_key":"bench@2026-11-22T03:00:00Z"}'
 HEADERS = {

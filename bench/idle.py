@@ -15,8 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import (  # noqa: E402
+    daemon_logs, daemons, lifecycle, measured_code, output, private_redis, procstat, receivers,
+    timing,
+)
+from harness.ports import LOOPBACK, free_port  # noqa: E402
 
 
 def main() -> int:
@@ -33,39 +37,39 @@ def main() -> int:
     ap.add_argument("--renew", default="5s", help="SCHEDULER_LEASE_RENEW (default 5s, the daemon's default)")
     ap.add_argument("--http-port", action="store_true", help="also serve /metrics (SCHEDULER_HTTP_PORT on a free port); off by default")
     ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/idle-<time>.json)")
-    c.add_receiver_arg(ap)
-    c.add_src_arg(ap)
+    receivers.add_receiver_arg(ap)
+    measured_code.add_src_arg(ap)
     a = ap.parse_args()
-    c.set_src(a.src)
+    measured_code.set_src(a.src)
     if a.schedule == "auto":
         a.schedule = f"{(time.gmtime().tm_min + 30) % 60} * * * *"
-    return c.run_bounded(lambda: run(a), 120 + a.settle + a.duration + 10 * a.replicas)
+    return lifecycle.run_bounded(lambda: run(a), 120 + a.settle + a.duration + 10 * a.replicas)
 
 
 def run(a: argparse.Namespace) -> int:
-    workdir = c.make_workdir("bench-idle-")
-    logs = c.log_dir("idle")
-    redis = c.RedisServer()
-    receiver = c.make_receiver(a.receiver)
-    env_file = c.write_env_file(workdir / "jobs.env", {n: a.schedule for n in c.job_names(a.jobs)})
+    workdir = lifecycle.make_workdir("bench-idle-")
+    logs = output.log_dir("idle")
+    redis = private_redis.RedisServer()
+    receiver = receivers.make_receiver(a.receiver)
+    env_file = daemons.write_env_file(workdir / "jobs.env", {n: a.schedule for n in daemons.job_names(a.jobs)})
     base = {
         "SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url,
         "SCHEDULER_LOG_LEVEL": a.log_level, "SCHEDULER_LOG_FORMAT": "json",
         "SCHEDULER_LEASE_TTL": a.ttl, "SCHEDULER_LEASE_RENEW": a.renew,
-        "SCHEDULER_HTTP_HOST": c.LOOPBACK,
+        "SCHEDULER_HTTP_HOST": LOOPBACK,
     }
     print(f"{a.jobs} jobs '{a.schedule}', {a.replicas} replicas, LOG_LEVEL={a.log_level}, TTL {a.ttl}/renew {a.renew}, "
           f"redis :{redis.port}, logs {logs}", flush=True)
     replicas = []
     for i in range(1, a.replicas + 1):
-        port = str(c.free_port()) if a.http_port else "0"
-        replicas.append(c.Daemon(env_file, {**base, "SCHEDULER_HTTP_PORT": port}, logs / f"replica-{i}.log"))
+        port = str(free_port()) if a.http_port else "0"
+        replicas.append(daemons.Daemon(env_file, {**base, "SCHEDULER_HTTP_PORT": port}, logs / f"replica-{i}.log"))
         if i == 1:
-            c.wait_for(lambda: c.leader_of(redis.conn)[1] == replicas[0].pid, 60, what="the first replica to lead")
-    c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
+            timing.wait_for(lambda: private_redis.leader_of(redis.conn)[1] == replicas[0].pid, 60, what="the first replica to lead")
+    timing.wait_for(lambda: private_redis.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
     time.sleep(a.settle)
 
-    windows = [c.CpuWindow(r.pid) for r in replicas]
+    windows = [procstat.CpuWindow(r.pid) for r in replicas]
     stats0 = redis.commandstats()
     total0 = redis.conn.info("stats")["total_commands_processed"]
     fires0 = receiver.count()
@@ -77,7 +81,7 @@ def run(a: argparse.Namespace) -> int:
     stats1 = redis.commandstats()
     total1 = redis.conn.info("stats")["total_commands_processed"]
     fires = receiver.count() - fires0
-    _, leader_pid = c.leader_of(redis.conn)
+    _, leader_pid = private_redis.leader_of(redis.conn)
     alive = [r.running for r in replicas]
     exits = [r.stop() for r in reversed(replicas)][::-1]
     receiver.stop()
@@ -87,10 +91,10 @@ def run(a: argparse.Namespace) -> int:
     delta = {k: stats1.get(k, 0) - stats0.get(k, 0) for k in stats1}
     delta = {k: v for k, v in delta.items() if v and k not in ("info",)}
     scripts = sum(v for k, v in delta.items() if k in ("evalsha", "eval"))
-    problems = c.log_problems([r.log_path for r in replicas])
+    problems = daemon_logs.log_problems([r.log_path for r in replicas])
     res = {
         "benchmark": "idle",
-        "environment": c.environment_info(),
+        "environment": measured_code.environment_info(),
         "config": {"receiver": a.receiver, "jobs": a.jobs, "schedule": a.schedule, "duration_s": a.duration, "replicas": a.replicas,
                    "log_level": a.log_level, "lease_ttl": a.ttl, "lease_renew": a.renew, "http_port": a.http_port},
         "replicas": [{**w.as_dict(), "role": "leader" if w.pid == leader_pid else "standby"} for w in windows],
@@ -104,21 +108,21 @@ def run(a: argparse.Namespace) -> int:
     }
     rows = []
     for i, r in enumerate(res["replicas"], 1):
-        rows.append((f"replica {i} ({r['role']}) CPU % of a core", c.fmt(r["cpu_percent_of_core"], " %", 2),
+        rows.append((f"replica {i} ({r['role']}) CPU % of a core", output.fmt(r["cpu_percent_of_core"], " %", 2),
                      f"{r['cpu_s']} s CPU in {r['seconds']:.0f} s"))
-        rows.append((f"replica {i} RSS / peak", f"{c.mb(r['rss_kb'])} / {c.mb(r['peak_rss_kb'])}", f"{r['threads']} threads"))
-        rows.append((f"replica {i} wake-ups/s (voluntary switches)", c.fmt(r["voluntary_switches_per_s"], "", 1), ""))
+        rows.append((f"replica {i} RSS / peak", f"{output.mb(r['rss_kb'])} / {output.mb(r['peak_rss_kb'])}", f"{r['threads']} threads"))
+        rows.append((f"replica {i} wake-ups/s (voluntary switches)", output.fmt(r["voluntary_switches_per_s"], "", 1), ""))
     rows += [
         ("fires during the window", fires, ""),
         ("Redis EVALSHA/EVAL per s (all replicas)", res["redis"]["script_calls_per_s"], ""),
         ("Redis commands per s incl. scripts' inner calls", res["redis"]["commands_per_s_incl_script_inner"],
          ", ".join(f"{k} {v}" for k, v in sorted(delta.items(), key=lambda kv: -kv[1])[:6])),
         ("replicas alive at end; exit codes", f"{alive}; {exits}", ""),
-        ("daemon warnings/errors logged", c.summarize_problems(problems), ""),
+        ("daemon warnings/errors logged", daemon_logs.summarize_problems(problems), ""),
     ]
-    c.print_table(f"idle: {a.jobs} jobs '{a.schedule}', {a.replicas} replicas, {a.duration} s, LOG_LEVEL={a.log_level}, "
+    output.print_table(f"idle: {a.jobs} jobs '{a.schedule}', {a.replicas} replicas, {a.duration} s, LOG_LEVEL={a.log_level}, "
                   f"TTL {a.ttl}/renew {a.renew}", rows, ("figure", "value", "detail"))
-    path = c.write_json(a.json or c.default_json_path("idle"), res)
+    path = output.write_json(a.json or output.default_json_path("idle"), res)
     print(f"\nresults: {path}")
     return 0
 

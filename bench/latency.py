@@ -22,10 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
-import doc_server  # noqa: E402
-from latency_report import report  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import (  # noqa: E402
+    daemon_logs, daemons, lifecycle, measured_code, monitor, output, private_redis, procstat,
+    profiling, receivers, timing,
+)
+from bench import doc_server  # noqa: E402
+from bench.latency_report import report  # noqa: E402
+from harness.fast_receiver import first_arrivals  # noqa: E402
+from harness.stats import stats_ms  # noqa: E402
 
 PRESETS = {
     "small": {"jobs": 20, "duration": 30, "targets": {"p99_ms": 15}},
@@ -48,16 +53,16 @@ METHOD = (
 
 def expected_slots(schedule: str, w0: int, w1: int, workdir: Path) -> list[int]:
     """Slots of one job with this schedule in [w0, w1), from the daemon's own `check`."""
-    env_file = c.write_env_file(workdir / "one.env", {"PROBE": schedule})
+    env_file = daemons.write_env_file(workdir / "one.env", {"PROBE": schedule})
     from_ = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w0 - 1))
     out = subprocess.run(
         [sys.executable, "-m", "scheduler", "check", "--env-file", str(env_file), "--json", "--from", from_,
          "--count", str(w1 - w0 + 2)],
-        cwd=c.SRC, env=c.daemon_env({}), capture_output=True, text=True, timeout=60,
+        cwd=measured_code.SRC, env=daemons.daemon_env({}), capture_output=True, text=True, timeout=60,
     )
     if out.returncode != 0:
         raise RuntimeError(f"scheduler check failed: {out.stderr.strip()}")
-    slots = [c.parse_slot(s) for s in json.loads(out.stdout)["jobs"][0]["next"]]
+    slots = [timing.parse_slot(s) for s in json.loads(out.stdout)["jobs"][0]["next"]]
     return [s for s in slots if w0 <= s < w1]
 
 
@@ -65,7 +70,7 @@ def replica_config(a: argparse.Namespace, workdir: Path, redis_url: str, receive
                    max_conc: int) -> tuple[Path, dict[str, str]]:
     """Every replica's env file and settings; with --jobs-from url, the document server too."""
     jobs_of = {n: a.schedule for n in names}
-    env_file = c.write_env_file(workdir / "jobs.env", jobs_of if a.jobs_from == "env" else {})
+    env_file = daemons.write_env_file(workdir / "jobs.env", jobs_of if a.jobs_from == "env" else {})
     settings = {
         "SCHEDULER_REDIS_URL": redis_url, "SCHEDULER_API_URL": receiver_url,
         "SCHEDULER_MAX_CONCURRENCY": str(max_conc), "SCHEDULER_LOG_LEVEL": a.log_level,
@@ -82,40 +87,40 @@ def replica_config(a: argparse.Namespace, workdir: Path, redis_url: str, receive
 
 def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets: dict) -> dict:
     max_conc = a.max_concurrency or max(64, 1 << (jobs - 1).bit_length())
-    workdir = c.make_workdir("bench-latency-")
-    logs = c.log_dir(f"latency-{name}")
-    redis = c.RedisServer()
-    receiver = c.make_receiver(a.receiver, a.hold_ms)
-    names = c.job_names(jobs)
+    workdir = lifecycle.make_workdir("bench-latency-")
+    logs = output.log_dir(f"latency-{name}")
+    redis = private_redis.RedisServer()
+    receiver = receivers.make_receiver(a.receiver, a.hold_ms)
+    names = daemons.job_names(jobs)
     env_file, settings = replica_config(a, workdir, redis.url, receiver.url, names, max_conc)
     print(f"[{name}] {jobs} jobs '{a.schedule}' from {a.jobs_from}, {a.replicas} replicas, MAX_CONCURRENCY={max_conc}, "
           f"LOG_LEVEL={a.log_level}, redis :{redis.port}, {a.receiver} receiver :{receiver.port}, logs {logs}", flush=True)
 
-    leader = c.Daemon(env_file, settings, logs / "replica-1.log")
-    _, pid = c.wait_for(lambda: c.leader_of(redis.conn)[1] and c.leader_of(redis.conn), 60,
+    leader = daemons.Daemon(env_file, settings, logs / "replica-1.log")
+    _, pid = timing.wait_for(lambda: private_redis.leader_of(redis.conn)[1] and private_redis.leader_of(redis.conn), 60,
                         what="the first replica to take the lease")
     if pid != leader.pid:
         raise RuntimeError(f"lease holder pid {pid} is not the first replica {leader.pid}")
-    standbys = [c.Daemon(env_file, settings, logs / f"replica-{i}.log") for i in range(2, a.replicas + 1)]
-    c.wait_for(lambda: c.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
+    standbys = [daemons.Daemon(env_file, settings, logs / f"replica-{i}.log") for i in range(2, a.replicas + 1)]
+    timing.wait_for(lambda: private_redis.subscribers(redis.conn) >= a.replicas, 60, what="every replica to subscribe")
     # Every job has fired (from the env file or the leader's first read of the document).
     want = {n.lower().replace("_", "-") for n in names}
-    c.wait_for(lambda: want <= {x.job for x in list(receiver.arrivals)}, 60, 0.2, what="a fire of every job")
+    timing.wait_for(lambda: want <= {x.job for x in list(receiver.arrivals)}, 60, 0.2, what="a fire of every job")
     time.sleep(a.warmup)
 
     w0 = int(time.time()) + 3  # leaves time for `check` below
     w1 = w0 + duration
     slots = expected_slots(a.schedule, w0, w1, workdir)
-    c.sleep_until(w0 - 0.1)
-    cpu = c.CpuWindow(leader.pid)
-    sb_cpu = [c.CpuWindow(s.pid) for s in standbys]
+    timing.sleep_until(w0 - 0.1)
+    cpu = procstat.CpuWindow(leader.pid)
+    sb_cpu = [procstat.CpuWindow(s.pid) for s in standbys]
     stats0 = redis.commandstats()
     epoch0 = int(redis.conn.get("{scheduler}:epoch") or 0)
     cpu.start()
     for w in sb_cpu:
         w.start()
-    spy = c.start_py_spy(leader.pid, duration, Path(a.profile)) if a.profile else None
-    c.sleep_until(w1 - 0.1)
+    spy = profiling.start_py_spy(leader.pid, duration, Path(a.profile)) if a.profile else None
+    timing.sleep_until(w1 - 0.1)
     cpu.stop()
     for w in sb_cpu:
         w.stop()
@@ -126,16 +131,16 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
     # MONITOR sample after the window, so its cost does not touch the figures above. The
     # lease holder's connections are the ones counted; if the lease changed hands during
     # the sample, there is no per-leader figure.
-    holder0 = c.leader_of(redis.conn)[1]
-    peers0 = c.tcp_peers_of(holder0, redis.port) if holder0 else set()
-    t0, t1, mon_path = c.monitor_sample(redis.port, a.monitor_s, workdir / "monitor.txt")
-    holder1 = c.leader_of(redis.conn)[1]
+    holder0 = private_redis.leader_of(redis.conn)[1]
+    peers0 = monitor.tcp_peers_of(holder0, redis.port) if holder0 else set()
+    t0, t1, mon_path = monitor.monitor_sample(redis.port, a.monitor_s, workdir / "monitor.txt")
+    holder1 = private_redis.leader_of(redis.conn)[1]
     stable = holder0 is not None and holder0 == holder1
-    leader_peers = (peers0 | c.tcp_peers_of(holder1, redis.port)) if stable else set()
+    leader_peers = (peers0 | monitor.tcp_peers_of(holder1, redis.port)) if stable else set()
     sample_arrivals = [x for x in receiver.arrivals if t0 <= x.t <= t1]
-    names_by_sha = c.script_names()
-    mon_leader = c.parse_monitor(mon_path, t0, t1, leader_peers, names_by_sha)
-    mon_all = c.parse_monitor(mon_path, t0, t1, None, names_by_sha)
+    names_by_sha = monitor.script_names()
+    mon_leader = monitor.parse_monitor(mon_path, t0, t1, leader_peers, names_by_sha)
+    mon_all = monitor.parse_monitor(mon_path, t0, t1, None, names_by_sha)
 
     if spy is not None:
         try:
@@ -151,21 +156,21 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
     redis.stop()
 
     # -- analysis ------------------------------------------------------------------------
-    in_window = [x for x in arrivals if w0 <= c.parse_slot(x.slot) < w1]
-    first, dupes = c.first_arrivals(in_window)
+    in_window = [x for x in arrivals if w0 <= timing.parse_slot(x.slot) < w1]
+    first, dupes = first_arrivals(in_window)
     expected = len(slots) * jobs
-    late = [x.t - c.parse_slot(x.slot) for x in first.values()]
+    late = [x.t - timing.parse_slot(x.slot) for x in first.values()]
     by_slot: dict[str, list[float]] = {}
     for x in first.values():
         by_slot.setdefault(x.slot, []).append(x.t)
-    first_of_slot = [min(ts) - c.parse_slot(s) for s, ts in by_slot.items()]
+    first_of_slot = [min(ts) - timing.parse_slot(s) for s, ts in by_slot.items()]
     spread = [max(ts) - min(ts) for ts in by_slot.values()]
     retried = sum(1 for x in in_window if x.attempt not in ("", "1"))
     scripts = sum(stats1.get(k, 0) - stats0.get(k, 0) for k in ("evalsha", "eval", "evalsha_ro", "eval_ro"))
     fires_sample = len(sample_arrivals)
-    problems = c.log_problems([leader.log_path, *(s.log_path for s in standbys)])
+    problems = daemon_logs.log_problems([leader.log_path, *(s.log_path for s in standbys)])
     delivered_pct = 100.0 * len(first) / expected if expected else None
-    lat = c.stats_ms(late)
+    lat = stats_ms(late)
     res = {
         "name": name,
         "config": {
@@ -179,8 +184,8 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
         "duplicates": dupes,
         "attempts_above_1": retried,
         "lateness_ms": lat,
-        "first_of_slot_lateness_ms": c.stats_ms(first_of_slot),
-        "slot_spread_ms": c.stats_ms(spread),
+        "first_of_slot_lateness_ms": stats_ms(first_of_slot),
+        "slot_spread_ms": stats_ms(spread),
         "lease_acquisitions_in_window": epoch1 - epoch0,
         "leader": cpu.as_dict(),
         "standbys": [w.as_dict() for w in sb_cpu],
@@ -207,7 +212,7 @@ def run_one(name: str, a: argparse.Namespace, jobs: int, duration: int, targets:
         "logs": str(logs),
     }
     if a.profile:
-        res["profile"] = {"raw": a.profile, **c.summarize_collapsed(Path(a.profile))}
+        res["profile"] = {"raw": a.profile, **profiling.summarize_collapsed(Path(a.profile))}
     checks = {
         "delivered_pct": (delivered_pct, lambda v, t: v is not None and v >= t),
         "duplicates": (dupes, lambda v, t: v <= t),
@@ -245,10 +250,10 @@ def main() -> int:
     ap.add_argument("--monitor-s", type=float, default=5.0, help="MONITOR sample after the window, seconds (default 5)")
     ap.add_argument("--profile", metavar="PATH", help="record the leader with py-spy during the window (collapsed stacks)")
     ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/latency-<time>.json)")
-    c.add_receiver_arg(ap)
-    c.add_src_arg(ap)
+    receivers.add_receiver_arg(ap)
+    measured_code.add_src_arg(ap)
     a = ap.parse_args()
-    c.set_src(a.src)
+    measured_code.set_src(a.src)
     if a.jobs is None and a.duration is None:
         runs = [(p, PRESETS[p]["jobs"], PRESETS[p]["duration"], PRESETS[p]["targets"])
                 for p in (("small", "large") if a.preset in (None, "all") else (a.preset,))]
@@ -258,17 +263,17 @@ def main() -> int:
     if a.profile and len(runs) > 1:
         ap.error("--profile needs a single run: add --preset small|large or --jobs")
     budget = sum(120 + d + a.warmup + a.grace + a.monitor_s + j / 20 for _, j, d, _ in runs)
-    out: dict = {"benchmark": "latency", "environment": c.environment_info(), "runs": []}
+    out: dict = {"benchmark": "latency", "environment": measured_code.environment_info(), "runs": []}
 
     def go() -> int:
         for name, jobs, duration, targets in runs:
             out["runs"].append(run_one(name, a, jobs, duration, targets))
-            c.cleanup()
-        path = c.write_json(a.json or c.default_json_path("latency"), out)
+            lifecycle.cleanup()
+        path = output.write_json(a.json or output.default_json_path("latency"), out)
         print(f"\nmethod: {METHOD}\n\nresults: {path}")
         return 0
 
-    return c.run_bounded(go, budget)
+    return lifecycle.run_bounded(go, budget)
 
 
 if __name__ == "__main__":

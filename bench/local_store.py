@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+from harness.stats import percentile  # noqa: E402
 
 from scheduler.store.sqlite.store import LocalStore  # noqa: E402
 from scheduler.model import Claim  # noqa: E402
@@ -105,9 +104,9 @@ def main() -> int:
     ms = lambda v: "-" if v is None else f"{v * 1000:.1f} ms"  # noqa: E731
     # Two decimals for the batch: a batch of one claim takes about a tenth of a millisecond.
     fine = lambda v: "-" if v is None else f"{v * 1000:.2f} ms"  # noqa: E731
-    print(f"claim batch of {a.jobs}: p50 {fine(c.percentile(r['batch_s'], 50))}, p99 {fine(c.percentile(r['batch_s'], 99))}")
-    print(f"loop lag while claiming: p99 {ms(c.percentile(r['free_lags'], 99))}, max {ms(max(r['free_lags'], default=None))}")
-    print(f"write lock held {a.hold:.0f} s: loop lag p99 {ms(c.percentile(r['held_lags'], 99))}, "
+    print(f"claim batch of {a.jobs}: p50 {fine(percentile(r['batch_s'], 50))}, p99 {fine(percentile(r['batch_s'], 99))}")
+    print(f"loop lag while claiming: p99 {ms(percentile(r['free_lags'], 99))}, max {ms(max(r['free_lags'], default=None))}")
+    print(f"write lock held {a.hold:.0f} s: loop lag p99 {ms(percentile(r['held_lags'], 99))}, "
           f"max {ms(max(r['held_lags'], default=None))}; claims failed as StoreUnavailable: {r['outages']}")
     return 0
 

@@ -37,7 +37,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from scheduler.observe.job_metrics import Histogram, OverdueCollector  # noqa: E402
 from scheduler.observe.metrics import DURATION_BUCKETS, LATENESS_BUCKETS, Metrics  # noqa: E402
-from scheduler.observe.probes import Health, serve  # noqa: E402
+from scheduler.observe.health import Health  # noqa: E402
+from scheduler.observe.routes import serve  # noqa: E402
 
 
 def build(n: int) -> tuple[Metrics, list[str]]:
@@ -171,8 +172,9 @@ def healthcheck_cpu(port: int, n: int, script: str) -> float:
 
 HEALTHCHECK_BEFORE = """
 import sys, httpx
-from scheduler import config
-s = config.load(config.read_environment(sys.argv[1]))
+from scheduler.config import load
+from scheduler.config.env_file import read_environment
+s = load(read_environment(sys.argv[1]))
 sys.exit(0 if httpx.get(f"http://{s.http_host}:{s.http_port}/healthz", timeout=3).status_code == 200 else 1)
 """
 HEALTHCHECK_AFTER = "import sys; from scheduler.cli import main; sys.exit(main(['healthcheck', '--env-file', sys.argv[1]]))"

@@ -26,9 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-import common as c  # noqa: E402
-from doc_server import SERVER  # noqa: E402
+from bench import lifecycle, output, timing  # noqa: E402
+from bench.doc_server import SERVER  # noqa: E402
+from harness.ports import free_port  # noqa: E402
 
 from scheduler.config import loader as config  # noqa: E402
 from scheduler.sources.watch import JobSources, diff  # noqa: E402
@@ -67,9 +67,9 @@ async def run(args) -> list[tuple]:
     first, second = work / "a.json", work / "b.json"
     first.write_text(json.dumps(jobs_doc(args.jobs, args.h_share)))
     second.write_text(json.dumps(jobs_doc(args.jobs, args.h_share, changed=args.changed)))
-    port = c.free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(first), str(second)])
-    c.on_cleanup(lambda: c.stop_process(server))
+    lifecycle.on_cleanup(lambda: lifecycle.stop_process(server))
     settings = config.load({"SCHEDULER_API_URL": f"http://127.0.0.1:{port}", "SCHEDULER_JOBS_URL": "/jobs",
                             "SCHEDULER_API_TOKEN": "bench"})
     import socket
@@ -81,7 +81,7 @@ async def run(args) -> list[tuple]:
         except OSError:
             return False
 
-    c.wait_for(listening, 10, what="the server")
+    timing.wait_for(listening, 10, what="the server")
     gc.collect()
     base_rss = rss_mb()
     changes: list[tuple[float, dict]] = []
@@ -135,14 +135,14 @@ async def run(args) -> list[tuple]:
     per_job = (loaded_rss - base_rss) * 1024 * 1024 / args.jobs
     return [
         ("jobs served (H share)", f"{args.jobs} ({args.h_share:.0%})"),
-        ("document size", c.fmt(size_mb, " MB")),
-        ("start -> jobs in force", c.fmt(load_s, " s", 2) + f"  {c.verdict(load_s <= 2.0)} (target <= 2 s)"),
-        ("peak RSS", c.fmt(peak_mb, " MB") + f"  {c.verdict(peak_mb <= 300)} (target <= 300 MB)"),
-        ("memory per job (RSS after load - before)", c.fmt(per_job / 1024, " kB", 2)),
-        ("CPU of a 304 refresh", c.fmt(refresh_cpu_ms, " ms", 3) + f"  {c.verdict(refresh_cpu_ms <= 1.0)} (target <= 1 ms)"),
-        (f"change of {args.changed} jobs: refetch+validate+merge", c.fmt(change_s, " s", 2)),
-        (f"change of {args.changed} jobs: diff", c.fmt(diff_ms, " ms", 1)),
-        ("CPU of one stat of the jobs file (polled every 1 s)", c.fmt(stat_us, " us", 1)),
+        ("document size", output.fmt(size_mb, " MB")),
+        ("start -> jobs in force", output.fmt(load_s, " s", 2) + f"  {output.verdict(load_s <= 2.0)} (target <= 2 s)"),
+        ("peak RSS", output.fmt(peak_mb, " MB") + f"  {output.verdict(peak_mb <= 300)} (target <= 300 MB)"),
+        ("memory per job (RSS after load - before)", output.fmt(per_job / 1024, " kB", 2)),
+        ("CPU of a 304 refresh", output.fmt(refresh_cpu_ms, " ms", 3) + f"  {output.verdict(refresh_cpu_ms <= 1.0)} (target <= 1 ms)"),
+        (f"change of {args.changed} jobs: refetch+validate+merge", output.fmt(change_s, " s", 2)),
+        (f"change of {args.changed} jobs: diff", output.fmt(diff_ms, " ms", 1)),
+        ("CPU of one stat of the jobs file (polled every 1 s)", output.fmt(stat_us, " us", 1)),
     ]
 
 
@@ -156,8 +156,8 @@ def main() -> int:
     try:
         rows = asyncio.run(run(args))
     finally:
-        c.cleanup()
-    c.print_table("jobs from the app's URL", rows)
+        lifecycle.cleanup()
+    output.print_table("jobs from the app's URL", rows)
     return 0
 
 

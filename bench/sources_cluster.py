@@ -39,10 +39,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-import common as c  # noqa: E402
-import doc_server  # noqa: E402
-from state_load import state_load  # noqa: E402
+from bench import (  # noqa: E402
+    daemon_logs, daemons, lifecycle, output, private_redis, procstat, profiling, receivers, timing,
+)
+from bench import doc_server  # noqa: E402
+from bench.state_load import state_load  # noqa: E402
+from harness.ports import free_port  # noqa: E402
+from harness.stats import stats_ms  # noqa: E402
 
 _SOURCE_JOBS = re.compile(r'^scheduler_jobs_source_jobs\{source="url"\} ([0-9.e+]+)$', re.M)
 
@@ -72,11 +75,11 @@ def scrape(port: int) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def job_set_changes(d: c.Daemon) -> list[dict]:
-    return [ev for ev in c.log_events(d.log_path) if ev.get("event") == "job set changed"]
+def job_set_changes(d: daemons.Daemon) -> list[dict]:
+    return [ev for ev in daemon_logs.log_events(d.log_path) if ev.get("event") == "job set changed"]
 
 
-def in_force(d: c.Daemon, port: int, n: int, timeout: float, log: bool = True) -> dict:
+def in_force(d: daemons.Daemon, port: int, n: int, timeout: float, log: bool = True) -> dict:
     """Seconds from the process's start to the metric saying n, and to the engine's log
     line (a standby's engine applies the set only when it leads: `log=False`)."""
     metric_at = log_at = None
@@ -87,7 +90,7 @@ def in_force(d: c.Daemon, port: int, n: int, timeout: float, log: bool = True) -
         if log_at is None:
             for ev in job_set_changes(d):
                 if ev.get("jobs", 0) >= n:
-                    log_at = c.log_time(ev)
+                    log_at = daemon_logs.log_time(ev)
                     break
         if not d.running:
             raise RuntimeError(f"the daemon exited; see {d.log_path}")
@@ -97,105 +100,105 @@ def in_force(d: c.Daemon, port: int, n: int, timeout: float, log: bool = True) -
 
 
 def run(a) -> list[tuple]:
-    work = c.make_workdir("bench-sources-cluster-")
-    logs = c.log_dir("sources-cluster")
-    redis = c.RedisServer()
-    receiver = c.make_receiver("raw")
+    work = lifecycle.make_workdir("bench-sources-cluster-")
+    logs = output.log_dir("sources-cluster")
+    redis = private_redis.RedisServer()
+    receiver = receivers.make_receiver("raw")
     first, second = work / "a.json", work / "b.json"
     first.write_text(json.dumps(document(a.jobs, a.h_share)))
     second.write_text(json.dumps(document(a.jobs, a.h_share, a.changed)))
     doc_port = doc_server.serve(first, second)
-    env_file = c.write_env_file(work / "jobs.env", {f"TICK{i:03d}": "every 1s" for i in range(a.every_second)})
+    env_file = daemons.write_env_file(work / "jobs.env", {f"TICK{i:03d}": "every 1s" for i in range(a.every_second)})
     base = {"SCHEDULER_REDIS_URL": redis.url, "SCHEDULER_API_URL": receiver.url, "SCHEDULER_LOG_FORMAT": "json",
             "SCHEDULER_LOG_LEVEL": "INFO", "SCHEDULER_MAX_CONCURRENCY": "256"}
     with_source = base | {"SCHEDULER_JOBS_URL": f"http://127.0.0.1:{doc_port}/jobs", "SCHEDULER_JOBS_REFRESH": a.refresh}
 
     # A daemon without the source, for the memory per job.
-    port0 = c.free_port()
-    bare = c.Daemon(env_file, base | {"SCHEDULER_NAMESPACE": "bare", "SCHEDULER_HTTP_PORT": str(port0)}, logs / "bare.log")
-    c.wait_for(lambda: _up(f"http://127.0.0.1:{port0}/metrics"), 30, what="the bare daemon's /metrics")
+    port0 = free_port()
+    bare = daemons.Daemon(env_file, base | {"SCHEDULER_NAMESPACE": "bare", "SCHEDULER_HTTP_PORT": str(port0)}, logs / "bare.log")
+    timing.wait_for(lambda: _up(f"http://127.0.0.1:{port0}/metrics"), 30, what="the bare daemon's /metrics")
     time.sleep(1.0)
-    bare_rss = c.proc_status(bare.pid).get("VmRSS", 0)
+    bare_rss = procstat.proc_status(bare.pid).get("VmRSS", 0)
     bare.stop()
 
     n_all = a.jobs + a.every_second
-    ports = [c.free_port(), c.free_port()]
-    leader = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[0])}, logs / "leader.log")
-    spies = [c.start_py_spy(leader.pid, 6, Path(a.profile) / "start.raw")] if a.profile else []
+    ports = [free_port(), free_port()]
+    leader = daemons.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[0])}, logs / "leader.log")
+    spies = [profiling.start_py_spy(leader.pid, 6, Path(a.profile) / "start.raw")] if a.profile else []
     lead = in_force(leader, ports[0], a.jobs, 60)
-    c.wait_for(lambda: c.leader_of(redis.conn)[1] == leader.pid, 30, what="the first replica to lead")
-    standby = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[1]),
+    timing.wait_for(lambda: private_redis.leader_of(redis.conn)[1] == leader.pid, 30, what="the first replica to lead")
+    standby = daemons.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(ports[1]),
                                                 "SCHEDULER_JOBS_URL": f"http://127.0.0.1:{doc_port}/standby"}, logs / "standby.log")
     stand = in_force(standby, ports[1], a.jobs, 60, log=False)
-    c.wait_for(lambda: any(ev.get("jobs", 0) >= n_all for ev in job_set_changes(leader)), 30, what="the leader's jobs")
+    timing.wait_for(lambda: any(ev.get("jobs", 0) >= n_all for ev in job_set_changes(leader)), 30, what="the leader's jobs")
     time.sleep(2.0)  # both settled: every-second fires only
-    rss = {name: c.proc_status(d.pid).get("VmRSS", 0) for name, d in (("leader", leader), ("standby", standby))}
+    rss = {name: procstat.proc_status(d.pid).get("VmRSS", 0) for name, d in (("leader", leader), ("standby", standby))}
 
     # (c) unchanged refreshes: the standby's CPU over several of them, less a reference's
-    refresh_s = c.duration_s(a.refresh)
-    reference = c.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(port_ref := c.free_port()),
+    refresh_s = timing.duration_s(a.refresh)
+    reference = daemons.Daemon(env_file, with_source | {"SCHEDULER_HTTP_PORT": str(port_ref := free_port()),
                                                   "SCHEDULER_JOBS_REFRESH": a.reference_refresh,
                                                   "SCHEDULER_JOBS_URL": f"http://127.0.0.1:{doc_port}/reference"},
                          logs / "reference.log")
-    c.wait_for(lambda: (scrape(port_ref) or 0) >= a.jobs, 60, what="the reference's source jobs")
+    timing.wait_for(lambda: (scrape(port_ref) or 0) >= a.jobs, 60, what="the reference's source jobs")
     cpu_rows = refresh_cpu(standby, reference, doc_port, refresh_s * a.refreshes)
 
     # (b) a change of 1,000 jobs while 100 jobs fire every second
     i0 = receiver.count()
     w0 = time.time()
     if a.profile:
-        spies.append(c.start_py_spy(leader.pid, a.window, Path(a.profile) / "window.raw"))
+        spies.append(profiling.start_py_spy(leader.pid, a.window, Path(a.profile) / "window.raw"))
     time.sleep(a.window / 2)
     seen = {d.pid: len(job_set_changes(d)) for d in (leader, standby)}
     t_change = time.time()
     doc_server.switch(doc_port)
 
-    def applied(d: c.Daemon):
+    def applied(d: daemons.Daemon):
         for ev in job_set_changes(d)[seen[d.pid]:]:
             if ev.get("changed") == a.changed:
-                return c.log_time(ev)
+                return daemon_logs.log_time(ev)
         return None
 
-    lead_at = c.wait_for(lambda: applied(leader), refresh_s + 10, what="the leader to apply the change")
-    c.sleep_until(max(w0 + a.window, time.time()))
+    lead_at = timing.wait_for(lambda: applied(leader), refresh_s + 10, what="the leader to apply the change")
+    timing.sleep_until(max(w0 + a.window, time.time()))
     stand_at = applied(standby)  # a standby's engine may apply it only when it leads
     arrivals = receiver.since(i0)
     late = tick_lateness(arrivals)
-    lat = c.stats_ms(late)
-    quiet = c.stats_ms(tick_lateness(arrivals, lambda slot: slot < t_change))
-    after = c.stats_ms(tick_lateness(arrivals, lambda slot: slot >= t_change))
-    peak = {name: c.proc_status(d.pid).get("VmHWM", 0) for name, d in (("leader", leader), ("standby", standby))}
+    lat = stats_ms(late)
+    quiet = stats_ms(tick_lateness(arrivals, lambda slot: slot < t_change))
+    after = stats_ms(tick_lateness(arrivals, lambda slot: slot >= t_change))
+    peak = {name: procstat.proc_status(d.pid).get("VmHWM", 0) for name, d in (("leader", leader), ("standby", standby))}
     for spy in spies:
         if spy is not None:
             spy.wait(30)
     for name in ("start", "window") if a.profile else ():
-        top = c.summarize_collapsed(Path(a.profile) / f"{name}.raw", top=12)
+        top = profiling.summarize_collapsed(Path(a.profile) / f"{name}.raw", top=12)
         print(f"py-spy, leader, {name}:", json.dumps(top, indent=1)[:3000])
-    problems = c.summarize_problems(c.log_problems([leader.log_path, standby.log_path, reference.log_path]))
+    problems = daemon_logs.summarize_problems(daemon_logs.log_problems([leader.log_path, standby.log_path, reference.log_path]))
     failover_rows = failover(leader, standby, receiver, Path(a.profile) / "failover.raw" if a.profile else None)
     failover_rows += scrapes(standby, ports[1], receiver, a.scrapes)
     standby.stop()
 
     def t(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.2f} s  {c.verdict(v <= 2.0)}"
+        return "n/a" if v is None else f"{v:.2f} s  {output.verdict(v <= 2.0)}"
 
     rows = [
         ("jobs in the document (H share); every-second env jobs", f"{a.jobs} ({a.h_share:.0%}); {a.every_second}"),
-        ("document size", c.fmt(first.stat().st_size / 1e6, " MB")),
+        ("document size", output.fmt(first.stat().st_size / 1e6, " MB")),
         ("(a) leader: start -> source jobs metric", t(lead["metric_s"]) + " (target <= 2 s)"),
         ("(a) leader: start -> engine 'job set changed'", t(lead["log_s"])),
         ("(a) standby: start -> source jobs metric", t(stand["metric_s"])),
         ("(a) standby: start -> engine 'job set changed'", "n/a (a standby's engine applies the set when it leads)"),
-        ("(a) peak RSS leader / standby", f"{c.mb(peak['leader'])} / {c.mb(peak['standby'])}  "
-         f"{c.verdict(max(peak.values()) <= 300 * 1024)} (target <= 300 MB)"),
-        ("(a) RSS without the source / leader / standby", f"{c.mb(bare_rss)} / {c.mb(rss['leader'])} / {c.mb(rss['standby'])}"),
+        ("(a) peak RSS leader / standby", f"{output.mb(peak['leader'])} / {output.mb(peak['standby'])}  "
+         f"{output.verdict(max(peak.values()) <= 300 * 1024)} (target <= 300 MB)"),
+        ("(a) RSS without the source / leader / standby", f"{output.mb(bare_rss)} / {output.mb(rss['leader'])} / {output.mb(rss['standby'])}"),
         ("(a) memory per job (leader RSS - bare RSS) / jobs", f"{(rss['leader'] - bare_rss) / a.jobs:.2f} kB"),
         (f"(b) change of {a.changed}: switch -> leader 'job set changed'",
-         f"{lead_at - t_change:.2f} s  {c.verdict(lead_at - t_change <= refresh_s + 0.5)} (target <= {refresh_s + 0.5:g} s)"),
+         f"{lead_at - t_change:.2f} s  {output.verdict(lead_at - t_change <= refresh_s + 0.5)} (target <= {refresh_s + 0.5:g} s)"),
         (f"(b) change of {a.changed}: switch -> standby 'job set changed'", "n/a (not applied while standing by)" if stand_at is None else f"{stand_at - t_change:.2f} s"),
         (f"(b) every-second fires in the {a.window:g} s around it", str(len(late))),
         ("(b) lateness p50 / p99 / max", f"{lat['p50']} / {lat['p99']} / {lat['max']} ms  "
-         f"{c.verdict(lat['p99'] is not None and lat['p99'] <= 50)} (target p99 <= 50 ms)"),
+         f"{output.verdict(lat['p99'] is not None and lat['p99'] <= 50)} (target p99 <= 50 ms)"),
         ("(b) lateness p99 before the switch / after it", f"{quiet['p99']} / {after['p99']} ms"),
         *cpu_rows,
         *failover_rows,
@@ -207,29 +210,29 @@ def run(a) -> list[tuple]:
 
 def tick_lateness(arrivals, keep: Callable[[int], bool] = lambda slot: True) -> list[float]:
     """Arrival minus slot, in seconds, of the every-second env jobs' fires whose slot `keep`s."""
-    return [x.t - slot for x in arrivals if x.job.startswith("tick") and x.slot and keep(slot := c.parse_slot(x.slot))]
+    return [x.t - slot for x in arrivals if x.job.startswith("tick") and x.slot and keep(slot := timing.parse_slot(x.slot))]
 
 
-def failover(leader: c.Daemon, standby: c.Daemon, receiver, profile: Path | None) -> list[tuple]:
+def failover(leader: daemons.Daemon, standby: daemons.Daemon, receiver, profile: Path | None) -> list[tuple]:
     """(e): the leader stopped (SIGTERM: it releases the lease); the standby leads with every
     job in its plan at once. Its leadership start plans them on its loop: the every-second
     fires of its first seconds show how long that held the loop."""
     i0 = receiver.count()
-    spy = c.start_py_spy(standby.pid, 5, profile) if profile else None
+    spy = profiling.start_py_spy(standby.pid, 5, profile) if profile else None
     t_stop = time.time()
     leader.stop()
 
     def became() -> float | None:
-        return next((c.log_time(ev) for ev in c.log_events(standby.log_path) if ev.get("event") == "became leader"), None)
+        return next((daemon_logs.log_time(ev) for ev in daemon_logs.log_events(standby.log_path) if ev.get("event") == "became leader"), None)
 
-    at = c.wait_for(became, 30, what="the standby to lead")
-    c.sleep_until(at + 6.0)
+    at = timing.wait_for(became, 30, what="the standby to lead")
+    timing.sleep_until(at + 6.0)
     arrivals = receiver.since(i0)
     first = min((x.t for x in arrivals if x.job.startswith("tick") and x.slot and x.t >= at), default=None)
-    late = c.stats_ms(tick_lateness(arrivals, lambda slot: at + 1 <= slot <= at + 5))
+    late = stats_ms(tick_lateness(arrivals, lambda slot: at + 1 <= slot <= at + 5))
     if spy is not None and profile is not None:
         spy.wait(30)
-        print("py-spy, standby, failover:", json.dumps(c.summarize_collapsed(profile, top=12), indent=1)[:3000])
+        print("py-spy, standby, failover:", json.dumps(profiling.summarize_collapsed(profile, top=12), indent=1)[:3000])
     return [
         ("(e) failover, leader stopped: -> standby 'became leader' / its first fire",
          f"{at - t_stop:.2f} s / {'n/a' if first is None else f'{first - t_stop:.2f} s'}"),
@@ -238,7 +241,7 @@ def failover(leader: c.Daemon, standby: c.Daemon, receiver, profile: Path | None
     ]
 
 
-def scrapes(d: c.Daemon, port: int, receiver, n: int) -> list[tuple]:
+def scrapes(d: daemons.Daemon, port: int, receiver, n: int) -> list[tuple]:
     """(f): /metrics of a leader with every job, scraped `n` times 2 s apart: its size, how
     long each took, and the lateness of the every-second fires meanwhile (the exposition
     runs in the HTTP server's thread, in slices between which the loop takes the GIL)."""
@@ -251,9 +254,9 @@ def scrapes(d: c.Daemon, port: int, receiver, n: int) -> list[tuple]:
         began = time.perf_counter()
         size = len(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read())
         took.append(time.perf_counter() - began)
-        c.sleep_until(t0 + 2.0 * len(took))
+        timing.sleep_until(t0 + 2.0 * len(took))
     t1 = time.time()
-    late = c.stats_ms(tick_lateness(receiver.since(i0), lambda slot: t0 <= slot <= t1))
+    late = stats_ms(tick_lateness(receiver.since(i0), lambda slot: t0 <= slot <= t1))
     return [
         (f"(f) /metrics of the leader, {n} scrapes 2 s apart: size; seconds each (max)",
          f"{size / 1e6:.1f} MB; {statistics.median(took):.2f} s ({max(took):.2f} s)"),
@@ -274,13 +277,13 @@ def thread_cpu_ns(pid: int) -> tuple[int, frozenset[int]]:
     return total, frozenset(tids)
 
 
-def refresh_cpu(standby: c.Daemon, reference: c.Daemon, doc_port: int, seconds: float) -> list[tuple]:
+def refresh_cpu(standby: daemons.Daemon, reference: daemons.Daemon, doc_port: int, seconds: float) -> list[tuple]:
     """(c): the CPU of the refreshing standby and of the reference over the same window, once
     both have settled; the reference is stopped after it."""
     time.sleep(5.0)
     pair = (standby, reference)
     reads0 = doc_server.counts(doc_port)
-    wins = [c.CpuWindow(d.pid) for d in pair]
+    wins = [procstat.CpuWindow(d.pid) for d in pair]
     ns0 = [thread_cpu_ns(d.pid) for d in pair]
     for w in wins:
         w.start()
@@ -295,7 +298,7 @@ def refresh_cpu(standby: c.Daemon, reference: c.Daemon, doc_port: int, seconds: 
     # A thread that ended in the window takes its time out of the schedstat sums: then ticks.
     exact = all(a[1] == b[1] for a, b in zip(ns0, ns1))
     cpu_ms = [(b[0] - a[0]) / 1e6 for a, b in zip(ns0, ns1)] if exact else ticks_ms
-    how = "schedstat, ns" if exact else f"a thread ended: clock ticks of {1000 / c.CLK_TCK:g} ms"
+    how = "schedstat, ns" if exact else f"a thread ended: clock ticks of {1000 / procstat.CLK_TCK:g} ms"
     n = max(made, 1)
     diff_ms, upper_ms = (cpu_ms[0] - cpu_ms[1]) / n, cpu_ms[0] / n
     return [
@@ -303,7 +306,7 @@ def refresh_cpu(standby: c.Daemon, reference: c.Daemon, doc_port: int, seconds: 
         ("(c) CPU in the window, standby / reference", f"{cpu_ms[0]:.1f} / {cpu_ms[1]:.1f} ms ({how}); "
          f"clock ticks: {ticks_ms[0]:.0f} / {ticks_ms[1]:.0f} ms"),
         ("(c) CPU per 304 refresh: (standby - reference) / refreshes",
-         f"{diff_ms:.3f} ms  {c.verdict(made > 0 and ref_made == 0 and diff_ms <= 1.0)} (target <= 1 ms)"),
+         f"{diff_ms:.3f} ms  {output.verdict(made > 0 and ref_made == 0 and diff_ms <= 1.0)} (target <= 1 ms)"),
         ("(c) CPU per 304 refresh, upper bound: standby / refreshes", f"{upper_ms:.2f} ms (lease waits and idle work in it)"),
     ]
 
@@ -336,8 +339,8 @@ def main() -> int:
     try:
         rows = run(a)
     finally:
-        c.cleanup()
-    c.print_table("jobs from the app's URL: leader + standby + redis-server", rows)
+        lifecycle.cleanup()
+    output.print_table("jobs from the app's URL: leader + standby + redis-server", rows)
     return 0
 
 

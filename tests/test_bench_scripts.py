@@ -1,6 +1,6 @@
 """Every bench script starts: `python bench/<script>.py --help` exits 0 with its usage.
 
-Guards the imports of the scripts (a helper moved out of bench/common.py once left a script
+Guards the imports of the scripts (a helper moved out of a shared bench module once left a script
 that no longer imported). The scripts are found in bench/: a module with a top-level
 `if __name__ == "__main__":` and an argparse parser is a script; the helper modules
 (chaos_*.py imported by chaos.py, doc_server.py, ...) have neither and are left out.
