@@ -10,6 +10,7 @@ they close; peak is its `VmHWM` at the end.
 
     uv run python bench/slow_readers.py
     uv run python bench/slow_readers.py --jobs 2000 --connections 1000 --pipeline 4 --hold 8
+    uv run python bench/slow_readers.py --rcvbuf 4096 --pipeline 8   # the kernel buffers little
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> int:
     ap.add_argument("--pipeline", type=int, default=4, help="GET /metrics requests sent on each connection (default 4)")
     ap.add_argument("--hold", type=float, default=8.0, help="seconds the connections stay open (default 8; the "
                     "daemon's write timeout is 10 s)")
+    ap.add_argument("--rcvbuf", type=int, default=0, help="the clients' SO_RCVBUF in bytes, so the kernel takes "
+                    "less of each answer off the daemon (default 0: the system's)")
     ap.add_argument("--gzip", action="store_true", help="ask for gzip (Accept-Encoding: gzip), as Prometheus does")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds after start-up before measuring (default 3)")
     ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/slow_readers-<time>.json)")
@@ -86,7 +89,11 @@ def run(a: argparse.Namespace) -> int:
     t0 = time.monotonic()
     for _ in range(a.connections):
         try:
-            s = socket.create_connection((c.LOOPBACK, port), timeout=5)
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if a.rcvbuf:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
+            s.settimeout(5)
+            s.connect((c.LOOPBACK, port))
             s.sendall(requests)
             clients.append(s)
         except OSError:
@@ -107,7 +114,8 @@ def run(a: argparse.Namespace) -> int:
     problems = c.log_problems([daemon.log_path])
     res = {
         "benchmark": "slow_readers", "environment": c.environment_info(),
-        "config": {"jobs": a.jobs, "connections": a.connections, "pipeline": a.pipeline, "hold_s": a.hold, "gzip": a.gzip},
+        "config": {"jobs": a.jobs, "connections": a.connections, "pipeline": a.pipeline, "hold_s": a.hold, "gzip": a.gzip,
+                   "rcvbuf": a.rcvbuf},
         "metrics_bytes": len(body), "connections_refused": refused,
         "rss_kb": {"before": before, "highest_while_open": highest, "at_end_of_hold": during, "after_close": after,
                    "peak": peak},

@@ -94,6 +94,7 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
     (a dry run changes nothing anywhere, so it has neither). None when the port is 0."""
     from .http_server import HTTPServer
     from .observe import routes
+    from .open_files import open_files_limit, port_connection_cap
 
     if not settings.http_port:
         return None
@@ -104,8 +105,11 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
 
         add_routes(router, ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token)))
         paths += " /api/v1/jobs /"
+    # The port's share of the open-files limit: fires, the store and the job sources keep
+    # theirs however many clients connect (open_files.port_connection_cap has the rule).
+    cap = port_connection_cap(open_files_limit(), settings.max_concurrency)
     try:
-        server = HTTPServer(settings.http_host, settings.http_port, router)
+        server = HTTPServer(settings.http_host, settings.http_port, router, max_connections=cap)
     except OSError as exc:
         problem = bind_problem(exc, settings.http_host, settings.http_port)
         if problem is None:
@@ -113,7 +117,8 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
             raise PortProblem(EX_FAILURE) from None
         print(f"config error: {problem}", file=sys.stderr)
         raise PortProblem(EX_CONFIG) from None
-    log.info("metrics and probes listening", extra={"host": settings.http_host, "port": server.port, "paths": paths})
+    log.info("metrics and probes listening", extra={
+        "host": settings.http_host, "port": server.port, "paths": paths, "max_connections": cap})
     return server
 
 
@@ -121,8 +126,10 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     from .dispatch import Dispatcher
     from .engine import Engine
     from .observe import Health, Metrics, OverdueCollector
+    from .open_files import raise_open_files_limit
     from .store import StoreUnavailable
 
+    raise_open_files_limit(settings.max_concurrency)
     try:
         store = make_store(settings)
         if settings.standalone:
