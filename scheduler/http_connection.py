@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,8 +107,17 @@ class Connection(asyncio.BufferedProtocol):
         self._writable.set()
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        """Closes the connection with a reset. A plain close would leave the kernel holding
+        the unsent bytes, and the socket, until it gave up on a client that does not read."""
+        if self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.transport.abort()
 
     # -- the task: one request after another --------------------------------------------
 
@@ -115,11 +126,11 @@ class Connection(asyncio.BufferedProtocol):
         try:
             while await self._answer_next():
                 pass
-        except (ConnectionError, TimeoutError):
-            self.transport.abort()
+        except (ConnectionError, TimeoutError):  # broken, or an answer not taken in time
+            self.abort()
         except Exception:
             log.exception("HTTP connection failed")
-            self.transport.abort()
+            self.abort()
         else:
             self._close()
 
@@ -142,8 +153,8 @@ class Connection(asyncio.BufferedProtocol):
         return await self._send(request.method, response, keep_alive) and keep_alive
 
     async def _next_request(self):
-        """The next request (or refusal); None at EOF. It must arrive whole within the read
-        timeout (TimeoutError)."""
+        """The next request (or refusal); None at EOF, or when it did not arrive whole within
+        the read timeout."""
         assert self.transport is not None
         deadline = asyncio.get_running_loop().time() + self.serving.read_timeout
         while (item := self.messages.next()) is None:
@@ -154,8 +165,11 @@ class Connection(asyncio.BufferedProtocol):
                 self.transport.write(CONTINUE)
             self._arrived.clear()
             self.transport.resume_reading()
-            async with asyncio.timeout_at(deadline):
-                await self._arrived.wait()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return None
         return item
 
     async def _respond(self, request: Request, route: Route | None, allowed: list[str]) -> Response:
