@@ -122,7 +122,7 @@ def run(a: argparse.Namespace) -> int:
         "healthz_while_open": healthz_ok, "alive_at_end": alive, "exit_code": code, "log_problems": problems,
     }
     c.print_table(f"slow readers: {a.jobs} jobs, {a.connections} x {a.pipeline} GET /metrics never read", [
-        ("/metrics body", f"{len(body):,} bytes", "uncompressed" if not a.gzip else "asked for gzip"),
+        ("/metrics body", f"{len(body):,} bytes", "uncompressed" + ("; the clients asked for gzip" if a.gzip else "")),
         ("daemon RSS before", c.mb(before), ""),
         ("daemon RSS, highest while open", c.mb(highest), f"{a.hold:g} s, sampled every 0.1 s"),
         ("daemon RSS at the end of the hold", c.mb(during), ""),
