@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import select
+import shutil
 import socket
 import threading
 import time
@@ -14,6 +15,8 @@ import pytest
 
 from tests.e2e import standalone_env
 from tests.support import Daemon, free_port, wait_until
+
+needs_prlimit = pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) is not installed")
 
 LIMIT = 256  # the daemon's open files, soft and hard: raising the soft one gains nothing
 CROWD = 400  # idle connections held open to its port: more than it may open
@@ -85,6 +88,7 @@ def crowd_factory():
         crowd.close()
 
 
+@needs_prlimit
 def test_idle_connections_past_the_open_files_limit_never_fail_a_fire(receiver, crowd_factory, tmp_path):
     port = free_port()
     jobs = {"tick": {"SCHEDULE": "* * * * * *", "URL": "/tick", "RETRIES": "0", "TIMEOUT": "5s"}}
@@ -119,6 +123,7 @@ def test_idle_connections_past_the_open_files_limit_never_fail_a_fire(receiver, 
         print(daemon.output()[-5000:])
 
 
+@needs_prlimit
 def test_the_soft_open_files_limit_is_raised_to_the_hard_one_at_start(receiver, tmp_path):
     port = free_port()
     env = standalone_env(receiver, tmp_path / "state.db", {"tick": {"SCHEDULE": "@daily", "URL": "/tick"}},
@@ -212,6 +217,7 @@ threading.Event().wait()  # until the test stops the process
 """
 
 
+@needs_prlimit
 def test_accept_failing_for_want_of_descriptors_is_logged_once_an_interval_and_the_port_recovers(tmp_path):
     import subprocess
     import sys
