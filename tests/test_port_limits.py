@@ -252,3 +252,32 @@ def test_accept_failing_for_want_of_descriptors_is_logged_once_an_interval_and_t
         for s in crowd:
             s.close()
         stop(proc)
+
+
+def test_the_ports_share_of_open_files_leaves_the_fires_and_the_store_theirs():
+    from scheduler.open_files import FIXED_RESERVE, port_connection_cap
+
+    assert port_connection_cap(1024, 64) == 416  # (1024 - 64 - 128) / 2
+    assert port_connection_cap(256, 64) == 32
+    assert port_connection_cap(1_048_576, 64) == 1024  # never more than before
+    assert port_connection_cap(200, 64) == 16  # a tiny limit still serves the probes
+    for limit in (300, 1024, 4096, 65536):
+        for fires in (1, 64, 500):
+            cap = port_connection_cap(limit, fires)
+            if cap > 16:
+                assert cap + 2 + fires + FIXED_RESERVE <= limit  # + the listener, + one being turned away
+
+
+def test_a_flood_of_one_event_is_one_log_line_an_interval_with_its_count(caplog):
+    from scheduler.http_limits import Every
+
+    now = [0.0]
+    every = Every(30, "HTTP port: cannot accept connections", interval_s=10.0, clock=lambda: now[0])
+    with caplog.at_level("INFO", logger="scheduler.http"):
+        for _ in range(500):
+            every.note()
+            now[0] += 0.01  # 500 in 5 s: one line, at the first
+        now[0] = 10.5
+        every.note()
+    assert [r.count for r in caplog.records] == [1, 500]  # type: ignore[attr-defined]
+    assert every.total == 501
