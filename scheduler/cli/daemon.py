@@ -97,6 +97,7 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
     """The HTTP port: /metrics and the probes, and with a control token the API and the page
     (a dry run changes nothing anywhere, so it has neither): (server, API), None for each
     that is off."""
+    from ..http.server.open_files import open_files_limit, port_connection_cap
     from ..http.server.server import HTTPServer
     from ..observe.routes import routes
 
@@ -111,8 +112,11 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
         api = ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token))
         add_routes(router, api)
         paths += " /api/v1/jobs /"
+    # The port's share of the open-files limit: fires, the store and the job sources keep
+    # theirs however many clients connect (open_files.port_connection_cap has the rule).
+    cap = port_connection_cap(open_files_limit(), settings.max_concurrency)
     try:
-        server = HTTPServer(settings.http_host, settings.http_port, router)
+        server = HTTPServer(settings.http_host, settings.http_port, router, max_connections=cap)
     except OSError as exc:
         problem = bind_problem(exc, settings.http_host, settings.http_port)
         if problem is None:
@@ -120,7 +124,8 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
             raise PortProblem(EX_FAILURE) from None
         print(f"config error: {problem}", file=sys.stderr)
         raise PortProblem(EX_CONFIG) from None
-    log.info("metrics and probes listening", extra={"host": settings.http_host, "port": server.port, "paths": paths})
+    log.info("metrics and probes listening", extra={
+        "host": settings.http_host, "port": server.port, "paths": paths, "max_connections": cap})
     return server, api
 
 
@@ -174,8 +179,10 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     from ..engine.leader import Engine
     from ..observe import Health, Metrics, OverdueCollector
     from ..store.protocol import StoreUnavailable
+    from ..http.server.open_files import raise_open_files_limit
     from ..store.sqlite.schema import StateDamaged
 
+    raise_open_files_limit(settings.max_concurrency)
     damaged = Damaged()
     try:
         store = make_store(settings, damaged)

@@ -1,6 +1,10 @@
 """Reading requests for the daemon's HTTP server: httptools' callbacks collect whole requests
 off the bytes of a connection, and refuse one whose head passes `max_header_bytes` (431),
-whose body passes its route's `max_body` (413), or that does not parse (400)."""
+whose body passes its route's `max_body` (413), or that does not parse (400).
+
+Bytes are parsed only as far as the next whole request: a client that pipelines thousands
+of small requests in one packet has at most the requests of one SLICE parsed and waiting,
+not thousands."""
 
 from __future__ import annotations
 
@@ -10,6 +14,10 @@ from urllib.parse import parse_qs
 import httptools
 
 from .routes import Request, Response, Route, Router, no_route
+
+SLICE = 512
+
+Parsed = tuple[Request, Route | None, list[str], bool]  # request, its route, methods allowed, keep-alive
 
 
 class Refused(Exception):
@@ -26,8 +34,11 @@ class Messages:
     def __init__(self, router: Router, max_header_bytes: int):
         self.router, self.max_header_bytes = router, max_header_bytes
         self.parser = httptools.HttpRequestParser(self)
-        self.done: deque[tuple[Request, Route | None, list[str], bool]] = deque()
+        self.done: deque[Parsed | Refused] = deque()
         self.continue_: bool = False  # the client waits for "100 Continue" before its body
+        self._unparsed = b""
+        self._offset = 0
+        self._refused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -41,6 +52,26 @@ class Messages:
         self.allowed: list[str] = []
 
     def feed(self, data: bytes) -> None:
+        """Keeps `data` to be parsed by `next`."""
+        self._unparsed = self._unparsed[self._offset:] + data
+        self._offset = 0
+
+    def next(self) -> Parsed | Refused | None:
+        """The next whole request, or the refusal that ends the connection, parsing as much of
+        what was fed as that takes; None when what was fed holds no more."""
+        while not self.done and self._offset < len(self._unparsed) and not self._refused:
+            piece = self._unparsed[self._offset:self._offset + SLICE]
+            self._offset += len(piece)
+            try:
+                self._parse(piece)
+            except Refused as exc:
+                self._refused = True
+                self.done.append(exc)
+        if self._offset >= len(self._unparsed):
+            self._unparsed, self._offset = b"", 0
+        return self.done.popleft() if self.done else None
+
+    def _parse(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
