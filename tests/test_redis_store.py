@@ -10,6 +10,7 @@ import pytest
 from scheduler.store.redis.store import RedisStore
 from scheduler.model import Finished
 from scheduler.store.protocol import REDELIVER, SKIP, Claim, LeaseLost, Outcome, StoreUnavailable
+from tests.support import wait_until
 
 
 def run(coro):
@@ -37,6 +38,12 @@ def test_lease_is_exclusive_and_epoch_increments(redis_server):
     assert redis_server.client().get("{t}:epoch") == str(first + 1)
 
 
+def server_ms(client) -> int:
+    """The server's clock in milliseconds, read as the scripts read it."""
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
 def test_epoch_keeps_growing_when_redis_loses_its_data(redis_server):
     """Fencing tokens start from the server clock (ms), not 0, so a target that refuses a
     token lower than one it has seen keeps accepting fires after Redis forgets everything."""
@@ -46,7 +53,14 @@ def test_epoch_keeps_growing_when_redis_loses_its_data(redis_server):
         first = await a.acquire()
         await a.release()
         second = await a.acquire()
-        redis_server.client().flushall()
+        probe = redis_server.client()
+        probe.flushall()
+        # A new seed `now` hands out now + 1, above `second` only once the server's clock has
+        # reached `second`. A real loss of state (a restart, a failover) takes far longer than
+        # a millisecond per token handed out; here the data is gone a millisecond or two after
+        # the seed, so wait for the clock instead of hoping it moved.
+        wait_until(lambda: server_ms(probe) >= second, timeout=5, interval=0.001,
+                   message=f"the server's clock to reach {second} ms")
         third = await a.acquire()
         await a.close()
         return first, second, third
