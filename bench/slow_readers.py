@@ -23,8 +23,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import daemon_logs, lifecycle, measured_code, output, procstat, daemons as replicas, timing  # noqa: E402
+from harness.ports import LOOPBACK, free_port  # noqa: E402
 
 
 def main() -> int:
@@ -39,31 +40,31 @@ def main() -> int:
     ap.add_argument("--gzip", action="store_true", help="ask for gzip (Accept-Encoding: gzip), as Prometheus does")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds after start-up before measuring (default 3)")
     ap.add_argument("--json", metavar="PATH", help="write results here (default bench/results/slow_readers-<time>.json)")
-    c.add_src_arg(ap)
+    measured_code.add_src_arg(ap)
     a = ap.parse_args()
-    c.set_src(a.src)
-    return c.run_bounded(lambda: run(a), 120 + a.settle + a.hold)
+    measured_code.set_src(a.src)
+    return lifecycle.run_bounded(lambda: run(a), 120 + a.settle + a.hold)
 
 
 def _rss(pid: int) -> int | None:
-    return c.proc_status(pid).get("VmRSS")
+    return procstat.proc_status(pid).get("VmRSS")
 
 
 def run(a: argparse.Namespace) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < a.connections + 64 <= hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    workdir = c.make_workdir("bench-slow-readers-")
-    logs = c.log_dir("slow_readers")
+    workdir = lifecycle.make_workdir("bench-slow-readers-")
+    logs = output.log_dir("slow_readers")
     minute = (time.gmtime().tm_min + 30) % 60
-    env_file = c.write_env_file(workdir / "jobs.env", {n: f"{minute} * * * *" for n in c.job_names(a.jobs)})
-    port = c.free_port()
-    daemon = c.Daemon(env_file, {
+    env_file = replicas.write_env_file(workdir / "jobs.env", {n: f"{minute} * * * *" for n in replicas.job_names(a.jobs)})
+    port = free_port()
+    daemon = replicas.Daemon(env_file, {
         "SCHEDULER_API_URL": "http://127.0.0.1:9", "SCHEDULER_STATE_FILE": str(workdir / "state.db"),
         "SCHEDULER_LOG_LEVEL": "WARNING", "SCHEDULER_LOG_FORMAT": "json",
-        "SCHEDULER_HTTP_HOST": c.LOOPBACK, "SCHEDULER_HTTP_PORT": str(port),
+        "SCHEDULER_HTTP_HOST": LOOPBACK, "SCHEDULER_HTTP_PORT": str(port),
     }, logs / "daemon.log")
-    url = f"http://{c.LOOPBACK}:{port}/metrics"
+    url = f"http://{LOOPBACK}:{port}/metrics"
 
     def scrape() -> bytes | None:
         try:
@@ -72,14 +73,14 @@ def run(a: argparse.Namespace) -> int:
         except OSError:
             return None
 
-    body = c.wait_for(scrape, 60, 0.2, what="/metrics to answer")
+    body = timing.wait_for(scrape, 60, 0.2, what="/metrics to answer")
     time.sleep(a.settle)
     scrape()
     before = _rss(daemon.pid)
     print(f"{a.jobs} jobs, /metrics {len(body):,} bytes; {a.connections} connections x {a.pipeline} pipelined "
           f"GET /metrics{' (gzip)' if a.gzip else ''}, held {a.hold:g} s; logs {logs}", flush=True)
 
-    head = f"GET /metrics HTTP/1.1\r\nHost: {c.LOOPBACK}\r\n"
+    head = f"GET /metrics HTTP/1.1\r\nHost: {LOOPBACK}\r\n"
     if a.gzip:
         head += "Accept-Encoding: gzip\r\n"
     requests = (head + "\r\n").encode() * a.pipeline
@@ -93,7 +94,7 @@ def run(a: argparse.Namespace) -> int:
             if a.rcvbuf:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
             s.settimeout(5)
-            s.connect((c.LOOPBACK, port))
+            s.connect((LOOPBACK, port))
             s.sendall(requests)
             clients.append(s)
         except OSError:
@@ -108,12 +109,12 @@ def run(a: argparse.Namespace) -> int:
         s.close()
     time.sleep(2.0)
     after = _rss(daemon.pid)
-    peak = c.proc_status(daemon.pid).get("VmHWM")
+    peak = procstat.proc_status(daemon.pid).get("VmHWM")
     alive = daemon.running
     code = daemon.stop()
-    problems = c.log_problems([daemon.log_path])
+    problems = daemon_logs.log_problems([daemon.log_path])
     res = {
-        "benchmark": "slow_readers", "environment": c.environment_info(),
+        "benchmark": "slow_readers", "environment": measured_code.environment_info(),
         "config": {"jobs": a.jobs, "connections": a.connections, "pipeline": a.pipeline, "hold_s": a.hold, "gzip": a.gzip,
                    "rcvbuf": a.rcvbuf},
         "metrics_bytes": len(body), "connections_refused": refused,
@@ -121,26 +122,26 @@ def run(a: argparse.Namespace) -> int:
                    "peak": peak},
         "healthz_while_open": healthz_ok, "alive_at_end": alive, "exit_code": code, "log_problems": problems,
     }
-    c.print_table(f"slow readers: {a.jobs} jobs, {a.connections} x {a.pipeline} GET /metrics never read", [
+    output.print_table(f"slow readers: {a.jobs} jobs, {a.connections} x {a.pipeline} GET /metrics never read", [
         ("/metrics body", f"{len(body):,} bytes", "uncompressed" + ("; the clients asked for gzip" if a.gzip else "")),
-        ("daemon RSS before", c.mb(before), ""),
-        ("daemon RSS, highest while open", c.mb(highest), f"{a.hold:g} s, sampled every 0.1 s"),
-        ("daemon RSS at the end of the hold", c.mb(during), ""),
-        ("daemon RSS after the connections closed", c.mb(after), "2 s later"),
-        ("daemon peak RSS (VmHWM)", c.mb(peak), ""),
+        ("daemon RSS before", output.mb(before), ""),
+        ("daemon RSS, highest while open", output.mb(highest), f"{a.hold:g} s, sampled every 0.1 s"),
+        ("daemon RSS at the end of the hold", output.mb(during), ""),
+        ("daemon RSS after the connections closed", output.mb(after), "2 s later"),
+        ("daemon peak RSS (VmHWM)", output.mb(peak), ""),
         ("connections refused or failed", refused, ""),
         ("/healthz while they were open", "200" if healthz_ok else "failed", ""),
         ("alive at end; exit code", f"{alive}; {code}", ""),
-        ("daemon warnings/errors logged", c.summarize_problems(problems), ""),
+        ("daemon warnings/errors logged", daemon_logs.summarize_problems(problems), ""),
     ], ("figure", "value", "detail"))
-    path = c.write_json(a.json or c.default_json_path("slow_readers"), res)
+    path = output.write_json(a.json or output.default_json_path("slow_readers"), res)
     print(f"\nresults: {path}")
     return 0
 
 
 def _healthz(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{c.LOOPBACK}:{port}/healthz", timeout=5) as answer:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/healthz", timeout=5) as answer:
             return answer.status == 200
     except OSError:
         return False
