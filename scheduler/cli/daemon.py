@@ -177,13 +177,61 @@ async def run(settings: config.Settings, *, dry_run: bool = False, stop_on_hangu
 async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on_hangup: bool) -> int:
     from ..dispatch import Dispatcher
     from ..engine.leader import Engine
-    from ..observe import Health, Metrics, OverdueCollector
-    from ..store.protocol import StoreUnavailable
     from ..http.server.open_files import raise_open_files_limit
-    from ..store.sqlite.schema import StateDamaged
+    from ..observe import Health, Metrics, OverdueCollector, Redactor
 
     raise_open_files_limit(settings.max_concurrency)
     damaged = Damaged()
+    store = await open_store(settings, damaged, dry_run)
+    if isinstance(store, int):
+        return store
+    metrics, health = Metrics(), Health()
+    catalog = Catalog(settings)
+    try:
+        server, api = serve_port(settings, metrics, health, catalog, store, dry_run)
+    except PortProblem as exc:
+        await store.close()
+        return exc.code
+    # The app's error text goes to logs, status and history: scrubbed of every secret first.
+    dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
+    engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
+    damaged.stop = engine.stop
+    metrics.registry.register(OverdueCollector(engine.overdue_source))
+    sources = await start_sources(settings, engine, catalog, metrics, store, api)
+    if stop_on_hangup:
+        hangup.stop = lambda: _on_signal(engine, signal.SIGHUP)
+    elif sources is not None:
+        hangup.reload = sources.reload
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, engine, sig)
+    log.info("starting", extra={
+        "version": __version__, "replica": store.replica_id, "mode": "standalone" if settings.standalone else "redis",
+        "store": store_target(settings), "namespace": settings.namespace, "jobs": len(engine.jobs), "dry_run": dry_run})
+    _settle_runtime()
+    try:
+        await engine.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if sources is not None:
+            await sources.aclose()
+        await dispatcher.aclose()
+        await store.close()
+        if server is not None:
+            server.shutdown()
+    log.info("stopped")
+    if damaged.problem is not None:
+        print(f"config error: SCHEDULER_STATE_FILE: {damaged.problem}", file=sys.stderr)
+        return EX_CONFIG
+    return EX_OK
+
+
+async def open_store(settings: config.Settings, damaged: Damaged, dry_run: bool):
+    """The state store, opened (a dry run's read-only view of it), or the exit code."""
+    from ..store.protocol import StoreUnavailable
+    from ..store.sqlite.schema import StateDamaged
+
     try:
         store = make_store(settings, damaged)
         # Standalone: a file that cannot be opened is the configuration's problem. Redis:
@@ -198,63 +246,8 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     if dry_run:
         from ..store.read_only import ReadOnlyStore
 
-        store = ReadOnlyStore(store)
-    metrics, health = Metrics(), Health()
-    catalog = Catalog(settings)
-    try:
-        server, api = serve_port(settings, metrics, health, catalog, store, dry_run)
-    except PortProblem as exc:
-        await store.close()
-        return exc.code
-    from ..observe import Redactor
-
-    # The app's error text goes to logs, status and history: scrubbed of every secret first.
-    dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
-    engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
-    damaged.stop = engine.stop
-    metrics.registry.register(OverdueCollector(engine.overdue_source))
-    sources = await start_sources(settings, engine, catalog, metrics)
-    requests = None
-    if sources is not None:
-        if api is not None:
-            api.sources = sources
-        requests = asyncio.create_task(follow_requests(store, sources), name="sources-requests")
-    if stop_on_hangup:
-        hangup.stop = lambda: _on_signal(engine, signal.SIGHUP)
-    elif sources is not None:
-        hangup.reload = sources.reload
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, engine, sig)
-    log.info(
-        "starting",
-        extra={
-            "version": __version__, "replica": store.replica_id,
-            "mode": "standalone" if settings.standalone else "redis",
-            "store": store_target(settings),
-            "namespace": settings.namespace, "jobs": len(engine.jobs), "dry_run": dry_run,
-        },
-    )
-    _settle_runtime()
-    try:
-        await engine.run()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        if requests is not None:
-            requests.cancel()
-            await asyncio.gather(requests, return_exceptions=True)
-        if sources is not None:
-            await sources.aclose()
-        await dispatcher.aclose()
-        await store.close()
-        if server is not None:
-            server.shutdown()
-    log.info("stopped")
-    if damaged.problem is not None:
-        print(f"config error: SCHEDULER_STATE_FILE: {damaged.problem}", file=sys.stderr)
-        return EX_CONFIG
-    return EX_OK
+        return ReadOnlyStore(store)
+    return store
 
 
 class Damaged:
@@ -282,10 +275,11 @@ def _settle_runtime() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
-async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics):
+async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics, store, api=None):
     """Every replica reads SCHEDULER_JOBS_FILE/URL (the leader fires from its current view);
     a change goes to the engine, applied between two claims, and to the catalog the control
-    API reads."""
+    API reads. The API steers them, and every replica follows the refresh and accept
+    requests made through the store."""
     if not (settings.jobs_file or settings.jobs_url):
         return None
     from ..observe.metrics import SourcesCollector
@@ -298,7 +292,10 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
     sources = JobSources(settings, on_change=changed)
     catalog._rejected = sources.rejected
     metrics.registry.register(SourcesCollector(sources.states))
-    await sources.start(sighup=False)  # the daemon's Hangup calls reload
+    await sources.start(sighup=False)  # SIGHUP is the daemon's (Hangup), in every configuration
+    if api is not None:
+        api.sources = sources
+    sources.follow(follow_requests(store, sources))
     return sources
 
 

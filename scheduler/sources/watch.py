@@ -211,6 +211,11 @@ class JobSources:
     def sources(self) -> list[dict]:
         return [s.summary() for s in self._sources]
 
+    def follow(self, coro) -> None:
+        """Run `coro` for as long as the sources are read (the daemon's follower of the
+        refresh and accept requests made through the store); aclose ends it."""
+        self._tasks.append(asyncio.create_task(coro, name="jobs-requests"))
+
     async def aclose(self) -> None:
         if self._sighup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
