@@ -43,7 +43,7 @@ Send = Callable[[str], Awaitable[int]]
 
 
 def lean_client() -> tuple[Send, Callable[[], Awaitable[None]]]:
-    """The scheduler's own client: scheduler.http1 when present, else the older one that
+    """The scheduler's own client: scheduler.http.client when present, else the older one that
     lived in scheduler.dispatch (so a `--src` copy of an older commit is measured too)."""
     try:
         from scheduler.http.client.client import Http1Client

@@ -42,8 +42,8 @@ def environment_info() -> dict[str, Any]:
             return ""
 
     h = hashlib.sha256()
-    for path in sorted((SRC / "scheduler").glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted((SRC / "scheduler").rglob("*.py")):
+        h.update(str(path.relative_to(SRC)).encode() + b"\0" + path.read_bytes())
     try:
         redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     except Exception:  # noqa: BLE001

@@ -5,7 +5,7 @@ lateness of timers on an event loop while scrapes run; and the CPU of one `healt
 "before" is the exposition this project used to serve: every per-job family, histograms
 included, labelled `job`, built as prometheus_client families and encoded by its
 generate_latest, served by http.server's ThreadingHTTPServer. "after" is Metrics.exposition()
-through scheduler.observe.serve.
+through scheduler.observe.routes.serve.
 
     uv run python bench/metrics_scrape.py
     uv run python bench/metrics_scrape.py --jobs 10000 --lateness-seconds 5

@@ -73,19 +73,25 @@ def parse_monitor(path: Path, t0: float, t1: float, only_clients: set[str] | Non
 
 
 def script_names() -> dict[str, str]:
-    """sha1 -> name of the daemon's Lua scripts, read from scheduler.redis_store's strings."""
+    """sha1 -> name of the daemon's Lua scripts, read from the strings of the Redis store's
+    modules (store/redis/ since the folders; redis_store.py in an older --src)."""
+    import importlib
+
+    out: dict[str, str] = {}
+    sys.path.insert(0, str(measured_code.SRC))
     try:
-        sys.path.insert(0, str(measured_code.SRC))
-        import scheduler.store.redis.store as rs  # noqa: PLC0415
-    except Exception:  # noqa: BLE001
-        return {}
+        for name in ("scheduler.store.redis.scripts", "scheduler.store.redis.reads", "scheduler.store.redis.gc",
+                     "scheduler.redis_store", "scheduler.redis_scripts"):
+            try:
+                module = importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a layout this --src does not have
+                continue
+            for key, value in vars(module).items():
+                if isinstance(value, str) and "redis.call" in value:
+                    out[hashlib.sha1(value.encode()).hexdigest()] = key.lower()
     finally:
         if sys.path and sys.path[0] == str(measured_code.SRC):
             sys.path.pop(0)
-    out = {}
-    for name, value in vars(rs).items():
-        if isinstance(value, str) and "redis.call" in value:
-            out[hashlib.sha1(value.encode()).hexdigest()] = name.lower()
     return out
 
 

@@ -68,7 +68,7 @@ def summarize_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
 # Frames every sample passes through (interpreter start, event loop, CLI entry points):
 # left out of the inclusive ranking, where they would only fill the top rows.
 _WRAPPER_FRAME = re.compile(r"\(<frozen runpy>\)|\(asyncio/(runners|base_events|events)\.py\)|"
-                            r"\(scheduler/__main__\.py\)|^(main|run) \(scheduler/cli\.py\)")
+                            r"\(scheduler/__main__\.py\)|^(main|run) \(scheduler/cli(/program)?\.py\)")
 
 
 def _short_frame(frame: str) -> str:

@@ -1,7 +1,7 @@
 """One fire: build the request, send it, retry what is retryable, return an Outcome.
 
 The only module that knows about HTTP requests of a fire; the connections are
-scheduler.http1's. It never touches the store: the engine passes a callback that records
+scheduler.http.client's. It never touches the store: the engine passes a callback that records
 each attempt.
 """
 

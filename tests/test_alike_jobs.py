@@ -1,5 +1,5 @@
 """Jobs of one document that differ only by name, URL and schedule are made from one fully
-validated job (scheduler/job_document.py, `_like`): the result must be what validating
+validated job (scheduler/sources/document.py, `_like`): the result must be what validating
 each job alone gives, rejections and their messages included."""
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def test_readme_verify_snippet_accepts_every_kind_of_call(readme: str, tmp_path:
 
 
 def test_readme_describes_the_fencing_token_as_seeded_from_the_clock(readme: str) -> None:
-    # redis_store.ACQUIRE and LocalStore.acquire seed the epoch with the clock in ms.
+    # the Redis ACQUIRE script and LocalStore.acquire seed the epoch with the clock in ms.
     assert "fencing counter" not in readme
     assert re.search(r"seeds? the epoch\s+with the store's clock in milliseconds", readme)
     envelope = re.search(r'"fencing_token": (\d+)', readme)

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 client (scheduler.http1: Http1Client, target) against real servers on
+"""The HTTP/1.1 client (scheduler.http.client: Http1Client, target) against real servers on
 127.0.0.1 that answer with exact, scripted bytes. Only the module's public face is used.
 
 Each test runs its own event loop with asyncio.run; the server lives in that loop. Waits are

@@ -1,4 +1,4 @@
-"""Slot math of scheduler/schedule.py: pure functions of (expression, zone, instant).
+"""Slot math of scheduler/schedule/slots.py: pure functions of (expression, zone, instant).
 
 Every instant here is fixed and zone-aware; nothing reads the clock. Expected slots in the
 DST tables were worked out from the zones' published rules (the UTC instant of each

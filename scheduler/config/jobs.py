@@ -1,6 +1,6 @@
 """Jobs: the fields of a job, the frozen `JobSpec`, and the rules that read one job from
 its fields, shared by SCHEDULER_JOB_<NAME>_<FIELD> variables and documents of jobs
-(scheduler/job_document.py).
+(scheduler/sources/document.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ JOB_FIELDS: dict[str, str | None] = {
     "CONCURRENCY": "forbid",
     "ENABLED": "true",
 }
-TIMEZONE_DEFAULT = "UTC"  # SCHEDULER_TIMEZONE's (scheduler/settings.py): a job's without TIMEZONE
+TIMEZONE_DEFAULT = "UTC"  # SCHEDULER_TIMEZONE's (config/settings.py): a job's without TIMEZONE
 # The optional fields: FIELD -> (its JobSpec attribute, its parser).
 _OPTIONAL: dict[str, tuple[str, Callable[[str], Any]]] = {
     "METHOD": ("method", choice(METHODS, upper=True)),
@@ -83,7 +83,7 @@ def load_job(key: str, fields: dict[str, str], g: Reader, default_tz: str, api_u
               var: Callable[[str], str] | None = None) -> JobSpec | None:
     """One job from its fields (FIELD -> text). `var` names a field in messages and in
     `g.values`: SCHEDULER_JOB_<KEY>_<FIELD> by default; a document of jobs names it as its
-    own field (scheduler/job_document.py), so both kinds of job share every rule."""
+    own field (scheduler/sources/document.py), so both kinds of job share every rule."""
     name = key.lower().replace("_", "-")
     var = var or f"{JOB_PREFIX}{key}_".__add__
     before = len(g.problems)

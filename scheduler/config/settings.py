@@ -114,7 +114,7 @@ HTTP_CLIENT = (
     Setting("SCHEDULER_NO_PROXY", None, str.strip, "no_proxy", unset=""),
     Setting("SCHEDULER_TRACEPARENT", "false", boolean, "traceparent"),
 )
-# Job sources: a file and the app's URL, re-read while running (scheduler/sources.py).
+# Job sources: a file and the app's URL, re-read while running (scheduler/sources/).
 JOB_SOURCES = (
     Setting("SCHEDULER_JOBS_FILE", None, jobs_file, "jobs_file"),  # .json, .yaml or .yml
     # a path joined to SCHEDULER_API_URL, or an absolute URL

@@ -91,7 +91,7 @@ class Metrics:
         return self.registry.exposition()
 
 
-# ---- job sources (scheduler/sources.py) ------------------------------------------------
+# ---- job sources (scheduler/sources/) -------------------------------------------------
 class SourcesCollector:
     """Per source of jobs (label `source`: file or url), read from `JobSources.states()` at
     scrape time: register it with `registry.register(SourcesCollector(sources.states))`."""

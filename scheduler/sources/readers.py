@@ -1,6 +1,6 @@
 """The two readers of a document of jobs: a file (SCHEDULER_JOBS_FILE) and a URL of the app
 (SCHEDULER_JOBS_URL). Each `read` returns the parsed document, UNCHANGED, or raises
-SourceError saying what went wrong; what to do then is scheduler/sources.py's business.
+SourceError saying what went wrong; what to do then is the watcher's business (watch.py).
 
 The file is polled: `os.stat` once a second, following symlinks, compared on (device,
 inode, size, mtime). A Kubernetes ConfigMap volume updates by swapping its `..data`

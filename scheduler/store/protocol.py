@@ -1,6 +1,6 @@
 """The state store: what the engine needs from Redis or SQLite, and nothing more.
 
-Two implementations (`redis_store.RedisStore`, `local_store.LocalStore`) behind one
+Two implementations (`store.redis.store.RedisStore`, `store.sqlite.store.LocalStore`) behind one
 protocol; the engine never knows which one it has.
 """
 

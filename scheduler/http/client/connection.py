@@ -1,4 +1,4 @@
-"""One HTTP/1.1 connection of the lean client (http1.py): one request at a time, the
+"""One HTTP/1.1 connection of the lean client (client.py): one request at a time, the
 response parsed by httptools as it arrives, its head capped, a non-2xx body kept only up to
 an excerpt and decoded by its charset."""
 

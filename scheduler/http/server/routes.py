@@ -1,5 +1,5 @@
 """What the daemon's HTTP server serves: requests, responses, and the routes that map one to
-the other by method and path (http_server.py runs them)."""
+the other by method and path (server.py runs them)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 Every key lives under `{namespace}:`; the braces are a Redis Cluster hash tag, so all keys
 share one slot and each script touches keys of one slot only; `redis_cluster` tells
 whether the URL names a cluster node and routes what has no key. The scripts are in
-`redis_scripts`; the lease and fencing epoch in `redis_lease`; reading the state in
-`redis_reads`, and parsing its records, which may be malformed, in `redis_records`; the
+`scripts`; the lease and fencing epoch in `lease`; reading the state in
+`reads`, and parsing its records, which may be malformed, in `records`; the
 control commands in `redis_control`.
 """
 
@@ -146,7 +146,7 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
     async def _count_replicas(self) -> None:
         if not self.cluster:
             return await super()._count_replicas()
-        # As with Sentinel (redis_lease): claims wait for a replica of the slot's master only
+        # As with Sentinel (lease.py): claims wait for a replica of the slot's master only
         # while it has one online; after a failover the promoted replica has none yet.
         info = await self._call(self._master_replication())
         states = [v.get("state") for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]

@@ -1,5 +1,5 @@
 """The standalone lease: the lock file (lock_file.py), and the leader and epoch the state
-file records beside it, which every claim checks (sqlite_state.leads).
+file records beside it, which every claim checks (state.leads).
 
 A replica that locks a new file while the state file names another leader that did not
 release, and a lock file other than this one, takes over from a leader that may still be
