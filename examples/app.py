@@ -13,6 +13,9 @@ and serves them to the sidecar (SCHEDULER_JOBS_URL=/internal/cron-jobs):
     POST /triggers                {"name", "schedule", ...any job field}: create or replace
     DELETE /triggers/<name>       delete
 The trigger routes need the same bearer token (a real app has its own user auth there).
+With SIDECAR_URL (the sidecar's port, http://localhost:9464) and SIDECAR_CONTROL_TOKEN, a
+saved or deleted trigger is in force at once: the app calls POST /api/v1/sources/refresh
+after its write, instead of waiting for the sidecar's next refresh.
 """
 
 import hashlib
@@ -25,6 +28,7 @@ import sqlite3
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -60,6 +64,23 @@ def jobs_document() -> tuple[bytes, str]:
         rows = db.execute("SELECT job FROM triggers ORDER BY name").fetchall()
     body = json.dumps({"jobs": [json.loads(job) for (job,) in rows]}).encode()
     return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def refresh_sidecar() -> str:
+    """Ask the sidecar to read the triggers now (any replica answers; the leader has them in
+    force within a second). Without SIDECAR_URL, the sidecar's own refresh picks them up."""
+    url, token = os.environ.get("SIDECAR_URL"), os.environ.get("SIDECAR_CONTROL_TOKEN")
+    if not url or not token:
+        return "picked up at the sidecar's next refresh"
+    request = urllib.request.Request(url.rstrip("/") + "/api/v1/sources/refresh", data=b"{}", method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+        return "in force now"
+    except OSError as exc:  # the write stands; the sidecar's own refresh picks it up
+        log("sidecar refresh failed", error=str(exc))
+        return "picked up at the sidecar's next refresh"
 
 
 def do_work(job: str, payload) -> None:
@@ -140,12 +161,14 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 db.execute("INSERT OR REPLACE INTO triggers VALUES (?, ?)", (job["name"], json.dumps(job)))
                 db.commit()
-            return self.reply(201, "trigger saved", "picked up at the sidecar's next refresh", trigger=job["name"])
+            return self.reply(201, "trigger saved", refresh_sidecar(), trigger=job["name"])
         if self.command == "DELETE" and self.path.startswith("/triggers/"):
             name = self.path.removeprefix("/triggers/")
             with lock:
                 gone = db.execute("DELETE FROM triggers WHERE name = ?", (name,)).rowcount
                 db.commit()
+            if gone:
+                refresh_sidecar()
             return self.reply(200 if gone else 404, "trigger deleted" if gone else "rejected",
                               "deleted" if gone else "no such trigger", trigger=name)
         return self.reply(404, "rejected", "no such route", path=self.path)
