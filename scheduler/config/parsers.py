@@ -247,7 +247,8 @@ def _redis_tls_query(scheme: str, query: str) -> None:
         value = values[-1]
         if name in REDIS_TLS_FILES:
             if not Path(value).is_file():
-                raise ValueError(f"the URL's {name}: no file at {show(value)}")
+                shown = show(value, quote=False)  # a path's end names the file: cut at the front
+                raise ValueError(f"the URL's {name}: no file at {shown if len(shown) <= 200 else '...' + shown[-197:]!r}")
         elif value.lower() not in REDIS_TLS_CHOICES[name]:
             raise ValueError(f"the URL's {name}: expected {' or '.join(REDIS_TLS_CHOICES[name])}")
 
