@@ -147,7 +147,10 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
     dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
     metrics.registry.register(OverdueCollector(engine.overdue_source))
-    sources = await start_sources(settings, engine, catalog, metrics)
+    from ..control.pauses import RemovedPauses
+
+    pauses = RemovedPauses(store)
+    sources = await start_sources(settings, engine, catalog, metrics, pauses)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, engine, sig)
@@ -168,6 +171,7 @@ async def run(settings: config.Settings, *, dry_run: bool = False) -> int:
             loop.remove_signal_handler(sig)
         if sources is not None:
             await sources.aclose()
+        await pauses.aclose()
         await dispatcher.aclose()
         await store.close()
         if server is not None:
@@ -186,18 +190,22 @@ def _settle_runtime() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
-async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics):
+async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics, pauses):
     """Every replica reads SCHEDULER_JOBS_FILE/URL (the leader fires from its current view);
-    a change goes to the engine, applied between two claims, and to the catalog the control
-    API reads."""
+    a change goes to the engine, applied between two claims, to the catalog the control
+    API reads, and, for a removed job, to `pauses` (control.pauses: every replica that sees
+    the removal drops its pause, leader or not)."""
     if not (settings.jobs_file or settings.jobs_url):
         return None
     from ..observe.metrics import SourcesCollector
     from ..sources.watch import JobSources
 
+    env = {j.name for j in settings.jobs}
+
     def changed(jobs: dict, source_of: dict, names: set[str]) -> None:
         engine.apply_source_jobs(jobs, source_of, names)
         catalog.update(jobs, source_of, sources.rejected())
+        pauses.removed(n for n in names if n not in jobs and n not in env)
 
     sources = JobSources(settings, on_change=changed)
     catalog._rejected = sources.rejected

@@ -83,10 +83,8 @@ def render_status(report: dict) -> str:
     header = ("JOB", "SOURCE", "STATE", "LAST SLOT", "OUTCOME", "HTTP", "FAILS", "NEXT SLOT")
     rows = [header]
     for j in report["jobs"]:
-        state = (
-            "disabled" if not j["enabled"] else "paused" if j["paused"] else "running" if j["in_flight"]
-            else "overdue" if j["overdue"] else "done" if j["next_slot"] is None else "active"
-        )
+        # The state as the API and the page name it, then what is going on now.
+        state = ", ".join([j["state"]] + ["running"] * bool(j["in_flight"]) + ["overdue"] * bool(j["overdue"]))
         rows.append((
             j["name"], j.get("source", "env"), state, j["last_slot"] or "-", j["last_outcome"] or "-",
             str(j["last_http_status"] or "-"), str(j["consecutive_failures"]), j["next_slot"] or "-",

@@ -121,8 +121,10 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             return []
         if await self._master_moved():
             raise LeaseLost("the Redis master moved")
-        payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field] for c in claims])
-        args: list[Any] = [self.replica_id, epoch, int(self.clock() * 1000), payload, self.job_prefix, self.max_ahead_ms]
+        payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field, c.reason or ""]
+                              for c in claims])
+        args: list[Any] = [self.replica_id, epoch, int(self.clock() * 1000), payload, self.job_prefix, self.max_ahead_ms,
+                           self.history_prefix, self.history_keep]
         keys = [self.k_leader, self.k_slots, self.k_inflight, self.k_paused, self.k_trigger, self.k_triggered]
         if not self.wait_replicas:
             result = await self._call(self._claim(keys=keys, args=args), {c.job for c in claims})

@@ -224,7 +224,7 @@ class LocalStore:
 
         def step(db: sqlite3.Connection, bad: list[Bad]) -> list[int]:
             now = time.time()
-            return [ops.claim_one(db, self.quarantine, epoch, c, now) for c in claims]
+            return [ops.claim_one(db, self.quarantine, epoch, c, now, self.history_keep) for c in claims]
 
         return await self._run(self._write, step)
 
@@ -251,6 +251,12 @@ class LocalStore:
 
     async def set_paused(self, job: str, paused: bool) -> bool:
         return await self._run(self._write, lambda db, _: ops.set_paused(db, job, paused))
+
+    async def drop_pauses(self, jobs: Sequence[str]) -> int:
+        if not jobs:
+            return 0
+        names = list(jobs)
+        return await self._run(self._write, lambda db, _: ops.drop_pauses(db, names))
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         return await self._run(self._write, lambda db, bad: ops.request_trigger(db, self.quarantine, bad, request))
