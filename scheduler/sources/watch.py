@@ -4,12 +4,14 @@ What the engine must do with a change (SPEC section 6, rule 2). `on_change(jobs,
 gives the whole merged set of valid source jobs; `diff(old, new)` names what differs:
 - added: fire from its next slot after now; slots before it was first seen are not made
   up, except an `at` job whose instant has just passed: it fires once, unless its CATCHUP
-  is `none` or the instant is older than its CATCHUP_WINDOW.
+  is `none` or the instant is older than its CATCHUP_WINDOW (without one, than
+  SCHEDULER_AT_GRACE); then it expires (engine/next_slots.passed_at).
 - changed: keep its watermark (the store's last claimed slot): no slot fires twice, and
   none from before the change is made up beyond CATCHUP. Replace its heap entry only.
 - removed: no new slot; fires in flight finish; its state stays in the store for at least
   a day. A job removed and added back then finds its watermark and never fires a claimed
-  slot again: nothing to do for that beyond not deleting the state at once.
+  slot again: nothing to do for that beyond not deleting the state at once. Its pause is
+  dropped, by whoever gets the change (the daemon: control/pauses.py).
 - a rename is a removal and an addition (identity is the name).
 Apply a change between two claims, never during one. Env jobs never appear here: a source
 job named like one is rejected (the environment wins), and a name in both the file and the
