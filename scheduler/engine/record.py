@@ -67,7 +67,9 @@ class Recorder:
             return False
         if claim.kind == EXPIRE:  # the store recorded it as expired with the claim
             self.metrics.job(job.name).skipped("expired")
-            log.warning("expired: a one-time job first seen too late never fires",
+            # INFO, not a warning: an app that hands over all its triggers, old ones included,
+            # expects each that already ran to expire.
+            log.info("expired: a one-time job first seen too late never fires",
                         extra={"job": job.name, "slot": slot, "reason": claim.reason})
             return False
         if claim.kind == SKIP:
