@@ -120,7 +120,6 @@ def test_a_fired_at_job_is_done_alike_in_the_api_the_cli_and_check(setup, receiv
     write(jobs_file, [{"name": "once", "schedule": at(time.time() + 2), "url": "/once"}])
     daemon = daemon_factory(env)
     wait_until(lambda: api_ready(base), 15, message="the HTTP port")
-    assert api_jobs(base)["once"]["state"] == "active"
     receiver.wait_for(lambda rs: calls(receiver, "/once") == 1, timeout=20)
     job = wait_until(lambda: (j := api_jobs(base)["once"])["last"] and j, 15, message="the outcome recorded")
 
@@ -132,3 +131,40 @@ def test_a_fired_at_job_is_done_alike_in_the_api_the_cli_and_check(setup, receiv
     checked = json.loads(run_cli(["check", "--json"], env, cwd=tmp_path).stdout)
     assert {j["name"]: j["state"] for j in checked["jobs"]} == {"once": "done"}
     assert "Traceback" not in daemon.output()
+
+
+def test_the_pause_of_a_removed_job_is_dropped_once_a_locked_store_answers_again(tmp_path):
+    """The drop is retried while the store cannot be written (here another process holds the
+    SQLite file's write lock), and goes through once it can."""
+    import asyncio
+    import sqlite3
+
+    from scheduler.control.pauses import RemovedPauses
+    from scheduler.store.sqlite.store import LocalStore
+
+    async def main():
+        store = LocalStore(str(tmp_path / "state.db"), busy_timeout_s=0.05)
+        await store.set_paused("gone", True)
+        await store.set_paused("kept", True)
+        other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        slept = asyncio.Event()
+
+        async def sleep(seconds: float) -> None:
+            if not slept.is_set():
+                other.execute("COMMIT")  # the other writer lets go while the first retry waits
+                slept.set()
+            await asyncio.sleep(0)
+
+        pauses = RemovedPauses(store, sleep)
+        pauses.removed(["gone"])
+        await asyncio.wait_for(slept.wait(), 10)
+        deadline = time.monotonic() + 10
+        while (await store.status(["gone", "kept"]))["paused"] != {"kept"}:
+            assert time.monotonic() < deadline, "the pause was never dropped"
+            await asyncio.sleep(0.01)
+        await pauses.aclose()
+        other.close()
+        await store.close()
+
+    asyncio.run(main())
