@@ -102,12 +102,18 @@ def test_a_paused_job_deleted_and_created_again_fires_and_is_active(setup, recei
     assert run_cli(["pause", "digest"], env, cwd=tmp_path).returncode == 0
     daemon.wait_for_output("skipped: job is paused", timeout=20)
 
-    write(jobs_file, [tick])  # the app deletes the trigger...
+    # Rejected for a bad edit is not removed: fixed, it is still paused.
+    write(jobs_file, [tick, {**digest, "retires": 2}])
     daemon.wait_for_output('"removed": 1', timeout=20)
+    write(jobs_file, [tick, digest])
+    wait_until(lambda: api_jobs(base).get("digest", {}).get("state") == "paused", 15, message="digest back, paused")
+
+    write(jobs_file, [tick])  # the app deletes the trigger...
+    wait_until(lambda: daemon.output().count('"removed": 1') == 2, 20, message="the removal applied")
     wait_until(lambda: "digest" not in api_jobs(base), 15, message="the removal seen by the API")
     fired = calls(receiver, "/digest")
     write(jobs_file, [tick, digest])  # ...and a user creates one of the same name
-    daemon.wait_for_output('"added": 1', timeout=20)
+    wait_until(lambda: daemon.output().count('"added": 1') == 2, 20, message="the addition applied")
     receiver.wait_for(lambda rs: calls(receiver, "/digest") > fired, timeout=20)
 
     assert api_jobs(base)["digest"]["state"] == "active"

@@ -203,9 +203,13 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
     env = {j.name for j in settings.jobs}
 
     def changed(jobs: dict, source_of: dict, names: set[str]) -> None:
+        rejected = sources.rejected()
         engine.apply_source_jobs(jobs, source_of, names)
-        catalog.update(jobs, source_of, sources.rejected())
-        pauses.removed(n for n in names if n not in jobs and n not in env)
+        catalog.update(jobs, source_of, rejected)
+        # A job still in its source but rejected (a bad edit the app will fix) keeps its
+        # pause: only one gone from every source loses it.
+        kept = env | {r["name"] for r in rejected}
+        pauses.removed(n for n in names if n not in jobs and n not in kept)
 
     sources = JobSources(settings, on_change=changed)
     catalog._rejected = sources.rejected
