@@ -94,7 +94,8 @@ def render_status(report: dict) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for j in report["jobs"]:
         if j["last_error"]:
-            lines.append(f"  {j['name']}: last error: {j['last_error']}")
+            what = "expired, never fired" if j["last_outcome"] == "expired" else "last error"
+            lines.append(f"  {j['name']}: {what}: {j['last_error']}")
         if j.get("last_excerpt"):
             lines.append(f"  {j['name']}: the app said: {j['last_excerpt']}")
     for r in report.get("rejected", []):
