@@ -81,6 +81,7 @@ def script_names() -> dict[str, str]:
     sys.path.insert(0, str(measured_code.SRC))
     try:
         for name in ("scheduler.store.redis.scripts", "scheduler.store.redis.reads", "scheduler.store.redis.gc",
+                     "scheduler.store.redis.quarantine",
                      "scheduler.redis_store", "scheduler.redis_scripts"):
             try:
                 module = importlib.import_module(name)

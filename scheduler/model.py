@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 
-FIRE, SKIP, REDELIVER, TRIGGER, INIT = "fire", "skip", "redeliver", "trigger", "init"
+FIRE, SKIP, REDELIVER, TRIGGER, INIT, EXPIRE = "fire", "skip", "redeliver", "trigger", "init", "expire"
+EXPIRED = "expired"  # the outcome a store records for an `expire` claim: it never fires
 # What a claim came to: not claimed (an older or already claimed slot, a spent trigger id),
 # claimed, or passed over because the job is paused (its watermark still advances).
 STALE, CLAIMED, PAUSED = 0, 1, 2
@@ -100,14 +101,17 @@ class Claim:
     an earlier leader (same slot, next attempt, this leader's epoch); `trigger` takes a
     manual fire request (`trigger` is its id; `slot` the second it was asked for) once;
     `init` sets the watermark of a job that has none (a leader saw it from that second on,
-    so an outage after it is made up by CATCHUP)."""
+    so an outage after it is made up by CATCHUP); `expire`, also only for a job with no
+    watermark, sets it to the slot of an `at` job first seen too long after its instant and
+    records that slot's outcome as `expired` (with `reason`) in the same step: it never
+    fires (SPEC 6 rule 2)."""
 
     job: str
     slot: int
     kind: str = FIRE
     attempt: int = 1
     trigger: str | None = None
-    reason: str | None = field(default=None, compare=False)  # why a skip; for logs only
+    reason: str | None = field(default=None, compare=False)  # why a skip (logs) or an expiry (recorded)
     # The in-flight name (fire_field), asked for several times per fire: computed once.
     field: str = field(init=False, compare=False, repr=False)
 

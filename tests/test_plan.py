@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from scheduler.schedule import slots as sched
 from scheduler.config.loader import JobSpec
-from scheduler.model import FIRE, INIT, Claim, InFlight, State
+from scheduler.model import EXPIRE, FIRE, INIT, Claim, InFlight, State
 from scheduler.engine.plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, fire_at, jitter_offset_s
 
 T = 1_800_000_000  # a multiple of 10: slots of "every 10s" fall on T + 10k
@@ -202,6 +202,34 @@ def test_a_one_off_schedule_leaves_no_next_slot_and_no_deadline():
     assert plan.heap == [] and plan.upcoming == {}
 
 
+PASSED_AT = [
+    # catchup, window, how long before its first sighting the instant was, expected kind
+    ("latest", None, 10, FIRE),
+    ("all", None, 3600, FIRE),
+    ("latest", None, 3601, EXPIRE),  # SCHEDULER_AT_GRACE (1h) bounds it without a window
+    ("latest", None, 2 * 365 * 86400, EXPIRE),
+    ("none", None, 10, EXPIRE),
+    ("latest", 60.0, 61, EXPIRE),
+    ("latest", 7200.0, 5400, FIRE),  # a window longer than the grace applies instead
+]
+
+
+@pytest.mark.parametrize("catchup,window,age,kind", PASSED_AT)
+def test_an_at_first_seen_after_its_instant_fires_once_or_expires(catchup, window, age, kind):
+    """The same at a leadership start (no watermark) as for a job added while one runs."""
+    slot, now = T - age, float(T)
+    once = job(every=_at(slot), catchup=catchup, window=window)
+    started = planner(once).start(State(watermarks={}), now)
+    added = planner().add_many([once], now)
+    for claims in (started, added):
+        assert [(c.kind, c.slot) for c in claims] == [(kind, slot), (INIT, T)]
+    if kind == EXPIRE:
+        assert started[0].reason and "after its instant" in started[0].reason
+    assert planner(once).start(State(watermarks={"j": slot}), now) == []  # seen before: done
+    assert Plan({"j": once}, 0.25, at_grace_s=7 * 86400).start(State(watermarks={}), now)[0].kind == (
+        FIRE if catchup != "none" and (window or 7 * 86400) >= age else EXPIRE)
+
+
 def test_fire_moment_and_claim_ahead():
     assert fire_at(job(), T + 40) == T + 40
     assert fire_at(job(jitter=JITTER_S), T + 40) == T + 40 + MOMENT
@@ -229,8 +257,9 @@ def add_one(plan, job, now):
     cursor = math.floor(now)
     if isinstance(job.schedule, sched.At) and job.schedule.slot <= cursor:
         window = job.catchup_window_s
-        if job.catchup != "none" and (window is None or now - job.schedule.slot <= window):
-            claims.append(Claim(job.name, job.schedule.slot, FIRE))
+        bound = 3600 if window is None else window  # SCHEDULER_AT_GRACE's default
+        fires = job.catchup != "none" and now - job.schedule.slot <= bound
+        claims.append(Claim(job.name, job.schedule.slot, FIRE if fires else EXPIRE))
     claims.append(Claim(job.name, cursor, INIT))
     nxt = sched.next_after(job.schedule, cursor)
     if nxt is None:

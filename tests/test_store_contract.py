@@ -10,7 +10,7 @@ import pytest
 
 from scheduler.store.sqlite.store import LocalStore
 from scheduler.model import (
-    CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, Outcome, TriggerRequest,
+    CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, Outcome, TriggerRequest,
 )
 from scheduler.store.redis.store import RedisStore
 from scheduler.store.protocol import LeaseLost
@@ -254,6 +254,43 @@ def test_a_paused_job_advances_its_watermark_without_firing(backend):
         assert await a.set_paused("j", False) is False
         assert await a.claim(epoch, [Claim("j", 101)]) == [CLAIMED]
         assert (await a.status(["j"]))["paused"] == set()
+
+    run(backend, body)
+
+
+def test_a_removed_jobs_pause_is_dropped_and_the_others_are_kept(backend):
+    async def body():
+        a = backend.store("a")
+        await a.set_paused("gone", True)
+        await a.set_paused("kept", True)
+        assert await a.drop_pauses(["gone", "never-paused"]) == 1
+        assert await a.drop_pauses([]) == 0
+        assert (await a.status(["gone", "kept"]))["paused"] == {"kept"}
+        assert await a.set_paused("gone", True) is True  # paused again later: a new pause
+
+    run(backend, body)
+
+
+# -- one-time jobs first seen too late ---------------------------------------------------
+
+
+def test_an_expiry_sets_the_watermark_and_records_expired_only_at_a_first_sighting(backend):
+    async def body():
+        a = backend.store("a")
+        epoch = await a.acquire()
+        await a.set_paused("p", True)  # nothing fires, so a pause changes nothing
+        expire = [Claim("j", 100, EXPIRE, reason="first seen 2d after its instant"), Claim("p", 100, EXPIRE)]
+        assert await a.claim(epoch, expire) == [CLAIMED, CLAIMED]
+        assert await a.claim(epoch, expire) == [STALE, STALE]  # once
+        assert await a.claim(epoch, [Claim("j", 100), Claim("k", 5, INIT), Claim("k", 3, EXPIRE)]) == [STALE, CLAIMED, STALE]
+        state = await a.load(["j", "k"])
+        assert state.watermarks == {"j": 100, "k": 5, "p": 100} and state.inflight == []
+        assert "j" not in state.health or state.health["j"].consecutive_failures == 0  # not a failure
+        record = (await a.status(["j"]))["jobs"]["j"]
+        assert (record["status"], record["slot"], record["error"]) == ("expired", 100, "first seen 2d after its instant")
+        (entry,) = await a.history("j")
+        assert entry["outcome"] == "expired" and entry["slot"] == 100 and entry["attempts"] == 0
+        assert entry["error"] == "first seen 2d after its instant" and entry["fencing_token"] == epoch
 
     run(backend, body)
 

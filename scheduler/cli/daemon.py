@@ -197,7 +197,10 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
     damaged.stop = engine.stop
     metrics.registry.register(OverdueCollector(engine.overdue_source))
-    sources = await start_sources(settings, engine, catalog, metrics, store, api)
+    from ..control.pauses import RemovedPauses
+
+    pauses = RemovedPauses(store)
+    sources = await start_sources(settings, engine, catalog, metrics, store, api, pauses)
     if stop_on_hangup:
         hangup.stop = lambda: _on_signal(engine, signal.SIGHUP)
     elif sources is not None:
@@ -216,6 +219,7 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
             loop.remove_signal_handler(sig)
         if sources is not None:
             await sources.aclose()
+        await pauses.aclose()
         await dispatcher.aclose()
         await store.close()
         if server is not None:
@@ -275,19 +279,27 @@ def _settle_runtime() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
-async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics, store, api=None):
+async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics, store, api, pauses):
     """Every replica reads SCHEDULER_JOBS_FILE/URL (the leader fires from its current view);
-    a change goes to the engine, applied between two claims, and to the catalog the control
-    API reads. The API steers them, and every replica follows the refresh and accept
-    requests made through the store."""
+    a change goes to the engine, applied between two claims, to the catalog the control
+    API reads, and, for a removed job, to `pauses` (control.pauses: every replica that sees
+    the removal drops its pause, leader or not). The API steers the sources, and every
+    replica follows the refresh and accept requests made through the store."""
     if not (settings.jobs_file or settings.jobs_url):
         return None
     from ..observe.metrics import SourcesCollector
     from ..sources.watch import JobSources
 
+    env = {j.name for j in settings.jobs}
+
     def changed(jobs: dict, source_of: dict, names: set[str]) -> None:
+        rejected = sources.rejected()
         engine.apply_source_jobs(jobs, source_of, names)
-        catalog.update(jobs, source_of, sources.rejected())
+        catalog.update(jobs, source_of, rejected)
+        # A job still in its source but rejected (a bad edit the app will fix) keeps its
+        # pause: only one gone from every source loses it.
+        kept = env | {r["name"] for r in rejected}
+        pauses.removed(n for n in names if n not in jobs and n not in kept)
 
     sources = JobSources(settings, on_change=changed)
     catalog._rejected = sources.rejected

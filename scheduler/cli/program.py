@@ -157,7 +157,7 @@ def check(settings: config.Settings, args) -> int:
     if args.json:
         out = {"jobs": [
             {"name": j.name, "source": source_of.get(j.name, "env"), "schedule": j.schedule_text,
-             "timezone": j.timezone, "url": j.url, "enabled": j.enabled,
+             "timezone": j.timezone, "url": j.url, "enabled": j.enabled, "state": _state(j, nxt),
              "next": [sched.format_slot(s) for s in nxt], **_policy(j)}
             for j, nxt in jobs
         ], "rejected": rejected, "sources": [
@@ -174,7 +174,8 @@ def check(settings: config.Settings, args) -> int:
         print(f"rejected  {r['name']} ({r['source']}): {r['problem']}")
     for j, nxt in jobs:
         zone = ZoneInfo(j.timezone)
-        flag = "" if j.enabled else "  [disabled]"
+        state = _state(j, nxt)
+        flag = "" if state == "active" else f"  [{state}]"
         print(f"\n{j.name}{flag}  (from {source_of.get(j.name, 'env')})"
               f"\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
         retries = "no retries" if j.retries == 0 else f"{j.retries} retr{'y' if j.retries == 1 else 'ies'}"
@@ -217,6 +218,13 @@ def check_document(settings: config.Settings, path: str, as_json: bool) -> int:
             else:
                 print(f"rejected  {job['name']}: {job['problem']}")
     return EX_OK if all(j["ok"] for j in answer["jobs"]) else EX_CONFIG
+def _state(job: config.JobSpec, nxt: list[int]) -> str:
+    """The job's state as `status` and the API name it, from the configuration alone (check
+    reads no store, so knows no pause): a one-shot with no slot ahead is done, fired or
+    expired by the leader that saw it."""
+    from ..control.operations import job_state
+
+    return job_state(job, False, isinstance(job.schedule, sched.At) and not nxt)
 
 
 def _with_sources(settings: config.Settings):

@@ -96,10 +96,8 @@ def render_status(report: dict) -> str:
     header = ("JOB", "SOURCE", "STATE", "LAST SLOT", "OUTCOME", "HTTP", "FAILS", "NEXT SLOT")
     rows = [header]
     for j in report["jobs"]:
-        state = (
-            "disabled" if not j["enabled"] else "paused" if j["paused"] else "running" if j["in_flight"]
-            else "overdue" if j["overdue"] else "done" if j["next_slot"] is None else "active"
-        )
+        # The state as the API and the page name it, then what is going on now.
+        state = ", ".join([j["state"]] + ["running"] * bool(j["in_flight"]) + ["overdue"] * bool(j["overdue"]))
         rows.append((
             j["name"], j.get("source", "env"), state, j["last_slot"] or "-", j["last_outcome"] or "-",
             str(j["last_http_status"] or "-"), str(j["consecutive_failures"]), j["next_slot"] or "-",
@@ -109,7 +107,8 @@ def render_status(report: dict) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for j in report["jobs"]:
         if j["last_error"]:
-            lines.append(f"  {j['name']}: last error: {j['last_error']}")
+            what = "expired, never fired" if j["last_outcome"] == "expired" else "last error"
+            lines.append(f"  {j['name']}: {what}: {j['last_error']}")
         if j.get("last_excerpt"):
             lines.append(f"  {j['name']}: the app said: {j['last_excerpt']}")
     for r in report.get("rejected", []):

@@ -38,6 +38,25 @@ class Triggered:
     unsaid: str | None = None  # why the leader could not be told at once (it finds the request at its next look)
 
 
+STATES = ("active", "paused", "disabled", "done")  # a job's `state` (SPEC 8), the same in the CLI, API and page
+
+
+def job_state(job: JobSpec, paused: bool, done: bool) -> str:
+    """The app's switch first, then the operator's pause, then whether a one-time job is
+    over: `done` is an `at` job whose slot was claimed (fired, or expired: see `at_done`)."""
+    if not job.enabled:
+        return "disabled"
+    if paused:
+        return "paused"
+    return "done" if done else "active"
+
+
+def at_done(job: JobSpec, watermark: int | None) -> bool:
+    """Whether an `at` job's one slot is behind it: the store's watermark reached it, which a
+    fire, an expiry and a slot passed while paused all do."""
+    return isinstance(job.schedule, sched.At) and watermark is not None and watermark >= job.schedule.slot
+
+
 def find_job(settings: Settings, name: str) -> JobSpec:
     for job in settings.jobs:
         if job.name == name:
@@ -142,6 +161,7 @@ def _job_row(settings: Settings, job, info: dict, inflight: dict, now: float) ->
         now, period, last.get("last_success_at"), last.get("first_seen_at"))
     return {
         "name": job.name,
+        "state": job_state(job, paused, at_done(job, mark)),
         "source": settings.source_of.get(job.name, "env"),
         "schedule": job.schedule_text,
         "timezone": job.timezone,
@@ -180,7 +200,7 @@ def job_object(row: dict) -> dict:
     return {
         "name": row["name"], "source": row["source"], "schedule": row["schedule"], "timezone": row["timezone"],
         "method": row["method"], "url": row["url"],
-        "state": "disabled" if not row["enabled"] else "paused" if row["paused"] else "active",
+        "state": row["state"],
         "next": row["next"], "last": last, "overdue": row["overdue"],
         "running": bool(row["in_flight"]),
     }

@@ -21,6 +21,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.15em .8em;margin:.3em
 dt{color:#666}dd{margin:0;word-break:break-word}
 .tag{display:inline-block;padding:0 .45em;border-radius:3px;font-size:.85em;background:#eee}
 .ok{background:#d9f2dd}.failed,.overdue{background:#f9d6d5}.paused,.disabled{background:#fbeec8}
+.done,.expired{background:#e2e6f3}
 pre{white-space:pre-wrap;word-break:break-word;background:#f4f4f4;padding:.4em;margin:.3em 0;font-size:.85em}
 button{font:inherit;padding:.35em .9em;margin:.3em .4em 0 0;border:1px solid #888;border-radius:4px;background:#fff}
 table{border-collapse:collapse;font-size:.85em;width:100%;display:block;overflow-x:auto}

@@ -27,6 +27,7 @@ log = logging.getLogger("scheduler.engine")
 class JobSet:
     def __init__(self, settings: Settings):
         self.env: dict[str, JobSpec] = {j.name: j for j in settings.jobs if j.enabled}
+        self.at_grace_s = settings.at_grace_s
         self.jobs: dict[str, JobSpec] = dict(self.env)  # env and source jobs, enabled: the plan's view
         self.pending: dict[str, JobSpec] | None = None  # the sources' newest set, not applied yet
         self._names: set[str] | None = None  # its names that may differ from the applied set; None: any
@@ -104,13 +105,13 @@ class JobSet:
                         same.append(name)  # an equal definition: nothing to plan again
             taken = {n: new[n] for n in (*same, *changed, *added)}  # into the applied set, at commit
             return Change(new, now, added, changed, removed, same,
-                          next_entries([taken[n] for n in added], now, True),
+                          next_entries([taken[n] for n in added], now, True, self.at_grace_s),
                           next_entries([taken[n] for n in changed], now, False), began, taken)
 
     def commit(self, change: Change, plan: Plan, forget, first_seen: dict[str, float],
                sighted: list[str] | None = None) -> list[Claim]:
         """Apply a prepared change to a running plan, whole. Returns the claims an added job
-        needs (an `at` whose instant has just passed, and its first sighting: into `sighted`
+        needs (an `at` whose instant has passed: its fire or its expiry; and its first sighting: into `sighted`
         as a name when given). `forget(name)` drops a removed job's metric children. A
         change prepared from a set that a newer one replaced meanwhile leaves that one pending."""
         if self.pending is change.new:

@@ -150,7 +150,7 @@ class Engine:
         if state is None:
             return
         now = self.clock.time()
-        plan = self.plan = Plan(self.jobs, claim_ahead_s(lease.ttl_s))
+        plan = self.plan = Plan(self.jobs, claim_ahead_s(lease.ttl_s), self.settings.at_grace_s)
         first = plan.start(state, now, self.fires)
         self.recorder.loaded(state, {c.job for c in first if c.kind == INIT}, now)
         self.resumer.begin(self.jobs)

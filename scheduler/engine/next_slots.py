@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from ..schedule import slots as sched
 from ..config.loader import JobSpec
-from ..model import FIRE, Claim
+from ..model import EXPIRE, FIRE, Claim
+
+AT_GRACE_S = 3600.0  # SCHEDULER_AT_GRACE's default, for a plan made without settings
 
 
 def jitter_offset_s(job: str, slot: int, jitter_s: float) -> float:
@@ -40,6 +42,34 @@ def shared_next(nexts: dict[tuple[int, int], int | None], schedule: sched.Schedu
     return nxt
 
 
+def passed_at(job: JobSpec, slot: int, now: float, grace_s: float) -> Claim:
+    """The claim for an `at` job first seen at `now`, after its instant `slot` (SPEC 6 rule
+    2): it fires once if the instant has just passed, where "just" is its CATCHUP_WINDOW or,
+    without one, SCHEDULER_AT_GRACE (a trigger imported long after it ran must not run
+    again); else, or with CATCHUP=none, it expires, which the store records."""
+    if job.catchup == "none":
+        return Claim(job.name, slot, EXPIRE, reason="first seen after its instant, and its CATCHUP is none")
+    window = job.catchup_window_s
+    bound, named = (grace_s, "SCHEDULER_AT_GRACE") if window is None else (window, "its CATCHUP_WINDOW")
+    late = now - slot
+    if late <= bound:
+        return Claim(job.name, slot, FIRE)
+    return Claim(job.name, slot, EXPIRE,
+                 reason=f"first seen {_span(late)} after its instant, more than {named} ({_span(bound)})")
+
+
+def _span(seconds: float) -> str:
+    """A whole-second duration as a reader takes it in: 705d2h, 3m20s."""
+    rest, out = int(seconds), list[str]()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not out):
+            out.append(f"{rest // size}{unit}")
+            rest %= size
+        if len(out) == 2:
+            break
+    return "".join(out)
+
+
 @dataclass
 class Entries:
     """Heap entries of many jobs, worked out apart from the plan (see next_entries)."""
@@ -47,15 +77,14 @@ class Entries:
     entries: list[tuple[float, int, str]] = field(default_factory=list)
     upcoming: dict[str, int] = field(default_factory=dict)  # job -> next slot
     ended: list[str] = field(default_factory=list)  # jobs with no slot ahead
-    claims: list[Claim] = field(default_factory=list)  # an added `at` whose instant just passed
+    claims: list[Claim] = field(default_factory=list)  # an added `at` whose instant passed: fire or expire
     sighted: list[str] = field(default_factory=list)  # added jobs: their INIT is due at floor(now)
 
 
-def next_entries(jobs: list[JobSpec], now: float, added: bool) -> Entries:
+def next_entries(jobs: list[JobSpec], now: float, added: bool, grace_s: float = AT_GRACE_S) -> Entries:
     """Each job's next slot after floor(now) and its heap entry, for jobs added (SPEC 6 rule
-    2: from the next slot on; an `at` whose instant just passed is claimed once unless its
-    CATCHUP is `none` or the instant is older than its CATCHUP_WINDOW; a first sighting
-    each) or changed (`added=False`: the next slot under the new definition, nothing else),
+    2: from the next slot on; an `at` whose instant has passed fires once or expires, see
+    passed_at; a first sighting each) or changed (`added=False`: the next slot under the new definition, nothing else),
     without touching a plan: a worker thread may do it while the leader's loop claims, and
     Plan.take puts them in between two claims. One next slot is worked out per distinct
     schedule, not per job (tenants share a few expressions)."""
@@ -66,12 +95,10 @@ def next_entries(jobs: list[JobSpec], now: float, added: bool) -> Entries:
     at_type = sched.At
     for job in jobs:
         schedule = job.schedule
-        if type(schedule) is at_type:  # its own slot; an added one whose instant just passed is claimed
+        if type(schedule) is at_type:  # its own slot; an added one whose instant passed fires or expires
             nxt = schedule.slot if schedule.slot > cursor else None
             if added and nxt is None:
-                window = job.catchup_window_s
-                if job.catchup != "none" and (window is None or now - schedule.slot <= window):
-                    found.claims.append(Claim(job.name, schedule.slot, FIRE))
+                found.claims.append(passed_at(job, schedule.slot, now, grace_s))
         else:
             nxt = shared_next(nexts, schedule, cursor)
         if nxt is None:

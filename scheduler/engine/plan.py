@@ -15,7 +15,9 @@ from collections.abc import Callable, Container, Mapping
 from ..schedule import slots as sched
 from ..config.loader import JobSpec
 from ..model import FIRE, INIT, REDELIVER, SKIP, Claim, State
-from .next_slots import Entries, fire_at, jitter_offset_s, next_entries, shared_next  # noqa: F401  (public names)
+from .next_slots import (  # noqa: F401  (public names)
+    AT_GRACE_S, Entries, fire_at, jitter_offset_s, next_entries, passed_at, shared_next,
+)
 
 log = logging.getLogger("scheduler.engine")
 
@@ -91,9 +93,10 @@ class Plan:
     moment rather than being claimed ahead: CONCURRENCY decides on what runs then.
     """
 
-    def __init__(self, jobs: Mapping[str, JobSpec], ahead_s: float):
+    def __init__(self, jobs: Mapping[str, JobSpec], ahead_s: float, at_grace_s: float = AT_GRACE_S):
         self.jobs = jobs
         self.ahead_s = ahead_s
+        self.at_grace_s = at_grace_s  # SCHEDULER_AT_GRACE: see passed_at
         self.heap: list[tuple[float, int, str]] = []  # (moment to fire, slot, job)
         self.held: list[tuple[float, int, str]] = []
         self.upcoming: dict[str, int] = {}  # job -> its next slot in the heap: the retry deadline
@@ -114,8 +117,11 @@ class Plan:
             schedule, name = job.schedule, job.name
             mark = marks.get(name)
             if mark is None:
-                # First sight of this job: nothing in the past fires, but from now on an
+                # First sight of this job: nothing in the past fires (but an `at` whose
+                # instant has just passed, as for a job added later), and from now on an
                 # outage is made up according to CATCHUP.
+                if type(schedule) is sched.At and schedule.slot <= floor_now:
+                    first.append(passed_at(job, schedule.slot, now, self.at_grace_s))
                 first.append(Claim(name, floor_now, INIT))
                 cursor = after = floor_now
             else:
@@ -136,9 +142,9 @@ class Plan:
         """Jobs that joined the running set (SPEC 6, rule 2), planned at once: next_entries
         and take, with each job's first sighting (INIT) at floor(now). The leader's loop
         does the same in two steps (jobset.py), the first in a worker thread."""
-        found = next_entries(jobs, now, added=True)
+        found = next_entries(jobs, now, added=True, grace_s=self.at_grace_s)
         self.take(found)
-        at = {c.job: c for c in found.claims}  # an `at` just passed: its fire before its sighting
+        at = {c.job: c for c in found.claims}  # an `at` whose instant passed: fired or expired before its sighting
         cursor = math.floor(now)
         return [c for name in found.sighted for c in ((at[name],) if name in at else ()) + (Claim(name, cursor, INIT),)]
 

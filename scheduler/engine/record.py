@@ -8,7 +8,7 @@ import logging
 from .clock import Clock, backoff
 from ..config.loader import JobSpec
 from ..dispatch import Fire
-from ..model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
+from ..model import CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
 from ..observe import Metrics
 from ..schedule.slots import format_slot
 from ..store.protocol import Store, StoreUnavailable
@@ -64,6 +64,13 @@ class Recorder:
             return False
         if result != CLAIMED:
             log.debug("already claimed", extra={"job": job.name, "slot": slot, "kind": claim.kind})
+            return False
+        if claim.kind == EXPIRE:  # the store recorded it as expired with the claim
+            self.metrics.job(job.name).skipped("expired")
+            # INFO, not a warning: an app that hands over all its triggers, old ones included,
+            # expects each that already ran to expire.
+            log.info("expired: a one-time job first seen too late never fires",
+                        extra={"job": job.name, "slot": slot, "reason": claim.reason})
             return False
         if claim.kind == SKIP:
             reason = claim.reason or "overlap"

@@ -6,6 +6,10 @@ new jobs are 200 store calls; written in line, they held up every slot due meanw
 about 2 s. Written here, the loop's own claims go between two of them. A sighting written
 after the job's first fire changes nothing (the store keeps the watermark it has); one not
 written when the leadership ends is written by the next, which finds no watermark either.
+
+An `at` job first seen after its instant fires or expires (next_slots.passed_at) with the
+loop's own claims, ahead of its sighting: claimed behind it, an expiry would find a
+watermark and record nothing (the job would still be done, with no `expired` to show).
 """
 
 from __future__ import annotations

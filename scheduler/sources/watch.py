@@ -4,12 +4,14 @@ What the engine must do with a change (SPEC section 6, rule 2). `on_change(jobs,
 gives the whole merged set of valid source jobs; `diff(old, new)` names what differs:
 - added: fire from its next slot after now; slots before it was first seen are not made
   up, except an `at` job whose instant has just passed: it fires once, unless its CATCHUP
-  is `none` or the instant is older than its CATCHUP_WINDOW.
+  is `none` or the instant is older than its CATCHUP_WINDOW (without one, than
+  SCHEDULER_AT_GRACE); then it expires (engine/next_slots.passed_at).
 - changed: keep its watermark (the store's last claimed slot): no slot fires twice, and
   none from before the change is made up beyond CATCHUP. Replace its heap entry only.
 - removed: no new slot; fires in flight finish; its state stays in the store for at least
   a day. A job removed and added back then finds its watermark and never fires a claimed
-  slot again: nothing to do for that beyond not deleting the state at once.
+  slot again: nothing to do for that beyond not deleting the state at once. Its pause is
+  dropped, by whoever gets the change (the daemon: control/pauses.py).
 - a rename is a removal and an addition (identity is the name).
 Apply a change between two claims, never during one. Env jobs never appear here: a source
 job named like one is rejected (the environment wins), and a name in both the file and the
@@ -85,6 +87,7 @@ class _Source:
         self.held: Hold | None = None
         self.started = self.finished = 0  # reads of the loop, so a caller can wait for a fresh one
         self.last_changed = 0  # names the last finished read changed
+        self.changed_total = 0  # names changed by every read so far: a refresh reports its own share
         self.done = asyncio.Event()  # set at the end of each read of the loop
 
     def state(self) -> dict:
@@ -97,11 +100,14 @@ class _Source:
             "failures_total": self.failures_total, "held": self.held.as_dict() if self.held else None,
         }
 
-    def summary(self) -> dict:
-        """What a refresh answers for this source (SPEC section 8, "Refresh now")."""
+    def summary(self, changed_since: int | None = None) -> dict:
+        """What a refresh answers for this source (SPEC section 8, "Refresh now"): `changed`
+        counts the names changed since `changed_since` (a count of changed_total), else by
+        the last read."""
         return {"source": self.reader.source, "ok": None if self.reads_total == 0 else self.error is None,
                 "error": self.error, "jobs": len(self.good.jobs) if self.good else 0,
-                "rejected": len(self.good.rejected) if self.good else 0, "changed": self.last_changed,
+                "rejected": len(self.good.rejected) if self.good else 0,
+                "changed": self.last_changed if changed_since is None else self.changed_total - changed_since,
                 "held": self.held.as_dict() if self.held else None}
 
 
@@ -185,13 +191,14 @@ class JobSources:
         if not self._tasks:  # not started (a command): one read, as `check` does
             await self.read_once()
             return [s.summary() for s in self._sources]
-        wanted = [(s, s.started + 1) for s in self._sources]
+        wanted = [(s, s.started + 1, s.changed_total) for s in self._sources]
         self.reload()
-        for s, n in wanted:
+        for s, n, _ in wanted:
             while s.finished < n:
                 s.done.clear()
                 await s.done.wait()
-        return [s.summary() for s in self._sources]
+        # Another read (the store's request, followed here too) may have applied the change.
+        return [s.summary(base) for s, _, base in wanted]
 
     def accept(self) -> list[dict]:
         """Apply every held read: the operator says the removal is meant."""
@@ -201,6 +208,7 @@ class JobSources:
                 hold, s.held = s.held, None
                 s.good = hold.parsed
                 s.last_changed = len(hold.parsed.fresh | hold.parsed.gone)
+                s.changed_total += s.last_changed
                 names |= hold.parsed.fresh | hold.parsed.gone
                 self.log.warning("held jobs source accepted: its read applies",
                                  extra={"source": s.reader.source, "jobs": len(hold.parsed.jobs), "removed": hold.dropped})
@@ -245,6 +253,7 @@ class JobSources:
             s.started += 1
             names = await self._read(s)
             s.last_changed = len(names) if names else 0
+            s.changed_total += s.last_changed
             if names is not None:
                 self._merge(names)
             s.finished += 1

@@ -13,7 +13,7 @@ from typing import Protocol
 from collections.abc import Callable, Sequence
 
 from ..model import (  # noqa: F401  (the values, re-exported for the stores)
-    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth, Outcome, State,
+    CLAIMED, EXPIRE, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth, Outcome, State,
     TriggerRequest,
 )
 
@@ -88,6 +88,10 @@ class Store(Protocol):
 
     async def set_paused(self, job: str, paused: bool) -> bool:
         """Pause or resume a job; False when it already was in that state."""
+
+    async def drop_pauses(self, jobs: Sequence[str]) -> int:
+        """Forget the pauses of jobs removed from their sources (SPEC 8: one added back later
+        starts unpaused); returns how many there were."""
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         """Queue a manual fire; returns the pending or in-flight request it joins, if any."""

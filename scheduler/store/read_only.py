@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from .protocol import Store
-from ..model import CLAIMED, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, State, TriggerRequest
+from ..model import CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, State, TriggerRequest
 
 
 class ReadOnlyStore:
@@ -80,7 +80,7 @@ class ReadOnlyStore:
             mark = self._marks.get(c.job)
             if c.kind == REDELIVER:
                 out.append(CLAIMED)
-            elif c.kind == INIT:
+            elif c.kind in (INIT, EXPIRE):
                 out.append(STALE if mark is not None else CLAIMED)
                 self._marks.setdefault(c.job, c.slot)
             elif c.kind == TRIGGER:
@@ -101,6 +101,8 @@ class ReadOnlyStore:
 
     async def sources_requests(self) -> tuple[int, int]:
         return await self.store.sources_requests()  # a read: a dry run follows refreshes too
+    async def drop_pauses(self, jobs: Sequence[str]) -> int:
+        return 0  # a dry run writes nothing; the live replicas drop them
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         return []  # the live leader takes them; a dry run must not

@@ -38,6 +38,11 @@ class ControlCommands:
             changed = await self._call(self.redis.srem(self.k_paused, job), [job])
         return bool(changed)
 
+    async def drop_pauses(self, jobs: Sequence[str]) -> int:
+        if not jobs:
+            return 0
+        return int(await self._call(self.redis.srem(self.k_paused, *jobs), jobs))
+
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         raw = json.dumps({"id": request.id, "job": request.job, "requested_at": request.requested_at})
         keys = [self.k_trigger, self.k_inflight, self.k_triggered]

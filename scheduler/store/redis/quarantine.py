@@ -14,8 +14,48 @@ import time
 from typing import Any, Protocol
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
-from . import scripts
 from ..protocol import StoreUnavailable
+
+# Move one unreadable hash field or list entry into the quarantine hash, only if it still
+# holds the value that was read (a concurrent writer may have fixed it meanwhile).
+# KEYS: quarantine source  ARGV: kind (hash|list) field raw_value replacement ('' = none)
+QUARANTINE_FIELD = """
+if ARGV[1] == 'hash' then
+  if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then return 0 end
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])  -- a readable value that stands in for it
+  else
+    redis.call('HDEL', KEYS[2], ARGV[2])
+  end
+else
+  if redis.call('LREM', KEYS[2], 1, ARGV[3]) == 0 then return 0 end
+end
+redis.call('HSET', KEYS[1], KEYS[2] .. ' ' .. ARGV[2], ARGV[3])
+return 1
+"""
+
+# Rename aside every key that holds the wrong type for what the scheduler keeps there (a
+# string where a hash belongs, say), and an epoch that is not a number, so no later call
+# fails on it. KEYS: the keys to check  ARGV: now_ms, then each key's expected type.
+# Returns the names of the keys moved, each with the type it held.
+QUARANTINE_KEYS = """
+local moved = {}
+for i, key in ipairs(KEYS) do
+  local want = ARGV[i + 1]
+  local have = redis.call('TYPE', key)['ok']
+  local bad
+  if want == 'counter' then
+    bad = have ~= 'none' and (have ~= 'string' or not string.match(redis.call('GET', key), '^%-?%d+$'))
+  else
+    bad = have ~= 'none' and have ~= want
+  end
+  if bad then
+    redis.call('RENAME', key, key .. ':quarantined:' .. ARGV[1])
+    moved[#moved + 1] = key .. ' (' .. have .. ')'
+  end
+end
+return moved
+"""
 
 
 class Host(Protocol):
@@ -47,8 +87,8 @@ class Quarantine:
         self.store = store
         self.count = 0
         self._reported: set[tuple[str, str]] = set()
-        self._field = store.redis.register_script(scripts.QUARANTINE_FIELD)
-        self._keys = store.redis.register_script(scripts.QUARANTINE_KEYS)
+        self._field = store.redis.register_script(QUARANTINE_FIELD)
+        self._keys = store.redis.register_script(QUARANTINE_KEYS)
 
     def report(self, key: str, field: str, problem: str) -> None:
         self.count += 1

@@ -80,10 +80,12 @@ return 0
 # 2 (paused: the watermark advances, nothing is recorded in flight) or 3 (refused: the slot
 # lies further ahead of the server's clock than claiming ahead allows, SPEC 3 rule 7).
 # KEYS: leader slots inflight paused trigger triggered
-# ARGV: replica epoch now_ms claims job_prefix max_ahead_ms; the claims one JSON array of
-# [kind, job, slot, attempt, trigger_id, field] strings: one argument to encode instead of
-# six per claim, which matters to the client when a thousand jobs are due at once. The
-# field is named by the client (model.FireId), the one place a fire's name is spelled.
+# ARGV: replica epoch now_ms claims job_prefix max_ahead_ms history_prefix history_keep; the
+# claims one JSON array of [kind, job, slot, attempt, trigger_id, field, reason] strings: one
+# argument to encode instead of seven per claim, which matters to the client when a thousand
+# jobs are due at once. The field is named by the client (model.FireId), the one place a
+# fire's name is spelled. An `expire` writes the job's hash and history list, named from
+# the prefixes as FINISH does (same {namespace} hash tag, so one Cluster slot).
 CLAIM = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 -- A script stopped by an error keeps what it wrote before it: a key of the wrong type found
@@ -94,7 +96,17 @@ for i = 2, 6 do
   local t = redis.call('TYPE', KEYS[i])['ok']
   if t ~= 'none' and t ~= want[i - 1] then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t) end
 end
+local claims = cjson.decode(ARGV[4])
+for _, c in ipairs(claims) do
+  if c[1] == 'expire' then
+    for _, k in ipairs({{ARGV[5] .. c[2], 'hash'}, {ARGV[7] .. c[2], 'list'}}) do
+      local t = redis.call('TYPE', k[1])['ok']
+      if t ~= 'none' and t ~= k[2] then return redis.error_reply('WRONGTYPE ' .. k[1] .. ' holds a ' .. t) end
+    end
+  end
+end
 local epoch, now = ARGV[2], ARGV[3]
+local keep = tonumber(ARGV[8]) or 0
 local t = redis.call('TIME')
 local latest = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[6])
 -- 1 when the fire is in flight under this epoch: claimed by this leadership already.
@@ -106,7 +118,7 @@ local function ours(field)
   return 0
 end
 local out = {}
-for _, c in ipairs(cjson.decode(ARGV[4])) do
+for _, c in ipairs(claims) do
   local kind, job, slot, attempt, tid, field = c[1], c[2], c[3], c[4], c[5], c[6]
   local record = '{"epoch":' .. epoch .. ',"attempt":' .. attempt .. ',"slot":' .. slot ..
     ',"claimed_at":' .. now .. '}'
@@ -121,6 +133,22 @@ for _, c in ipairs(cjson.decode(ARGV[4])) do
   elseif kind == 'init' then
     ok = redis.call('HSETNX', KEYS[2], job, slot)
     redis.call('HSETNX', ARGV[5] .. job, 'first_seen_at', now / 1000)
+  elseif kind == 'expire' then
+    -- Only at a job's first sighting (no watermark yet), as INIT; its pause does not matter,
+    -- since nothing fires. The outcome goes where FINISH puts one, without a failure.
+    ok = redis.call('HSETNX', KEYS[2], job, slot)
+    if ok == 1 then
+      local at = string.format('%.3f', now / 1000)
+      redis.call('HSET', ARGV[5] .. job, 'status', 'expired', 'slot', slot, 'finished_at', at,
+        'duration_ms', 0, 'http_status', '', 'error', c[7], 'attempts', 0, 'epoch', epoch, 'excerpt', '')
+      if keep > 0 then
+        local entry = '{"slot":' .. slot .. ',"trigger":null,"attempts":0,"outcome":"expired","http_status":null,' ..
+          '"duration_ms":0,"lateness_ms":null,"finished_at":' .. at .. ',"fencing_token":' .. epoch ..
+          ',"error":' .. cjson.encode(c[7]) .. ',"excerpt":null}'
+        redis.call('LPUSH', ARGV[7] .. job, entry)
+        redis.call('LTRIM', ARGV[7] .. job, 0, keep - 1)
+      end
+    end
   elseif kind == 'trigger' then
     -- A request id fires once, whichever leader takes it and however often it was sent.
     for _, raw in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
@@ -254,45 +282,4 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
 end
 redis.call('RPUSH', KEYS[1], ARGV[3])
 return false
-"""
-
-# Move one unreadable hash field or list entry into the quarantine hash, only if it still
-# holds the value that was read (a concurrent writer may have fixed it meanwhile).
-# KEYS: quarantine source  ARGV: kind (hash|list) field raw_value replacement ('' = none)
-QUARANTINE_FIELD = """
-if ARGV[1] == 'hash' then
-  if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then return 0 end
-  if ARGV[4] ~= '' then
-    redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])  -- a readable value that stands in for it
-  else
-    redis.call('HDEL', KEYS[2], ARGV[2])
-  end
-else
-  if redis.call('LREM', KEYS[2], 1, ARGV[3]) == 0 then return 0 end
-end
-redis.call('HSET', KEYS[1], KEYS[2] .. ' ' .. ARGV[2], ARGV[3])
-return 1
-"""
-
-# Rename aside every key that holds the wrong type for what the scheduler keeps there (a
-# string where a hash belongs, say), and an epoch that is not a number, so no later call
-# fails on it. KEYS: the keys to check  ARGV: now_ms, then each key's expected type.
-# Returns the names of the keys moved, each with the type it held.
-QUARANTINE_KEYS = """
-local moved = {}
-for i, key in ipairs(KEYS) do
-  local want = ARGV[i + 1]
-  local have = redis.call('TYPE', key)['ok']
-  local bad
-  if want == 'counter' then
-    bad = have ~= 'none' and (have ~= 'string' or not string.match(redis.call('GET', key), '^%-?%d+$'))
-  else
-    bad = have ~= 'none' and have ~= want
-  end
-  if bad then
-    redis.call('RENAME', key, key .. ':quarantined:' .. ARGV[1])
-    moved[#moved + 1] = key .. ' (' .. have .. ')'
-  end
-end
-return moved
 """

@@ -28,7 +28,7 @@ from .control import ControlCommands
 from .gc import GC_JOB, redis_format_problem, redis_gc, redis_quarantined
 from .lease import LeaseCommands
 from .notices import Notices
-from .quarantine import Quarantine, configuration_warnings
+from .quarantine import QUARANTINE_FIELD, QUARANTINE_KEYS, Quarantine, configuration_warnings
 from .reads import LOAD_RECORDS, StateReads
 from ..protocol import LeaseLost, StoreForbidden, StoreUnavailable, new_replica_id
 
@@ -112,7 +112,7 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         self.quarantine = Quarantine(self)
         self._script_names = ScriptNames([
             scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
-            scripts.REQUEST_TRIGGER, scripts.QUARANTINE_FIELD, scripts.QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB])
+            scripts.REQUEST_TRIGGER, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB])
 
     async def open(self) -> None:
         """Ask the server whether it is a cluster node before the first call (the CLI's
@@ -211,8 +211,10 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
             return []
         if await self._master_moved():
             raise LeaseLost("the Redis master moved")
-        payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field] for c in claims])
-        args: list[Any] = [self.replica_id, epoch, int(self.clock() * 1000), payload, self.job_prefix, self.max_ahead_ms]
+        payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field, c.reason or ""]
+                              for c in claims])
+        args: list[Any] = [self.replica_id, epoch, int(self.clock() * 1000), payload, self.job_prefix, self.max_ahead_ms,
+                           self.history_prefix, self.history_keep]
         keys = [self.k_leader, self.k_slots, self.k_inflight, self.k_paused, self.k_trigger, self.k_triggered]
         if not self.wait_replicas:
             result = await self._call(self._claim(keys=keys, args=args), {c.job for c in claims})

@@ -13,7 +13,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ...model import (
-    CLAIMED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome, State, TriggerRequest,
+    CLAIMED, EXPIRE, EXPIRED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome, State,
+    TriggerRequest,
 )
 from .records import Bad, Quarantine
 
@@ -106,8 +107,8 @@ def _save_record(db: Db, job: str, rec: dict) -> None:
     db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (job, json.dumps(rec)))
 
 
-def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float) -> int:
-    """The same rules as the Redis claim script."""
+def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float, keep: int = 0) -> int:
+    """The same rules as the Redis claim script; `keep`: history entries kept per job."""
     record = (c.field, c.job, c.slot, epoch, c.attempt, c.trigger, now)
     if c.kind == REDELIVER:
         cur = db.execute("UPDATE inflight SET epoch = ?, attempt = ?, claimed_at = ? WHERE field = ?",
@@ -129,6 +130,13 @@ def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float) -> int:
         if mark is not None:
             return STALE
         db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?)", (c.job, c.slot))
+        return CLAIMED
+    if c.kind == EXPIRE:
+        # Only at a first sighting, as INIT; a pause does not matter, since nothing fires.
+        if mark is not None:
+            return STALE
+        db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?)", (c.job, c.slot))
+        _record_expired(db, q, c, epoch, now, keep)
         return CLAIMED
     if mark is not None and c.slot <= mark:
         if c.kind == FIRE and c.slot == mark:
@@ -178,6 +186,17 @@ def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: 
     return rec["consecutive_failures"]
 
 
+def _record_expired(db: Db, q: Quarantine, c: Claim, epoch: int, now: float, keep: int) -> None:
+    """An expired slot's outcome, where finish_one puts one, without counting a failure."""
+    outcome = Outcome(EXPIRED, 0, 0.0, now, error=c.reason or None)
+    rec = _record(db, q, c.job)
+    rec.update(status=EXPIRED, slot=c.slot, finished_at=now, duration_ms=0, http_status=None, error=outcome.error,
+               attempts=0, excerpt=None, lateness_ms=None, epoch=epoch)
+    _save_record(db, c.job, rec)
+    if keep > 0:
+        _add_history(db, c, epoch, outcome, None, keep)
+
+
 def _add_history(db: Db, claim: Claim, epoch: int | None, o: Outcome, lateness_s: float | None, keep: int) -> None:
     """Append the fire to the job's history and drop all but its newest `keep` entries.
     The entry has the same fields as the Redis store's."""
@@ -219,6 +238,10 @@ def request_trigger(db: Db, q: Quarantine, bad: list[Bad], request: TriggerReque
     db.execute("INSERT INTO trigger (id, job, requested_at) VALUES (?, ?, ?)",
                (request.id, request.job, request.requested_at))
     return None
+
+
+def drop_pauses(db: Db, jobs: Sequence[str]) -> int:
+    return sum(db.execute("DELETE FROM paused WHERE name = ?", (job,)).rowcount for job in jobs)
 
 
 def set_paused(db: Db, job: str, paused: bool) -> bool:

@@ -215,7 +215,7 @@ class LocalStore:
             if not ops.leads(db, self.replica_id, epoch):
                 raise LeaseLost("the state file names another leader or a newer epoch")
             now = time.time()
-            return [ops.claim_one(db, self.quarantine, epoch, c, now) for c in claims]
+            return [ops.claim_one(db, self.quarantine, epoch, c, now, self.history_keep) for c in claims]
 
         # Refused, the engine steps down and acquires again: the lock is kept if the path still
         # names its file (the file was edited, not taken over), else let go (_acquire).
@@ -256,6 +256,11 @@ class LocalStore:
             found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('sources_refresh', 'sources_accept')"))
             return _count(found.get("sources_refresh")), _count(found.get("sources_accept"))
         return await self._run(self._read, step)
+    async def drop_pauses(self, jobs: Sequence[str]) -> int:
+        if not jobs:
+            return 0
+        names = list(jobs)
+        return await self._run(self._write, lambda db, _: ops.drop_pauses(db, names))
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         return await self._run(self._write, lambda db, bad: ops.request_trigger(db, self.quarantine, bad, request))
