@@ -6,7 +6,8 @@ A local HTTP server on 127.0.0.1 (in this process, harness/document_server.py) s
 document at SCHEDULER_JOBS_URL; one standalone daemon (SQLite state, no Redis) per case reads
 it. For an oversized document the daemon runs --seconds (30 s: the report that started this
 saw about 1 GB within that) while the server counts the requests and the bytes it managed to
-send; for valid jobs it runs until it has logged them read, then --settle seconds. Printed
+send; for valid jobs it runs until it has logged them read, then --settle seconds; the largest
+set then meets the first oversized size, chunked, three times (SIGHUP forces each read). Printed
 per case: the daemon's peak RSS (VmHWM from /proc/PID/status) and RSS at the end; for jobs,
 memory per job above the empty document's RSS.
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -68,7 +71,7 @@ def jobs_read(daemon: c.Daemon) -> int | None:
     return None
 
 
-def case_valid(server: DocumentServer, n: int, a, workdir: Path, logs: Path) -> dict:
+def case_valid(server: DocumentServer, n: int, a, workdir: Path, logs: Path, then_refuse: bytes | None = None) -> dict:
     body = jobs_document(n)
     server.serve(body)
     daemon = start_daemon(server, workdir, logs, f"jobs-{n}", a.refresh)
@@ -77,11 +80,29 @@ def case_valid(server: DocumentServer, n: int, a, workdir: Path, logs: Path) -> 
     read_s = time.monotonic() - t0
     time.sleep(a.settle)
     status = c.proc_status(daemon.pid)
-    alive = daemon.running
+    result = {"case": f"{n} jobs", "jobs": n, "document_bytes": len(body), "jobs_read": jobs_read(daemon),
+              "read_s": round(read_s, 2), "rss_kb": status.get("VmRSS"), "peak_rss_kb": status.get("VmHWM")}
+    if then_refuse is not None:
+        result["then_refused"] = refuse_while_holding(server, daemon, then_refuse)
+    result["alive"] = daemon.running and bool(got)
     daemon.stop()
-    return {"case": f"{n} jobs", "jobs": n, "document_bytes": len(body), "jobs_read": jobs_read(daemon),
-            "read_s": round(read_s, 2), "rss_kb": status.get("VmRSS"), "peak_rss_kb": status.get("VmHWM"),
-            "alive": alive and bool(got)}
+    return result
+
+
+def refuse_while_holding(server: DocumentServer, daemon: c.Daemon, body: bytes, times: int = 3) -> dict:
+    """The app goes wrong while the daemon holds its jobs: an oversized chunked document
+    (the costlier framing: read up to the limit), read at once through SIGHUP, `times` times."""
+    server.serve(body, chunked=True)
+    first = server.gets()
+    peak = 0
+    for i in range(times):
+        os.kill(daemon.pid, signal.SIGHUP)
+        c.wait_for(lambda n=first + i: server.gets() > n and (server.answers[-1].complete or server.answers[-1].closed_early),
+                   60, what="a refusal")
+        peak = max(peak, c.proc_status(daemon.pid).get("VmHWM", 0))
+    status = c.proc_status(daemon.pid)
+    return {"document_bytes": len(body), "refusals": times, "peak_rss_kb": max(peak, status.get("VmHWM", 0)),
+            "rss_kb": status.get("VmRSS")}
 
 
 def case_oversized(server: DocumentServer, mib: float, chunked: bool, a, workdir: Path, logs: Path) -> dict:
@@ -117,7 +138,9 @@ def run(a, framings: tuple[str, ...]) -> int:
         for framing in framings:
             results.append(case_oversized(server, mib, framing == "chunked", a, workdir, logs))
     for n in a.jobs:
-        r = case_valid(server, n, a, workdir, logs)
+        # The largest set also meets an oversized document: the peak the memory limit needs.
+        refuse = oversized_document(int(a.mib[0] * MIB)) if a.mib and n == max(a.jobs) else None
+        r = case_valid(server, n, a, workdir, logs, refuse)
         if empty.get("rss_kb") and r.get("rss_kb") and n:
             r["bytes_per_job"] = round((r["rss_kb"] - empty["rss_kb"]) * 1024 / n)
         results.append(r)
@@ -132,6 +155,10 @@ def run(a, framings: tuple[str, ...]) -> int:
             per = f", {r['bytes_per_job'] / 1024:.2f} kB a job above the empty document" if r.get("bytes_per_job") else ""
             detail = f"{r['jobs_read']} read in {r['read_s']} s ({r['document_bytes'] / MIB:.1f} MiB document){per}"
         rows.append((r["case"], f"{c.mb(r['peak_rss_kb'])} / {c.mb(r['rss_kb'])}", "yes" if r["alive"] else "NO", detail))
+        if "then_refused" in r:
+            t = r["then_refused"]
+            rows.append((f"  then {t['document_bytes'] / MIB:.0f} MiB refused (chunked)", f"{c.mb(t['peak_rss_kb'])} / {c.mb(t['rss_kb'])}",
+                         "yes" if r["alive"] else "NO", f"{t['refusals']} refusals (SIGHUP) while holding {r['jobs']} jobs"))
     c.print_table("daemon memory reading SCHEDULER_JOBS_URL", rows, ("case", "peak RSS / RSS", "alive", "detail"))
     path = c.write_json(a.json or c.default_json_path("document_memory"), {
         "benchmark": "document_memory", "environment": c.environment_info(),
