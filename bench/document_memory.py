@@ -57,7 +57,7 @@ def start_daemon(server: DocumentServer, workdir: Path, logs: Path, name: str, r
     env_file = workdir / f"{name}.env"
     env_file.write_text("")
     settings = {
-        "SCHEDULER_API_URL": server.url, "SCHEDULER_JOBS_URL": "/jobs", "SCHEDULER_JOBS_REFRESH": refresh,
+        "SCHEDULER_API_URL": server.url, "SCHEDULER_JOBS_URL": server.path, "SCHEDULER_JOBS_REFRESH": refresh,
         "SCHEDULER_STATE_FILE": str(workdir / f"{name}.db"), "SCHEDULER_HTTP_PORT": "0",
         "SCHEDULER_LOG_FORMAT": "json", "PYTHONPATH": str(c.SRC),
     }

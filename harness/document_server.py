@@ -2,7 +2,7 @@
 counting what it sent: the body of each GET in pieces, with a Content-Length or chunked
 (no length announced), so a test or a bench sees whether the reader hung up before the end.
 
-    server = DocumentServer(jobs_document(10))
+    server = DocumentServer(jobs_document(10))   # at server.jobs_url (server.url + server.path)
     server.serve(big_bytes, chunked=True)   # from the next request on
     server.answers[-1].sent, server.answers[-1].complete
     server.close()
@@ -13,12 +13,13 @@ Nothing here imports the ``scheduler`` package.
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness.ports import LOOPBACK
+from harness.ports import LOOPBACK, free_port
 
 PIECE = 64 * 1024
 
@@ -55,8 +56,11 @@ def jobs_document(jobs: int, *, at_least: int = 0) -> bytes:
 
 
 class DocumentServer:
-    """GET any path: the current document (an ETag on it, 304 on a match); `status` other
-    than 200 answers that status with a short body; `hang_up` closes without an answer."""
+    """GET `path`: the current document (an ETag on it, 304 on a match); `status` other
+    than 200 answers that status with a short body; `hang_up` closes without an answer.
+
+    The path is drawn at random and any other answers 404, uncounted: a daemon of another
+    test still polling the port this one was given never counts as this test's reader."""
 
     def __init__(self, body: bytes = b'{"jobs": []}', *, chunked: bool = False) -> None:
         self.body, self.chunked, self.status, self.hang_up = body, chunked, 200, False
@@ -71,12 +75,17 @@ class DocumentServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path != outer.path:
+                    self.send_error(404)
+                    return
                 outer._answer(self)
 
-        self.httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.path = f"/jobs-{secrets.token_hex(6)}"
+        self.httpd = ThreadingHTTPServer((LOOPBACK, free_port()), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://{LOOPBACK}:{self.port}"
+        self.jobs_url = self.url + self.path
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="document-server", daemon=True)
         self._thread.start()
 

@@ -45,7 +45,7 @@ def test_a_daemon_refuses_a_72_mib_document_as_it_reads_it_and_keeps_firing_its_
         tmp_path, receiver, documents, daemon_factory):
     good = {"jobs": [{"name": "tick", "schedule": "every 1s", "url": "/tick"}]}
     documents.serve(json.dumps(good).encode())
-    env = standalone_env(receiver, tmp_path / "state.db", {}, jobs_url=f"{documents.url}/jobs", jobs_refresh="1s")
+    env = standalone_env(receiver, tmp_path / "state.db", {}, jobs_url=documents.jobs_url, jobs_refresh="1s")
     daemon = daemon_factory(env)
     receiver.wait_for(lambda rs: any(r.path == "/tick" for r in rs), timeout=20)
 

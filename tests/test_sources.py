@@ -473,11 +473,11 @@ def test_check_on_a_jobs_file_that_cannot_be_read_exits_1_with_the_reason(tmp_pa
 
 
 def test_check_on_a_jobs_url_that_answers_500_or_hangs_up_exits_1_with_the_reason(tmp_path, documents):
-    env = {"SCHEDULER_API_URL": documents.url, "SCHEDULER_JOBS_URL": "/jobs",
+    env = {"SCHEDULER_API_URL": documents.url, "SCHEDULER_JOBS_URL": documents.path,
            "SCHEDULER_JOB_FROM_ENV_SCHEDULE": "every 1m", "SCHEDULER_JOB_FROM_ENV_URL": "/e"}
     documents.status = 500
     failed = run_cli(["check"], env, cwd=tmp_path)
-    assert_unreadable(failed, "jobs url", "/jobs", "HTTP 500")
+    assert_unreadable(failed, "jobs url", documents.path, "HTTP 500")
     assert "from-env" in failed.stdout  # the env jobs are listed: they would run
     documents.hang_up = True
     assert_unreadable(run_cli(["check", "--json"], env, cwd=tmp_path), "jobs url", "connection closed before a response")
