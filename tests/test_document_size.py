@@ -22,7 +22,7 @@ from tests.e2e import standalone_env
 
 MIB = 1 << 20
 PEAK_BOUND_KB = 200 * 1000  # 200 MB
-REFUSALS = 3  # of each framing
+REFUSALS = 2  # of each framing
 
 
 def peak_rss_kb(pid: int) -> int:
