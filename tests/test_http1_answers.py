@@ -5,12 +5,13 @@ flat whatever the target sends. Real servers on 127.0.0.1 (tests/test_http1.py's
 from __future__ import annotations
 
 import asyncio
+import gc
 import tracemalloc
 
 import pytest
 
 from scheduler.dispatch import EXCERPT_BYTES, Dispatcher, Fire
-from scheduler.http.client.client import ERRORS, HeadersTooLarge, Http1Client
+from scheduler.http.client.client import ERRORS, BodyTooLarge, HeadersTooLarge, Http1Client
 from scheduler.observe import Redactor
 from tests.test_dispatch import SLOT, make_settings
 from tests.test_http1 import DEADLINE_S, Server, resp, run
@@ -233,3 +234,48 @@ def test_no_excerpt_for_an_empty_error_body_or_a_success() -> None:
 
     failed, ok = run(go)
     assert failed.excerpt == "" and ok.excerpt is None
+
+
+# ---------------------------------------------------------------------------
+# a kept 2xx body over body_bytes
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 12582912\r\n\r\n",  # 12 MiB announced
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",  # ends with the connection
+], ids=["content-length", "chunked", "until-close"])
+def test_a_body_over_body_bytes_is_refused_and_nothing_of_it_stays_without_the_cyclic_collector(head: bytes) -> None:
+    """The daemon's collector seldom makes a full pass: what a refused body leaves must go
+    by reference counting alone. It did not: the connection, its parser and the error the
+    parser kept (with the body in its traceback) made a cycle, one refused body a retry."""
+    chunked = b"chunked" in head
+    piece = b"x" * 65536
+    action = streaming(head, b"10000\r\n" + piece + b"\r\n" if chunked else piece, 12 * MB)
+
+    async def go():
+        async with Server(action) as srv:
+            c = Http1Client(body_bytes=4 * MB)
+            tracemalloc.start()
+            try:
+                before, _ = tracemalloc.get_traced_memory()
+                for _ in range(3):
+                    with pytest.raises(BodyTooLarge):
+                        await c.send("GET", srv.url("/jobs"), {}, b"", DEADLINE_S)
+                after, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+                await c.aclose()
+            return after - before, peak - before
+
+    gc.disable()
+    try:
+        left, peak = run(go)
+    finally:
+        gc.enable()
+    assert left < MB, f"{left} bytes left after 3 refusals"
+    if b"Content-Length" in head:
+        assert peak < MB, f"peak {peak} bytes: an announced length over the limit is refused before the body is read"
+    else:
+        assert peak < 6 * MB, f"peak {peak} bytes"

@@ -7,11 +7,14 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.document_server import DocumentServer
 from scheduler.sources import document as job_document
 from scheduler.sources import readers as source_readers
 from scheduler.config import loader as config
@@ -428,12 +431,63 @@ def test_check_reports_each_jobs_source_and_the_rejected_ones(tmp_path):
     assert strict.returncode == 78 and "1 rejected job(s)" in strict.stderr
 
 
-def test_check_strict_fails_on_an_unreadable_source_and_plain_check_does_not(tmp_path):
-    env = {"SCHEDULER_JOBS_FILE": str(tmp_path / "missing.json")}
-    plain = run_cli(["check"], env, cwd=tmp_path)
+@pytest.fixture
+def documents() -> Iterator[DocumentServer]:
+    server = DocumentServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that takes connections (the kernel's backlog) and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def assert_unreadable(done, *reasons: str) -> None:
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    assert "configuration OK" not in done.stdout
+    assert all(reason in done.stderr for reason in reasons), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("make, reasons", [
+    (lambda tmp: tmp / "missing.json", ("jobs file", "missing.json", "cannot be read", "No such file or directory")),
+    (lambda tmp: (tmp / "jobs.json").write_text('{"jobs": [') and tmp / "jobs.json", ("jobs file", "not valid JSON")),
+    (lambda tmp: (tmp / "jobs.yaml").write_text("jobs: [a, b") and tmp / "jobs.yaml", ("jobs file", "not valid YAML")),
+], ids=["missing", "not-json", "not-yaml"])
+def test_check_on_a_jobs_file_that_cannot_be_read_exits_1_with_the_reason(tmp_path, make, reasons):
+    env = {"SCHEDULER_JOBS_FILE": str(make(tmp_path))}
+    assert_unreadable(run_cli(["check"], env, cwd=tmp_path), *reasons)
     strict = run_cli(["check", "--strict", "--json"], env, cwd=tmp_path)
-    assert plain.returncode == 0 and "cannot be read: cannot read" in plain.stdout
-    assert strict.returncode == 78 and json.loads(strict.stdout)["sources"][0]["ok"] is False
+    assert_unreadable(strict, *reasons)
+    assert json.loads(strict.stdout)["sources"][0]["ok"] is False
+
+
+def test_check_on_a_jobs_url_that_answers_500_or_hangs_up_exits_1_with_the_reason(tmp_path, documents):
+    env = {"SCHEDULER_API_URL": documents.url, "SCHEDULER_JOBS_URL": documents.path,
+           "SCHEDULER_JOB_FROM_ENV_SCHEDULE": "every 1m", "SCHEDULER_JOB_FROM_ENV_URL": "/e"}
+    documents.status = 500
+    failed = run_cli(["check"], env, cwd=tmp_path)
+    assert_unreadable(failed, "jobs url", documents.path, "HTTP 500")
+    assert "from-env" in failed.stdout  # the env jobs are listed: they would run
+    documents.hang_up = True
+    assert_unreadable(run_cli(["check", "--json"], env, cwd=tmp_path), "jobs url", "connection closed before a response")
+    assert documents.gets() == 2  # read once each time, as the daemon's first read
+
+
+def test_check_on_a_jobs_url_that_never_answers_exits_1_once_the_daemon_would_give_up(tmp_path, silent_port):
+    env = {"SCHEDULER_API_URL": f"http://127.0.0.1:{silent_port}", "SCHEDULER_JOBS_URL": "/jobs",
+           "SCHEDULER_JOBS_REFRESH": "1s"}  # the request's timeout: 5 s, its lowest
+    assert_unreadable(run_cli(["check"], env, cwd=tmp_path), "jobs url", "no answer within 5s")
 
 
 def test_each_source_is_exported_as_metrics(tmp_path):

@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--from", dest="from_", metavar="TIME", help="list slots strictly after this RFC 3339 instant")
     check.add_argument("--count", type=int, default=3, metavar="N", help="slots per job (default 3)")
     check.add_argument("--strict", action="store_true",
-                       help="exit 78 when a job from SCHEDULER_JOBS_FILE/URL is rejected or a source cannot be read")
+                       help="exit 78 when a job from SCHEDULER_JOBS_FILE/URL is rejected (a source that "
+                            "cannot be read is exit 1 either way)")
     check.add_argument("--document", metavar="FILE",
                        help="check a document of jobs (JSON or YAML) as the sources would, changing nothing; "
                             "exit 78 when a job is rejected")
@@ -153,7 +154,11 @@ def check(settings: config.Settings, args) -> int:
                 break
         jobs.append((job, nxt))
     failed = [s for s in states if not s["ok"]]
-    code = EX_CONFIG if args.strict and (rejected or failed) else EX_OK
+    # A source that cannot be read is not "OK: 0 jobs": the daemon would start without its
+    # jobs. What a readable source holds is the app's users' business: only --strict fails on it.
+    code = EX_FAILURE if failed else EX_CONFIG if args.strict and rejected else EX_OK
+    for s in failed:
+        print(f"check: jobs {s['source']} {s['location']} cannot be read: {s['error']}", file=sys.stderr)
     if args.json:
         out = {"jobs": [
             {"name": j.name, "source": source_of.get(j.name, "env"), "schedule": j.schedule_text,
@@ -166,7 +171,9 @@ def check(settings: config.Settings, args) -> int:
         print(json.dumps(out, indent=2))
         return code
     mode = "standalone (SQLite: " + settings.state_file + ")" if settings.standalone else "redis"
-    print(f"configuration OK: {len(jobs)} job(s), state: {mode}, namespace {settings.namespace}")
+    verdict = (f"configuration valid, but {len(failed)} jobs source(s) cannot be read (see below); {len(jobs)} job(s) listed "
+               "without them" if failed else f"configuration OK: {len(jobs)} job(s)")
+    print(f"{verdict}, state: {mode}, namespace {settings.namespace}")
     for s in states:
         read = f"{s['jobs']} job(s), {s['rejected']} rejected" if s["ok"] else f"cannot be read: {s['error']}"
         print(f"jobs {s['source']:<4}  {s['location']}: {read}")
@@ -188,8 +195,8 @@ def check(settings: config.Settings, args) -> int:
         for s in nxt:
             local = datetime.fromtimestamp(s, zone).isoformat()
             print(f"  next      {local}  ({sched.format_slot(s)})")
-    if code != EX_OK:
-        print(f"--strict: {len(rejected)} rejected job(s), {len(failed)} unreadable source(s)", file=sys.stderr)
+    if code == EX_CONFIG:
+        print(f"--strict: {len(rejected)} rejected job(s)", file=sys.stderr)
     return code
 
 
