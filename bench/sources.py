@@ -31,7 +31,8 @@ from bench.doc_server import SERVER  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 
 from scheduler.config import loader as config  # noqa: E402
-from scheduler.sources.watch import JobSources, diff  # noqa: E402
+from scheduler.sources.changes import diff  # noqa: E402
+from scheduler.sources.watch import JobSources  # noqa: E402
 
 CRONS = [f"{m} {h} * * *" for m in (0, 15, 30, 45) for h in range(0, 24, 2)] + ["*/5 * * * *", "0 7 * * 1-5"]
 

@@ -126,12 +126,15 @@ def exported(tmp_path_factory):
         "flaky": {"SCHEDULE": "every 2s", "URL": "/fail", "RETRIES": "1"},
         "slow": {"SCHEDULE": "every 1s", "URL": "/slow", "CONCURRENCY": "forbid"},
     }
+    # A jobs file too, for the sources' series (the alerts on a source down, held or rejected).
+    (tmp / "jobs.json").write_text('{"jobs": [{"name": "from-file", "schedule": "every 1h", "url": "/ok"}]}')
     with Receiver(handler) as receiver:
-        env = standalone_env(receiver, tmp / "state.db", jobs, http_port=str(port), http_host="127.0.0.1")
+        env = standalone_env(receiver, tmp / "state.db", jobs, http_port=str(port), http_host="127.0.0.1",
+                             jobs_file=str(tmp / "jobs.json"))
         with Daemon(env, cwd=tmp) as daemon:
             wanted = ("scheduler_fires_total", "scheduler_retries_total", "scheduler_skips_total",
                       "scheduler_lease_transitions_total", "scheduler_lateness_seconds_bucket",
-                      "scheduler_job_overdue")
+                      "scheduler_job_overdue", "scheduler_jobs_source_up")
 
             def ready():
                 if not daemon.running:

@@ -14,7 +14,8 @@ from scheduler.config import loader as config
 from scheduler.sources.text import DocumentError, loads_in_steps, parse_bytes
 from scheduler.sources.document import validate
 from scheduler.engine.jobset import JobSet
-from scheduler.sources.watch import JobSources, diff
+from scheduler.sources.changes import diff
+from scheduler.sources.watch import JobSources
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),

@@ -20,7 +20,9 @@ from scheduler.sources import readers as source_readers
 from scheduler.config import loader as config
 from scheduler.sources.document import validate
 from scheduler.sources.readers import UNCHANGED, SourceError, UrlReader
-from scheduler.sources.watch import JobSources, backoff_s, diff
+from scheduler.sources.changes import diff
+from scheduler.sources.state import backoff_s
+from scheduler.sources.watch import JobSources
 from tests.support import Receiver, run_cli
 
 JOB = {"name": "tenant-42-digest", "schedule": "0 7 * * 1-5", "url": "/api/digest/42"}

@@ -1,7 +1,7 @@
 """Jobs from a file and from the app's URL, merged, kept current, and handed to the engine.
 
 What the engine must do with a change (SPEC section 6, rule 2). `on_change(jobs, source_of)`
-gives the whole merged set of valid source jobs; `diff(old, new)` names what differs:
+gives the whole merged set of valid source jobs; `changes.diff(old, new)` names what differs:
 - added: fire from its next slot after now; slots before it was first seen are not made
   up, except an `at` job whose instant has just passed: it fires once, unless its CATCHUP
   is `none` or the instant is older than its CATCHUP_WINDOW (without one, than
@@ -33,82 +33,16 @@ import time
 from collections.abc import Callable
 
 from ..config.loader import JobSpec, Settings
-from .document import Parsed, Rejection
+from .document import Rejection
 from .guard import Hold, dropped_if_held
+from .state import SourceState, backoff_s
 from .readers import UNCHANGED, FileReader, SourceError, UrlReader
 
 log = logging.getLogger("scheduler.sources")
 # (merged jobs, source of each, the names whose job may differ from the last call's)
 OnChange = Callable[[dict[str, JobSpec], dict[str, str], set[str]], None]
 FILE_POLL_S = 1.0
-BACKOFF_FIRST_S = 1.0
 _ENV_CLASH = "also defined in the environment (SCHEDULER_JOB_{}_*); the environment's definition applies"
-
-
-def diff(old: dict[str, JobSpec], new: dict[str, JobSpec]) -> tuple[set[str], set[str], set[str]]:
-    """(added, changed, removed) job names between two sets of jobs."""
-    added: set[str] = set()
-    changed: set[str] = set()
-    get = old.get
-    for name, job in new.items():  # one pass; an unchanged job is mostly the same object
-        was = get(name)
-        if was is job:
-            continue
-        if was is None:
-            added.add(name)
-        elif was != job:
-            changed.add(name)
-    # Every old name is in new unless new has fewer names than old and the added ones.
-    removed = set() if len(new) - len(added) == len(old) else old.keys() - new.keys()
-    return added, changed, removed
-
-
-def backoff_s(failures: int, refresh_s: float, rand: Callable[[], float] = random.random) -> float:
-    """Delay before retrying a source after `failures` failed reads in a row: 1 s, 2 s, 4 s...
-    capped at the refresh period (a failing source is never asked less often than a good
-    one), each drawn from its upper half so that replicas do not ask in step."""
-    cap = min(refresh_s, BACKOFF_FIRST_S * 2 ** min(failures - 1, 30))
-    return cap * (0.5 + rand() / 2)
-
-
-class _Source:
-    """One reader and what it last gave: the good set kept through failed reads."""
-
-    def __init__(self, reader):
-        self.reader = reader
-        self.good: Parsed | None = None
-        self.error: str | None = None
-        self.failures = 0  # in a row
-        self.failures_total = 0
-        self.reads_total = 0
-        self.last_success: float | None = None
-        self.wake = asyncio.Event()
-        self.forced = False
-        self.held: Hold | None = None
-        self.started = self.finished = 0  # reads of the loop, so a caller can wait for a fresh one
-        self.last_changed = 0  # names the last finished read changed
-        self.changed_total = 0  # names changed by every read so far: a refresh reports its own share
-        self.done = asyncio.Event()  # set at the end of each read of the loop
-
-    def state(self) -> dict:
-        return {
-            "source": self.reader.source, "location": self.reader.location,
-            "ok": None if self.reads_total == 0 else self.error is None, "error": self.error,
-            "jobs": len(self.good.jobs) if self.good else 0,
-            "rejected": len(self.good.rejected) if self.good else 0,
-            "last_success": self.last_success, "reads_total": self.reads_total,
-            "failures_total": self.failures_total, "held": self.held.as_dict() if self.held else None,
-        }
-
-    def summary(self, changed_since: int | None = None) -> dict:
-        """What a refresh answers for this source (SPEC section 8, "Refresh now"): `changed`
-        counts the names changed since `changed_since` (a count of changed_total), else by
-        the last read."""
-        return {"source": self.reader.source, "ok": None if self.reads_total == 0 else self.error is None,
-                "error": self.error, "jobs": len(self.good.jobs) if self.good else 0,
-                "rejected": len(self.good.rejected) if self.good else 0,
-                "changed": self.last_changed if changed_since is None else self.changed_total - changed_since,
-                "held": self.held.as_dict() if self.held else None}
 
 
 class JobSources:
@@ -124,11 +58,11 @@ class JobSources:
         self.on_change = on_change
         self.env_names = {j.name for j in settings.jobs} if env_names is None else set(env_names)
         self.file_poll_s, self.rand, self.clock = file_poll_s, rand, clock
-        self._sources: list[_Source] = []
+        self._sources: list[SourceState] = []
         if settings.jobs_file:
-            self._sources.append(_Source(FileReader(settings, settings.jobs_file)))
+            self._sources.append(SourceState(FileReader(settings, settings.jobs_file)))
         if settings.jobs_url:
-            self._sources.append(_Source(UrlReader(settings, settings.jobs_url, client)))
+            self._sources.append(SourceState(UrlReader(settings, settings.jobs_url, client)))
         self._jobs: dict[str, JobSpec] = {}
         self._source_of: dict[str, str] = {}
         self._rejected: list[Rejection] = []
@@ -247,7 +181,7 @@ class JobSources:
         self._merge()
 
     # -- reading ----------------------------------------------------------------------
-    async def _run(self, s: _Source, first_done: Callable[[], None]) -> None:
+    async def _run(self, s: SourceState, first_done: Callable[[], None]) -> None:
         first = True
         while True:
             s.started += 1
@@ -272,7 +206,7 @@ class JobSources:
                 pass
             s.wake.clear()
 
-    async def _read(self, s: _Source, offload: bool = True) -> set[str] | None:
+    async def _read(self, s: SourceState, offload: bool = True) -> set[str] | None:
         """One read; the names whose job in this source may have changed (a merge is due
         for them), or None."""
         forced, s.forced = s.forced, False
