@@ -127,6 +127,10 @@ def test_an_empty_document_is_held_while_jobs_keep_firing_then_accepted(cluster)
     metrics = httpx.get(cluster["leader"] + "/metrics").text
     assert 'scheduler_jobs_source_held{source="url"} 12.0' in metrics
     assert "jobs source held" in cluster["daemons"][0].output()
+    page = httpx.get(cluster["leader"] + "/", headers=AUTH, timeout=30).text
+    assert "is held: its last read would remove 12 of 12 jobs" in page
+    ready = httpx.get(cluster["standby"] + "/readyz", timeout=10)
+    assert ready.status_code == 200 and "jobs url held: its last read would remove 12 jobs" in ready.text
 
     # The operator says it is meant (the CLI, through the store): every replica applies it.
     done = run_cli(["sources", "accept"], cluster["env"])
@@ -136,6 +140,7 @@ def test_an_empty_document_is_held_while_jobs_keep_firing_then_accepted(cluster)
     settled = len(fires(receiver, "/beat"))
     wait_until(lambda: listed(cluster["leader"])["sources"][0]["held"] is None, 5, message="no hold left")
     assert len(fires(receiver, "/beat")) <= settled + 1
+    assert "held" not in httpx.get(cluster["leader"] + "/readyz", timeout=10).text
 
 
 def test_validate_answers_per_job_and_changes_nothing(cluster):
@@ -187,3 +192,17 @@ def test_the_guard_holds_a_read_that_removes_too_many(good, new, max_drop, held)
     after = validate({"jobs": [{"name": f"j-{i}", "schedule": "every 1m", "url": "/x"} for i in range(new)]}, "url", s,
                      previous=before)
     assert dropped_if_held(before, after, max_drop) == held
+
+
+def test_readyz_says_of_a_source_not_read_yet_or_unreadable_and_stays_ready():
+    from scheduler.observe import Health
+
+    health = Health()
+    health.store_ok = True
+    states = [{"source": "url", "ok": None, "held": None}]
+    health.sources = lambda: states
+    assert health.ready() == (True, "ok; jobs url not read yet")
+    states[0]["ok"] = False
+    assert health.ready() == (True, "ok; jobs url unreadable (its last good set in force)")
+    states[0]["ok"] = True
+    assert health.ready() == (True, "ok")

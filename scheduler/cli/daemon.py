@@ -201,6 +201,8 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
 
     pauses = RemovedPauses(store)
     sources = await start_sources(settings, engine, catalog, metrics, store, api, pauses)
+    if sources is not None:
+        health.sources = sources.states
     if stop_on_hangup:
         hangup.stop = lambda: _on_signal(engine, signal.SIGHUP)
     elif sources is not None:

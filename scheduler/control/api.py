@@ -237,6 +237,7 @@ class ControlApi:
 
     def status_page(self, request: Request) -> Response:
         view = self.call(ops.jobs_view(self.settings, self.store, with_history=True))
+        view["sources"] = self.call(self._sources()) if self.sources is not None else []
         nonce = secrets.token_urlsafe(16)
         headers = COMMON_HEADERS + [("Content-Security-Policy", PAGE_CSP.format(nonce=nonce)), ("X-Frame-Options", "DENY")]
         return Response(200, page.render(view, nonce).encode(), "text/html; charset=utf-8", headers)

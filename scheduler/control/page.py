@@ -22,6 +22,7 @@ dt{color:#666}dd{margin:0;word-break:break-word}
 .tag{display:inline-block;padding:0 .45em;border-radius:3px;font-size:.85em;background:#eee}
 .ok{background:#d9f2dd}.failed,.overdue{background:#f9d6d5}.paused,.disabled{background:#fbeec8}
 .done,.expired{background:#e2e6f3}
+.held{background:#f9d6d5}
 pre{white-space:pre-wrap;word-break:break-word;background:#f4f4f4;padding:.4em;margin:.3em 0;font-size:.85em}
 button{font:inherit;padding:.35em .9em;margin:.3em .4em 0 0;border:1px solid #888;border-radius:4px;background:#fff}
 table{border-collapse:collapse;font-size:.85em;width:100%;display:block;overflow-x:auto}
@@ -114,6 +115,23 @@ def _rejected(rejected: list[dict]) -> str:
     return f"<h2>Rejected jobs</h2><ul>{items}</ul>"
 
 
+def _sources(sources: list[dict]) -> str:
+    """The job sources that need a look: held by the guard, unreadable, or not read yet."""
+    items = []
+    for s in sources:
+        where = f"<b>{_e(s.get('source'))}</b>"
+        held = s.get("held")
+        if held:
+            items.append(f'<li class="held">{where} is held: its last read would remove {_e(held.get("dropped"))} '
+                         f"of {_e(held.get('in_force'))} jobs; the last good set stays in force until the read is "
+                         "accepted (POST /api/v1/sources/accept, or <code>sources accept</code>)</li>")
+        if s.get("ok") is None:
+            items.append(f"<li>{where} has not been read yet</li>")
+        elif not s.get("ok"):
+            items.append(f"<li>{where} cannot be read: {_e(s.get('error'))}; its last good set stays in force</li>")
+    return f'<h2>Job sources</h2><ul id="sources">{"".join(items)}</ul>' if items else ""
+
+
 def render(view: dict, nonce: str) -> str:
     """The whole page for a jobs view (`operations.jobs_view(..., with_history=True)`)."""
     leader = view["leader"]
@@ -126,6 +144,6 @@ def render(view: dict, nonce: str) -> str:
         '<link rel="icon" href="data:,">'  # no request for /favicon.ico
         f"<title>cron-sidecar</title><style>{STYLE}</style></head><body>"
         f'<h1>cron-sidecar</h1><div class="meta" id="leader">{who}</div><div id="msg" role="status"></div>'
-        f"{jobs}{_rejected(view.get('rejected') or [])}"
+        f"{_sources(view.get('sources') or [])}{jobs}{_rejected(view.get('rejected') or [])}"
         f'<script nonce="{_e(nonce)}">{SCRIPT}</script></body></html>'
     )
