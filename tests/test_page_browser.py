@@ -76,6 +76,9 @@ def test_page_loads_with_basic_auth_and_pause_pauses_the_job(tmp_path) -> None:
                     wait_until(lambda: "nightly-sync" in paused(state), 10, message="the job paused in the store")
                     page.wait_for_load_state()
                     page.locator("#job-nightly-sync .state .paused").wait_for(timeout=10_000)
+                    # Only the buttons that apply: a paused job is resumed, not paused again.
+                    assert page.locator('#job-nightly-sync button[data-action="pause"]').count() == 0
+                    assert page.locator('#job-nightly-sync button[data-action="resume"]').count() == 1
                     assert page.locator("#msg").inner_text() == ""
                     assert errors == []
                 finally:

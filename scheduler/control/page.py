@@ -91,7 +91,7 @@ def _job(job: dict) -> str:
     name = _e(job["name"])
     buttons = "".join(
         f'<button type="button" data-action="{action}" data-job="{name}">{label}</button>'
-        for action, label in (("trigger", "Run now"), ("pause", "Pause"), ("resume", "Resume"))
+        for action, label in _actions(job["state"])
     )
     history = job.get("history") or []
     return (
@@ -105,6 +105,20 @@ def _job(job: dict) -> str:
         f"<details><summary>history ({len(history)})</summary>{_history(history)}</details>"
         f"<div>{buttons}</div></section>"
     )
+
+
+def _actions(state: str) -> tuple[tuple[str, str], ...]:
+    """Only the buttons that apply to a job's state: a disabled job cannot be run (the app's
+    switch is off), a done one-shot has nothing to pause, a paused job can only be resumed
+    or run once."""
+    run = ("trigger", "Run now")
+    if state == "disabled":
+        return ()
+    if state == "paused":
+        return run, ("resume", "Resume")
+    if state == "done":
+        return (run,)
+    return run, ("pause", "Pause")
 
 
 def _rejected(rejected: list[dict]) -> str:
