@@ -132,6 +132,10 @@ def test_an_empty_document_is_held_while_jobs_keep_firing_then_accepted(cluster)
     ready = httpx.get(cluster["standby"] + "/readyz", timeout=10)
     assert ready.status_code == 200 and "jobs url held: its last read would remove 12 jobs" in ready.text
 
+    wait_until(lambda: "HELD" in run_cli(["status"], cluster["env"]).stdout, 10, message="status shows the hold")
+    report = json.loads(run_cli(["status", "--json"], cluster["env"]).stdout)
+    assert {r["sources"][0]["held"]["dropped"] for r in report["sources"]} == {12} and len(report["sources"]) == 2
+
     # The operator says it is meant (the CLI, through the store): every replica applies it.
     done = run_cli(["sources", "accept"], cluster["env"])
     assert done.returncode == 0, done.stderr
@@ -141,6 +145,7 @@ def test_an_empty_document_is_held_while_jobs_keep_firing_then_accepted(cluster)
     wait_until(lambda: listed(cluster["leader"])["sources"][0]["held"] is None, 5, message="no hold left")
     assert len(fires(receiver, "/beat")) <= settled + 1
     assert "held" not in httpx.get(cluster["leader"] + "/readyz", timeout=10).text
+    wait_until(lambda: "HELD" not in run_cli(["status"], cluster["env"]).stdout, 10, message="status without the hold")
 
 
 def test_validate_answers_per_job_and_changes_nothing(cluster):

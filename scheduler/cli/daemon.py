@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from .. import __version__
@@ -22,6 +23,7 @@ from ..sources.catalog import Catalog
 EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
 SHUTDOWN_BACKSTOP_S = 10.0
 REQUESTS_POLL_S = 0.25  # how often every replica looks for refresh and accept requests
+NOTE_SOURCES_S = 60.0  # how often a replica notes its sources' unchanged state for `status`
 
 # A port that cannot be had is the configuration's doing: another process holds it (a
 # second replica on one host), it is privileged, or the host is not an address of this
@@ -321,7 +323,9 @@ async def follow_requests(store, sources, interval_s: float = REQUESTS_POLL_S) -
     from ..store.protocol import StoreUnavailable
 
     seen: tuple[int, int] | None = None
+    told: tuple[list[dict], float] = ([], 0.0)  # what this replica last noted of its sources, and when
     while True:
+        told = await note_sources(store, sources, told)
         try:
             now = await store.sources_requests()
         except StoreUnavailable:
@@ -336,6 +340,24 @@ async def follow_requests(store, sources, interval_s: float = REQUESTS_POLL_S) -
                 sources.accept()
         seen = now
         await asyncio.sleep(interval_s)
+
+
+async def note_sources(store, sources, told: tuple[list[dict], float]) -> tuple[list[dict], float]:
+    """Note this replica's view of its sources in the store (for `status`) when it changed,
+    and every NOTE_SOURCES_S so that `status` can tell a live replica's view from a gone one's."""
+    from ..store.protocol import StoreUnavailable
+
+    view = [{k: v for k, v in s.items() if k != "changed"} for s in sources.sources()]
+    if view == told[0] and time.monotonic() - told[1] < NOTE_SOURCES_S:
+        return told
+    try:
+        await store.note_sources(view)
+    except StoreUnavailable:
+        return told
+    except Exception:  # never let the follower die quietly: log, and try again later
+        log.exception("noting the sources' state failed")
+        return told
+    return view, time.monotonic()
 
 
 def _on_signal(engine, sig: signal.Signals) -> None:

@@ -66,6 +66,22 @@ async def trigger(settings: Settings, store: Store, job: str, request_id: str | 
     return 0
 
 
+def render_sources(noted: list[dict]) -> list[str]:
+    """Each replica's word on its job sources that needs a look: held, unreadable, unread."""
+    lines = []
+    for replica in noted:
+        for s in replica["sources"]:
+            held = s.get("held")
+            if held:
+                lines.append(f"jobs {s.get('source')} HELD on {replica['replica']}: its last read would remove "
+                             f"{held.get('dropped')} of {held.get('in_force')} jobs; `sources accept` applies it")
+            if s.get("ok") is None:
+                lines.append(f"jobs {s.get('source')} not read yet on {replica['replica']}")
+            elif s.get("ok") is False:
+                lines.append(f"jobs {s.get('source')} unreadable on {replica['replica']}: {s.get('error')}")
+    return lines
+
+
 def render_history(job: str, entries: list[dict], keep: int) -> str:
     if keep == 0:
         return "no history is kept (SCHEDULER_HISTORY=0)"
@@ -113,6 +129,7 @@ def render_status(report: dict) -> str:
             lines.append(f"  {j['name']}: the app said: {j['last_excerpt']}")
     for r in report.get("rejected", []):
         lines.append(f"rejected {r['name']} ({r['source']}): {r['problem']}")
+    lines += render_sources(report.get("sources", []))
     if report["pending_triggers"]:
         lines.append(f"pending triggers: {', '.join(t['job'] + ' ' + t['id'] for t in report['pending_triggers'])}")
     return "\n".join(lines)

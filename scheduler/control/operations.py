@@ -137,6 +137,7 @@ async def status_report(settings: Settings, store: Store, now: float) -> dict:
         "pending_triggers": info["pending_triggers"],
         "jobs": jobs,
         "rejected": [dict(r) for r in settings.rejected],
+        "sources": await store.noted_sources() if settings.jobs_file or settings.jobs_url else [],
     }
 
 

@@ -102,6 +102,12 @@ class Store(Protocol):
 
     async def sources_requests(self) -> tuple[int, int]:
         """The counters of `refresh` and `accept` requests (0 when none was ever made)."""
+
+    async def note_sources(self, sources: list[dict]) -> None:
+        """This replica's view of its job sources (read, unreadable, held), for `status`."""
+
+    async def noted_sources(self) -> list[dict]:
+        """Every replica's last noted view: [{"replica", "at", "sources": [...]}]."""
     async def wake_leader(self) -> str | None:
         """Tell the leader to look at the trigger queue now; returns why it could not be told,
         if it could not (it then finds the request at its next look)."""

@@ -99,6 +99,12 @@ class ReadOnlyStore:
     async def finish(self, items: Sequence[Finished]) -> list[int]:
         return [0 for _ in items]
 
+    async def note_sources(self, sources: list[dict]) -> None:
+        return None  # a dry run writes nothing
+
+    async def noted_sources(self) -> list[dict]:
+        return await self.store.noted_sources()
+
     async def sources_requests(self) -> tuple[int, int]:
         return await self.store.sources_requests()  # a read: a dry run follows refreshes too
     async def drop_pauses(self, jobs: Sequence[str]) -> int:

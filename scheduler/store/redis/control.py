@@ -4,10 +4,12 @@ replica or the CLI runs them; none needs the lease (SPEC section 5)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import records
+from ..noted import noted
 from ...model import MalformedRecord, TriggerRequest
 
 
@@ -22,6 +24,8 @@ class ControlCommands:
     k_triggered: str
     k_wake: str
     k_sources: str
+    k_sources_state: str
+    replica_id: str
     k_leader: str
     k_epoch: str
     history_prefix: str
@@ -57,6 +61,14 @@ class ControlCommands:
 
     async def request_sources(self, what: str) -> None:
         await self._call(self.redis.hincrby(self.k_sources, what, 1))
+
+    async def note_sources(self, sources: list[dict]) -> None:
+        raw = json.dumps({"at": time.time(), "sources": sources})
+        await self._call(self.redis.hset(self.k_sources_state, self.replica_id, raw))
+
+    async def noted_sources(self) -> list[dict]:
+        found = await self._call(self.redis.hgetall(self.k_sources_state))
+        return noted(found.items())
 
     async def sources_requests(self) -> tuple[int, int]:
         raw = await self._call(self.redis.hmget(self.k_sources, ["refresh", "accept"]))

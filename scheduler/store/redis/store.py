@@ -78,6 +78,7 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         self.k_slots, self.k_inflight, self.k_paused = f"{ns}:slots", f"{ns}:inflight", f"{ns}:paused"
         self.k_released, self.k_wake = f"{ns}:released", f"{ns}:wake"
         self.k_sources = f"{ns}:sources"  # refresh and accept requests of the job sources
+        self.k_sources_state = f"{ns}:sources_state"  # each replica's view of its sources, for status
         self.k_trigger, self.k_triggered = f"{ns}:trigger", f"{ns}:triggered"
         self.k_quarantine = f"{ns}:quarantine"
         self.job_prefix, self.history_prefix = f"{ns}:job:", f"{ns}:history:"
@@ -85,7 +86,7 @@ class RedisStore(LeaseCommands, StateReads, ControlCommands):
         self.key_types = {
             self.k_leader: "string", self.k_epoch: "counter", self.k_meta: "hash", self.k_slots: "hash",
             self.k_inflight: "hash", self.k_paused: "set", self.k_trigger: "list", self.k_triggered: "hash",
-            self.k_quarantine: "hash", self.k_sources: "hash",
+            self.k_quarantine: "hash", self.k_sources: "hash", self.k_sources_state: "hash",
         }
         self.wait_replicas = 0  # with Sentinel or a cluster: 1 while the master has a live replica
         self._master_name = sentinel_master

@@ -16,6 +16,7 @@ which the engine retries like any outage, while the loop keeps renewing and firi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
@@ -28,6 +29,7 @@ from ...model import Claim, Finished, State, TriggerRequest
 from .lease import LocalLease
 from .records import Bad, Quarantine
 from .schema import VERSION, StateDamaged, damage, newer_problem, open_db, user_version
+from ..noted import noted
 from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.sqlite")
@@ -250,6 +252,17 @@ class LocalStore:
         await self._run(self._write, lambda db, _: db.execute(
             "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET "
             "value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)", (key,)))
+
+    async def note_sources(self, sources: list[dict]) -> None:
+        raw = json.dumps({"at": time.time(), "sources": sources})
+        await self._run(self._write, lambda db, _: db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"sources_state:{self.replica_id}", raw)))
+
+    async def noted_sources(self) -> list[dict]:
+        def step(db: sqlite3.Connection, bad: list[Bad]) -> list[dict]:
+            rows = db.execute("SELECT substr(key, 15), value FROM meta WHERE key LIKE 'sources\\_state:%' ESCAPE '\\'")
+            return noted(rows.fetchall())
+        return await self._run(self._read, step)
 
     async def sources_requests(self) -> tuple[int, int]:
         def step(db: sqlite3.Connection, bad: list[Bad]) -> tuple[int, int]:
