@@ -1,6 +1,6 @@
 """The Redis store's reads of the state: watermarks, in-flight fires, pauses, job records and
 queued manual fires, checked as they are read; an unreadable record is set aside
-(redis_quarantine) and, for a watermark, stood in for by the newest slot known claimed."""
+(quarantine) and, for a watermark, stood in for by the newest slot known claimed."""
 
 from __future__ import annotations
 

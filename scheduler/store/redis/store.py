@@ -133,9 +133,6 @@ class RedisStore:
 
     # The lease. Before each write the sentinels are asked where the master is (replicas).
 
-    async def _master_moved(self) -> bool:
-        return await self.replicas.master_moved()
-
     async def acquire(self) -> int | None:
         await self.replicas.master_moved()
         await self.replicas.count()
