@@ -58,7 +58,6 @@ end
 return moved
 """
 
-
 log = logging.getLogger("scheduler.redis")
 
 # (kind: hash|list, key, field, raw value, problem) and optionally a replacement value
