@@ -189,3 +189,25 @@ def test_importing_the_engine_loads_no_backend_no_http_server_and_no_control():
             "'scheduler.http.server', 'scheduler.control', 'scheduler.cli', 'scheduler.observe.routes', 'redis'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def borrowed(path: Path) -> list[str]:
+    """What a module of the Redis store takes from another object's insides: a private
+    attribute (`_x`) read on anything but `self`, or a bare class-level annotation (an
+    attribute declared for a mixin to borrow from the class that mixes it) outside a
+    dataclass."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                out.append(f"{path.name}:{node.lineno} reads {ast.unparse(node)}")
+        elif isinstance(node, ast.ClassDef) and not any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+            bare = [s.target for s in node.body if isinstance(s, ast.AnnAssign) and s.value is None]
+            out += [f"{path.name}:{t.lineno} declares {ast.unparse(t)} in {node.name}" for t in bare]
+    return out
+
+
+def test_the_redis_stores_parts_borrow_nothing_from_each_other():
+    # Each part depends on the key names (Keys) and one caller, as redis-py's command
+    # mixins depend on execute_command only; the store composes them.
+    assert [b for p in sorted((PKG / "store" / "redis").glob("*.py")) for b in borrowed(p)] == []

@@ -173,7 +173,7 @@ def test_a_connection_busy_when_the_master_moves_is_not_used_again(sentinel_setu
         store = RedisStore(None, "moved", 3.0, sentinels=[("127.0.0.1", s.port) for s in sentinels],
                            sentinel_master=MASTER_NAME)
         try:
-            assert not await store._master_moved()
+            assert not await store.replicas.master_moved()
             pool = store.redis.connection_pool
             busy = await pool.get_connection()
             assert busy.port == master.port
@@ -181,7 +181,7 @@ def test_a_connection_busy_when_the_master_moves_is_not_used_again(sentinel_setu
                 assert c.execute_command("SENTINEL", "FAILOVER", MASTER_NAME) in (True, "OK")
             moved = lambda: all(s.master_addr() == ("127.0.0.1", replica.port) for s in sentinels)  # noqa: E731
             await asyncio.to_thread(wait_until, moved, timeout=20, interval=0.1, message="sentinels promoted the replica")
-            assert await store._master_moved()
+            assert await store.replicas.master_moved()
             await pool.release(busy)
             for _ in range(3):
                 port = int((await store.redis.config_get("port"))["port"])

@@ -2,7 +2,7 @@
 for a call Redis refused for want of one of those permissions.
 
 A refusal is no outage: retrying does not help until an operator grants the permission, so
-the caller names it once instead of retrying it under "unreachable" (store._call).
+the caller names it once instead of retrying it under "unreachable" (caller.call).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The Redis store's control commands: pause, resume, trigger, history and status. Any
-replica or the CLI runs them; none needs the lease (SPEC section 5)."""
+"""The Redis store's control commands: pause, resume, trigger, the sources' requests and history. Any
+replica or the CLI runs them; none needs the lease (SPEC section 5). `status` is a read
+(reads.py)."""
 
 from __future__ import annotations
 
@@ -9,48 +10,37 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import records
+from . import scripts
+from .caller import Caller
+from .keys import Keys
 from ..noted import noted
-from ...model import MalformedRecord, TriggerRequest
+from ...model import TriggerRequest
 
 
-class ControlCommands:
-    """Mixed into RedisStore, whose keys, clients and reads these use."""
-
-    # Provided by RedisStore.
-    redis: Any
-    k_paused: str
-    k_trigger: str
-    k_inflight: str
-    k_triggered: str
-    k_wake: str
-    k_sources: str
-    k_sources_state: str
-    replica_id: str
-    k_leader: str
-    k_epoch: str
-    history_prefix: str
-    history_keep: int
-    _request: Any
-    _call: Any
-    _publish: Any
-    _read_state: Any
+class Control:
+    def __init__(self, keys: Keys, caller: Caller, history_keep: int):
+        self.keys, self.caller = keys, caller
+        self.history_keep = history_keep
+        # Run on the caller's client of the moment, given at each call (see caller).
+        self._request = caller.redis.register_script(scripts.REQUEST_TRIGGER)
 
     async def set_paused(self, job: str, paused: bool) -> bool:
         if paused:
-            changed = await self._call(self.redis.sadd(self.k_paused, job), [job])
+            changed = await self.caller.call(self.caller.redis.sadd(self.keys.paused, job), [job])
         else:
-            changed = await self._call(self.redis.srem(self.k_paused, job), [job])
+            changed = await self.caller.call(self.caller.redis.srem(self.keys.paused, job), [job])
         return bool(changed)
 
     async def drop_pauses(self, jobs: Sequence[str]) -> int:
         if not jobs:
             return 0
-        return int(await self._call(self.redis.srem(self.k_paused, *jobs), jobs))
+        return int(await self.caller.call(self.caller.redis.srem(self.keys.paused, *jobs), jobs))
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         raw = json.dumps({"id": request.id, "job": request.job, "requested_at": request.requested_at})
-        keys = [self.k_trigger, self.k_inflight, self.k_triggered]
-        found = await self._call(self._request(keys=keys, args=[request.job, request.id, raw, self.k_wake]), [request.job])
+        keys = [self.keys.trigger, self.keys.inflight, self.keys.triggered]
+        found = await self.caller.call(self._request(keys=keys, args=[request.job, request.id, raw, self.keys.wake],
+                                                      client=self.caller.redis), [request.job])
         if not found:
             return None
         try:
@@ -60,24 +50,26 @@ class ControlCommands:
             return TriggerRequest(request.id, request.job, 0)
 
     async def request_sources(self, what: str) -> None:
-        await self._call(self.redis.hincrby(self.k_sources, what, 1))
+        await self.caller.call(self.caller.redis.hincrby(self.keys.sources, what, 1))
 
-    async def note_sources(self, sources: list[dict]) -> None:
+    async def note_sources(self, replica: str, sources: list[dict]) -> None:
         raw = json.dumps({"at": time.time(), "sources": sources})
-        await self._call(self.redis.hset(self.k_sources_state, self.replica_id, raw))
+        await self.caller.call(self.caller.redis.hset(self.keys.sources_state, replica, raw))
 
     async def noted_sources(self) -> list[dict]:
-        found = await self._call(self.redis.hgetall(self.k_sources_state))
+        found = await self.caller.call(self.caller.redis.hgetall(self.keys.sources_state))
         return noted(found.items())
 
     async def sources_requests(self) -> tuple[int, int]:
-        raw = await self._call(self.redis.hmget(self.k_sources, ["refresh", "accept"]))
+        raw = await self.caller.call(self.caller.redis.hmget(self.keys.sources, ["refresh", "accept"]))
         return tuple(_count(v) for v in raw)  # type: ignore[return-value]
+
     async def wake_leader(self) -> str | None:
-        return await self._publish(self.k_wake, "trigger")
+        return await self.caller.publish(self.keys.wake, "trigger")
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
-        raws = await self._call(self.redis.lrange(self.history_prefix + job, 0, (limit or self.history_keep or 1) - 1), [job])
+        last = (limit or self.history_keep or 1) - 1
+        raws = await self.caller.call(self.caller.redis.lrange(self.keys.history(job), 0, last), [job])
         out = []
         for raw in raws:
             try:
@@ -87,36 +79,6 @@ class ControlCommands:
             if isinstance(entry, dict):
                 out.append(entry)
         return out
-
-    async def status(self, jobs: Sequence[str]) -> dict:
-        def extra(pipe):
-            pipe.get(self.k_leader)
-            pipe.pttl(self.k_leader)
-            pipe.get(self.k_epoch)
-            pipe.lrange(self.k_trigger, 0, -1)
-
-        state, typed, (leader, pttl, epoch, triggers) = await self._read_state(jobs, extra)
-        pending = []
-        for raw in triggers:
-            try:
-                req = records.trigger(raw)
-            except MalformedRecord:
-                continue  # set aside by the leader's next look at the queue
-            pending.append({"id": req.id, "job": req.job, "requested_at": req.requested_at})
-        try:
-            epoch_value = records.whole(epoch, "epoch") if epoch else None
-        except MalformedRecord:
-            epoch_value = None
-        return {
-            "leader": leader,
-            "lease_left_s": pttl / 1000 if leader and pttl and pttl > 0 else None,
-            "epoch": epoch_value,
-            "watermarks": state.watermarks,
-            "inflight": state.inflight,
-            "paused": state.paused,
-            "pending_triggers": pending,
-            "jobs": typed,
-        }
 
 
 def _count(raw: Any) -> int:

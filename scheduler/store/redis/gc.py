@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .keys import Keys
 from .scripts import FORMAT
 
 log = logging.getLogger("scheduler")
@@ -52,29 +53,30 @@ async def scan(r, pattern: str) -> list[str]:
     return sorted({key async for key in r.scan_iter(match=pattern, count=500)})
 
 
-async def redis_gc(store, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
-    """`state gc` on a RedisStore; see the module's text."""
-    r, keep, before = store.redis, set(keep_jobs), time.time() - older_than_s
-    marks = await r.hgetall(store.k_slots)
-    inflight = await r.hkeys(store.k_inflight)
+async def redis_gc(r: Any, keys: Keys, keep_jobs: Sequence[str], older_than_s: float,
+                   dry_run: bool = False) -> list[str]:
+    """`state gc` through the client `r`; see the module's text."""
+    keep, before = set(keep_jobs), time.time() - older_than_s
+    marks = await r.hgetall(keys.slots)
+    inflight = await r.hkeys(keys.inflight)
     queued = set()
-    for raw in await r.lrange(store.k_trigger, 0, -1):
+    for raw in await r.lrange(keys.trigger, 0, -1):
         try:
             queued.add(json.loads(raw)["job"])
         except (ValueError, KeyError, TypeError):
             continue
     busy = {f.split("@", 1)[0] for f in inflight} | queued
-    records = {k[len(store.job_prefix):] for k in await scan(r, glob_escape(store.job_prefix) + "*")}
-    histories = {k[len(store.history_prefix):] for k in await scan(r, glob_escape(store.history_prefix) + "*")}
+    records = {k[len(keys.job_prefix):] for k in await scan(r, glob_escape(keys.job_prefix) + "*")}
+    histories = {k[len(keys.history_prefix):] for k in await scan(r, glob_escape(keys.history_prefix) + "*")}
     # A name with ':' is a key set aside (`...:quarantined:<ms>`), never a job: job names have none.
     known = {j for j in set(marks) | records | histories if ":" not in j}
     gc_job = r.register_script(GC_JOB)
     out: list[str] = []
     for job in sorted(known - keep - busy):
-        rec = await r.hgetall(store.job_prefix + job) if job in records else {}
+        rec = await r.hgetall(keys.job(job)) if job in records else {}
         times = [number(marks.get(job)), *(number(rec.get(f)) for f in ("finished_at", "first_seen_at", "last_success_at"))]
         if job in histories:
-            head = await r.lindex(store.history_prefix + job, 0)
+            head = await r.lindex(keys.history(job), 0)
             try:
                 times.append(number(json.loads(head).get("finished_at")))
             except (ValueError, TypeError, AttributeError):
@@ -85,8 +87,8 @@ async def redis_gc(store, keep_jobs: Sequence[str], older_than_s: float, dry_run
         items = ([f"watermark {job}"] * (job in marks) + [f"job record {job}"] * (job in records)
                  + [f"history {job}"] * (job in histories))
         if not dry_run:
-            keys = [store.k_slots, store.k_inflight, store.k_trigger, store.job_prefix + job, store.history_prefix + job]
-            done = await gc_job(keys=keys, args=[job, marks.get(job, ""), rec.get("finished_at", "")])
+            names = [keys.slots, keys.inflight, keys.trigger, keys.job(job), keys.history(job)]
+            done = await gc_job(keys=names, args=[job, marks.get(job, ""), rec.get("finished_at", "")])
             if not done:
                 log.info("state gc: kept, it changed while being read", extra={"job": job})
                 continue
@@ -96,12 +98,12 @@ async def redis_gc(store, keep_jobs: Sequence[str], older_than_s: float, dry_run
     return out
 
 
-async def redis_quarantined(store, delete: bool) -> list[dict]:
+async def redis_quarantined(r: Any, keys: Keys, delete: bool) -> list[dict]:
     """The records set aside: fields of the quarantine hash, and keys moved aside whole."""
-    r, out = store.redis, []
-    for name, raw in sorted((await r.hgetall(store.k_quarantine)).items()):
-        out.append({"where": store.k_quarantine, "record": name, "size": len(raw)})
-    pattern = glob_escape("{" + store.namespace + "}:") + "*:quarantined:*"
+    out: list[dict] = []
+    for name, raw in sorted((await r.hgetall(keys.quarantine)).items()):
+        out.append({"where": keys.quarantine, "record": name, "size": len(raw)})
+    pattern = glob_escape(keys.prefix) + "*:quarantined:*"
     for key in await scan(r, pattern):
         out.append({"where": "key", "record": key, "set_aside_at_ms": int(key.rsplit(":", 1)[1] or 0)
                     if key.rsplit(":", 1)[1].isdigit() else None})
@@ -110,12 +112,12 @@ async def redis_quarantined(store, delete: bool) -> list[dict]:
             if item["where"] == "key":
                 await r.delete(item["record"])
             else:
-                await r.hdel(store.k_quarantine, item["record"])
+                await r.hdel(keys.quarantine, item["record"])
     return out
 
 
-async def redis_format_problem(store) -> str | None:
-    found = number(await store.redis.hget(store.k_meta, "format"))
+async def redis_format_problem(r: Any, keys: Keys) -> str | None:
+    found = number(await r.hget(keys.meta, "format"))
     if found is not None and found > FORMAT:
         return f"the state has format {found:g}; this version reads format {FORMAT} and older"
     return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
+from .caller import Caller
+from .keys import Keys
 from ..protocol import StoreUnavailable
 
 # Move one unreadable hash field or list entry into the quarantine hash, only if it still
@@ -57,23 +58,6 @@ end
 return moved
 """
 
-
-class Host(Protocol):
-    """What the quarantine needs of the store it serves: the client, the keys, and its one
-    way of making a call (a timeout, and StoreUnavailable on failure). Declared here, so
-    the quarantine never imports the store that holds it."""
-
-    redis: Any
-    read_only: bool
-    on_malformed: Callable[[str], None] | None
-    k_quarantine: str
-    job_prefix: str
-    history_prefix: str
-    call_timeout_s: float
-    key_types: dict[str, str]
-
-    def _call(self, coro: Awaitable[Any], jobs: Collection[str] = ()) -> Awaitable[Any]: ...
-
 log = logging.getLogger("scheduler.redis")
 
 # (kind: hash|list, key, field, raw value, problem) and optionally a replacement value
@@ -81,47 +65,44 @@ Bad = tuple[str, ...]
 
 
 class Quarantine:
-    def __init__(self, store: Host):
-        # The scripts run on the store's client of the moment (it changes when the store
-        # finds a Redis Cluster), so they are registered once and given it at each call.
-        self.store = store
+    def __init__(self, keys: Keys, caller: Caller):
+        self.keys, self.caller = keys, caller
         self.count = 0
+        self.read_only = False  # a dry run's view: unreadable records are skipped, not moved
+        self.on_malformed: Callable[[str], None] | None = None
         self._reported: set[tuple[str, str]] = set()
-        self._field = store.redis.register_script(QUARANTINE_FIELD)
-        self._keys = store.redis.register_script(QUARANTINE_KEYS)
+        # The scripts run on the caller's client of the moment (it changes when the store
+        # finds a Redis Cluster), so they are registered once and given it at each call.
+        self._field = caller.redis.register_script(QUARANTINE_FIELD)
+        self._keys = caller.redis.register_script(QUARANTINE_KEYS)
 
     def report(self, key: str, field: str, problem: str) -> None:
         self.count += 1
-        if self.store.on_malformed is not None:
-            self.store.on_malformed(key)
+        if self.on_malformed is not None:
+            self.on_malformed(key)
         if (key, field) not in self._reported:  # logged once, however often it is met
             self._reported.add((key, field))
             log.warning("unreadable record set aside", extra={"key": key, "field": field[:120], "problem": problem})
 
     async def set_aside(self, bad: Sequence[Bad]) -> None:
         """Move unreadable records into the quarantine hash (a dry run only skips them)."""
-        store = self.store
         for kind, key, field, raw, problem, *replacement in bad:
             self.report(key, field, problem)
-            if store.read_only:
+            if self.read_only:
                 continue
             try:
                 args = [kind, field, raw, replacement[0] if replacement else ""]
-                await store._call(self._field(keys=[store.k_quarantine, key], args=args, client=store.redis))
+                await self.caller.call(self._field(keys=[self.keys.quarantine, key], args=args, client=self.caller.redis))
             except StoreUnavailable:
                 pass  # moved on a later read
 
     async def repair_keys(self, jobs: Collection[str]) -> None:
         """After an error reply: rename aside every key of the wrong type, so a retry works."""
-        store = self.store
-        types = dict(store.key_types)
-        for job in jobs:
-            types[store.job_prefix + job] = "hash"
-            types[store.history_prefix + job] = "list"
+        types = self.keys.types(jobs)
         try:
-            async with asyncio.timeout(store.call_timeout_s):
+            async with asyncio.timeout(self.caller.timeout_s):
                 moved = await self._keys(keys=list(types), args=[int(time.time() * 1000), *types.values()],
-                                        client=store.redis)
+                                         client=self.caller.redis)
         except Exception as exc:  # the caller reports the outage; this was only a repair
             log.debug("could not check the namespace's key types", extra={"error": str(exc)})
             return
@@ -129,13 +110,13 @@ class Quarantine:
             self.report(name, "", "a key of the wrong type, renamed aside")
 
 
-async def configuration_warnings(store: Host) -> list[str]:
+async def configuration_warnings(caller: Caller) -> list[str]:
     """What about the Redis server's own configuration could lose or repeat runs."""
     out = []
     try:
         config = {}
         for name in ("maxmemory-policy", "appendonly", "save"):
-            config.update(await store._call(store.redis.config_get(name)))
+            config.update(await caller.call(caller.redis.config_get(name)))
     except StoreUnavailable:
         return ["could not read the Redis configuration (CONFIG GET refused?); eviction and persistence unchecked"]
     policy, aof, save = config.get("maxmemory-policy", ""), config.get("appendonly", ""), config.get("save", "")

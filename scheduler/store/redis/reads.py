@@ -1,15 +1,16 @@
 """The Redis store's reads of the state: watermarks, in-flight fires, pauses, job records and
 queued manual fires, checked as they are read; an unreadable record is set aside
-(redis_quarantine) and, for a watermark, stood in for by the newest slot known claimed."""
+(quarantine) and, for a watermark, stood in for by the newest slot known claimed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from . import records
 from ...model import JobHealth, MalformedRecord, State, TriggerRequest
+from .caller import Caller
 from .cluster import queue_script
+from .keys import Keys
 from .quarantine import Quarantine
 
 LOAD_FIELDS = ("last_success_at", "consecutive_failures", "first_seen_at", "slot")
@@ -53,42 +54,34 @@ def _health(typed: dict[str, dict]) -> dict[str, JobHealth]:
 
 
 class StateReads:
-    """Mixed into RedisStore, whose keys, client and quarantine these use."""
+    def __init__(self, keys: Keys, caller: Caller, quarantine: Quarantine):
+        self.keys, self.caller, self.quarantine = keys, caller, quarantine
+        # Run on the caller's client of the moment, given at each call (see caller).
+        self._load_records = caller.redis.register_script(LOAD_RECORDS)
 
-    # Provided by RedisStore.
-    redis: Any
-    quarantine: Quarantine
-    k_slots: str
-    k_inflight: str
-    k_paused: str
-    k_trigger: str
-    job_prefix: str
-    _call: Any
-    _load_records: Any  # LOAD_RECORDS, registered by RedisStore
-
-    async def _read_state(self, jobs: Sequence[str], extra: Callable, fields: Sequence[str] = ()) -> tuple[State, dict, list]:
+    async def read_state(self, jobs: Sequence[str], extra: Callable, fields: Sequence[str] = ()) -> tuple[State, dict, list]:
         """Watermarks, in-flight fires, pauses and job records, read in one round trip and
         checked; unreadable records are set aside. `extra` adds commands to the pipeline;
         `fields`: only these of each job's record (all when empty)."""
         chunks = range(0, len(jobs), LOAD_CHUNK) if fields else range(0)
 
-        # One coroutine for `_call`: on a cluster, entering the pipeline may read the slot map.
+        # One coroutine for `call`: on a cluster, entering the pipeline may read the slot map.
         async def read() -> list:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self.k_slots)
-                pipe.hgetall(self.k_inflight)
-                pipe.smembers(self.k_paused)
+            async with self.caller.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self.keys.slots)
+                pipe.hgetall(self.keys.inflight)
+                pipe.smembers(self.keys.paused)
                 for start in chunks:
                     # The watermarks' key names the slot on a cluster; the script reads ARGV only.
-                    await queue_script(pipe, self._load_records, [self.k_slots],
-                                       [self.job_prefix, len(fields), *fields, "\n".join(jobs[start:start + LOAD_CHUNK])])
+                    await queue_script(pipe, self._load_records, [self.keys.slots],
+                                       [self.keys.job_prefix, len(fields), *fields, "\n".join(jobs[start:start + LOAD_CHUNK])])
                 if not fields:
                     for job in jobs:
-                        pipe.hgetall(self.job_prefix + job)
+                        pipe.hgetall(self.keys.job(job))
                 extra(pipe)
                 return await pipe.execute()
 
-        slots, inflight, paused, *rest = await self._call(read(), jobs)
+        slots, inflight, paused, *rest = await self.caller.call(read(), jobs)
         bad: list[tuple[str, ...]] = []
         if fields:
             raw_jobs, more = await self._chosen_fields(jobs, fields, rest[:len(chunks)]), rest[len(chunks):]
@@ -99,19 +92,19 @@ class StateReads:
             try:
                 marks[job] = records.watermark(value)
             except MalformedRecord as exc:
-                bad.append(("hash", self.k_slots, job, value, str(exc)))
+                bad.append(("hash", self.keys.slots, job, value, str(exc)))
         fires = []
         for name, value in inflight.items():
             try:
                 fires.append(records.inflight(name, value))
             except MalformedRecord as exc:
-                bad.append(("hash", self.k_inflight, name, value, str(exc)))
+                bad.append(("hash", self.keys.inflight, name, value, str(exc)))
         typed = {}
         for job, raw in zip(jobs, raw_jobs):
             typed[job], fields = records.job_record(raw)
-            bad += [("hash", self.job_prefix + job, f, raw[f], f"unreadable {f}") for f in fields]
+            bad += [("hash", self.keys.job(job), f, raw[f], f"unreadable {f}") for f in fields]
         for i, entry in enumerate(bad):
-            if entry[1] != self.k_slots:
+            if entry[1] != self.keys.slots:
                 continue
             # An unreadable watermark: the newest slot known to have been claimed (its last
             # outcome, a fire in flight) stands in for it, here and in the store (whoever reads
@@ -143,16 +136,46 @@ class StateReads:
     async def load(self, jobs: Sequence[str]) -> State:
         # A leader needs only these of each job's record: a few bytes a job, not the whole
         # last outcome, when a hundred thousand jobs are loaded at once.
-        state, _, _ = await self._read_state(jobs, lambda pipe: None, LOAD_FIELDS)
+        state, _, _ = await self.read_state(jobs, lambda pipe: None, LOAD_FIELDS)
         return state
 
     async def pending_triggers(self) -> list[TriggerRequest]:
-        raws = await self._call(self.redis.lrange(self.k_trigger, 0, -1))
+        raws = await self.caller.call(self.caller.redis.lrange(self.keys.trigger, 0, -1))
         out, bad = [], []
         for raw in raws:
             try:
                 out.append(records.trigger(raw))
             except MalformedRecord as exc:
-                bad.append(("list", self.k_trigger, "", raw, str(exc)))
+                bad.append(("list", self.keys.trigger, "", raw, str(exc)))
         await self.quarantine.set_aside(bad)
         return out
+
+    async def status(self, jobs: Sequence[str]) -> dict:
+        def extra(pipe):
+            pipe.get(self.keys.leader)
+            pipe.pttl(self.keys.leader)
+            pipe.get(self.keys.epoch)
+            pipe.lrange(self.keys.trigger, 0, -1)
+
+        state, typed, (leader, pttl, epoch, triggers) = await self.read_state(jobs, extra)
+        pending = []
+        for raw in triggers:
+            try:
+                req = records.trigger(raw)
+            except MalformedRecord:
+                continue  # set aside by the leader's next look at the queue
+            pending.append({"id": req.id, "job": req.job, "requested_at": req.requested_at})
+        try:
+            epoch_value = records.whole(epoch, "epoch") if epoch else None
+        except MalformedRecord:
+            epoch_value = None
+        return {
+            "leader": leader,
+            "lease_left_s": pttl / 1000 if leader and pttl and pttl > 0 else None,
+            "epoch": epoch_value,
+            "watermarks": state.watermarks,
+            "inflight": state.inflight,
+            "paused": state.paused,
+            "pending_triggers": pending,
+            "jobs": typed,
+        }

@@ -1,0 +1,62 @@
+"""Every key and channel name of the Redis store, in one frozen value.
+
+Every key lives under `{namespace}:`; the braces are a Redis Cluster hash tag, so all keys
+share one slot and each script touches keys of one slot only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str
+    leader: str = field(init=False)
+    epoch: str = field(init=False)
+    meta: str = field(init=False)
+    slots: str = field(init=False)  # the watermarks
+    inflight: str = field(init=False)
+    paused: str = field(init=False)
+    trigger: str = field(init=False)  # the queue of manual fires
+    triggered: str = field(init=False)
+    quarantine: str = field(init=False)
+    sources: str = field(init=False)  # refresh and accept requests of the job sources
+    sources_state: str = field(init=False)  # each replica's view of its job sources, for status
+    released: str = field(init=False)  # a channel: the lease was let go
+    wake: str = field(init=False)  # a channel: the leader should look at the queue now
+    job_prefix: str = field(init=False)
+    history_prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        ns = "{" + self.namespace + "}:"
+        for name in ("leader", "epoch", "meta", "slots", "inflight", "paused", "trigger", "triggered", "quarantine",
+                     "sources", "sources_state", "released", "wake"):
+            object.__setattr__(self, name, ns + name)  # frozen: the derived names are set once, here
+        object.__setattr__(self, "job_prefix", ns + "job:")
+        object.__setattr__(self, "history_prefix", ns + "history:")
+
+    @property
+    def prefix(self) -> str:
+        """What every key and channel of the namespace starts with."""
+        return "{" + self.namespace + "}:"
+
+    def job(self, name: str) -> str:
+        return self.job_prefix + name
+
+    def history(self, name: str) -> str:
+        return self.history_prefix + name
+
+    def types(self, jobs: Collection[str] = ()) -> dict[str, str]:
+        """The type each key must hold ("counter": a string of digits), with the record and
+        history keys of `jobs`: what the quarantine checks after an error reply."""
+        out = {
+            self.leader: "string", self.epoch: "counter", self.meta: "hash", self.slots: "hash",
+            self.inflight: "hash", self.paused: "set", self.trigger: "list", self.triggered: "hash",
+            self.quarantine: "hash", self.sources: "hash", self.sources_state: "hash",
+        }
+        for job in jobs:
+            out[self.job(job)] = "hash"
+            out[self.history(job)] = "list"
+        return out
