@@ -165,3 +165,12 @@ def test_timeout_longer_than_the_period_is_a_warning_only_when_written() -> None
     quick = config.load({"SCHEDULER_JOB_Q_SCHEDULE": "every 10s", "SCHEDULER_JOB_Q_URL": "http://x/q",
                          "SCHEDULER_API_TOKEN": "t"})
     assert quick.warnings == ()
+
+
+def test_an_interval_written_as_a_job_field_is_an_error_with_how_to_write_it() -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.load({**JOB, "SCHEDULER_JOB_PING_INTERVAL": "300"})
+    (line,) = [p for p in err.value.problems if p.startswith("SCHEDULER_JOB_PING_INTERVAL: ")]
+    assert line.endswith("to run a job every 300 s here: SCHEDULER_JOB_PING_SCHEDULE='every 300s' "
+                         "and SCHEDULER_JOB_PING_URL=..."), line
+    assert "did you mean" not in line

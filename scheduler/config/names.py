@@ -61,7 +61,8 @@ def sort_unknown(names: Iterable[str], values: dict[str, str], globals_: Iterabl
         if name.startswith(JOB_PREFIX):
             # The scheduler's own prefix: an unreadable job variable is always an error.
             better = _job_variable(name[len(JOB_PREFIX):], configured, same_job=True)
-            hint = f"; did you mean {show(better, quote=False)}?" if better else ""
+            hint = f"; did you mean {show(better, quote=False)}?" if better else _replaced(
+                PREFIX + name[len(JOB_PREFIX):], values.get(name, ""))
             problems.append(
                 f"{shown}: unknown job variable; expected SCHEDULER_JOB_<NAME>_<FIELD> with NAME of "
                 f"A-Z, 0-9 and single underscores and FIELD one of {', '.join(JOB_FIELDS)}{hint}"
