@@ -9,6 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..config import loader as config
+from ..config.reader import show
 from ..schedule import slots as sched
 
 EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
@@ -17,7 +18,7 @@ EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
 def say_warnings(settings: config.Settings, strict: bool) -> bool:
     """Each warning on stderr; with --strict, those of the ignored names are errors. True
     when one was."""
-    ignored = tuple(config._show(n, quote=False) + ": " for n in settings.ignored)
+    ignored = tuple(show(n, quote=False) + ": " for n in settings.ignored)
     failed = False
     for line in settings.warnings:
         as_error = strict and line.startswith(ignored)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -167,8 +168,6 @@ def _main(argv: list[str] | None) -> int:
     from ..observe import setup_logging
 
     setup_logging(settings.log_format, settings.log_level, config.secret_values(settings))
-    import logging
-
     for line in settings.warnings:  # once, at start: the daemon reads the environment once
         logging.getLogger("scheduler").warning(line, extra={"variable": line.partition(":")[0].split(" ")[0]})
     try:
