@@ -20,12 +20,17 @@ def setting_warnings(settings: Mapping[str, Any], jobs: tuple[JobSpec, ...],
             "scheduler's calls from anyone else's; set one or both"
         )
     by_name = {key.lower().replace("_", "-"): key for key in job_vars}
+    periods: dict[tuple[str, str], float | None] = {}  # thousands of jobs share few schedules
     for job in jobs:
         key = by_name.get(job.name)
         # Only a TIMEOUT the operator wrote: the default's 30s on `every 10s` is no mistake of theirs.
         if key is None or "TIMEOUT" not in job_vars[key]:
             continue
-        period = _period_s(job.schedule)
+        shared = (job.schedule_text, job.timezone)
+        if "h" in job.schedule_text or "H" in job.schedule_text:  # an H is the job's own
+            period = _period_s(job.schedule)
+        else:
+            period = periods[shared] if shared in periods else periods.setdefault(shared, _period_s(job.schedule))
         if period is not None and job.timeout_s > period:
             out.append(
                 f"{JOB_PREFIX}{key}_TIMEOUT: {job.timeout_s:g}s is longer than the job's period of {period:g}s "
