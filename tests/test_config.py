@@ -558,7 +558,9 @@ def test_sentinels_parsed() -> None:
 
 def test_load_collects_every_problem() -> None:
     with pytest.raises(config.ConfigError) as err:
-        load(SCHEDULER_HTTP_PORT="70000", SCHEDULER_JOB_PING_METHOD="FETCH", SCHEDULER_NOPE="1")
+        # A typo of a known name is an error (an unknown name far from every known one is a
+        # warning: see test_config_names.py).
+        load(SCHEDULER_HTTP_PORT="70000", SCHEDULER_JOB_PING_METHOD="FETCH", SCHEDULER_HTTP_HSOT="1")
     assert len(err.value.problems) == 3
     assert str(err.value).count("\n") == 2
 
@@ -596,7 +598,7 @@ def test_each_setting_has_one_entry_and_settings_defaults_are_its_parsed_default
     a Settings built without arguments holds what each entry's default text parses to."""
     from scheduler.config import settings as table
 
-    read_fields = [f.name for f in dataclasses.fields(config.Settings) if f.name not in ("jobs", "source_of", "rejected")]
+    read_fields = [f.name for f in dataclasses.fields(config.Settings) if f.name not in ("jobs", "source_of", "rejected", "warnings", "ignored")]
     assert sorted(s.field for s in table.SETTINGS) == sorted(read_fields)
     assert len({s.env for s in table.SETTINGS}) == len(table.SETTINGS)
     assert list(config.GLOBAL_DEFAULTS) == [s.env for s in table.SETTINGS]
@@ -608,7 +610,7 @@ def test_each_setting_has_one_entry_and_settings_defaults_are_its_parsed_default
     # A setting left unset is, once loaded, what Settings holds by default (the log format
     # follows the terminal, so it is compared on one).
     loaded = config.load(VALID_JOB, stderr_is_tty=True)
-    assert dataclasses.replace(loaded, jobs=()) == built
+    assert dataclasses.replace(loaded, jobs=(), warnings=()) == built
 
 
 def test_each_job_default_exists_once_and_jobspec_defaults_are_the_parsed_job_fields() -> None:

@@ -246,7 +246,11 @@ def env_names() -> st.SearchStrategy[str]:
         st.text(max_size=16).map(lambda s: "SCHEDULER_" + s),
         st.text(max_size=16).map(lambda s: "SCHEDULER_JOB_" + s),
         st.sampled_from(["SCHEDULER_", "SCHEDULER_JOB_", "SCHEDULER_API_URLS", "SCHEDULER_api_url",
-                         "SCHEDULER_LEASE_TTL_FILE", "SCHEDULER_JOB_A_SCHEDULE_FILE", "SCHEDULER_JOB__SCHEDULE"]),
+                         "SCHEDULER_LEASE_TTL_FILE", "SCHEDULER_JOB_A_SCHEDULE_FILE", "SCHEDULER_JOB__SCHEDULE",
+                         # unknown names: typos (errors with a suggestion) and the app's own (warnings)
+                         "SCHEDULER_JOB_a_SCHEDULE", "SCHEDULER_JOB_a_URL", "SCHEDULER_JOBS_A_TIMEOUT",
+                         "SCHEDULER_JBO_B_URL", "SCHEDULER_JOB_A_TIMOUT", "SCHEDULER_LEASE_TTLL", "SCHEDULER_Namespace",
+                         "SCHEDULER_ENABLED", "SCHEDULER_DATA_REFRESH_INTERVAL", "SCHEDULER_TICK_SECONDS"]),
     )
 
 
@@ -350,8 +354,31 @@ def check_env(env, stderr_is_tty: bool = False) -> None:
         for problem in exc.problems:
             assert isinstance(problem, str)
             assert starts_with_a_name(problem, allowed), f"problem does not name an input variable: {problem[:300]!r}"
+            check_suggestion(problem, env)
     else:
         check_settings(s, env)
+        allowed = set(env) | {"SCHEDULER_API_TOKEN"}  # "SCHEDULER_API_TOKEN and SCHEDULER_SIGNING_SECRET: ..."
+        for warning in s.warnings:
+            assert "\n" not in warning and "\r" not in warning, repr(warning)
+            assert starts_with_a_name(warning, allowed), f"warning does not name an input variable: {warning[:300]!r}"
+        assert set(s.ignored) <= set(env)
+
+
+def check_suggestion(problem: str, env) -> None:
+    """A "did you mean X?" names a valid name other than the one it is said of: taken, X is
+    not an unknown name."""
+    m = re.search(r"; did you mean (SCHEDULER_[A-Z0-9_]+)\?$", problem)
+    if m is None:
+        return
+    meant = m.group(1)
+    subject = next(n for n in env if problem.startswith(shown(n) + ": "))
+    assert meant != subject, problem
+    renamed = {k: v for k, v in env.items() if k != subject}
+    renamed[meant] = env[subject]
+    try:
+        load(renamed)
+    except ConfigError as exc:
+        assert not [p for p in exc.problems if p.startswith(meant + ": unknown")], (problem, exc.problems)
 
 
 @settings(max_examples=150, **NO_SHRINK)
@@ -406,6 +433,11 @@ def test_every_problem_is_one_line():
         load(env)
     for problem in info.value.problems:
         assert "\n" not in problem and "\r" not in problem, repr(problem)
+    # An unknown name far from every known one is a warning now, one line too.
+    warned = load({**BASE_JOB, "SCHEDULER_X\nY": "1"}).warnings
+    assert [w for w in warned if w.startswith("SCHEDULER_X\\nY: ")]
+    for warning in warned:
+        assert "\n" not in warning and "\r" not in warning, repr(warning)
 
 
 @st.composite

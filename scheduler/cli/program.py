@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import logging
 import os
 import re
 import signal
 import sys
-import time
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from .. import __version__
 from ..config import loader as config
@@ -30,6 +27,32 @@ def request_id(text: str) -> str:
     return text
 
 
+def count(text: str) -> int:
+    """argparse type of `check --count`: a usage error (exit 2) below 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def instant(text: str) -> int:
+    """argparse type of `check --from`: an RFC 3339 instant, else a usage error (exit 2)."""
+    try:
+        return sched.parse("at " + text).slot  # type: ignore[union-attr]
+    except sched.ScheduleError:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 instant such as 2026-12-01T03:00:00Z, got {text!r}") from None
+
+
+def prog_name(argv0: str | None = None) -> str:
+    """The name `--help` shows: how the process was started."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    return "cron-sidecar" if os.path.basename(argv0) == "cron-sidecar" else "python -m scheduler"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --env-file is accepted before and after the command; SUPPRESS keeps the subcommand's
     # copy from overwriting a value given before it.
@@ -37,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--env-file", metavar="PATH", default=argparse.SUPPRESS,
                         help="dotenv file to read (default: ./.env if present)")
     parser = argparse.ArgumentParser(
-        prog="python -m scheduler", parents=[common],
+        prog=prog_name(), parents=[common],
         description="cron-sidecar: fires scheduled HTTP calls, one leader among replicas.",
     )
     parser.add_argument("--version", action="version", version=f"cron-sidecar {__version__}")
@@ -46,11 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="do everything but the HTTP call, which is logged")
     check = sub.add_parser("check", parents=[common], help="validate the configuration and show the next slots")
     check.add_argument("--json", action="store_true", help="print JSON")
-    check.add_argument("--from", dest="from_", metavar="TIME", help="list slots strictly after this RFC 3339 instant")
-    check.add_argument("--count", type=int, default=3, metavar="N", help="slots per job (default 3)")
+    check.add_argument("--from", dest="from_", metavar="TIME", type=instant,
+                       help="list slots strictly after this RFC 3339 instant")
+    check.add_argument("--count", type=count, default=3, metavar="N", help="slots per job (default 3)")
     check.add_argument("--strict", action="store_true",
-                       help="exit 78 when a job from SCHEDULER_JOBS_FILE/URL is rejected (a source that "
-                            "cannot be read is exit 1 either way)")
+                       help="exit 78 when a job from SCHEDULER_JOBS_FILE/URL is rejected or a SCHEDULER_* name is "
+                            "not one cron-sidecar reads (a source that cannot be read is exit 1 either way)")
     check.add_argument("--document", metavar="FILE",
                        help="check a document of jobs (JSON or YAML) as the sources would, changing nothing; "
                             "exit 78 when a job is rejected")
@@ -62,9 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("job")
     history.add_argument("--json", action="store_true", help="print JSON")
     for name, what in (("pause", "stop firing a job (its slots are skipped)"), ("resume", "fire a paused job again")):
-        sub.add_parser(name, parents=[common], help=what).add_argument("job")
+        steer = sub.add_parser(name, parents=[common], help=what)
+        steer.add_argument("job")
+        steer.add_argument("--json", action="store_true", help="print what was done as JSON")
     trigger = sub.add_parser("trigger", parents=[common], help="ask the leader to fire a job now, once")
     trigger.add_argument("job")
+    trigger.add_argument("--json", action="store_true", help="print what was done as JSON")
     trigger.add_argument("--id", type=request_id, metavar="ID",
                          help="request id, 1-128 of A-Z a-z 0-9 . _ -; an id fires at most once (default: a new one)")
     sources = sub.add_parser("sources", parents=[common], help="steer the job sources of every replica")
@@ -80,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     state_gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     state_gc.add_argument("--older-than", type=older_than, default=86400.0, metavar="DURATION",
                           help="only jobs whose last activity is older than this (default 1d)")
+    state_gc.add_argument("--json", action="store_true", help="print what was (or would be) deleted as JSON")
     state_q = state_sub.add_parser("quarantine", parents=[common], help="list the records set aside as unreadable")
     state_q.add_argument("--purge", action="store_true", help="delete them")
     state_q.add_argument("--dry-run", action="store_true", help="with --purge: only list what would be deleted")
@@ -88,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`check | head -1`): end quietly. Python flushes stdout again at
+        # exit, so point it at /dev/null first or that flush prints a traceback of its own.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     if command == "run":
@@ -109,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(exc.problems)} configuration problem(s); nothing was started", file=sys.stderr)
         return EX_CONFIG
     if command == "check":
+        from .check import check
+
         return check(settings, args)
     if command == "state":
         from .state import run_state
@@ -124,145 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     from ..observe import setup_logging
 
     setup_logging(settings.log_format, settings.log_level, config.secret_values(settings))
+    for line in settings.warnings:  # once, at start: the daemon reads the environment once
+        logging.getLogger("scheduler").warning(line, extra={"variable": line.partition(":")[0].split(" ")[0]})
     try:
         with daemon.event_loop_runner() as runner:
             return runner.run(daemon.run(settings, dry_run=getattr(args, "dry_run", False)))
     except KeyboardInterrupt:
         return EX_OK
-
-
-def check(settings: config.Settings, args) -> int:
-    if args.document:
-        return check_document(settings, args.document, args.json)
-    if args.count < 1:
-        print("--count: expected a whole number >= 1", file=sys.stderr)
-        return EX_CONFIG
-    start = time.time()
-    if args.from_:
-        try:
-            start = sched.parse("at " + args.from_).slot  # type: ignore[union-attr]
-        except sched.ScheduleError as exc:
-            print(f"--from: {exc}", file=sys.stderr)
-            return EX_CONFIG
-    listed, source_of, rejected, states = _with_sources(settings)
-    jobs = []
-    for job in listed:
-        nxt = []
-        for slot in sched.iter_slots(job.schedule, start):
-            nxt.append(slot)
-            if len(nxt) >= args.count:
-                break
-        jobs.append((job, nxt))
-    failed = [s for s in states if not s["ok"]]
-    # A source that cannot be read is not "OK: 0 jobs": the daemon would start without its
-    # jobs. What a readable source holds is the app's users' business: only --strict fails on it.
-    code = EX_FAILURE if failed else EX_CONFIG if args.strict and rejected else EX_OK
-    for s in failed:
-        print(f"check: jobs {s['source']} {s['location']} cannot be read: {s['error']}", file=sys.stderr)
-    if args.json:
-        out = {"jobs": [
-            {"name": j.name, "source": source_of.get(j.name, "env"), "schedule": j.schedule_text,
-             "timezone": j.timezone, "url": j.url, "enabled": j.enabled, "state": _state(j, nxt),
-             "next": [sched.format_slot(s) for s in nxt], **_policy(j)}
-            for j, nxt in jobs
-        ], "rejected": rejected, "sources": [
-            {k: s[k] for k in ("source", "location", "ok", "error", "jobs", "rejected")} for s in states
-        ]}
-        print(json.dumps(out, indent=2))
-        return code
-    mode = "standalone (SQLite: " + settings.state_file + ")" if settings.standalone else "redis"
-    verdict = (f"configuration valid, but {len(failed)} jobs source(s) cannot be read (see below); {len(jobs)} job(s) listed "
-               "without them" if failed else f"configuration OK: {len(jobs)} job(s)")
-    print(f"{verdict}, state: {mode}, namespace {settings.namespace}")
-    for s in states:
-        read = f"{s['jobs']} job(s), {s['rejected']} rejected" if s["ok"] else f"cannot be read: {s['error']}"
-        print(f"jobs {s['source']:<4}  {s['location']}: {read}")
-    for r in rejected:
-        print(f"rejected  {r['name']} ({r['source']}): {r['problem']}")
-    for j, nxt in jobs:
-        zone = ZoneInfo(j.timezone)
-        state = _state(j, nxt)
-        flag = "" if state == "active" else f"  [{state}]"
-        print(f"\n{j.name}{flag}  (from {source_of.get(j.name, 'env')})"
-              f"\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
-        retries = "no retries" if j.retries == 0 else f"{j.retries} retr{'y' if j.retries == 1 else 'ies'}"
-        window = "unlimited" if j.catchup_window_s is None else _span(j.catchup_window_s)
-        print(f"  attempts  timeout {_span(j.timeout_s)} each, {retries}")
-        print(f"  catch-up  {j.catchup}, window {window}")
-        print(f"  overlap   concurrency {j.concurrency}, jitter {_span(j.jitter_s)}")
-        if not nxt:
-            print("  next      (none: a one-shot whose time has passed)")
-        for s in nxt:
-            local = datetime.fromtimestamp(s, zone).isoformat()
-            print(f"  next      {local}  ({sched.format_slot(s)})")
-    if code == EX_CONFIG:
-        print(f"--strict: {len(rejected)} rejected job(s)", file=sys.stderr)
-    return code
-
-
-def check_document(settings: config.Settings, path: str, as_json: bool) -> int:
-    """`check --document FILE`: what POST /api/v1/validate answers, for a file."""
-    from ..control.validation import BadDocument, validate_document
-    from ..sources.document import DocumentError, kind_of, parse_bytes
-
-    try:
-        with open(path, "rb") as f:
-            data = parse_bytes(f.read(), kind_of(path))
-        answer = validate_document(settings, data)
-    except OSError as exc:
-        print(f"check --document: cannot read {path!r}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
-        return EX_FAILURE
-    except (DocumentError, BadDocument) as exc:
-        print(f"check --document: {path}: {exc}", file=sys.stderr)
-        return EX_FAILURE
-    if as_json:
-        print(json.dumps(answer, indent=2))
-    else:
-        for job in answer["jobs"]:
-            if job["ok"]:
-                nxt = ", ".join(s["local"] for s in job["next"]) or "(none: a one-shot whose time has passed)"
-                print(f"ok        {job['name']}  next {nxt}")
-            else:
-                print(f"rejected  {job['name']}: {job['problem']}")
-    return EX_OK if all(j["ok"] for j in answer["jobs"]) else EX_CONFIG
-def _state(job: config.JobSpec, nxt: list[int]) -> str:
-    """The job's state as `status` and the API name it, from the configuration alone (check
-    reads no store, so knows no pause): a one-shot with no slot ahead is done, fired or
-    expired by the leader that saw it."""
-    from ..control.operations import job_state
-
-    return job_state(job, False, isinstance(job.schedule, sched.At) and not nxt)
-
-
-def _with_sources(settings: config.Settings):
-    """The env jobs and those of SCHEDULER_JOBS_FILE/URL, read once as the daemon would:
-    (jobs, source_of, rejected, source states)."""
-    from ..sources.catalog import read_once
-
-    view, states = read_once(settings)
-    return list(view.jobs), dict(view.source_of), [dict(r) for r in view.rejected], states
-
-
-def _policy(job: config.JobSpec) -> dict:
-    """How a job is fired, for `check --json`: the fields beside SPEC's name/schedule/next."""
-    return {
-        "method": job.method, "timeout_s": job.timeout_s, "retries": job.retries,
-        "catchup": job.catchup, "catchup_window_s": job.catchup_window_s,
-        "concurrency": job.concurrency, "jitter_s": job.jitter_s,
-    }
-
-
-def _span(seconds: float) -> str:
-    """A duration as the configuration writes it: 30s, 1h30m, 250ms."""
-    ms = round(seconds * 1000)
-    if ms % 1000:
-        return f"{ms}ms" if ms < 1000 else f"{ms / 1000:g}s"
-    whole, out = ms // 1000, ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if whole >= size:
-            out += f"{whole // size}{unit}"
-            whole %= size
-    return out or "0s"
 
 
 _HTTP_LINE = re.compile(r"^[ \t]*(?:export[ \t]+)?SCHEDULER_HTTP_(?:PORT|HOST)[ \t]*=.*$", re.MULTILINE)

@@ -67,6 +67,9 @@ async def run_state(settings, args) -> int:
             return 1
         if args.state_command == "gc":
             deleted = await store.gc([j.name for j in settings.jobs], args.older_than, args.dry_run)
+            if args.json:
+                print(json.dumps({"dry_run": args.dry_run, "older_than_s": args.older_than, "deleted": deleted}))
+                return 0
             for line in deleted:
                 print(f"{verb} {line}")
             print(f"state gc: {verb} {len(deleted)} item(s) of jobs no longer configured")
@@ -75,7 +78,8 @@ async def run_state(settings, args) -> int:
             for item in found:
                 print(json.dumps(item) if args.json else f"{item['record']}  ({item.get('reason') or item['where']})")
             tail = f", {verb} {len(found)}" if args.purge else ""
-            print(f"state quarantine: {len(found)} record(s) set aside{tail}")
+            # Under --json stdout is JSON lines only: the count is a note, on stderr.
+            print(f"state quarantine: {len(found)} record(s) set aside{tail}", file=sys.stderr if args.json else sys.stdout)
         return 0
     except (StoreUnavailable, OSError, *_redis_errors()) as exc:  # type: ignore[misc]  # a tuple of classes built at run time
         what = "the state store refused the call" if isinstance(exc, StoreForbidden) else "cannot reach the state store"

@@ -9,14 +9,14 @@ are also importable from here.
 
 from __future__ import annotations
 
-import difflib
-import re
 from pathlib import Path
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .reader import ConfigError, Reader, Secret, show
 from .env_file import PREFIX, _simple_dotenv, read_environment
+from .names import split_job_name, sort_unknown
+from .advice import setting_warnings
 from .jobs import (
     CATCHUP, CONCURRENCY, JOB_FIELDS, JOB_PREFIX, METHODS, TIMEZONE_DEFAULT, JobSpec, load_job, parse_schedule,
 )
@@ -35,9 +35,6 @@ __all__ = [
 ]
 # Names of the parts as they were when they lived here (job_document.py and tests use them).
 _Reader, _load_job, _show, _job_url, _PLAIN_PATH = Reader, load_job, show, job_url, PLAIN_PATH
-_NAME_RE = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)*")  # used with fullmatch: no trailing newline
-# Longest first, so CATCHUP_WINDOW is never read as field WINDOW of job X_CATCHUP.
-_FIELDS_BY_LENGTH = sorted(JOB_FIELDS, key=len, reverse=True)
 
 
 def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
@@ -45,10 +42,11 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
     problems: list[str] = []
     values = dict(env)
     from_files = _resolve_secret_files(values, problems)
+    raw = dict(values)
     job_vars, unknown = _split_names(values)
-
-    for name in unknown:
-        problems.append(_unknown_message(name, job_vars))
+    known = list(GLOBAL_DEFAULTS) + [f"{n}_FILE" for n in SECRETS]
+    sorted_out = sort_unknown(unknown, raw, known, job_vars)
+    problems += sorted_out.problems
     for name, value in values.items():
         if value == "" and name not in unknown:
             problems.append(f"{name}: is empty; set a value or remove the variable to use the default")
@@ -65,7 +63,9 @@ def load(env: Mapping[str, str], *, stderr_is_tty: bool = False) -> Settings:
         )
     if problems:
         raise ConfigError(problems)
-    return Settings(**settings, jobs=tuple(j for j in jobs if j is not None))
+    loaded = tuple(j for j in jobs if j is not None)
+    warnings = sorted_out.warnings + setting_warnings(settings, loaded, job_vars)
+    return Settings(**settings, jobs=loaded, warnings=warnings, ignored=sorted_out.ignored)
 
 
 def _resolve_secret_files(values: dict[str, str], problems: list[str]) -> set[str]:
@@ -104,41 +104,14 @@ def _split_names(values: dict[str, str]) -> tuple[dict[str, dict[str, str]], lis
     for name in sorted(values):
         if name in GLOBAL_DEFAULTS:
             continue
-        if name.startswith(JOB_PREFIX):
-            rest = name[len(JOB_PREFIX):]
-            for fld in _FIELDS_BY_LENGTH:
-                if rest.endswith("_" + fld) and _NAME_RE.fullmatch(rest[: -len(fld) - 1]):
-                    jobs.setdefault(rest[: -len(fld) - 1], {})[fld] = values[name]
-                    break
-            else:
-                unknown.append(name)
-            continue
-        unknown.append(name)
+        parsed = split_job_name(name)
+        if parsed is None:
+            unknown.append(name)
+        else:
+            jobs.setdefault(parsed[0], {})[parsed[1]] = values[name]
     for name in unknown:
         values.pop(name, None)
     return jobs, unknown
-
-
-def _unknown_message(name: str, job_vars: dict[str, dict[str, str]]) -> str:
-    candidates = list(GLOBAL_DEFAULTS) + [f"{n}_FILE" for n in SECRETS]
-    candidates += [f"{JOB_PREFIX}{job}_{fld}" for job in job_vars for fld in JOB_FIELDS]
-    if name.startswith(JOB_PREFIX):
-        # A job variable with an unknown field: suggest the closest field on the same job.
-        rest = name[len(JOB_PREFIX):]
-        if "_" in rest:
-            job, _, tail = rest.rpartition("_")
-            close = difflib.get_close_matches(tail, list(JOB_FIELDS), n=1, cutoff=0.5)
-            if close:
-                candidates.insert(0, f"{JOB_PREFIX}{job}_{close[0]}")
-    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
-    hint = f"; did you mean {show(match[0], quote=False)}?" if match else ""
-    name = show(name, quote=False)
-    if name.startswith(JOB_PREFIX):
-        return (
-            f"{name}: unknown job variable; expected SCHEDULER_JOB_<NAME>_<FIELD> with NAME of "
-            f"A-Z, 0-9 and single underscores and FIELD one of {', '.join(JOB_FIELDS)}{hint}"
-        )
-    return f"{name}: unknown setting{hint}"
 
 
 def secret_values(settings: Settings) -> list[str]:

@@ -179,6 +179,10 @@ class Settings:
     # read from the environment: where each non-env job came from, and the refused ones.
     source_of: Mapping[str, str] = field(default_factory=dict)
     rejected: tuple[Mapping[str, str], ...] = ()
+    # Said at start and by `check`, one line each naming its variable: what loads but looks
+    # wrong. `ignored`: the SCHEDULER_* names not the scheduler's (check --strict fails on them).
+    warnings: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
 
     @property
     def standalone(self) -> bool:

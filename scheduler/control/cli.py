@@ -22,13 +22,15 @@ async def run_control(settings: Settings, store: Store, command: str, args) -> i
         return 0
     if command in ("pause", "resume"):
         changed = await ops.set_paused(settings, store, args.job, command == "pause")
-        if command == "pause":
+        if args.json:
+            print(json.dumps({"job": args.job, "paused": command == "pause", "changed": changed}))
+        elif command == "pause":
             print(f"paused {args.job}" if changed else f"{args.job} was already paused")
         else:
             print(f"resumed {args.job}" if changed else f"{args.job} was not paused")
         return 0
     if command == "trigger":
-        return await trigger(settings, store, args.job, args.id)
+        return await trigger(settings, store, args.job, args.id, args.json)
     if command == "history":
         entries = await ops.history(settings, store, args.job)
         print(json.dumps(entries, indent=2) if args.json else render_history(args.job, entries, settings.history))
@@ -41,7 +43,7 @@ async def run_control(settings: Settings, store: Store, command: str, args) -> i
     return 0
 
 
-async def trigger(settings: Settings, store: Store, job: str, request_id: str | None) -> int:
+async def trigger(settings: Settings, store: Store, job: str, request_id: str | None, as_json: bool = False) -> int:
     if job in settings.source_of:
         # The job may be a moment old in the app: the leader reads its sources first.
         await store.request_sources("refresh")
@@ -50,7 +52,9 @@ async def trigger(settings: Settings, store: Store, job: str, request_id: str | 
     except ops.BadRequest as exc:
         print(f"trigger: {exc}; not queued", file=sys.stderr)
         return 2
-    if done.result == "queued":
+    if as_json:
+        print(json.dumps({"job": job, "id": done.id, "result": done.result, "leader": done.leader}))
+    elif done.result == "queued":
         print(f"queued trigger {done.id} for {job}")
     elif done.result == "taken":
         print(f"trigger {done.id} for {job} was already taken; it fires once")
