@@ -62,6 +62,7 @@ class Walk:
         self.stays: list[str] = []
         self.plain_returns: set[FrameType] = set()
         self.order: list[FrameType] = []
+        self.awaited: set[FrameType] = set()  # coroutines of the walk awaited by one of the walk
         self.returned: dict[FrameType, int] = {}  # coroutine frame -> its suspensions and end
         self.spawners: set[FrameType] = set()  # asyncio calls of the walk that start a task or timer
         self.tasks: set[asyncio.Future] = set()  # tasks the walk started
@@ -70,6 +71,13 @@ class Walk:
     def name(self, frame: FrameType) -> str:
         file = frame.f_code.co_filename[len(self.package):]
         return f"{file}:{frame.f_code.co_qualname}"
+
+    def caller(self, frame: FrameType) -> FrameType | None:
+        """The nearest frame of the package that called this one (through asyncio and the stdlib)."""
+        back = frame.f_back
+        while back is not None and not back.f_code.co_filename.startswith(self.package):
+            back = back.f_back
+        return back
 
     def leaf(self, frame: FrameType) -> bool:
         file = frame.f_code.co_filename[len(self.package):]
@@ -90,9 +98,7 @@ class Walk:
             if frame in self.seen:
                 return  # an await's resumption: not a new stay
             self.seen.add(frame)
-            back = frame.f_back
-            while back is not None and not back.f_code.co_filename.startswith(self.package):
-                back = back.f_back  # through asyncio and the stdlib
+            back = self.caller(frame)
             if back is None:
                 # started by the loop: a task or timer callback of the walk's, or another's
                 task = asyncio.current_task()
@@ -105,12 +111,14 @@ class Walk:
                 self.walk.add(frame)
                 self.stays.append(self.name(frame))
                 self.order.append(frame)
+                if back is not None:
+                    self.awaited.add(frame)
                 if self.leaf(frame):
                     self.leaves.add(frame)
         elif event == "return" and frame in self.walk:
             if frame.f_code.co_flags & inspect.CO_COROUTINE:
                 self.returned[frame] = self.returned.get(frame, 0) + 1  # the last one may be its end
-            else:
+            elif self.caller(frame) in self.walk:  # not a callback's return to the loop
                 self.plain_returns.add(frame)
 
 
@@ -156,7 +164,10 @@ async def walk(tmp: str, quiet: bool) -> None:
                     alive.add(frame)
                     frame = frame.f_back
                 for task in asyncio.all_tasks():
-                    alive.update(task.get_stack(limit=1000))
+                    coro = task.get_coro()
+                    while getattr(coro, "cr_frame", None) is not None:  # down its chain of awaits
+                        alive.add(coro.cr_frame)  # type: ignore[union-attr]
+                        coro = coro.cr_await  # type: ignore[union-attr]
                 done.set()
             return await super().finish(outcomes)
 
@@ -172,12 +183,14 @@ async def walk(tmp: str, quiet: bool) -> None:
         await asyncio.wait_for(runner, 30)
         await dispatcher.aclose()
         receiver.close()
-    # A coroutine's last "return" is its end unless it was still running at `finish`.
-    ended = {f for f in walk.returned if f not in alive} | walk.plain_returns
+    # A coroutine's last "return" is its end unless it was still running at `finish`; a
+    # task's coroutine that ended returned to the loop, not to the walk.
+    ended = {f for f in walk.returned if f not in alive and f in walk.awaited} | walk.plain_returns
     yields = sum(walk.returned.values()) - len(ended - walk.plain_returns)
     if not quiet:
         for i, frame in enumerate(walk.order, 1):
-            print(f"{i:3} {'' if core(walk.name(frame)) else '  (helper) '}{walk.name(frame)}")
+            back = " (returned)" if frame in ended else ""
+            print(f"{i:3} {'' if core(walk.name(frame)) else '  (helper) '}{walk.name(frame)}{back}")
     for what, frames in (("all", walk.order), ("core", [f for f in walk.order if core(walk.name(f))])):
         names = [walk.name(f) for f in frames]
         files = {n.split(":")[0] for n in names}

@@ -1,8 +1,8 @@
 """One fire: build the request, send it, retry what is retryable, return an Outcome.
 
 The only module that knows about HTTP requests of a fire; the connections are
-scheduler.http.client's. It never touches the store: the engine passes a callback that records
-each attempt.
+scheduler.http.client's. It never touches the store: the engine's registry of fires passes
+a callback that records each attempt.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from . import __version__
 from .config.loader import JobSpec, Settings
 from .http.client.client import ERRORS, Http1Client, Response
 from .http.client.url import origin
-from .model import Outcome, fire_key, format_slot
+from .model import Claim, Outcome, fire_key, format_slot
 
 log = logging.getLogger("scheduler.dispatch")
 
@@ -42,14 +42,30 @@ _OVERRIDABLE = {"user-agent": "User-Agent", "content-type": "Content-Type"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fire:
+    """One claimed fire, from its start to its recorded outcome: the job it calls, the claim
+    it came from (its slot, first attempt and trigger id, and its name in the store), and
+    the leadership (epoch) that claimed it."""
+
     job: JobSpec
-    slot: int
+    claim: Claim
     epoch: int
-    attempt: int = 1  # the first attempt number this fire sends (above 1 for a redelivery)
     deadline: float | None = None  # wall-clock seconds; no retry starts at or after it
-    trigger: str | None = None  # a manual fire's request id
+
+    @property
+    def slot(self) -> int:
+        return self.claim.slot
+
+    @property
+    def attempt(self) -> int:
+        """The first attempt number this fire sends (above 1 for a redelivery)."""
+        return self.claim.attempt
+
+    @property
+    def trigger(self) -> str | None:
+        """A manual fire's request id."""
+        return self.claim.trigger
 
     @property
     def key(self) -> str:
