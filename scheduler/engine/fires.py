@@ -150,7 +150,7 @@ class Fires:
                 # already due by it would go out early): the fire stays in flight in the store
                 # and the next leader delivers it.
                 log.warning("lease ran out before the moment; leaving the fire to the next leader",
-                            extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
+                            extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot), "epoch": fire.epoch})
                 return
             self._waiting.discard(task)
             waiter = self._places.take()
@@ -163,8 +163,8 @@ class Fires:
                     self.metrics.job(fire.job.name).lateness.observe(max(0.0, lateness))
                 outcome = await self.sender.send(fire, partial(self._retrying, fire))
             except Exception as exc:  # a bug in a fire ends that fire, with its error, never the loop
-                log.exception("the fire failed unexpectedly", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
-                outcome = Outcome("failed", fire.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
+                log.exception("the fire failed unexpectedly", extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot)})
+                outcome = Outcome("failed", fire.claim.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
             finally:
                 self._places.give()
             called = self._called.get(task)
@@ -176,7 +176,7 @@ class Fires:
             if task in self._replaced:
                 self._replaced.discard(task)
                 now = self.clock.time()
-                await self._record(fire, Outcome("cancelled", fire.attempt, 0.0, now, None, "replaced by a newer slot"), None)
+                await self._record(fire, Outcome("cancelled", fire.claim.attempt, 0.0, now, None, "replaced by a newer slot"), None)
             # Cancelled by shutdown: the fire stays in flight in the store and the next leader
             # redelivers it with the same idempotency key.
             raise

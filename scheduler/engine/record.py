@@ -90,11 +90,11 @@ class Recorder:
         level = logging.INFO if outcome.status == "ok" else logging.WARNING
         if log.isEnabledFor(level):  # the record's fields cost more than a skipped call
             log.log(level, "fired", extra={
-                "job": job.name, "slot": format_slot(fire.slot), "attempt": outcome.attempts,
+                "job": job.name, "slot": format_slot(fire.claim.slot), "attempt": outcome.attempts,
                 "outcome": outcome.status, "http_status": outcome.http_status,
                 "duration_ms": round(outcome.duration_s * 1000, 1),
                 "lateness_ms": None if lateness is None else round(lateness * 1000, 1),
-                "epoch": fire.epoch, **({"trigger": fire.trigger} if fire.trigger else {}),
+                "epoch": fire.epoch, **({"trigger": fire.claim.trigger} if fire.claim.trigger else {}),
                 **({"error": outcome.error} if outcome.error else {}),
                 **({"excerpt": outcome.excerpt} if outcome.excerpt else {}),
             })
