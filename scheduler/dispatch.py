@@ -1,8 +1,8 @@
 """One fire: build the request, send it, retry what is retryable, return an Outcome.
 
 The only module that knows about HTTP requests of a fire; the connections are
-scheduler.http.client's. It never touches the store: the engine passes a callback that records
-each attempt.
+scheduler.http.client's. It never touches the store: the engine's registry of fires passes
+a callback that records each attempt.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from . import __version__
 from .config.loader import JobSpec, Settings
 from .http.client.client import ERRORS, Http1Client, Response
 from .http.client.url import origin
-from .model import Outcome, fire_key, format_slot
+from .model import Claim, Outcome, fire_key, format_slot
 
 log = logging.getLogger("scheduler.dispatch")
 
@@ -42,19 +42,21 @@ _OVERRIDABLE = {"user-agent": "User-Agent", "content-type": "Content-Type"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fire:
+    """One claimed fire, from its start to its recorded outcome: the job it calls, the claim
+    it came from (its slot, first attempt and trigger id, its name in the store), and the
+    leadership (epoch) that claimed it."""
+
     job: JobSpec
-    slot: int
+    claim: Claim
     epoch: int
-    attempt: int = 1  # the first attempt number this fire sends (above 1 for a redelivery)
     deadline: float | None = None  # wall-clock seconds; no retry starts at or after it
-    trigger: str | None = None  # a manual fire's request id
 
     @property
     def key(self) -> str:
         """The idempotency key's inner string: job@slot, or job@manual:<id> for a trigger."""
-        return fire_key(self.job.name, self.slot, self.trigger)
+        return fire_key(self.job.name, self.claim.slot, self.claim.trigger)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class Dispatcher:
 
     def build(self, fire: Fire, attempt: int) -> Request:
         job = fire.job
-        slot = format_slot(fire.slot)
+        slot = format_slot(fire.claim.slot)
         key = fire.key
         headers = {
             "User-Agent": USER_AGENT,
@@ -117,8 +119,8 @@ class Dispatcher:
             "X-Scheduler-Attempt": str(attempt),
             "X-Scheduler-Fencing-Token": str(fire.epoch),
         }
-        if fire.trigger:
-            headers["X-Scheduler-Trigger"] = fire.trigger
+        if fire.claim.trigger:
+            headers["X-Scheduler-Trigger"] = fire.claim.trigger
         if self.traceparent:
             headers["traceparent"] = traceparent(key)
         if job.body is not None:
@@ -153,8 +155,8 @@ class Dispatcher:
         coroutine, not a wrapper around a loop: every await of a fire resumes each frame of
         its chain, a thousand times a second."""
         started = self.clock()
-        attempt = fire.attempt
-        last_attempt = fire.attempt + fire.job.retries
+        attempt = fire.claim.attempt
+        last_attempt = fire.claim.attempt + fire.job.retries
         try:
             while True:
                 result = await self._attempt(fire, attempt)
@@ -164,7 +166,7 @@ class Dispatcher:
                 retryable = status is None or status in RETRYABLE_STATUS
                 if not retryable or attempt >= last_attempt:
                     return self._outcome("failed", fire, attempt, started, status, error, result.excerpt)
-                n = attempt - fire.attempt + 1
+                n = attempt - fire.claim.attempt + 1
                 delay = self.rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1))
                 if result.retry_after_s is not None:
                     delay = max(delay, result.retry_after_s)
@@ -173,7 +175,7 @@ class Dispatcher:
                                          f"{error}; no retry: it would pass the next slot", result.excerpt)
                 log.info(
                     "retrying",
-                    extra={"job": fire.job.name, "slot": format_slot(fire.slot), "attempt": attempt,
+                    extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot), "attempt": attempt,
                            "http_status": status, "error": error, "delay_s": round(delay, 3)},
                 )
                 await self.sleep(delay)
@@ -181,7 +183,7 @@ class Dispatcher:
                 if on_retry is not None:
                     await on_retry(attempt)
         except Exception as exc:  # noqa: BLE001 - a fire must end with an outcome
-            log.exception("fire failed inside the scheduler", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
+            log.exception("fire failed inside the scheduler", extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot)})
             return self._outcome("failed", fire, attempt, started, None, f"internal error: {_error_text(exc)}")
 
     async def _attempt(self, fire: Fire, attempt: int) -> _Attempt:
@@ -189,7 +191,7 @@ class Dispatcher:
         if self.dry_run:
             log.info(
                 "dry run: would send",
-                extra={"job": fire.job.name, "slot": format_slot(fire.slot), "attempt": attempt,
+                extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot), "attempt": attempt,
                        "method": request.method, "url": request.url,
                        "headers": _loggable(request.headers), "body": request.content.decode(errors="replace")},
             )

@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 import scheduler
 from scheduler.config import loader as config
 from scheduler.dispatch import Dispatcher, Fire
+from scheduler.model import Claim, TRIGGER
 
 UTC = UTC
 SLOT = int(datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC).timestamp())
@@ -106,7 +107,7 @@ def fire(
             async def on_attempt(n: int) -> None:
                 harness.attempt_callbacks.append(n)
 
-            f = Fire(job=settings.jobs[0], slot=SLOT, epoch=epoch, attempt=attempt, deadline=deadline)
+            f = Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT, attempt=attempt), epoch, deadline)
             return await d.send(f, on_attempt)
         finally:
             await d.aclose()
@@ -523,7 +524,7 @@ def test_dry_run_sends_nothing() -> None:
     async def go():
         d = Dispatcher(settings, transport=httpx.MockTransport(h.handler), clock=h.clock, sleep=h.sleep, dry_run=True)
         try:
-            return await d.send(Fire(job=settings.jobs[0], slot=SLOT, epoch=1))
+            return await d.send(Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1))
         finally:
             await d.aclose()
 
@@ -539,14 +540,14 @@ def test_dry_run_log_hides_the_token_and_signature(caplog) -> None:
     async def go():
         d = Dispatcher(settings, transport=httpx.MockTransport(h.handler), clock=h.clock, sleep=h.sleep, dry_run=True)
         try:
-            return await d.send(Fire(job=settings.jobs[0], slot=SLOT, epoch=1))
+            return await d.send(Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1))
         finally:
             await d.aclose()
 
     with caplog.at_level("INFO", logger="scheduler.dispatch"):
         asyncio.run(go())
     assert caplog.records
-    signature = Dispatcher(settings, clock=h.clock).build(Fire(settings.jobs[0], SLOT, 1), 1).headers["webhook-signature"]
+    signature = Dispatcher(settings, clock=h.clock).build(Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1), 1).headers["webhook-signature"]
     for record in caplog.records:
         dump = repr(record.__dict__)
         assert "tok-dry-5e1a" not in dump
@@ -573,7 +574,7 @@ def _send(settings: config.Settings, harness: Harness, f: Fire, on_attempt=None,
 def test_a_manual_fire_carries_its_request_id() -> None:
     settings = make_settings()
     h = Harness([200])
-    _send(settings, h, Fire(job=settings.jobs[0], slot=SLOT, epoch=3, trigger="run-now.1"))
+    _send(settings, h, Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT, TRIGGER, trigger="run-now.1"), 3))
     (request,) = h.requests
     assert request.headers["X-Scheduler-Trigger"] == "run-now.1"
     assert request.headers["X-Scheduler-Slot"] == SLOT_TEXT  # the second it was requested
@@ -629,7 +630,7 @@ def test_an_exception_in_the_attempt_callback_becomes_a_failed_outcome() -> None
         if n == 2:
             raise KeyError("store went away")
 
-    outcome = _send(settings, h, Fire(job=settings.jobs[0], slot=SLOT, epoch=1), on_attempt)
+    outcome = _send(settings, h, Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1), on_attempt)
     assert (outcome.status, outcome.attempts) == ("failed", 2)
     assert outcome.error == "internal error: KeyError: 'store went away'"
 
@@ -642,7 +643,7 @@ def test_cancellation_still_propagates() -> None:
 
     async def go():
         d = Dispatcher(settings, transport=httpx.MockTransport(hang))
-        task = asyncio.ensure_future(d.send(Fire(job=settings.jobs[0], slot=SLOT, epoch=1)))
+        task = asyncio.ensure_future(d.send(Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1)))
         await asyncio.sleep(0)
         task.cancel()
         try:
@@ -661,7 +662,7 @@ def test_an_error_answer_keeps_a_scrubbed_escaped_excerpt() -> None:
         return httpx.Response(500, content=b"db password hunter22 rejected\nretry later")
 
     h = Harness([answer])
-    outcome = _send(settings, h, Fire(job=settings.jobs[0], slot=SLOT, epoch=1),
+    outcome = _send(settings, h, Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1),
                     scrub=lambda text: text.replace("hunter22", "***"))
     assert (outcome.http_status, outcome.error) == (500, "HTTP 500")
     assert outcome.excerpt == "db password *** rejected\\nretry later"

@@ -1,11 +1,11 @@
-"""The concurrency places of the fire registry (fires.Places): first come first served, and
+"""The concurrency places of the fire registry (places.Places): first come first served, and
 no place lost to a cancelled fire."""
 
 from __future__ import annotations
 
 import asyncio
 
-from scheduler.engine.fires import Places
+from scheduler.engine.places import Places
 
 
 def test_free_places_are_taken_without_waiting_and_the_rest_queue_in_order() -> None:

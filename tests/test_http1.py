@@ -21,6 +21,7 @@ import httptools
 import pytest
 
 from scheduler.dispatch import Dispatcher, Fire
+from scheduler.model import Claim
 from scheduler.http.client.client import ERRORS, ConnectionClosed, Http1Client, target
 from tests.test_dispatch import SLOT, make_settings
 
@@ -945,7 +946,7 @@ def _dispatch(srv: Server, job: dict[str, str], sleeps: list[float]) -> Awaitabl
 
     async def go():
         try:
-            return await d.send(Fire(job=settings.jobs[0], slot=SLOT, epoch=42))
+            return await d.send(Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 42))
         finally:
             await d.aclose()
 

@@ -11,6 +11,7 @@ import tracemalloc
 import pytest
 
 from scheduler.dispatch import EXCERPT_BYTES, Dispatcher, Fire
+from scheduler.model import Claim
 from scheduler.http.client.client import ERRORS, BodyTooLarge, HeadersTooLarge, Http1Client
 from scheduler.observe import Redactor
 from tests.test_dispatch import SLOT, make_settings
@@ -142,7 +143,7 @@ def _fire(srv: Server, scrub=lambda text: text):
 
     async def go():
         try:
-            return await d.send(Fire(job=settings.jobs[0], slot=SLOT, epoch=1))
+            return await d.send(Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1))
         finally:
             await d.aclose()
 

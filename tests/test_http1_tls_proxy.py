@@ -14,6 +14,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from scheduler.dispatch import Dispatcher, Fire
+from scheduler.model import Claim
 from scheduler.http.client.client import ERRORS, Http1Client
 from tests.test_dispatch import SLOT, make_settings
 from tests.test_http1 import DEADLINE_S, Server, parse, resp, run
@@ -104,7 +105,7 @@ def test_an_encrypted_key_with_its_password_from_a_file_through_config(pki) -> N
             )
             d = Dispatcher(settings)
             try:
-                return await d.send(Fire(job=settings.jobs[0], slot=SLOT, epoch=1))
+                return await d.send(Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1))
             finally:
                 await d.aclose()
 
@@ -259,7 +260,7 @@ def test_the_standard_proxy_variables_are_not_used(monkeypatch) -> None:
             settings = make_settings({"RETRIES": "0"}, SCHEDULER_API_URL=srv.url("/api"))
             d = Dispatcher(settings)
             try:
-                return await d.send(Fire(job=settings.jobs[0], slot=SLOT, epoch=1))
+                return await d.send(Fire(settings.jobs[0], Claim(settings.jobs[0].name, SLOT), 1))
             finally:
                 await d.aclose()
 

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from scheduler.schedule import slots as sched
 from scheduler.config.loader import ConfigError, load
 from scheduler.dispatch import Dispatcher, Fire
+from scheduler.model import Claim
 
 COMMON = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 # Environments hold values of 100k characters: shrinking one costs minutes. Each bug these
@@ -329,7 +330,7 @@ def check_settings(s, env) -> None:
             datetime.fromtimestamp(slot, ZoneInfo(job.timezone)).isoformat()
             slot = sched.next_after(job.schedule, slot)
         # What a fire does first: build its request.
-        dispatcher().build(Fire(job, 1_800_000_000, 1), 1)
+        dispatcher().build(Fire(job, Claim(job.name, 1_800_000_000), 1), 1)
 
 
 _DISPATCHER: list[Dispatcher] = []

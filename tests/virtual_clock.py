@@ -150,10 +150,10 @@ class ScriptedDispatcher:
 
     async def send(self, fire: Any, on_attempt: Any = None) -> Outcome:
         started = self.clock.time()
-        self.sent.append((started, fire.job.name, fire.slot, fire.attempt, fire.epoch))
+        self.sent.append((started, fire.job.name, fire.claim.slot, fire.claim.attempt, fire.epoch))
         await self.clock.sleep(self.duration_s.get(fire.job.name, 0.0))
-        self.ended.append((self.clock.time(), fire.job.name, fire.slot))
-        return Outcome("ok", fire.attempt, self.clock.time() - started, self.clock.time(), 200)
+        self.ended.append((self.clock.time(), fire.job.name, fire.claim.slot))
+        return Outcome("ok", fire.claim.attempt, self.clock.time() - started, self.clock.time(), 200)
 
     def slots(self, job: str, base: int = 0) -> list[int]:
         return [slot - base for _, name, slot, _, _ in self.sent if name == job]

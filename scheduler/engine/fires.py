@@ -2,75 +2,54 @@
 
 A fire is a task that waits for the fire it is chained behind (fires of one job claimed
 together go out one after another), then for its moment (a slot claimed ahead waits at a
-gate), then for a place under SCHEDULER_MAX_CONCURRENCY; sends; and records its outcome.
+gate), then for a place under SCHEDULER_MAX_CONCURRENCY; sends; and hands its outcome to
+the recorder. One `Fire` (it carries its claim) travels the whole way, and the registry
+reaches the dispatcher, the store's attempt notes and the metrics itself: nothing on the
+way calls back into the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Protocol
 
 from .clock import Clock
 from ..dispatch import Fire
-from ..model import FIRE, REDELIVER, Claim, Outcome
+from ..model import FIRE, REDELIVER, TRIGGER, Claim, Outcome
 from ..observe import Metrics
+from .places import Places
 from .plan import fire_at
 from ..schedule.slots import format_slot
+from ..store.protocol import StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 
-# The start of a fire's HTTP call: the call to await, and the fire's lateness (None: manual).
-Send = Callable[[Claim, Fire], tuple[Awaitable[Outcome], float | None]]
-Record = Callable[[Claim, Fire, Outcome, float | None], Awaitable[None]]
+STARTS = frozenset({FIRE, REDELIVER, TRIGGER})  # the kinds of claim that, claimed, start a fire
+NoteAttempt = Callable[[int, Claim, int], Awaitable[None]]  # Store.note_attempt(epoch, claim, attempt)
+Record = Callable[[Fire, Outcome, float | None], Awaitable[None]]  # the outcome and lateness (None: manual)
 Chain = dict[str, asyncio.Task]  # job -> its last fire started by one claim call
 
 
-class Places:
-    """SCHEDULER_MAX_CONCURRENCY places for HTTP calls, first come first served. A counter
-    while places are free, a queue of futures only when none is: unlike asyncio.Semaphore
-    (whose acquire is a coroutine), taking a free place costs no await, once per fire."""
+class Sender(Protocol):
+    """What sends a fire (dispatch.Dispatcher): its outcome, whatever goes wrong inside;
+    `on_retry(attempt)` is awaited before each attempt after the first."""
 
-    def __init__(self, count: int):
-        self.free = count
-        self._waiters: deque[asyncio.Future] = deque()
-
-    def take(self) -> asyncio.Future | None:
-        """None: a place is taken. Else a future that resolves when one is handed over."""
-        if self.free > 0 and not self._waiters:
-            self.free -= 1
-            return None
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        return waiter
-
-    async def wait(self, waiter: asyncio.Future) -> None:
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.give()  # handed over just as the fire was cancelled: pass it on
-            raise
-
-    def give(self) -> None:
-        """Give a place back: to the first live waiter, else to the free count."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.free += 1
+    async def send(self, fire: Fire, on_retry: Callable[[int], Awaitable[None]] | None = None, /) -> Outcome: ...
 
 
 class Fires:
-    def __init__(self, clock: Clock, max_concurrency: int, metrics: Metrics, send: Send, record: Record):
+    def __init__(self, clock: Clock, max_concurrency: int, metrics: Metrics, sender: Sender,
+                 note_attempt: NoteAttempt, record: Record):
         self.clock = clock
         self.metrics = metrics
-        self._send = send
+        self.sender = sender
+        self._note_attempt = note_attempt
         self._record = record
         self._places = Places(max_concurrency)
-        self.running: dict[str, tuple[Claim, asyncio.Task]] = {}  # by in-flight field
+        self.running: dict[str, asyncio.Task] = {}  # by in-flight field
         # job -> {in-flight field: task} of fires whose HTTP call is under way (not those
         # only recording their outcome): what CONCURRENCY looks at, in O(1) per job.
         self._calls: dict[str, dict[str, asyncio.Task]] = {}
@@ -102,9 +81,17 @@ class Fires:
         calls = self._calls.get(job)
         return list(calls.values()) if calls else []
 
-    def start(self, claim: Claim, fire: Fire, valid: Callable[[], bool], chain: Chain, backlog: bool = False) -> None:
-        """Start a claimed fire. `valid()`: the lease still lets this leader send."""
-        job = fire.job
+    def start(self, fire: Fire, valid: Callable[[], bool], chain: Chain, backlog: bool = False) -> None:
+        """Start a claimed fire (a claim of a kind in STARTS that the store granted), unless
+        it runs here already. `valid()`: the lease still lets this leader send."""
+        job, claim = fire.job, fire.claim
+        if claim.kind == REDELIVER:
+            log.info("redelivering a fire left in flight",
+                     extra={"job": job.name, "slot": format_slot(claim.slot), "attempt": claim.attempt})
+        elif claim.kind == TRIGGER:
+            log.info("manual trigger", extra={"job": job.name, "trigger": claim.trigger})
+        if claim.field in self.running:
+            return  # a claim sent again answers for what this leadership already holds: not started twice
         if job.concurrency == "replace" and claim.kind == FIRE:
             for task in self._calls_of(job.name):
                 if task is not chain.get(job.name):
@@ -112,7 +99,8 @@ class Fires:
                     task.cancel()
         after = chain.get(job.name)
         if after is None and job.concurrency == "forbid" and claim.kind == FIRE:
-            after = next(reversed(self._calls_of(job.name)), None)  # the backlog's last
+            calls = self._calls.get(job.name)
+            after = next(reversed(calls.values())) if calls else None  # the backlog's last
         # A slot claimed ahead of its moment waits for it; so does one an earlier leader
         # claimed ahead and left in flight (its redelivery may come before the moment).
         at = fire_at(job, claim.slot) if claim.kind == FIRE or (claim.kind == REDELIVER and not claim.trigger) else None
@@ -120,13 +108,13 @@ class Fires:
         behind = None  # set when the call of the fire this one goes out after is over
         if after is not None and after in self._calls.get(job.name, {}).values():
             behind = self._called.setdefault(after, asyncio.Event())
-        task = asyncio.create_task(self._fire(claim, fire, valid, behind, gate))
+        task = asyncio.create_task(self._fire(fire, valid, behind, gate))
         chain[job.name] = task
         if gate is not None or behind is not None:
             self._waiting.add(task)
         if backlog:
             self._backlog.add(task)
-        self.running[claim.field] = (claim, task)
+        self.running[claim.field] = task
         self._calls.setdefault(job.name, {})[claim.field] = task
 
     def _gate(self, at: float) -> asyncio.Event:
@@ -145,11 +133,10 @@ class Fires:
         if gate is not None:
             gate.set()
 
-    async def _fire(
-        self, claim: Claim, fire: Fire, valid: Callable[[], bool], behind: asyncio.Event | None, gate: asyncio.Event | None
-    ) -> None:
+    async def _fire(self, fire: Fire, valid: Callable[[], bool], behind: asyncio.Event | None, gate: asyncio.Event | None) -> None:
         task = asyncio.current_task()
         assert task is not None  # a fire always runs as a task of its own (start)
+        claim = fire.claim
         try:
             if behind is not None:
                 # Its call, not its record: an outcome slow to be written (a slow store) holds
@@ -163,7 +150,7 @@ class Fires:
                 # already due by it would go out early): the fire stays in flight in the store
                 # and the next leader delivers it.
                 log.warning("lease ran out before the moment; leaving the fire to the next leader",
-                            extra={"job": fire.job.name, "slot": format_slot(fire.slot), "epoch": fire.epoch})
+                            extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot), "epoch": fire.epoch})
                 return
             self._waiting.discard(task)
             waiter = self._places.take()
@@ -171,23 +158,25 @@ class Fires:
                 await self._places.wait(waiter)
             lateness = None
             try:
-                call, lateness = self._send(claim, fire)
-                outcome = await call
+                if not claim.trigger:  # a manual fire has no moment to be late for
+                    lateness = self.clock.time() - claim.slot
+                    self.metrics.job(fire.job.name).lateness.observe(max(0.0, lateness))
+                outcome = await self.sender.send(fire, partial(self._retrying, fire))
             except Exception as exc:  # a bug in a fire ends that fire, with its error, never the loop
-                log.exception("the fire failed unexpectedly", extra={"job": fire.job.name, "slot": format_slot(fire.slot)})
-                outcome = Outcome("failed", fire.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
+                log.exception("the fire failed unexpectedly", extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot)})
+                outcome = Outcome("failed", fire.claim.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
             finally:
                 self._places.give()
             called = self._called.get(task)
             if called is not None:
                 called.set()
             self._call_ended(claim)  # for CONCURRENCY the fire is over; only its record remains
-            await self._record(claim, fire, outcome, lateness)
+            await self._record(fire, outcome, lateness)
         except asyncio.CancelledError:
             if task in self._replaced:
                 self._replaced.discard(task)
                 now = self.clock.time()
-                await self._record(claim, fire, Outcome("cancelled", fire.attempt, 0.0, now, None, "replaced by a newer slot"), None)
+                await self._record(fire, Outcome("cancelled", fire.claim.attempt, 0.0, now, None, "replaced by a newer slot"), None)
             # Cancelled by shutdown: the fire stays in flight in the store and the next leader
             # redelivers it with the same idempotency key.
             raise
@@ -199,6 +188,14 @@ class Fires:
                 called.set()
             self._call_ended(claim)
             self.running.pop(claim.field, None)
+
+    async def _retrying(self, fire: Fire, attempt: int) -> None:
+        """Before each attempt after the first (the claim itself recorded the first)."""
+        self.metrics.job(fire.job.name).retries.inc()
+        try:
+            await self._note_attempt(fire.epoch, fire.claim, attempt)
+        except StoreUnavailable:
+            pass  # a redelivery then reuses an attempt number; the key is what matters
 
     def _call_ended(self, claim: Claim) -> None:
         calls = self._calls.get(claim.job)
@@ -222,7 +219,7 @@ class Fires:
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to `grace_s` for fires in flight, then cancel the rest."""
-        tasks = {task for _, task in self.running.values()}
+        tasks = set(self.running.values())
         if not tasks:
             return
         log.info("waiting for fires in flight", extra={"count": len(tasks), "grace_s": grace_s})

@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from functools import partial
 
 from .. import collector
 from .clock import Clock
 from ..config.loader import JobSpec, Settings
-from ..dispatch import Dispatcher, Fire
-from .fires import Chain, Fires
+from ..dispatch import Fire
+from .fires import STARTS, Chain, Fires, Sender
 from .lease import Lease, LeaseKeeper
-from ..model import INIT, TRIGGER, Claim, Outcome
+from ..model import CLAIMED, INIT, TRIGGER, Claim
 from ..observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
 from .record import Recorder
@@ -40,7 +40,7 @@ class Engine:
         self,
         settings: Settings,
         store: Store,
-        dispatcher: Dispatcher,
+        dispatcher: Sender,
         *,
         metrics: Metrics | None = None,
         health: Health | None = None,
@@ -51,7 +51,6 @@ class Engine:
         self.jobs = self.jobset.jobs  # env and source jobs, enabled: the one dict the plan reads
         self._claiming = asyncio.Lock()  # a claim and the start of its fires, or a job set change
         self.store = store
-        self.dispatcher = dispatcher
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.clock = clock = clock or Clock()
@@ -62,7 +61,7 @@ class Engine:
         self.is_leader = False
         self.plan = Plan(self.jobs, 0.0)
         self.recorder = Recorder(store, self.metrics, clock)
-        self.fires = Fires(clock, settings.max_concurrency, self.metrics, self._send, self.recorder.record)
+        self.fires = Fires(clock, settings.max_concurrency, self.metrics, dispatcher, store.note_attempt, self.recorder.record)
         self.sightings = Sightings(self._claim_and_fire)
         self.preparer = Preparer(self.jobset, self._wake.set)
         self.resumer = Resumer(self.jobs, clock.time, self._load, lambda lease, claims: self._claim_and_fire(lease, claims, True),
@@ -157,7 +156,7 @@ class Engine:
         first = self.sightings.write_later(lease, first)
         if first and not await self._claim_and_fire(lease, first, backlog=True):
             return
-        while not self.stopping.is_set() and self._usable(lease):
+        while not self.stopping.is_set() and self.keeper.usable(lease):
             now = self.clock.time()
             change = self.preparer.ready(now)
             if change is not None:
@@ -200,7 +199,7 @@ class Engine:
             return await self._claim_chunk_locked(lease, [c for c in claims if c.job in self.jobs], backlog, chain)
 
     async def _claim_chunk_locked(self, lease: Lease, claims: list[Claim], backlog: bool, chain: Chain) -> bool:
-        if not self._usable(lease):  # the lease's time, and a wall clock that has not jumped since its check
+        if not self.keeper.usable(lease):  # the lease's time, and a wall clock that has not jumped since its check
             return False
         if not claims:
             return True
@@ -214,52 +213,16 @@ class Engine:
             return False
         if results is None:
             return False
-        valid = lambda: self._usable(lease)  # noqa: E731
+        valid = partial(self.keeper.usable, lease)
+        jobs, plan, fires = self.jobs, self.plan, self.fires
         for claim, result in zip(claims, results):
-            job = self.jobs[claim.job]
-            # A claim sent again answers for what this leadership already holds: a fire
-            # already running here is not started twice.
-            if self.recorder.claimed(claim, result, job) and claim.field not in self.fires:
-                fire = Fire(job, claim.slot, epoch, claim.attempt, deadline=self.plan.deadline(claim), trigger=claim.trigger)
-                self.fires.start(claim, fire, valid, chain, backlog)
-        return True
-
-    def _usable(self, lease: Lease) -> bool:
-        """Whether this leadership may still claim and send. Once it may not, it ends: a fire
-        left in flight at its moment is redelivered by the next leadership (this replica's
-        own, with a new epoch, if it takes the lease again), never forgotten while the
-        same leadership goes on."""
-        if lease.valid(self.clock.monotonic()) and lease.steady(self.clock):
-            return True
-        if not lease.lost:
-            lease.lost = True
-            if lease.steady(self.clock):
-                lease.ended = "lease not renewed in time"
+            # From here one Fire, carrying its claim, goes the whole way: the registry sends
+            # it and hands its outcome to the recorder, with no call back into the engine.
+            if result == CLAIMED and claim.kind in STARTS:
+                fires.start(Fire(jobs[claim.job], claim, epoch, plan.deadline(claim)), valid, chain, backlog)
             else:
-                lease.ended = "the wall clock jumped"
-                log.error("the wall clock jumped; stepping down until it is checked against the store's again",
-                          extra={"epoch": self.keeper.epoch})
-            self._wake.set()
-        return False
-
-    def _send(self, claim: Claim, fire: Fire) -> tuple[Awaitable[Outcome], float | None]:
-        """One fire's HTTP call, started under the concurrency limit: the call to await, and
-        the fire's lateness (None for a manual fire)."""
-        job = fire.job
-        if fire.trigger:
-            return self.dispatcher.send(fire, self._on_retry(claim, fire)), None
-        lateness = self.clock.time() - fire.slot
-        self.metrics.job(job.name).lateness.observe(max(0.0, lateness))
-        return self.dispatcher.send(fire, self._on_retry(claim, fire)), lateness
-
-    def _on_retry(self, claim: Claim, fire: Fire) -> Callable[[int], Awaitable[None]]:
-        async def on_retry(attempt: int) -> None:
-            self.metrics.job(fire.job.name).retries.inc()
-            try:
-                await self.store.note_attempt(fire.epoch, claim, attempt)
-            except StoreUnavailable:
-                pass  # a redelivery then reuses an attempt number; the key is what matters
-        return on_retry
+                self.recorder.passed(claim, result, jobs[claim.job])
+        return True
 
     async def _watch_triggers(self, lease: Lease) -> None:
         """Take manual fire requests as they come (woken by the trigger command), while this

@@ -98,6 +98,24 @@ class LeaseKeeper:
             return Lease(self.settings.lease_ttl_s, started, wall_offset=offset)
         return None
 
+    def usable(self, lease: Lease) -> bool:
+        """Whether this leadership may still claim and send. Once it may not, it ends: a fire
+        left in flight at its moment is redelivered by the next leadership (this replica's
+        own, with a new epoch, if it takes the lease again), never forgotten while the
+        same leadership goes on."""
+        if lease.valid(self.clock.monotonic()) and lease.steady(self.clock):
+            return True
+        if not lease.lost:
+            lease.lost = True
+            if lease.steady(self.clock):
+                lease.ended = "lease not renewed in time"
+            else:
+                lease.ended = "the wall clock jumped"
+                log.error("the wall clock jumped; stepping down until it is checked against the store's again",
+                          extra={"epoch": self.epoch})
+            self._wake()
+        return False
+
     def _note_skew(self) -> float | None:
         skew = self.store.clock_skew_s
         if skew is not None:

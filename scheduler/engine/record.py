@@ -1,4 +1,7 @@
-"""What a claim and a fire came to: metrics, log lines and the store's record, batched."""
+"""What a claim and a fire came to: metrics, log lines and the store's record, batched.
+
+The recorder decides nothing: the engine hands it the claims that start no fire, and the
+registry (fires.py) each fire's outcome."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import logging
 from .clock import Clock, backoff
 from ..config.loader import JobSpec
 from ..dispatch import Fire
-from ..model import CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, SKIP, TRIGGER, Claim, Finished, Outcome, State
+from ..model import CLAIMED, EXPIRE, INIT, PAUSED, SKIP, Claim, Finished, Outcome, State
 from ..observe import Metrics
 from ..schedule.slots import format_slot
 from ..store.protocol import Store, StoreUnavailable
@@ -49,42 +52,34 @@ class Recorder:
         for job in new_jobs:
             self.first_seen.setdefault(job, now)
 
-    def claimed(self, claim: Claim, result: int, job: JobSpec) -> bool:
-        """Note what one claim came to; True when it is a fire to start."""
+    def passed(self, claim: Claim, result: int, job: JobSpec) -> None:
+        """Note a claim that starts no fire: a first sighting, or a slot paused, refused,
+        claimed already, expired or skipped (the registry starts the others)."""
         if claim.kind == INIT:
-            return False
+            return
         slot = format_slot(claim.slot)
         if result == PAUSED:
             self.metrics.job(job.name).skipped("paused")
             log.info("skipped: job is paused", extra={"job": job.name, "slot": slot})
-            return False
-        if result == REFUSED:
+        elif result == REFUSED:
             log.warning("claim refused: the slot lies ahead of the Redis server's clock",
                         extra={"job": job.name, "slot": slot, "kind": claim.kind})
-            return False
-        if result != CLAIMED:
+        elif result != CLAIMED:
             log.debug("already claimed", extra={"job": job.name, "slot": slot, "kind": claim.kind})
-            return False
-        if claim.kind == EXPIRE:  # the store recorded it as expired with the claim
+        elif claim.kind == EXPIRE:  # the store recorded it as expired with the claim
             self.metrics.job(job.name).skipped("expired")
             # INFO, not a warning: an app that hands over all its triggers, old ones included,
             # expects each that already ran to expire.
             log.info("expired: a one-time job first seen too late never fires",
-                        extra={"job": job.name, "slot": slot, "reason": claim.reason})
-            return False
-        if claim.kind == SKIP:
+                     extra={"job": job.name, "slot": slot, "reason": claim.reason})
+        elif claim.kind == SKIP:
             reason = claim.reason or "overlap"
             self.metrics.job(job.name).skipped(reason)
             what = "previous fire still running" if reason == "overlap" else "missed while the loop was behind"
             log.info(f"skipped: {what}", extra={"job": job.name, "slot": slot, "policy": job.catchup})
-            return False
-        if claim.kind == REDELIVER:
-            log.info("redelivering a fire left in flight", extra={"job": job.name, "slot": slot, "attempt": claim.attempt})
-        elif claim.kind == TRIGGER:
-            log.info("manual trigger", extra={"job": job.name, "trigger": claim.trigger})
-        return True
 
-    async def record(self, claim: Claim, fire: Fire, outcome: Outcome, lateness: float | None) -> None:
+    async def record(self, fire: Fire, outcome: Outcome, lateness: float | None) -> None:
+        """A fire's outcome: its metrics and log line, then the store's record (batched)."""
         job = fire.job
         metrics = self.metrics.job(job.name)
         metrics.fired(outcome.status)
@@ -95,15 +90,15 @@ class Recorder:
         level = logging.INFO if outcome.status == "ok" else logging.WARNING
         if log.isEnabledFor(level):  # the record's fields cost more than a skipped call
             log.log(level, "fired", extra={
-                "job": job.name, "slot": format_slot(fire.slot), "attempt": outcome.attempts,
+                "job": job.name, "slot": format_slot(fire.claim.slot), "attempt": outcome.attempts,
                 "outcome": outcome.status, "http_status": outcome.http_status,
                 "duration_ms": round(outcome.duration_s * 1000, 1),
                 "lateness_ms": None if lateness is None else round(lateness * 1000, 1),
-                "epoch": fire.epoch, **({"trigger": fire.trigger} if fire.trigger else {}),
+                "epoch": fire.epoch, **({"trigger": fire.claim.trigger} if fire.claim.trigger else {}),
                 **({"error": outcome.error} if outcome.error else {}),
                 **({"excerpt": outcome.excerpt} if outcome.excerpt else {}),
             })
-        item = Finished(claim, fire.epoch, outcome, lateness)
+        item = Finished(fire.claim, fire.epoch, outcome, lateness)
         for attempt in range(WRITE_TRIES):
             # Outcomes go to the store in batches: one is written at once; those that finish
             # while a write is under way go together in the next one. No delay at low rates,
