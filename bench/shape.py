@@ -50,24 +50,25 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _targets(node: ast.Import | ast.ImportFrom, modules: set[str]) -> set[str]:
-    """The package's modules that an import statement names."""
+def _targets(node: ast.Import | ast.ImportFrom, modules: set[str], package: str) -> set[str]:
+    """The package's modules (dotted, below `scheduler`) that an import statement names;
+    `package` is the importing module's own package, for relative imports."""
+    root = PACKAGE.name
     if isinstance(node, ast.Import):
-        names = [a.name for a in node.names]
-        return {n.split(".")[1] for n in names if n.startswith(PACKAGE.name + ".")} & modules
-    if node.level == 0 and not (node.module or "").startswith(PACKAGE.name):
+        return {a.name[len(root) + 1:] for a in node.names if a.name.startswith(root + ".")} & modules
+    if node.level:
+        parts = package.split(".") if package else []
+        parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+        base = ".".join(parts + ([node.module] if node.module else []))
+    elif (node.module or "").split(".")[0] == root:
+        base = (node.module or "")[len(root):].lstrip(".")
+    else:
         return set()
-    if node.level > 1:
-        return set()
-    base = node.module or ""
-    if node.level == 0:
-        base = base[len(PACKAGE.name):].lstrip(".")
-    if base:
-        return {base.split(".")[0]} & modules
-    return {a.name for a in node.names} & modules  # from . import x
+    subs = {f"{base}.{a.name}" if base else a.name for a in node.names} & modules
+    return subs if subs else ({base} & modules)
 
 
-def _imports(tree: ast.Module, modules: set[str]) -> tuple[set[str], set[str]]:
+def _imports(tree: ast.Module, modules: set[str], package: str) -> tuple[set[str], set[str]]:
     """(imports run at load time, imports inside functions or under TYPE_CHECKING)."""
     eager: set[str] = set()
     other: set[str] = set()
@@ -75,7 +76,7 @@ def _imports(tree: ast.Module, modules: set[str]) -> tuple[set[str], set[str]]:
     def walk(node: ast.AST, deferred: bool) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import | ast.ImportFrom):
-                (other if deferred else eager).update(_targets(child, modules))
+                (other if deferred else eager).update(_targets(child, modules, package))
             elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
                 walk(child, True)
             elif isinstance(child, ast.If) and _is_type_checking(child.test):
@@ -124,6 +125,11 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modules", type=int, default=300, help="module line limit (default 300)")
@@ -131,10 +137,12 @@ def main() -> int:
     ap.add_argument("--functions", type=int, default=60, help="function line limit (default 60)")
     a = ap.parse_args()
 
-    files = sorted(PACKAGE.glob("*.py"))
-    modules = {f.stem for f in files}
-    trees = {f.stem: ast.parse(f.read_text(), str(f)) for f in files}
-    lines = {f.stem: len(f.read_text().splitlines()) for f in files}
+    files = sorted(PACKAGE.rglob("*.py"))
+    name = {f: _module(f) for f in files}  # dotted below `scheduler`; a folder's face is the folder
+    modules = set(name.values())
+    trees = {name[f]: ast.parse(f.read_text(), str(f)) for f in files}
+    lines = {name[f]: len(f.read_text().splitlines()) for f in files}
+    packages = {name[f]: name[f] if f.name == "__init__.py" else name[f].rpartition(".")[0] for f in files}
 
     big_modules = sorted(((n, m) for m, n in lines.items() if n > a.modules), reverse=True)
     big: dict[str, list[tuple[int, str]]] = {"class": [], "function": []}
@@ -147,14 +155,14 @@ def main() -> int:
     eager: dict[str, set[str]] = {}
     every: dict[str, set[str]] = {}
     for module, tree in trees.items():
-        now, later = _imports(tree, modules)
+        now, later = _imports(tree, modules, packages[module])
         eager[module] = now
         every[module] = now | later
 
     print(f"{PACKAGE.name}/: {len(files)} modules, {sum(lines.values())} lines")
     print(f"modules over {a.modules} lines: {len(big_modules)}")
     for n, m in big_modules:
-        print(f"  {n:5d}  {m}.py")
+        print(f"  {n:5d}  {m.replace('.', '/')}.py")
     for kind, plural in (("class", "classes"), ("function", "functions")):
         rows = sorted(big[kind], reverse=True)
         print(f"{plural} over {limit[kind]} lines: {len(rows)}")

@@ -13,9 +13,10 @@ from typing import Any
 
 from .reader import Reader, Secret
 from .jobs import TIMEZONE_DEFAULT, JobSpec
+from .redis_parsers import host_ports, redis_url
 from .parsers import (
-    boolean, choice, duration, host_ports, http_url, int_range, job_url, jobs_file, namespace,
-    non_blank, origins, pem_file, share, positive_duration, proxy_url, redis_url, refresh, signing_secret,
+    boolean, choice, duration, http_url, int_range, job_url, jobs_file, namespace,
+    non_blank, origins, pem_file, share, positive_duration, proxy_url, refresh, signing_secret,
     tls_verify, zone,
 )
 

@@ -16,7 +16,6 @@ which the engine retries like any outage, while the loop keeps renewing and firi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -24,12 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from collections.abc import Callable, Sequence
 
+from . import sources_meta
 from . import state as ops
 from ...model import Claim, Finished, State, TriggerRequest
 from .lease import LocalLease
 from .records import Bad, Quarantine
 from .schema import VERSION, StateDamaged, damage, newer_problem, open_db, user_version
-from ..noted import noted
 from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 log = logging.getLogger("scheduler.sqlite")
@@ -248,27 +247,17 @@ class LocalStore:
         return await self._run(self._write, lambda db, _: ops.set_paused(db, job, paused))
 
     async def request_sources(self, what: str) -> None:
-        key = f"sources_{what}"
-        await self._run(self._write, lambda db, _: db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET "
-            "value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)", (key,)))
+        await self._run(self._write, lambda db, _: sources_meta.request(db, what))
 
     async def note_sources(self, sources: list[dict]) -> None:
-        raw = json.dumps({"at": time.time(), "sources": sources})
-        await self._run(self._write, lambda db, _: db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"sources_state:{self.replica_id}", raw)))
+        await self._run(self._write, lambda db, _: sources_meta.note(db, self.replica_id, sources))
 
     async def noted_sources(self) -> list[dict]:
-        def step(db: sqlite3.Connection, bad: list[Bad]) -> list[dict]:
-            rows = db.execute("SELECT substr(key, 15), value FROM meta WHERE key LIKE 'sources\\_state:%' ESCAPE '\\'")
-            return noted(rows.fetchall())
-        return await self._run(self._read, step)
+        return await self._run(self._read, lambda db, _: sources_meta.noted_all(db))
 
     async def sources_requests(self) -> tuple[int, int]:
-        def step(db: sqlite3.Connection, bad: list[Bad]) -> tuple[int, int]:
-            found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('sources_refresh', 'sources_accept')"))
-            return _count(found.get("sources_refresh")), _count(found.get("sources_accept"))
-        return await self._run(self._read, step)
+        return await self._run(self._read, lambda db, _: sources_meta.requests(db))
+
     async def drop_pauses(self, jobs: Sequence[str]) -> int:
         if not jobs:
             return 0
@@ -320,12 +309,3 @@ class LocalStore:
             db, self._db = self._db, None
             db.close()
 
-
-def _count(raw: object) -> int:
-    """A request counter of `meta`; an unreadable one reads as -1 (see the Redis store's)."""
-    if raw is None:
-        return 0
-    try:
-        return int(str(raw))
-    except ValueError:
-        return -1
