@@ -175,7 +175,7 @@ class Dispatcher:
                                          f"{error}; no retry: it would pass the next slot", result.excerpt)
                 log.info(
                     "retrying",
-                    extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot), "attempt": attempt,
+                    extra={**self.log_fields(fire), "attempt": attempt,
                            "http_status": status, "error": error, "delay_s": round(delay, 3)},
                 )
                 await self.sleep(delay)
@@ -183,7 +183,7 @@ class Dispatcher:
                 if on_retry is not None:
                     await on_retry(attempt)
         except Exception as exc:  # noqa: BLE001 - a fire must end with an outcome
-            log.exception("fire failed inside the scheduler", extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot)})
+            log.exception("fire failed inside the scheduler", extra=self.log_fields(fire))
             return self._outcome("failed", fire, attempt, started, None, f"internal error: {_error_text(exc)}")
 
     async def _attempt(self, fire: Fire, attempt: int) -> _Attempt:
@@ -191,8 +191,7 @@ class Dispatcher:
         if self.dry_run:
             log.info(
                 "dry run: would send",
-                extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot), "attempt": attempt,
-                       "method": request.method, "url": request.url,
+                extra={**self.log_fields(fire), "attempt": attempt, "method": request.method, "url": request.url,
                        "headers": _loggable(request.headers), "body": request.content.decode(errors="replace")},
             )
             return _Attempt(200)
@@ -216,15 +215,27 @@ class Dispatcher:
         now = self.clock()
         return Outcome(status, attempt, max(0.0, now - started), now, http_status, error, excerpt)
 
+    def log_fields(self, fire: Fire) -> dict[str, str]:
+        """What names a fire in its log lines: job, slot, and with traceparent on the trace
+        id the app's spans carry, so a log search and a trace view join."""
+        fields = {"job": fire.job.name, "slot": format_slot(fire.claim.slot)}
+        if self.traceparent:
+            fields["trace_id"] = trace_id(fire.key)
+        return fields
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
 
+def trace_id(key: str) -> str:
+    """The W3C trace id of a fire: from the idempotency key, so every attempt and
+    redelivery of one fire shares it, and its log lines name the same trace."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def traceparent(key: str) -> str:
-    """A W3C traceparent: the trace id from the idempotency key (every attempt and
-    redelivery of one fire shares it), a fresh span id per attempt, sampled."""
-    trace_id = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    """A W3C traceparent: the fire's trace id, a fresh span id per attempt, sampled."""
+    return f"00-{trace_id(key)}-{secrets.token_hex(8)}-01"
 
 
 def excerpt_of(text: str | None, scrub: Callable[[str], str]) -> str | None:

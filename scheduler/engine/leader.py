@@ -60,7 +60,7 @@ class Engine:
         self.watch_since: float | None = None  # when this replica began leading
         self.is_leader = False
         self.plan = Plan(self.jobs, 0.0)
-        self.recorder = Recorder(store, self.metrics, clock)
+        self.recorder = Recorder(store, self.metrics, clock, settings.traceparent)
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, dispatcher, store.note_attempt, self.recorder.record)
         self.sightings = Sightings(self._claim_and_fire)
         self.preparer = Preparer(self.jobset, self._wake.set)

@@ -10,7 +10,7 @@ import logging
 
 from .clock import Clock, backoff
 from ..config.loader import JobSpec
-from ..dispatch import Fire
+from ..dispatch import Fire, trace_id
 from ..model import CLAIMED, EXPIRE, INIT, PAUSED, SKIP, Claim, Finished, Outcome, State
 from ..observe import Metrics
 from ..schedule.slots import format_slot
@@ -23,8 +23,9 @@ log = logging.getLogger("scheduler.engine")
 
 
 class Recorder:
-    def __init__(self, store: Store, metrics: Metrics, clock: Clock):
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock, traceparent: bool = False):
         self.store = store
+        self.traceparent = traceparent  # the calls carry a traceparent: name its trace in the log line
         self.metrics = metrics
         self.clock = clock
         # What the overdue gauge counts from: a job's last success, else when a leader
@@ -95,6 +96,7 @@ class Recorder:
                 "duration_ms": round(outcome.duration_s * 1000, 1),
                 "lateness_ms": None if lateness is None else round(lateness * 1000, 1),
                 "epoch": fire.epoch, **({"trigger": fire.claim.trigger} if fire.claim.trigger else {}),
+                **({"trace_id": trace_id(fire.key)} if self.traceparent else {}),
                 **({"error": outcome.error} if outcome.error else {}),
                 **({"excerpt": outcome.excerpt} if outcome.excerpt else {}),
             })

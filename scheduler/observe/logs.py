@@ -48,11 +48,17 @@ class _Scrubbing(logging.Formatter):
 
 class JsonFormatter(_Scrubbing):
     def _format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        # `event` and `level` are this project's own keys (kept for existing queries);
+        # `message` and `severity` are what Cloud Logging, Datadog and Elastic read as the
+        # line's text and level without a remapping rule.
         out = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
+            "severity": record.levelname,
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": text,
+            "message": text,
         }
         out.update(_extras(record))
         if record.exc_info:
