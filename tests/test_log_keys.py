@@ -5,7 +5,9 @@ escaped once, and with SCHEDULER_TRACEPARENT=true the trace id the app's spans c
 from __future__ import annotations
 
 import json
+import logging
 
+from scheduler.observe.logs import JsonFormatter, Redactor, TextFormatter
 from tests.e2e import log_events
 from tests.support import wait_until
 
@@ -72,3 +74,15 @@ def test_a_text_fired_line_shows_the_excerpt_escaped_once_and_the_trace_id(recei
     (trace,) = sent_trace_ids(receiver, slot)
     assert f" trace_id={trace} " in line
     assert line.endswith(f" excerpt={EXCERPT}")
+
+
+def test_a_secret_with_characters_json_escapes_is_scrubbed_from_both_formats() -> None:
+    """The JSON line holds `"`, `\\` and non-ASCII escaped: the secret must be found in that form too."""
+    secrets = ['pa"zq\\word', "pässwörd-1"]
+    record = logging.LogRecord("scheduler.store", logging.WARNING, "", 0, "cannot connect: %s", (
+        f"redis://:{secrets[0]}@127.0.0.1 then {secrets[1]}",), None)
+    for formatter in (JsonFormatter(), TextFormatter()):
+        formatter.redactor = Redactor(secrets)
+        line = formatter.format(record)
+        assert ":***@127.0.0.1 then ***" in line, line
+        assert "zq" not in line and "rd-1" not in line, line

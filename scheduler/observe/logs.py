@@ -13,6 +13,7 @@ from datetime import datetime, UTC
 
 
 
+_json_string = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
@@ -26,7 +27,11 @@ class Redactor(logging.Filter):
 
     def __init__(self, secrets: list[str]):
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        # A JSON line holds a secret as JSON wrote it: a quote, a backslash or a non-ASCII
+        # character escaped, which the plain value would not match.
+        kept = {s for s in secrets if s and len(s) >= 4}
+        forms = kept | {_json_string(s)[1:-1] for s in kept}
+        self.secrets = sorted(forms, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
