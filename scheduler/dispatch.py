@@ -173,27 +173,21 @@ class Dispatcher:
                 if fire.deadline is not None and self.clock() + delay >= fire.deadline:
                     return self._outcome("failed", fire, attempt, started, status,
                                          f"{error}; no retry: it would pass the next slot", result.excerpt)
-                log.info(
-                    "retrying",
-                    extra={**self.log_fields(fire), "attempt": attempt,
-                           "http_status": status, "error": error, "delay_s": round(delay, 3)},
-                )
+                log.info("retrying", extra={**self._log_fields(fire), "attempt": attempt, "http_status": status,
+                                            "error": error, "delay_s": round(delay, 3)})
                 await self.sleep(delay)
                 attempt += 1
                 if on_retry is not None:
                     await on_retry(attempt)
         except Exception as exc:  # noqa: BLE001 - a fire must end with an outcome
-            log.exception("fire failed inside the scheduler", extra=self.log_fields(fire))
+            log.exception("fire failed inside the scheduler", extra=self._log_fields(fire))
             return self._outcome("failed", fire, attempt, started, None, f"internal error: {_error_text(exc)}")
 
     async def _attempt(self, fire: Fire, attempt: int) -> _Attempt:
         request = self.build(fire, attempt)
         if self.dry_run:
-            log.info(
-                "dry run: would send",
-                extra={**self.log_fields(fire), "attempt": attempt, "method": request.method, "url": request.url,
-                       "headers": _loggable(request.headers), "body": request.content.decode(errors="replace")},
-            )
+            log.info("dry run: would send", extra={**self._log_fields(fire), "attempt": attempt, "method": request.method,
+                     "url": request.url, "headers": _loggable(request.headers), "body": request.content.decode(errors="replace")})
             return _Attempt(200)
         try:
             response = await self.http.send(request.method, request.url, request.headers, request.content,
@@ -215,21 +209,17 @@ class Dispatcher:
         now = self.clock()
         return Outcome(status, attempt, max(0.0, now - started), now, http_status, error, excerpt)
 
-    def log_fields(self, fire: Fire) -> dict[str, str]:
-        """What names a fire in its log lines: job, slot, and with traceparent on the trace
-        id the app's spans carry, so a log search and a trace view join."""
+    def _log_fields(self, fire: Fire) -> dict[str, str]:
+        """A fire's names in its log lines; with traceparent on, the trace its calls carry."""
         fields = {"job": fire.job.name, "slot": format_slot(fire.claim.slot)}
-        if self.traceparent:
-            fields["trace_id"] = trace_id(fire.key)
-        return fields
+        return {**fields, "trace_id": trace_id(fire.key)} if self.traceparent else fields
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
 
 def trace_id(key: str) -> str:
-    """The W3C trace id of a fire: from the idempotency key, so every attempt and
-    redelivery of one fire shares it, and its log lines name the same trace."""
+    """A fire's W3C trace id, from its idempotency key: every attempt and redelivery shares it."""
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
