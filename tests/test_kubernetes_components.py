@@ -98,6 +98,7 @@ def test_sidecar_component_adds_the_sidecar_to_another_apps_annotated_deployment
     assert {name for name in env if name.startswith("SCHEDULER_JOB_")} == set(), "the example's jobs stay in the example"
     assert pod["terminationGracePeriodSeconds"] > int(env["SCHEDULER_SHUTDOWN_GRACE"].rstrip("s"))
     assert pod["securityContext"]["fsGroup"] == c["securityContext"]["runAsGroup"]
+    assert c["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, "whatever the app's pod sets"
 
 
 def test_kustomize_build_mirror_merges_as_kustomize_does():
