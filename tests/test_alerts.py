@@ -13,7 +13,7 @@ from tests.support import REPO_ROOT
 PROMETHEUS = REPO_ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS / "alerts.yaml"
 RULES_TEST = PROMETHEUS / "alerts_test.yaml"
-PROMETHEUS_RULE = REPO_ROOT / "deploy" / "kubernetes" / "prometheusrule.yaml"
+PROMETHEUS_RULE = REPO_ROOT / "deploy" / "kubernetes" / "components" / "monitoring" / "prometheusrule.yaml"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +49,7 @@ def test_prometheus_rule_holds_the_same_groups_as_the_plain_rule_file():
     obj = yaml.safe_load(PROMETHEUS_RULE.read_text())
     assert obj["apiVersion"] == "monitoring.coreos.com/v1" and obj["kind"] == "PrometheusRule"
     assert obj["spec"]["groups"] == plain["groups"], (
-        "deploy/kubernetes/prometheusrule.yaml differs from deploy/prometheus/alerts.yaml: "
+        "deploy/kubernetes/components/monitoring/prometheusrule.yaml differs from deploy/prometheus/alerts.yaml: "
         "copy the groups of alerts.yaml under spec:"
     )
 

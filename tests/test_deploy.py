@@ -68,7 +68,7 @@ def test_readme_finds_the_leader_from_status_of_a_running_daemon(daemon_factory,
 
 def test_readme_links_to_the_deploy_files_resolve():
     links = re.findall(r"\]\(((?:deploy|examples)/[^)#]*|LICENSE)\)", README.read_text())
-    assert {"LICENSE", "deploy/prometheus/alerts.yaml", "deploy/kubernetes/prometheusrule.yaml",
+    assert {"LICENSE", "deploy/prometheus/alerts.yaml", "deploy/kubernetes/components/monitoring/prometheusrule.yaml",
             "deploy/grafana/cron-sidecar.json", "deploy/kubernetes/"} <= set(links)
     for link in links:
         assert (REPO_ROOT / link).exists(), f"README links to {link}, which does not exist"

@@ -1,12 +1,14 @@
-"""deploy/kubernetes/, checked offline: Kubernetes' own schemas (kubernetes-validate), the
-operator's objects structurally, what the pieces must agree on, and the sidecar's configuration
-run through `check` as the container would read it."""
+"""deploy/kubernetes/, checked offline: the example and its Components built as kustomize
+would (tests/kustomize_build.py), Kubernetes' own schemas (kubernetes-validate), the operator's
+objects structurally, what the pieces must agree on, the sidecar Component built onto another
+app's Deployment, and the sidecar's configuration run through `check` as the container would
+read it."""
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import jsonschema
 import kubernetes_validate
@@ -14,10 +16,12 @@ import pytest
 import yaml
 
 from scheduler import __version__
+from tests.kustomize_build import build
 from tests.support import REPO_ROOT, run_cli
 
 K8S = REPO_ROOT / "deploy" / "kubernetes"
-MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+SIDECAR = K8S / "components" / "sidecar"
+MONITORING = K8S / "components" / "monitoring"
 # The oldest Kubernetes release the schemas ship (still supported by some providers) and the newest.
 VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -62,36 +66,50 @@ OPERATOR_SCHEMAS = {
 }
 
 
-def load(path: Path) -> dict:
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    assert len(docs) == 1, f"{path.name}: one object per file"
-    return docs[0]
+def with_monitoring() -> list[dict]:
+    """The example with the monitoring Component, as the README's kustomization has it."""
+    return build(K8S, {"resources": ["."], "components": ["components/monitoring"]})
 
 
 def objects() -> dict[str, dict]:
-    return {load(p)["kind"]: load(p) for p in MANIFESTS}
+    built = with_monitoring()
+    by_kind = {o["kind"]: o for o in built}
+    assert len(by_kind) == len(built), "one object of each kind in the example"
+    return by_kind
 
 
-def sidecar() -> dict:
-    pod = objects()["Deployment"]["spec"]["template"]["spec"]
+def pod_of(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]
+
+
+def sidecar(deployment: dict | None = None) -> dict:
+    pod = pod_of(deployment or objects()["Deployment"])
     (container,) = [c for c in pod["containers"] if c["name"] == "cron-sidecar"]
     return container
 
 
-def env_of(container: dict) -> dict[str, str]:
+def env_of(container: dict, deployment: dict | None = None) -> dict[str, str]:
+    """The container's environment, a pod label given through the downward API resolved."""
+    labels = (deployment or objects()["Deployment"])["spec"]["template"]["metadata"]["labels"]
     env = {}
     for item in container["env"]:
-        assert "valueFrom" not in item or not item["name"].startswith("SCHEDULER_"), (
-            f"{item['name']}: give the sidecar secrets as files through {item['name']}_FILE"
-        )
-        env[item["name"]] = str(item["value"])
+        source = item.get("valueFrom", {})
+        assert set(source) <= {"fieldRef"}, f"{item['name']}: give the sidecar secrets as files through {item['name']}_FILE"
+        if source:
+            label = re.fullmatch(r"metadata\.labels\['([^']+)'\]", source["fieldRef"]["fieldPath"])
+            env[item["name"]] = labels.get(label.group(1), "")
+        else:
+            env[item["name"]] = str(item["value"])
     return env
 
 
+def built_ids(objs: list[dict]) -> list[str]:
+    return [f"{o['kind']}/{o['metadata']['name']}" for o in objs]
+
+
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
-def test_manifest_is_valid_against_the_kubernetes_schema(path, version):
-    obj = load(path)
+@pytest.mark.parametrize("obj", with_monitoring(), ids=built_ids(with_monitoring()))
+def test_built_object_is_valid_against_the_kubernetes_schema(obj, version):
     if obj["kind"] in OPERATOR_KINDS:
         jsonschema.validate(obj, OPERATOR_SCHEMAS[obj["kind"]])
     else:
@@ -110,9 +128,11 @@ def test_structural_check_rejects_what_the_operator_would():
         jsonschema.validate(monitor, OPERATOR_SCHEMAS["ServiceMonitor"])
 
 
-def test_kustomization_lists_every_manifest():
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(p.name for p in MANIFESTS)
+def test_every_manifest_is_used_by_its_kustomization():
+    for root in (K8S, SIDECAR, MONITORING):
+        k = yaml.safe_load((root / "kustomization.yaml").read_text())
+        used = set(k.get("resources", [])) | {p["path"] for p in k.get("patches", []) if "path" in p}
+        assert used == {p.name for p in root.glob("*.yaml")} - {"kustomization.yaml"}, root
     assert {"Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
             "ConfigMap"} <= set(objects())
 
@@ -121,9 +141,11 @@ def test_sidecar_has_probes_resources_and_a_locked_down_filesystem():
     c = sidecar()
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports["metrics"] == 9464
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe in ("livenessProbe", "startupProbe"):
         get = c[probe]["httpGet"]
-        assert get["path"] == path and ports.get(get["port"], get["port"]) == 9464, probe
+        assert get["path"] == "/healthz" and ports.get(get["port"], get["port"]) == 9464, probe
+    # A readiness probe gates the whole pod: a Redis outage would take the app out of its Service.
+    assert "readinessProbe" not in c
     sc = c["securityContext"]
     assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
@@ -132,7 +154,7 @@ def test_sidecar_has_probes_resources_and_a_locked_down_filesystem():
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"]
     assert c["image"].endswith(f":{__version__}"), "the image tag is the package's version"
-    pod = objects()["Deployment"]["spec"]["template"]["spec"]
+    pod = pod_of(objects()["Deployment"])
     grace = env_of(c).get("SCHEDULER_SHUTDOWN_GRACE", "30s")
     assert pod["terminationGracePeriodSeconds"] > int(grace.rstrip("s")), "fires in flight need the grace"
 
@@ -156,7 +178,7 @@ def mounted_files(container: dict, pod: dict, kind: str) -> dict[str, tuple[str,
 
 def test_every_secret_comes_from_a_mounted_secret_file():
     c = sidecar()
-    pod = objects()["Deployment"]["spec"]["template"]["spec"]
+    pod = pod_of(objects()["Deployment"])
     env = env_of(c)
     files = mounted_files(c, pod, "secret")
     for name in SECRET_SETTINGS:
@@ -189,7 +211,7 @@ def job_env(document: dict) -> dict[str, str]:
 
 def test_jobs_configmap_is_mounted_as_a_directory_where_scheduler_jobs_file_points():
     c = sidecar()
-    pod = objects()["Deployment"]["spec"]["template"]["spec"]
+    pod = pod_of(objects()["Deployment"])
     key, document = jobs_document()
     path = env_of(c)["SCHEDULER_JOBS_FILE"]
     assert PurePosixPath(path).suffix in (".yaml", ".yml", ".json")
@@ -219,6 +241,7 @@ def test_sidecar_configuration_passes_check_as_the_container_reads_it(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     checked = {j["name"] for j in json.loads(r.stdout)["jobs"]}
     assert checked >= {"nightly-report"} | {j["name"] for j in document["jobs"]}
+    assert env["SCHEDULER_NAMESPACE"] == "myapp"
 
 
 def test_service_monitor_service_and_budget_select_the_pods():
@@ -237,3 +260,4 @@ def test_service_monitor_service_and_budget_select_the_pods():
     assert {e["port"] for e in monitor["spec"]["endpoints"]} == {port["name"]}
     assert all(e.get("path", "/metrics") == "/metrics" for e in monitor["spec"]["endpoints"])
     assert o["Deployment"]["spec"]["replicas"] > 1 and budget["spec"].get("maxUnavailable", 0) <= 1
+
