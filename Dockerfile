@@ -3,7 +3,9 @@
 # cron-sidecar image: a venv built with uv from the locked dependencies, run as a non-root
 # user on a plain python:3.11-slim.
 #
-#   docker build -t cron-sidecar .
+#   docker build -t cron-sidecar \
+#     --build-arg VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' scheduler/__init__.py)" \
+#     --build-arg SOURCE=<repository URL> .
 #   docker run --rm -e SCHEDULER_JOB_HELLO_SCHEDULE="every 10s" \
 #     -e SCHEDULER_JOB_HELLO_URL=http://app:8000/hello cron-sidecar
 #
@@ -40,6 +42,16 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # ---- runtime --------------------------------------------------------------------------
 FROM python:3.11-slim AS runtime
+
+# OCI labels. VERSION has no default so the version stays written in scheduler/__init__.py
+# only, and SOURCE none so the image names no host it was not told of.
+ARG VERSION
+ARG SOURCE
+LABEL org.opencontainers.image.title="cron-sidecar" \
+      org.opencontainers.image.description="A cron clock sidecar: leader-elected, fires each due job as one signed, idempotent HTTP call" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.source="${SOURCE}"
 
 # A fixed, unprivileged uid/gid (Kubernetes runAsNonRoot can check a numeric USER), and
 # the standalone state directory owned by it.

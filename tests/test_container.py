@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from datetime import datetime, UTC
@@ -436,6 +437,32 @@ def test_dockerfile_is_multi_stage_non_root_and_runs_the_daemon():
     )
     uid_default = key_values(next(a for n, a in steps if n == "ARG" and a.startswith("APP_UID")))["APP_UID"]
     assert uid == uid_default, "USER and the uid the state directory is owned by differ"
+
+
+def test_runtime_image_carries_the_oci_labels():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    steps = stages()[-1]["steps"]
+    labels: dict[str, str] = {}
+    for name, args in steps:
+        if name == "LABEL":
+            labels.update(key_values(args))
+    oci = "org.opencontainers.image."
+    assert labels.get(oci + "title") == project["name"]
+    assert labels.get(oci + "licenses") == project["license"]
+    assert labels.get(oci + "description"), "the image has no description label"
+    # The version and the source come from build arguments declared in the same stage and
+    # left without a default: the version is written in scheduler/__init__.py only, and the
+    # Dockerfile names no host.
+    args = {}
+    for name, text in steps:
+        if name == "ARG":
+            args.update(key_values(text))
+    for label, arg in (("version", "VERSION"), ("source", "SOURCE")):
+        assert labels.get(oci + label) == f"${{{arg}}}", f"{oci}{label} is not read from ARG {arg}"
+        assert arg in args and args[arg] == "", f"ARG {arg} is missing from the runtime stage or has a default"
+    first_label = next(i for i, (name, _) in enumerate(steps) if name == "LABEL")
+    declared = [i for i, (name, text) in enumerate(steps) if name == "ARG" and key_values(text).keys() & {"VERSION", "SOURCE"}]
+    assert declared and max(declared) < first_label, "the ARGs must come before the LABEL that reads them"
 
 
 def test_no_secret_is_baked_into_the_image():

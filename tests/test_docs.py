@@ -175,3 +175,42 @@ def test_the_state_format_table_names_the_formats_the_code_writes(readme: str) -
     row = re.search(rf"^\| {re.escape(minor)}\.x \| (\d+): .*\| (\d+): ", readme, re.MULTILINE)
     assert row, f"no row for {minor}.x in the README's state format table"
     assert (int(row.group(1)), int(row.group(2))) == (FORMAT, VERSION)
+
+
+RELEASE_DOCS = ("CHANGELOG.md", "COMPATIBILITY.md", "SECURITY.md")
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as Markdown renderers make it: lower case, punctuation dropped."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_release_documents_are_linked_from_the_readme_and_their_links_resolve(readme: str) -> None:
+    anchors = {_slug(m.group(1)) for m in re.finditer(r"^#+ (.+)$", readme, re.MULTILINE)}
+    for name in RELEASE_DOCS:
+        assert f"]({name})" in readme, f"README.md does not link {name}"
+        text = (REPO_ROOT / name).read_text()
+        for target, anchor in re.findall(r"\]\(([A-Za-z]+\.md)(?:#([^)]+))?\)", text):
+            assert (REPO_ROOT / target).is_file(), f"{name} links {target}, which is not there"
+            if target == "README.md" and anchor:
+                assert anchor in anchors, f"{name} links README.md#{anchor}, which no heading makes"
+
+
+def test_compatibility_covers_every_public_surface_before_and_after_1_0() -> None:
+    text = (REPO_ROOT / "COMPATIBILITY.md").read_text()
+    for surface in ("Environment names", "Metric names", "HTTP headers sent to the app", "CLI JSON output",
+                    "`/api/v1`", "State formats", "Log keys"):
+        assert surface in text, f"COMPATIBILITY.md says nothing of {surface}"
+    assert "before 1.0" in text and "from 1.0" in text
+
+
+def test_security_policy_names_a_private_channel_no_host_and_the_versions_fixed() -> None:
+    from scheduler import __version__
+
+    text = (REPO_ROOT / "SECURITY.md").read_text()
+    assert "open a private security advisory on the repository's host" in text
+    assert not re.search(r"https?://|github|gitlab|bitbucket|codeberg|@", text, re.I), "SECURITY.md names a host or address"
+    minor = ".".join(__version__.split(".")[:2])
+    assert re.search(rf"^\| {re.escape(minor)}\.x\b.*\| yes", text, re.MULTILINE), f"SECURITY.md does not say {minor}.x gets fixes"
+    for topic in ("SCHEDULER_API_TOKEN", "Documents are untrusted", "SCHEDULER_CONTROL_TOKEN", "state store's records"):
+        assert topic in text, f"SECURITY.md does not cover {topic}"

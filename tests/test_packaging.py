@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email
+import json
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -75,3 +77,45 @@ def test_wheel_carries_licence_classifiers_urls_keywords_and_the_version(wheel_m
 def test_dockerfile_installs_from_the_lock_file_and_fails_when_it_is_stale():
     runs = [line for line in (REPO_ROOT / "Dockerfile").read_text().splitlines() if "uv sync" in line]
     assert runs and all("--locked" in r and "--frozen" not in r for r in runs), runs
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(requirement: str) -> str:
+    return _normalized(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement).group(0))
+
+
+def _sbom_commands() -> list[list[str]]:
+    readme = (REPO_ROOT / "README.md").read_text()
+    return [shlex.split(line) for line in readme.splitlines() if line.startswith("uv export ")]
+
+
+def _exported_names(path, fmt: str) -> set[str]:
+    if fmt.startswith("cyclonedx"):
+        return {_normalized(c["name"]) for c in json.loads(path.read_text())["components"]}
+    return {_normalized(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", path.read_text(), re.M)}
+
+
+def test_the_documented_sbom_commands_list_the_runtime_dependencies_from_the_lock_alone(tmp_path):
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed")
+    commands = _sbom_commands()
+    assert {c[c.index("--format") + 1] for c in commands} >= {"cyclonedx1.5", "requirements-txt"}, (
+        "README.md documents no SBOM command for each format"
+    )
+    runtime = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
+    runtime |= {_requirement_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["fast"]}
+    dev = {_requirement_name(r) for r in PYPROJECT["dependency-groups"]["dev"]} - runtime
+    for command in commands:
+        assert "--frozen" in command and "--no-dev" in command, command
+        fmt = command[command.index("--format") + 1]
+        out = tmp_path / f"sbom.{fmt}"
+        argv = [uv, *command[1:command.index("-o")], "--offline", "-o", str(out)]
+        r = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        names = _exported_names(out, fmt)
+        assert runtime <= names, f"{fmt}: missing {runtime - names}"
+        assert not dev & names, f"{fmt}: development dependencies listed: {dev & names}"
