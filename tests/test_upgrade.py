@@ -26,7 +26,7 @@ def _check(report: upgrade_run.Report) -> None:
     print("\n" + "\n".join(report.lines()))
     assert not report.doubled_first_attempts, f"slots fired twice as attempt 1: {report.doubled_first_attempts}"
     assert not report.missing_slots, f"tick slots never fired: {report.missing_slots}"
-    assert report.exits and set(report.exits.values()) == {0}, f"replica exits: {report.exits}"
+    assert report.exits and set(report.exits.values()) == {0}, f"replica exits: {report.exits}; last said: {report.tails}"
     assert not report.tracebacks, f"tracebacks in replica logs: {report.tracebacks}"
     assert len(report.handovers) >= len(report.versions) - 1
     for h in report.handovers:

@@ -47,6 +47,7 @@ class Report:
     missing_slots: list[int] = field(default_factory=list)
     doubled_first_attempts: dict[str, int] = field(default_factory=dict)
     exits: dict[str, int | None] = field(default_factory=dict)  # replica -> exit code
+    tails: dict[str, str] = field(default_factory=dict)  # replica -> its last output, when it did not exit 0
     tracebacks: dict[str, str] = field(default_factory=dict)  # replica -> first lines of one
     max_gap_s: float = 0.0
 
@@ -212,6 +213,8 @@ def _measure(report: Report, target: _Target, group: _Replicas) -> None:
     for name, d in group.all:
         report.exits[name] = d.returncode
         text = d.output()
+        if d.returncode not in (0, None):
+            report.tails[name] = text[-2000:]  # what a replica that did not exit 0 said last
         if "Traceback" in text:
             at = text.index("Traceback")
             report.tracebacks[name] = text[at:at + 600]
