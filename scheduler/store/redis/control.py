@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from . import records
 from . import scripts
 from .caller import Caller
 from .keys import Keys
-from ..noted import noted
+from ..sources_records import noted, request_count
 from ...model import TriggerRequest
 
 
@@ -62,7 +61,7 @@ class Control:
 
     async def sources_requests(self) -> tuple[int, int]:
         raw = await self.caller.call(self.caller.redis.hmget(self.keys.sources, ["refresh", "accept"]))
-        return tuple(_count(v) for v in raw)  # type: ignore[return-value]
+        return tuple(request_count(v) for v in raw)  # type: ignore[return-value]
 
     async def wake_leader(self) -> str | None:
         return await self.caller.publish(self.keys.wake, "trigger")
@@ -80,13 +79,3 @@ class Control:
                 out.append(entry)
         return out
 
-
-def _count(raw: Any) -> int:
-    """A request counter; an unreadable one reads as -1, which differs from every count, so
-    a replica acts on it once rather than never."""
-    if raw is None:
-        return 0
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return -1

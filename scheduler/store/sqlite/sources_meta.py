@@ -8,7 +8,7 @@ import json
 import sqlite3
 import time
 
-from ..noted import noted
+from ..sources_records import noted, request_count
 
 _STATE = "sources_state:"
 
@@ -20,7 +20,7 @@ def request(db: sqlite3.Connection, what: str) -> None:
 
 def requests(db: sqlite3.Connection) -> tuple[int, int]:
     found = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('sources_refresh', 'sources_accept')"))
-    return _count(found.get("sources_refresh")), _count(found.get("sources_accept"))
+    return request_count(found.get("sources_refresh")), request_count(found.get("sources_accept"))
 
 
 def note(db: sqlite3.Connection, replica: str, sources: list[dict]) -> None:
@@ -33,13 +33,3 @@ def noted_all(db: sqlite3.Connection) -> list[dict]:
                       (len(_STATE) + 1, len(_STATE), _STATE))
     return noted(rows.fetchall())
 
-
-def _count(raw: object) -> int:
-    """A request counter; an unreadable one reads as -1, which differs from every count, so
-    a replica acts on it once rather than never."""
-    if raw is None:
-        return 0
-    try:
-        return int(str(raw))
-    except ValueError:
-        return -1

@@ -1,6 +1,7 @@
-"""Replicas' noted views of their job sources, as both stores keep them (one JSON record per
-replica), read back for `status`: a record that is not what a replica writes is skipped, and
-one older than NOTED_FRESH_S (a replica gone) is left out."""
+"""The job sources' records both stores keep, read back the same way: the refresh and accept
+request counters, and each replica's noted view of its sources (one JSON record per replica,
+for `status`). A record that is not what a replica writes is skipped, and a view older than
+NOTED_FRESH_S (a replica gone) is left out."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def noted(records: Iterable[tuple[Any, Any]], now: float | None = None) -> list[
         name = replica.decode(errors="replace") if isinstance(replica, bytes) else str(replica)
         out.append({"replica": name, "at": at, "sources": [s for s in sources if isinstance(s, dict)]})
     return sorted(out, key=lambda r: r["replica"])
+
+
+def request_count(raw: Any) -> int:
+    """A request counter; an unreadable one reads as -1, which differs from every count, so
+    a replica acts on it once rather than never."""
+    if raw is None:
+        return 0
+    try:
+        return int(raw.decode() if isinstance(raw, bytes) else str(raw))
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return -1
