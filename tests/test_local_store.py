@@ -200,7 +200,7 @@ def test_unreadable_rows_are_logged_once_counted_and_set_aside(tmp_path, caplog)
     seen = []
 
     async def go():
-        store = LocalStore(str(path), on_malformed=lambda table, key: seen.append((table, key)))
+        store = LocalStore(str(path), on_malformed=seen.append)
         await store.status([])
         db = raw(path)
         for _, statement in BAD_ROWS:
@@ -221,6 +221,7 @@ def test_unreadable_rows_are_logged_once_counted_and_set_aside(tmp_path, caplog)
 
     run(go())
     assert len(seen) == len(BAD_ROWS)
+    assert sorted(where.split(" ")[0] for where in seen) == sorted(t for t, _ in BAD_ROWS)
     warnings = [r for r in caplog.records if r.getMessage() == "unreadable record set aside"]
     assert sorted(r.table for r in warnings) == sorted(t for t, _ in BAD_ROWS)
     assert not any("not json" in str(vars(r)) for r in warnings)  # the key, never the value

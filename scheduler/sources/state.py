@@ -52,11 +52,11 @@ class SourceState:
         }
 
     def summary(self, changed_since: int | None = None) -> dict:
-        """What a refresh answers for this source (SPEC section 8, "Refresh now"): `changed`
-        counts the names changed since `changed_since` (a count of changed_total), else by
-        the last read."""
-        return {"source": self.reader.source, "ok": None if self.reads_total == 0 else self.error is None,
-                "error": self.error, "jobs": len(self.good.jobs) if self.good else 0,
-                "rejected": len(self.good.rejected) if self.good else 0,
-                "changed": self.last_changed if changed_since is None else self.changed_total - changed_since,
-                "held": self.held.as_dict() if self.held else None}
+        """What a refresh answers for this source (SPEC section 8, "Refresh now"): part of its
+        state, and `changed`: the names changed since `changed_since` (a count of
+        changed_total), else by the last read."""
+        state = self.state()
+        out = {k: state[k] for k in ("source", "ok", "error", "jobs", "rejected")}
+        out["changed"] = self.last_changed if changed_since is None else self.changed_total - changed_since
+        out["held"] = state["held"]
+        return out

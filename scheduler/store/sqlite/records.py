@@ -156,7 +156,7 @@ class Bad:
 class Quarantine:
     """Counts and logs unreadable rows, and moves them aside when the store may write."""
 
-    def __init__(self, on_malformed: Callable[[str, str], None] | None = None):
+    def __init__(self, on_malformed: Callable[[str], None] | None = None):
         self.count = 0
         self.on_malformed = on_malformed
         self._seen: set[tuple[str, str]] = set()
@@ -184,7 +184,7 @@ class Quarantine:
         log.warning("unreadable record set aside", extra={"table": bad.table, "key": ident[1], "problem": bad.reason})
         if self.on_malformed is not None:
             try:
-                self.on_malformed(bad.table, ident[1])
+                self.on_malformed(f"{bad.table} {ident[1]}")  # where, as the Redis store says it
             except Exception:  # a metric hook must never break a read
                 log.exception("on_malformed hook failed")
 

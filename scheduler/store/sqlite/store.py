@@ -51,7 +51,7 @@ class LocalStore:
         return True
 
     def __init__(self, path: str, replica_id: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
-                 on_malformed: Callable[[str, str], None] | None = None, history: int = 20,
+                 on_malformed: Callable[[str], None] | None = None, history: int = 20,
                  lease_ttl_s: float = LEASE_TTL_S, on_damaged: Callable[[StateDamaged], None] | None = None):
         self.replica_id = replica_id or new_replica_id()
         self.path = path
@@ -66,19 +66,17 @@ class LocalStore:
         # neither leads nor writes.
         self.format_problem: str | None = None
         self.quarantine = Quarantine(on_malformed)
-        self._on_malformed: Callable[[str], None] | None = None
         self._db: sqlite3.Connection | None = None
         self._told_format = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-state")
 
     @property
     def on_malformed(self) -> Callable[[str], None] | None:
-        return self._on_malformed
+        return self.quarantine.on_malformed
 
     @on_malformed.setter
     def on_malformed(self, hook: Callable[[str], None] | None) -> None:
-        self._on_malformed = hook
-        self.quarantine.on_malformed = None if hook is None else (lambda table, key: hook(f"{table} {key}"))
+        self.quarantine.on_malformed = hook
 
     @property
     def malformed(self) -> int:
