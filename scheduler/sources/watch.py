@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 
 from ..config.loader import JobSpec, Settings
+from .changes import merge
 from .document import Rejection
 from .guard import Hold, dropped_if_held
 from .state import SourceState, backoff_s
@@ -42,7 +43,6 @@ log = logging.getLogger("scheduler.sources")
 # (merged jobs, source of each, the names whose job may differ from the last call's)
 OnChange = Callable[[dict[str, JobSpec], dict[str, str], set[str]], None]
 FILE_POLL_S = 1.0
-_ENV_CLASH = "also defined in the environment (SCHEDULER_JOB_{}_*); the environment's definition applies"
 
 
 class JobSources:
@@ -265,40 +265,8 @@ class JobSources:
         if names is None:
             names = set().union(*(s.good.jobs.keys() for s in self._sources if s.good is not None))
             names |= self._jobs.keys() | {n for n, _ in self._clashes}
-        jobs, source_of = dict(self._jobs), dict(self._source_of)  # the old view stays whole
         goods = [(s.reader.source, s.good.jobs) for s in self._sources if s.good is not None]  # the file first
-        clashes, env = self._clashes, self.env_names
-        changed: set[str] = set()
-        if not jobs and len(goods) == 1:  # the first read of the only source: all of it at once
-            (src, of_source), = goods
-            jobs = {n: j for n, j in of_source.items() if n not in env}
-            source_of = dict.fromkeys(jobs, src)
-            changed = set(jobs)
-            names = (env & of_source.keys()) | {n for n, _ in clashes}  # the clashes are left to the loop
-        for name in names:
-            if clashes:  # said again below if it still holds
-                for src, _ in goods:
-                    clashes.pop((name, src), None)
-            winner = None
-            for src, of_source in goods:
-                job = of_source.get(name)
-                if job is None:
-                    continue
-                if name in env:
-                    clashes[(name, src)] = Rejection(name, src, _ENV_CLASH.format(name.upper().replace("-", "_")))
-                elif winner is None:
-                    winner = job, src
-                else:
-                    clashes[(name, src)] = Rejection(name, src, "also defined in SCHEDULER_JOBS_FILE; the file's definition applies")
-            if winner is None:
-                if jobs.pop(name, None) is not None:
-                    changed.add(name)
-                    del source_of[name]
-            elif jobs.get(name) is not winner[0]:
-                jobs[name], source_of[name] = winner
-                changed.add(name)
-            else:
-                source_of[name] = winner[1]
+        jobs, source_of, changed = merge(self._jobs, self._source_of, goods, self._clashes, self.env_names, names)
         rejected = [r for s in self._sources if s.good is not None for r in s.good.rejected]
         rejected += [self._clashes[k] for k in sorted(self._clashes, key=lambda k: (k[1] != "file", k[0]))]
         for r in rejected:
