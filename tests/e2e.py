@@ -84,14 +84,13 @@ def the_leader(redis, namespace, daemons):
     return leader
 
 
+def json_lines(daemon) -> list[dict]:
+    """Every JSON log line of a daemon, in order."""
+    return [json.loads(line) for line in daemon.output().splitlines() if line.startswith("{")]
+
+
 def log_events(daemon, event: str) -> list[dict]:
-    out = []
-    for line in daemon.output().splitlines():
-        if line.startswith("{"):
-            rec = json.loads(line)
-            if rec.get("event") == event:
-                out.append(rec)
-    return out
+    return [rec for rec in json_lines(daemon) if rec.get("event") == event]
 
 
 def ts(record: dict) -> float:

@@ -16,7 +16,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from scheduler.store.redis.acl import ScriptNames, acl_setuser, refusal
 from scheduler.store.redis.store import RedisStore
 from scheduler.store.protocol import StoreForbidden
-from tests.e2e import env_for, log_events, the_leader
+from tests.e2e import env_for, json_lines, log_events, the_leader
 from tests.support import REPO_ROOT, free_port, run_cli, wait_until
 
 PASSWORD = "acl-test-pw-3c9e"
@@ -56,13 +56,7 @@ def refused(redis_server) -> list[dict]:
 
 
 def lines_at(daemon, level: str) -> list[dict]:
-    out = []
-    for line in daemon.output().splitlines():
-        if line.startswith("{"):
-            rec = json.loads(line)
-            if rec.get("level") == level:
-                out.append(rec)
-    return out
+    return [rec for rec in json_lines(daemon) if rec.get("level") == level]
 
 
 def readyz(port: int) -> int:

@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
@@ -24,7 +25,7 @@ from scheduler import schedule as sched
 from scheduler.model import Claim
 from scheduler.store.redis.store import RedisStore
 from scheduler.store.protocol import StoreUnavailable
-from tests.e2e import TOKEN, assert_exactly_once, fence
+from tests.e2e import assert_exactly_once, env_for, fence
 from tests.support import run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
@@ -38,20 +39,9 @@ def cluster() -> Iterator[RedisCluster]:
 
 
 def daemon_env(url: str, receiver, namespace: str) -> dict[str, str]:
-    return {
-        "SCHEDULER_REDIS_URL": url,
-        "SCHEDULER_API_URL": receiver.url,
-        "SCHEDULER_API_TOKEN": TOKEN,
-        "SCHEDULER_NAMESPACE": namespace,
-        "SCHEDULER_LEASE_TTL": "3s",
-        "SCHEDULER_LEASE_RENEW": "1s",
-        "SCHEDULER_HTTP_PORT": "0",
-        "SCHEDULER_LOG_FORMAT": "json",
-        "SCHEDULER_SHUTDOWN_GRACE": "5s",
-        "SCHEDULER_JOB_TICK_SCHEDULE": "every 1s",
-        "SCHEDULER_JOB_TICK_URL": "/tick",
-        "SCHEDULER_JOB_TICK_CATCHUP": "all",
-    }
+    """e2e's environment of a replica, on the cluster's URL, with an every-second job."""
+    return env_for(SimpleNamespace(url=url), receiver, namespace,
+                   {"tick": {"SCHEDULE": "every 1s", "URL": "/tick", "CATCHUP": "all"}})
 
 
 def test_a_daemon_pointed_at_a_node_without_the_slot_leads_and_fires(cluster, receiver, daemon_factory, tmp_path):
