@@ -27,7 +27,7 @@ from standardwebhooks.webhooks import Webhook
 from . import __version__
 from .config.loader import JobSpec, Settings
 from .http.client.client import ERRORS, Http1Client, Response
-from .http.client.url import origin
+from .http.client.url import origin, origin_prefix
 from .model import Claim, Outcome, fire_key, format_slot
 
 log = logging.getLogger("scheduler.dispatch")
@@ -88,9 +88,10 @@ class Dispatcher:
         scrub: Callable[[str], str] = lambda text: text,
     ):
         self.token = settings.api_token
-        # The bearer token goes to the app's origin only: a job elsewhere (an env job's
-        # absolute URL, an allowed origin of a source) is signed but never gets it.
+        # The bearer token goes to the app's origin only (a job elsewhere is signed but never
+        # gets it); a URL that starts with api_home is on it without being parsed, per fire.
         self.api_origin = origin(settings.api_url) if settings.api_url else None
+        self.api_home = origin_prefix(settings.api_url)
         self.webhook = Webhook(settings.signing_secret) if settings.signing_secret else None
         self.traceparent = settings.traceparent
         self.clock = clock
@@ -138,7 +139,7 @@ class Dispatcher:
             if ours is not None:
                 headers.pop(ours, None)
             headers[name] = value
-        if self.token and origin(job.url) == self.api_origin:
+        if self.token and (job.url.startswith(self.api_home) or origin(job.url) == self.api_origin):
             headers["Authorization"] = f"Bearer {self.token}"
         if self.webhook is not None:
             # Standard Webhooks signs "id.timestamp.body"; the library takes a UTC datetime.

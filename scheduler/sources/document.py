@@ -14,13 +14,12 @@ import difflib
 import json
 import math
 import re
-from urllib.parse import urlsplit
 from dataclasses import dataclass
 from typing import Any
 
 from .. import collector
 from ..config.reader import Reader, show
-from ..http.client.url import Origin, origin, show_origin
+from ..http.client.url import Origin, origin, origin_prefix, show_origin
 from .text import MAX_DOCUMENT_BYTES, DocumentError, parse_bytes  # noqa: F401  (public names)
 from ..config.jobs import JOB_FIELDS, JobSpec, load_job, parse_schedule
 from ..config.parsers import job_url
@@ -84,7 +83,7 @@ def _validate(data: Any, source: str, settings: Settings, previous: Parsed | Non
     parse_url = _url_parser(settings.api_url)
     fresh: set[str] = set()  # on a first read (nothing to compare with), every valid job
     allowed = allowed_origins(settings)
-    home = _home(settings.api_url)
+    home = origin_prefix(settings.api_url)
     for i, item in enumerate(data["jobs"]):
         if type(item) is not dict:
             label = f"jobs[{i}]"
@@ -187,16 +186,6 @@ def _like(item: dict, name: Any, parse_url, alike: dict[tuple, JobSpec]) -> JobS
 
 
 _new, _set = object.__new__, object.__setattr__
-
-
-def _home(api_url: str | None) -> str:
-    """`scheme://authority/` of SCHEDULER_API_URL: a URL that starts with it is on the API
-    URL's origin by its text alone (its authority ends at that slash), which is most jobs of a
-    large document (paths joined to the base), without parsing each one."""
-    if not api_url:
-        return "\0"  # starts no URL
-    parts = urlsplit(api_url)
-    return f"{parts.scheme}://{parts.netloc}/"
 
 
 def allowed_origins(settings: Settings) -> frozenset[Origin]:

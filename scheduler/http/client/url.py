@@ -57,6 +57,16 @@ def origin(url: str) -> Origin | None:
         return None
 
 
+def origin_prefix(url: str | None) -> str:
+    """`scheme://authority/` of `url`: a URL whose text starts with it is on `url`'s origin
+    (its authority ends at that slash), so a check of many URLs against one origin parses only
+    those that do not start so. Of no URL (None), a prefix that starts no URL."""
+    if not url:
+        return "\0"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
 def show_origin(o: Origin) -> str:
     scheme, host, port = o
     host = f"[{host}]" if ":" in host else host
