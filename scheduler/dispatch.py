@@ -94,9 +94,7 @@ class Dispatcher:
         self.api_home = origin_prefix(settings.api_url)
         self.webhook = Webhook(settings.signing_secret) if settings.signing_secret else None
         self.traceparent = settings.traceparent
-        self.clock = clock
-        self.sleep = sleep
-        self.rand = rand
+        self.clock, self.sleep, self.rand = clock, sleep, rand
         self.dry_run = dry_run
         self.scrub = scrub  # applied to every excerpt of the app's answer
         # The lean HTTP/1.1 client carries the load; an httpx transport passed in is used as
