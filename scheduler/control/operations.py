@@ -9,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, UTC
+from zoneinfo import ZoneInfo
 
 from ..schedule import slots as sched
 from ..config.loader import JobSpec, Settings
@@ -174,6 +175,7 @@ def _job_row(settings: Settings, job, info: dict, inflight: dict, now: float) ->
         "last_slot": sched.format_slot(last["slot"]) if last.get("slot") else None,
         "next_slot": sched.format_slot(nxt) if nxt else None,
         "next": [sched.format_slot(s) for s in upcoming],
+        "next_local": [local_time(s, job.timezone) for s in upcoming],
         "last_outcome": last.get("status"),
         "last_http_status": last.get("http_status"),
         "last_attempts": last.get("attempts"),
@@ -202,8 +204,8 @@ def job_object(row: dict) -> dict:
         "name": row["name"], "source": row["source"], "schedule": row["schedule"], "timezone": row["timezone"],
         "method": row["method"], "url": row["url"],
         "state": row["state"],
-        "next": row["next"], "last": last, "overdue": row["overdue"],
-        "running": bool(row["in_flight"]),
+        "next": row["next"], "next_local": row["next_local"], "last": last, "overdue": row["overdue"],
+        "consecutive_failures": row["consecutive_failures"], "running": bool(row["in_flight"]),
     }
 
 
@@ -226,6 +228,11 @@ async def job_view(settings: Settings, store: Store, name: str, now: float | Non
     view = await jobs_view(settings, store, now)
     job = next(j for j in view["jobs"] if j["name"] == name)
     return {**job, "history": await history(settings, store, name)}
+
+
+def local_time(slot: int, zone: str) -> str:
+    """A slot in the job's own zone, with its offset: 2026-03-29T03:30:00+02:00."""
+    return datetime.fromtimestamp(slot, ZoneInfo(zone)).isoformat()
 
 
 def iso(ts: float | None) -> str | None:
