@@ -78,20 +78,22 @@ def ledger_table(job: str, entries: list[dict]) -> str:
     if not entries:
         return "<p>No runs recorded yet.</p>"
     rows = ["<tr><th>run</th><th>fate</th><th>reason</th><th>attempts</th><th>HTTP</th><th>late</th>"
-            "<th>took</th><th>finished</th><th>error</th><th></th></tr>"]
+            "<th>took</th><th>finished</th><th>error</th></tr>"]
     for r in entries:
         why = " ".join(str(x) for x in (r.get("error"), r.get("excerpt")) if x)
         rid = run_id(r)
-        retry = (f'<button type="button" data-action="retry" data-job="{e(job)}" data-run="{e(rid)}">Retry</button>'
+        # The Retry button sits beside the fate, so a phone shows it without scrolling sideways.
+        retry = (f' <button type="button" data-action="retry" data-job="{e(job)}" data-run="{e(rid)}">Retry</button>'
                  if fate(r) == "failed" and rid else "")
         rows.append(
-            f'<tr class="run" data-fate="{e(fate(r))}"><td>{when(rid)}</td><td>{tag(fate(r))}</td>'
-            f'<td class="why">{e(r.get("reason") or r.get("explain"))}</td>'
-            f"<td>{e(r.get('attempts'))}</td><td>{e(r.get('http_status'))}</td><td>{ms(r.get('lateness_ms'))}</td>"
-            f"<td>{ms(r.get('duration_ms'))}</td><td>{when(r.get('finished_at'))}</td>"
-            f'<td class="err">{e(_excerpt(why) or None)}</td><td>{retry}</td></tr>'
+            f'<tr class="run" data-fate="{e(fate(r))}"><td class="id">{when(rid)}</td><td>{tag(fate(r))}{retry}</td>'
+            f'<td class="why" data-k="reason">{e(r.get("reason") or r.get("explain") or "")}</td>'
+            f'<td data-k="attempts">{e(r.get("attempts"))}</td><td data-k="HTTP">{e(r.get("http_status"))}</td>'
+            f'<td data-k="late">{ms(r.get("lateness_ms"))}</td><td data-k="took">{ms(r.get("duration_ms"))}</td>'
+            f'<td data-k="finished">{when(r.get("finished_at"))}</td>'
+            f'<td class="err" data-k="error">{e(_excerpt(why))}</td></tr>'
         )
-    return f"<table>{''.join(rows)}</table>"
+    return f'<table class="ledger">{"".join(rows)}</table>'
 
 
 def _excerpt(text: str, limit: int = 300) -> str:

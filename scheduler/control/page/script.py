@@ -4,7 +4,7 @@ The filter: a name box and a state menu, applied in place and kept in the URL fr
 (`#q=sync&state=failing`), so a reload or a shared link shows the same jobs; the summary's
 links set the fragment too. The buttons: POST to the API with the page's own Basic
 credentials and a JSON body, `{"reason": ...}` when the job's reason box holds one, else `{}`;
-a non-2xx answer's error text is shown, a 2xx reloads the page (the fragment stays)."""
+a non-2xx answer's error (or its text) is shown, a 2xx reloads the page (the fragment stays)."""
 
 SCRIPT = """
 const $ = (s) => document.querySelector(s);
@@ -59,8 +59,9 @@ document.addEventListener('click', async (ev) => {
       method: 'POST', credentials: 'same-origin',
       headers: {'Content-Type': 'application/json'}, body: JSON.stringify(reason ? {reason} : {})});
     if (!r.ok) {
-      let why = r.status + ' ' + r.statusText;
-      try { why = (await r.json()).error || why; } catch (e) {}
+      const text = (await r.text()).trim();
+      let why = r.status + ' ' + (text.slice(0, 300) || r.statusText);
+      try { why = JSON.parse(text).error || why; } catch (e) {}
       msg.textContent = what + ': ' + why;
     } else { location.reload(); }
   } catch (e) { msg.textContent = String(e); }

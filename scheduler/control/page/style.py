@@ -29,5 +29,12 @@ td button{padding:.1em .5em;margin:0}
 table{border-collapse:collapse;font-size:.85em;width:100%;display:block;overflow-x:auto}
 td,th{border-bottom:1px solid #eee;padding:.2em .4em;text-align:left;white-space:nowrap;vertical-align:top}
 td.err,td.why{white-space:normal;min-width:14em;word-break:break-word}
+@media (max-width:40em){
+ table.ledger,table.ledger tbody{display:block}table.ledger tr:first-child{display:none}
+ table.ledger tr{display:block;border-bottom:1px solid #ddd;padding:.3em 0}
+ table.ledger td{display:inline-block;border:0;padding:.1em .4em .1em 0;min-width:0}
+ table.ledger td[data-k]::before{content:attr(data-k) ": ";color:#666}
+ table.ledger td.err,table.ledger td.why{display:block}table.ledger td:empty{display:none}
+}
 #msg{min-height:1.4em;color:#a00}
 """
