@@ -75,7 +75,7 @@ def _history(entries: list[dict]) -> str:
     return f"<table>{''.join(rows)}</table>"
 
 
-def _job(job: dict) -> str:
+def _job(job: dict, operator: bool) -> str:
     last = job.get("last")
     if last:
         outcome = (f"{_tag(last['outcome'])} HTTP {_e(last.get('http_status'))}, {_e(last.get('attempts'))} attempt(s), "
@@ -91,7 +91,7 @@ def _job(job: dict) -> str:
     name = _e(job["name"])
     buttons = "".join(
         f'<button type="button" data-action="{action}" data-job="{name}">{label}</button>'
-        for action, label in _actions(job["state"])
+        for action, label in (_actions(job["state"]) if operator else ())
     )
     history = job.get("history") or []
     return (
@@ -146,12 +146,30 @@ def _sources(sources: list[dict]) -> str:
     return f'<h2>Job sources</h2><ul id="sources">{"".join(items)}</ul>' if items else ""
 
 
-def render(view: dict, nonce: str) -> str:
-    """The whole page for a jobs view (`operations.jobs_view(..., with_history=True)`)."""
+def _audit(entries: list[dict] | None) -> str:
+    """The audit log's last entries: who changed what, when, with what outcome, and why."""
+    if entries is None:
+        return '<h2>Audit</h2><p id="audit">The audit log could not be read just now.</p>'
+    if not entries:
+        return '<h2>Audit</h2><p id="audit">No state-changing request recorded yet.</p>'
+    rows = ["<tr><th>at</th><th>who</th><th>what</th><th>job</th><th>status</th><th>reason</th></tr>"]
+    for a in entries:
+        rows.append(f"<tr><td>{_e(a.get('at'))}</td><td>{_e(a.get('who'))}</td>"
+                    f"<td>{_e(a.get('method'))} {_e(a.get('what'))}</td><td>{_e(a.get('job'))}</td>"
+                    f"<td>{_e(a.get('status'))}</td><td>{_e(a.get('reason'))}</td></tr>")
+    return f'<h2>Audit</h2><table id="audit">{"".join(rows)}</table>'
+
+
+def render(view: dict, nonce: str, viewer: str | None = None) -> str:
+    """The whole page for a jobs view (`operations.jobs_view(..., with_history=True)`, with
+    `audit`: the audit log's last entries). `viewer`: the name of a viewer's token, whose
+    page has no buttons (its POSTs would be refused)."""
     leader = view["leader"]
     who = (f"leader <b>{_e(leader['replica'])}</b>, epoch {_e(leader['epoch'])}" if leader
            else "no leader is running now")
-    jobs = "".join(_job(j) for j in view["jobs"])
+    if viewer is not None:
+        who += f' &middot; <span id="role">read-only: signed in with the viewer token {_e(viewer)}</span>'
+    jobs = "".join(_job(j, viewer is None) for j in view["jobs"])
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -159,5 +177,6 @@ def render(view: dict, nonce: str) -> str:
         f"<title>cron-sidecar</title><style>{STYLE}</style></head><body>"
         f'<h1>cron-sidecar</h1><div class="meta" id="leader">{who}</div><div id="msg" role="status"></div>'
         f"{_sources(view.get('sources') or [])}{jobs}{_rejected(view.get('rejected') or [])}"
+        f"{_audit(view.get('audit'))}"
         f'<script nonce="{_e(nonce)}">{SCRIPT}</script></body></html>'
     )

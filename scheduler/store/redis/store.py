@@ -16,6 +16,7 @@ from typing import Any
 
 from . import cluster
 from . import scripts
+from .audit import AUDIT_APPEND, AUDIT_READ, Audit
 from ...model import Claim, Finished, State, TriggerRequest
 from .caller import Caller
 from .claims import Claims
@@ -30,7 +31,7 @@ from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 # Every script the store runs: a refused command inside one is named by its line (acl).
 SCRIPTS = (scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
-           scripts.REQUEST_TRIGGER, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB)
+           scripts.REQUEST_TRIGGER, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB, AUDIT_APPEND, AUDIT_READ)
 
 
 class RedisStore:
@@ -65,6 +66,7 @@ class RedisStore:
                              history_keep=history, clock=clock)
         self.reads = StateReads(keys, caller, self.quarantine)
         self.control = Control(keys, caller, history)
+        self.audit_log = Audit(keys, caller)
 
     # What the engine, the CLI and the tests read or set on a store, kept where it lives.
 
@@ -208,6 +210,12 @@ class RedisStore:
 
     async def status(self, jobs: Sequence[str]) -> dict:
         return await self.reads.status(jobs)
+
+    async def audit_append(self, entry: dict) -> int:
+        return await self.audit_log.append(entry)
+
+    async def audit(self, limit: int, before: int | None = None) -> list[dict]:
+        return await self.audit_log.read(limit, before)
 
     async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
         return await self.caller.refused_named(redis_gc(self.caller.redis, self.keys, keep_jobs, older_than_s, dry_run))

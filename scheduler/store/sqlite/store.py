@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from collections.abc import Callable, Sequence
 
+from . import audit as audit_table
 from . import sources_meta
 from . import state as ops
 from ...model import Claim, Finished, State, TriggerRequest
@@ -267,6 +268,12 @@ class LocalStore:
 
     async def status(self, jobs: Sequence[str]) -> dict:
         return await self._run(self._read, lambda db, bad: ops.status(db, self.quarantine, bad, jobs, self.lease.held_anywhere()))
+
+    async def audit_append(self, entry: dict) -> int:
+        return await self._run(self._write, lambda db, _: audit_table.append(db, entry))
+
+    async def audit(self, limit: int, before: int | None = None) -> list[dict]:
+        return await self._run(self._read, lambda db, _: audit_table.read(db, limit, before))
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         """The job's last finished fires, newest first (at most `limit`, or all that are kept)."""
