@@ -17,6 +17,7 @@ from typing import Any
 from . import cluster
 from . import scripts
 from .audit import AUDIT_APPEND, AUDIT_READ, Audit
+from ..audit_records import AUDIT_KEEP
 from ...model import Claim, Finished, State, TriggerRequest
 from .caller import Caller
 from .claims import Claims
@@ -50,6 +51,7 @@ class RedisStore:
         claim_ahead_s: float = 0.25,
         history: int = 20,
         clock: Callable[[], float] = time.time,
+        audit_keep: int = AUDIT_KEEP,
     ):
         self.replica_id = replica_id or new_replica_id()
         self.namespace = namespace
@@ -66,7 +68,7 @@ class RedisStore:
                              history_keep=history, clock=clock)
         self.reads = StateReads(keys, caller, self.quarantine)
         self.control = Control(keys, caller, history)
-        self.audit_log = Audit(keys, caller)
+        self.audit_log = Audit(keys, caller, audit_keep)
 
     # What the engine, the CLI and the tests read or set on a store, kept where it lives.
 
