@@ -6,9 +6,18 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from scheduler.store.redis.store import RedisStore
 from scheduler.store.sqlite.store import LocalStore
-from tests.test_store_contract import backend, run  # noqa: F401  (the fixture both stores share)
+from tests.test_store_contract import Backend, run
+
+
+@pytest.fixture(params=["redis", "local"])
+def backend(request, tmp_path):
+    b = Backend(request.param, tmp_path)
+    yield b
+    b.stop()
 
 
 def entry(n: int) -> dict:
