@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -71,12 +72,9 @@ def post_routes() -> list[str]:
     settings = loader.load({"SCHEDULER_JOB_FINE_SCHEDULE": "every 1h", "SCHEDULER_JOB_FINE_URL": "/fine"})
     api = ControlApi(settings, None, None, all_tokens("t", ()))  # type: ignore[arg-type]  # routes only
     paths = [path for method, path, _, _ in api.routes() if method == "POST"]
-    fill = {"{name}": "fine", "{slot}": "2026-01-01T03:00:00Z", "{id}": "run-1"}
-    for i, path in enumerate(paths):
-        for param, value in fill.items():
-            path = path.replace(param, value)
-        paths[i] = path
-    return paths
+    # Any value does for a parameter: the role is checked before the route's handler runs.
+    return [re.sub(r"\{[^}]*\}", lambda m: "fine" if m.group() == "{name}" else "2026-01-01T03:00:00Z", path)
+            for path in paths]
 
 
 @pytest.mark.parametrize("path", post_routes())
@@ -88,6 +86,23 @@ def test_a_viewer_is_refused_every_post_with_a_403_and_nothing_changes(daemon, p
     assert daemon["redis"].client().smembers(f"{{{NS}}}:paused") == set()
     assert daemon["redis"].client().llen(f"{{{NS}}}:trigger") == 0
     assert audit(daemon["url"])["entries"] == before  # a refusal is no change (and a viewer cannot flood the log)
+
+
+@pytest.mark.parametrize("path", [p for p in post_routes() if not p.endswith("/validate")])
+def test_every_post_route_but_validate_is_recorded_with_who_and_why(daemon, path) -> None:
+    r = post(daemon["url"], path, OPERATOR, {"reason": f"checking {path}"})
+    if path.endswith("/pause"):
+        assert post(daemon["url"], path.replace("/pause", "/resume"), OPERATOR).status_code == 200
+    entries = audit(daemon["url"], limit=5)["entries"]
+    mine = [e for e in entries if e.get("reason") == f"checking {path}"]
+    assert len(mine) == 1, entries
+    assert (mine[0]["who"], mine[0]["method"], mine[0]["what"], mine[0]["status"]) == ("alice", "POST", path, r.status_code)
+
+
+def test_validate_changes_nothing_and_is_not_recorded(daemon) -> None:
+    before = audit(daemon["url"])["entries"]
+    assert post(daemon["url"], "/api/v1/validate", OPERATOR, {"jobs": []}).status_code == 200
+    assert audit(daemon["url"])["entries"] == before
 
 
 @pytest.mark.parametrize("path", ["/", "/api/v1/jobs", "/api/v1/jobs/fine", "/api/v1/audit"])
