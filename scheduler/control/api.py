@@ -137,22 +137,25 @@ class ControlApi:
         which the handler never sees."""
 
         def checked(request: Request) -> Response:
-            reason: list[str] = []  # filled from the body, once it is read
-            response = self.answer(lambda: self._changed(request, handler, reason if audited else None))
+            value, reason = self._body(request), None
+            if isinstance(value, Response):
+                response = value
+            else:
+                given = value.pop("reason", None) if audited else None
+                problem = audit.reason_problem(given)
+                if problem is not None:
+                    response = error(400, problem)
+                else:
+                    reason = given
+                    response = self.answer(lambda: handler(request, value))
             if audited:
-                who = self.caller(request)
-                value = audit.entry(who.name if who else "?", request.method, request.path,
-                                    request.params.get("name"), response.status, reason[0] if reason else None)
-                try:
-                    self.call(audit.record(self.store, value), AUDIT_TIMEOUT_S)
-                except Exception as exc:  # noqa: BLE001 - the answer stands whatever happens here
-                    log.warning("could not write the audit entry", extra={"entry": value, "error": repr(exc)})
+                self._record(request, response.status, reason)
             return response
 
         return checked
 
-    def _changed(self, request: Request, handler: Callable[[Request, dict], Response],
-                 reason: list[str] | None) -> Response:
+    def _body(self, request: Request) -> dict | Response:
+        """The body of a state-changing request as a JSON object, or the answer refusing it."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JSON:
             return error(415, f"send Content-Type: {JSON}")
@@ -163,14 +166,17 @@ class ControlApi:
             return error(400, "the body is not valid JSON")
         if not isinstance(value, dict):
             return error(400, "the body must be a JSON object")
-        if reason is not None and "reason" in value:
-            given = value.pop("reason")
-            problem = audit.reason_problem(given)
-            if problem is not None:
-                raise ops.BadRequest(problem)
-            if given:
-                reason.append(given)
-        return handler(request, value)
+        return value
+
+    def _record(self, request: Request, status: int, reason: str | None) -> None:
+        """The audit entry of an answered request; never fails it (a warning at most)."""
+        who = self.caller(request)
+        value = audit.entry(who.name if who else "?", request.method, request.path, request.params.get("name"),
+                            status, reason)
+        try:
+            self.call(audit.record(self.store, value), AUDIT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a timeout here; the answer stands whatever happens
+            log.warning("could not write the audit entry", extra={"entry": value, "error": repr(exc)})
 
     def call(self, coro: Coroutine, timeout_s: float = STORE_TIMEOUT_S) -> Any:
         """Run a store operation on the daemon's loop and wait for it here."""
