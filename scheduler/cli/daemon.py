@@ -105,12 +105,13 @@ def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, sto
     router = routes(metrics, health)
     paths = "/metrics /healthz /readyz"
     api = None
-    if settings.control_token and not dry_run:
+    if (settings.control_token or settings.control_tokens) and not dry_run:
+        from ..config.tokens import all_tokens
         from ..control.api import ControlApi, add_routes
 
-        api = ControlApi(catalog, store, asyncio.get_running_loop(), str(settings.control_token))
+        api = ControlApi(catalog, store, asyncio.get_running_loop(), all_tokens(settings.control_token, settings.control_tokens))
         add_routes(router, api)
-        paths += " /api/v1/jobs /"
+        paths += " /api/v1/jobs /api/v1/audit /"
     # The port's share of the open-files limit: fires, the store and the job sources keep
     # theirs however many clients connect (open_files.port_connection_cap has the rule).
     cap = port_connection_cap(open_files_limit(), settings.max_concurrency)

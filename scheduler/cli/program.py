@@ -27,6 +27,16 @@ def request_id(text: str) -> str:
     return text
 
 
+def reason(text: str) -> str:
+    """argparse type of `--reason`: what the audit log takes, else a usage error (exit 2)."""
+    from ..control.audit import reason_problem
+
+    problem = reason_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def count(text: str) -> int:
     """argparse type of `check --count`: a usage error (exit 2) below 1."""
     try:
@@ -85,19 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", parents=[common], help="a job's last finished fires, newest first")
     history.add_argument("job")
     history.add_argument("--json", action="store_true", help="print JSON")
+    audit = sub.add_parser("audit", parents=[common], help="who changed what through the control API and the CLI")
+    audit.add_argument("--limit", type=count, default=50, metavar="N", help="entries to show, newest first (default 50)")
+    audit.add_argument("--before", type=count, metavar="ID", help="only entries older than this id (the next page)")
+    audit.add_argument("--json", action="store_true", help="print JSON")
+    # Audited: the commands that change state take a reason for the audit log.
+    said = argparse.ArgumentParser(add_help=False)
+    said.add_argument("--reason", type=reason, metavar="TEXT", help="why, for the audit log (at most 500 characters)")
     for name, what in (("pause", "stop firing a job (its slots are skipped)"), ("resume", "fire a paused job again")):
-        steer = sub.add_parser(name, parents=[common], help=what)
+        steer = sub.add_parser(name, parents=[common, said], help=what)
         steer.add_argument("job")
         steer.add_argument("--json", action="store_true", help="print what was done as JSON")
-    trigger = sub.add_parser("trigger", parents=[common], help="ask the leader to fire a job now, once")
+    trigger = sub.add_parser("trigger", parents=[common, said], help="ask the leader to fire a job now, once")
     trigger.add_argument("job")
     trigger.add_argument("--json", action="store_true", help="print what was done as JSON")
     trigger.add_argument("--id", type=request_id, metavar="ID",
                          help="request id, 1-128 of A-Z a-z 0-9 . _ -; an id fires at most once (default: a new one)")
     sources = sub.add_parser("sources", parents=[common], help="steer the job sources of every replica")
     sources_sub = sources.add_subparsers(dest="sources_command", required=True)
-    sources_sub.add_parser("refresh", parents=[common], help="every replica reads SCHEDULER_JOBS_FILE/URL now")
-    sources_sub.add_parser("accept", parents=[common],
+    sources_sub.add_parser("refresh", parents=[common, said], help="every replica reads SCHEDULER_JOBS_FILE/URL now")
+    sources_sub.add_parser("accept", parents=[common, said],
                            help="apply the reads held by the guard (SCHEDULER_JOBS_MAX_DROP) on every replica")
     state = sub.add_parser("state", parents=[common], help="delete state on purpose: removed jobs, records set aside")
     state_sub = state.add_subparsers(dest="state_command", required=True)
@@ -159,6 +176,8 @@ def _main(argv: list[str] | None) -> int:
 
         return asyncio.run(run_state(settings, args))
     if command == "sources":
+        return asyncio.run(control(settings, command, args))
+    if command == "audit":
         return asyncio.run(control(settings, command, args))
     if command in ("status", "history", "pause", "resume", "trigger"):
         from ..sources.catalog import read_once
@@ -234,7 +253,7 @@ def healthcheck(env_file: str | None) -> int:
 
 
 async def control(settings: config.Settings, command: str, args) -> int:
-    """status, history, pause, resume, trigger: talk to the state store directly, never take the lease."""
+    """status, history, audit, pause, resume, trigger, sources: talk to the state store directly, never take the lease."""
     from ..control.cli import run_control
     from ..store.protocol import StoreForbidden, StoreUnavailable
 

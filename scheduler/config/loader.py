@@ -121,6 +121,7 @@ def secret_values(settings: Settings) -> list[str]:
                   settings.tls_client_key_password, settings.http_proxy):
         if value:
             out.append(str(value))
+    out += [str(t.secret) for t in settings.control_tokens]
     if settings.http_proxy:
         password = urlsplit(str(settings.http_proxy)).password
         if password:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .reader import Reader, Secret
+from .tokens import NamedToken, control_tokens, tokens_apart
 from .jobs import TIMEZONE_DEFAULT, JobSpec
 from .redis_parsers import host_ports, redis_url
 from .parsers import (
@@ -81,6 +82,9 @@ GLOBAL = (
     Setting("SCHEDULER_SIGNING_SECRET", None, signing_secret, "signing_secret", secret=True),
     # the control API and status page exist only with it
     Setting("SCHEDULER_CONTROL_TOKEN", None, non_blank, "control_token", secret=True),
+    # named tokens with a role, name:role:secret (config/tokens.py); either one turns the API on
+    Setting("SCHEDULER_CONTROL_TOKENS", None, control_tokens, "control_tokens", secret=True, unset=(),
+            check=tokens_apart),
     Setting("SCHEDULER_REDIS_URL", None, redis_url, "redis_url", secret=True),
     Setting("SCHEDULER_REDIS_SENTINELS", None, host_ports, "redis_sentinels", unset=()),
     Setting("SCHEDULER_REDIS_SENTINEL_MASTER", None, non_blank, "redis_sentinel_master",
@@ -144,6 +148,7 @@ class Settings:
     api_token: Secret | None = _DEFAULT["api_token"]
     signing_secret: Secret | None = _DEFAULT["signing_secret"]
     control_token: Secret | None = _DEFAULT["control_token"]
+    control_tokens: tuple[NamedToken, ...] = _DEFAULT["control_tokens"]
     redis_url: Secret | None = _DEFAULT["redis_url"]
     redis_sentinels: tuple[tuple[str, int], ...] = _DEFAULT["redis_sentinels"]
     redis_sentinel_master: str | None = _DEFAULT["redis_sentinel_master"]
@@ -196,7 +201,8 @@ def read_settings(g: Reader, stderr_is_tty: bool) -> dict[str, Any]:
     for s in SETTINGS:
         parse = s.parse(got["api_url"]) if s.joined else s.parse
         value = g.get(s.env, parse, s.default)
-        got[s.field] = Secret(value) if s.secret and value is not None else value
+        # A secret parsed into a structure (the named control tokens) holds its own Secrets.
+        got[s.field] = Secret(value) if s.secret and isinstance(value, str) else value
         if s.check is not None:
             s.check(got, g.problems)
     if got["log_format"] is None:

@@ -2,30 +2,34 @@
 
 Handlers take a `Request` and return a `Response` of the HTTP port's server, in its worker
 threads. The store's connections belong to the daemon's event loop, so each store call is
-handed to that loop and waited for here. Every route needs the control token, as Bearer or
+handed to that loop and waited for here. Every route needs a control token, as Bearer or
 as the Basic password; a route that changes state takes only a POST of application/json,
 which a cross-site form cannot send and a cross-site script cannot send without a CORS
-preflight, which nothing here ever allows.
+preflight, which nothing here ever allows. A viewer's token may only read (GET). Every POST
+goes through `changing`, which records it in the audit log: a route added with it is
+audited with no more code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import json
 import logging
 import secrets
 from typing import Any, Protocol
 from collections.abc import Callable, Coroutine
 
+from . import audit
 from . import operations as ops
 from . import page
+from .access import READS, Access
+from .queries import MAX_ID, whole_number
 from .validation import BadDocument, validate_document
 from ..sources.catalog import Catalog
 from ..config.loader import Settings
+from ..config.tokens import NamedToken
 from ..http.server.server import Request, Response
+from ..store.audit_records import AUDIT_MAX_LIMIT
 from ..store.protocol import Store, StoreForbidden, StoreUnavailable
 
 log = logging.getLogger("scheduler.api")
@@ -33,6 +37,7 @@ log = logging.getLogger("scheduler.api")
 MAX_BODY = 4096  # bytes of a request body; a trigger's is at most ~150
 MAX_DOCUMENT_BODY = 4 << 20  # a document to validate: some 40,000 jobs
 STORE_TIMEOUT_S = 10.0
+AUDIT_TIMEOUT_S = 2.0  # an audit entry not written by then costs a warning, not the answer
 REFRESH_TIMEOUT_S = 40.0  # a URL source may take its whole request timeout (30 s at most)
 REALM = 'Basic realm="cron-sidecar", charset="UTF-8"'
 JSON = "application/json"
@@ -64,12 +69,11 @@ class SourceControl(Protocol):
 class ControlApi:
     """The routes, bound to the settings, the store and the loop that owns the store."""
 
-    def __init__(self, catalog: Catalog | Settings, store: Store, loop: asyncio.AbstractEventLoop, token: str):
-        if not token:
-            raise ValueError("the control API needs a token")
+    def __init__(self, catalog: Catalog | Settings, store: Store, loop: asyncio.AbstractEventLoop,
+                 tokens: tuple[NamedToken, ...]):
         self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
         self.store, self.loop = store, loop
-        self._token = token.encode()
+        self.access = Access(tokens)
         self.sources: SourceControl | None = None  # set once the daemon's sources start
 
     @property
@@ -88,63 +92,91 @@ class ControlApi:
             ("POST", "/api/v1/jobs/{name}/resume", self.guard(self.changing(self.resume)), MAX_BODY),
             ("POST", "/api/v1/sources/refresh", self.guard(self.changing(self.refresh)), MAX_BODY),
             ("POST", "/api/v1/sources/accept", self.guard(self.changing(self.accept)), MAX_BODY),
-            ("POST", "/api/v1/validate", self.guard(self.changing(self.validate)), MAX_DOCUMENT_BODY),
+            # changes nothing, so it is not audited; still a POST, so not a viewer's
+            ("POST", "/api/v1/validate", self.guard(self.changing(self.validate, audited=False)), MAX_DOCUMENT_BODY),
+            ("GET", "/api/v1/audit", self.guard(self.audit_log), 0),
         ]
 
     # -- auth and the rules every route shares -------------------------------------------
 
-    def authorized(self, header: str) -> bool:
-        scheme, _, value = header.strip().partition(" ")
-        value = value.strip()
-        if scheme.lower() == "bearer":
-            given = value.encode("latin-1", "replace")
-        elif scheme.lower() == "basic":
-            try:
-                decoded = base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError):
-                return False
-            given = decoded.partition(b":")[2]
-        else:
-            return False
-        return hmac.compare_digest(given, self._token)
+    def caller(self, request: Request) -> NamedToken | None:
+        return self.access.who(request.headers.get("authorization", ""))
 
     def guard(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def checked(request: Request) -> Response:
-            if not self.authorized(request.headers.get("authorization", "")):
+            who = self.caller(request)
+            if who is None:
                 # The challenge makes a browser ask; the same realm covers the page's fetches.
                 return error(401, "unauthorized", [("WWW-Authenticate", REALM)])
-            try:
-                return handler(request)
-            except ops.UnknownJob as exc:
-                return error(404, str(exc))
-            except ops.BadRequest as exc:
-                return error(400, str(exc))
-            except StoreForbidden as exc:
-                log.warning("control API: the state store refused the call", extra={"error": str(exc)})
-                return error(503, "the state store refused the call (a Redis ACL permission is missing; see the log)")
-            except (StoreUnavailable, TimeoutError) as exc:
-                log.warning("control API: the state store did not answer", extra={"error": str(exc)})
-                return error(503, "the state store is unreachable; try again")
+            if request.method not in READS and not who.operator:
+                return error(403, f"the token {who.name!r} is a viewer's: it may only read (GET); "
+                                  "this needs an operator's token")
+            return self.answer(lambda: handler(request))
 
         return checked
 
-    def changing(self, handler: Callable[[Request, dict], Response]) -> Callable[[Request], Response]:
-        """A state-changing route: application/json only, and a JSON object as its body."""
+    def answer(self, handler: Callable[[], Response]) -> Response:
+        """The handler's response, or the one its exception stands for."""
+        try:
+            return handler()
+        except ops.UnknownJob as exc:
+            return error(404, str(exc))
+        except ops.BadRequest as exc:
+            return error(400, str(exc))
+        except StoreForbidden as exc:
+            log.warning("control API: the state store refused the call", extra={"error": str(exc)})
+            return error(503, "the state store refused the call (a Redis ACL permission is missing; see the log)")
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning("control API: the state store did not answer", extra={"error": str(exc)})
+            return error(503, "the state store is unreachable; try again")
+
+    def changing(self, handler: Callable[[Request, dict], Response], *,
+                 audited: bool = True) -> Callable[[Request], Response]:
+        """A state-changing route: application/json only, and a JSON object as its body.
+        Audited, its answer is recorded with the caller's name and the body's `"reason"`,
+        which the handler never sees."""
 
         def checked(request: Request) -> Response:
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype != JSON:
-                return error(415, f"send Content-Type: {JSON}")
-            body = request.body.strip() or b"{}"
-            try:
-                value = json.loads(body)
-            except (ValueError, RecursionError):
-                return error(400, "the body is not valid JSON")
-            if not isinstance(value, dict):
-                return error(400, "the body must be a JSON object")
-            return handler(request, value)
+            value, reason = self._body(request), None
+            if isinstance(value, Response):
+                response = value
+            else:
+                given = value.pop("reason", None) if audited else None
+                problem = audit.reason_problem(given)
+                if problem is not None:
+                    response = error(400, problem)
+                else:
+                    reason = given
+                    response = self.answer(lambda: handler(request, value))
+            if audited:
+                self._record(request, response.status, reason)
+            return response
 
         return checked
+
+    def _body(self, request: Request) -> dict | Response:
+        """The body of a state-changing request as a JSON object, or the answer refusing it."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != JSON:
+            return error(415, f"send Content-Type: {JSON}")
+        body = request.body.strip() or b"{}"
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError):
+            return error(400, "the body is not valid JSON")
+        if not isinstance(value, dict):
+            return error(400, "the body must be a JSON object")
+        return value
+
+    def _record(self, request: Request, status: int, reason: str | None) -> None:
+        """The audit entry of an answered request; never fails it (a warning at most)."""
+        who = self.caller(request)
+        value = audit.entry(who.name if who else "?", request.method, request.path, request.params.get("name"),
+                            status, reason)
+        try:
+            self.call(audit.record(self.store, value), AUDIT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a timeout here; the answer stands whatever happens
+            log.warning("could not write the audit entry", extra={"entry": value, "error": repr(exc)})
 
     def call(self, coro: Coroutine, timeout_s: float = STORE_TIMEOUT_S) -> Any:
         """Run a store operation on the daemon's loop and wait for it here."""
@@ -235,12 +267,28 @@ class ControlApi:
         view = self.call(ops.jobs_view(self.settings, self.store))
         return json_response(200, next(j for j in view["jobs"] if j["name"] == name))
 
+    def audit_log(self, request: Request) -> Response:
+        """`?limit=` (1-1000, default 50) entries, newest first; `?before=<id>` for the next
+        page, whose id `next` gives (null after the last)."""
+        limit = whole_number(request, "limit", audit.DEFAULT_LIMIT, AUDIT_MAX_LIMIT)
+        before = whole_number(request, "before", 0, MAX_ID)
+        entries = self.call(self.store.audit(limit, before or None))
+        more = len(entries) == limit and entries[-1]["id"] > 1
+        return json_response(200, {"entries": entries, "next": entries[-1]["id"] if more else None})
+
     def status_page(self, request: Request) -> Response:
         view = self.call(ops.jobs_view(self.settings, self.store, with_history=True))
         view["sources"] = self.call(self._sources()) if self.sources is not None else []
+        try:
+            view["audit"] = self.call(self.store.audit(audit.PAGE_ENTRIES))
+        except (StoreUnavailable, TimeoutError) as exc:  # the rest of the page is still worth showing
+            log.warning("control API: could not read the audit log for the page", extra={"error": str(exc)})
+            view["audit"] = None
+        who = self.caller(request)
         nonce = secrets.token_urlsafe(16)
         headers = COMMON_HEADERS + [("Content-Security-Policy", PAGE_CSP.format(nonce=nonce)), ("X-Frame-Options", "DENY")]
-        return Response(200, page.render(view, nonce).encode(), "text/html; charset=utf-8", headers)
+        body = page.render(view, nonce, viewer=None if who is None or who.operator else who.name)
+        return Response(200, body.encode(), "text/html; charset=utf-8", headers)
 
 
 def add_routes(router, api: ControlApi) -> None:

@@ -1,7 +1,8 @@
-"""Operator commands: status, history, pause, resume, trigger. Each calls the one
+"""Operator commands: status, history, audit, pause, resume, trigger, sources. Each calls the one
 implementation in `operations` (which the control API calls too) and prints its result.
 They read and write the state store directly and never take the lease, so they work from
-any replica or a laptop."""
+any replica or a laptop; the ones that change state are recorded in the audit log as
+`cli:<OS user>`."""
 
 from __future__ import annotations
 
@@ -9,28 +10,26 @@ import json
 import sys
 import time
 
+from . import audit
 from . import operations as ops
 from ..config.loader import Settings
 from ..store.protocol import Store
 
 
+STEERING = ("sources", "pause", "resume", "trigger")  # the commands that change state: audited
+
+
 async def run_control(settings: Settings, store: Store, command: str, args) -> int:
-    if command == "sources":
-        await store.request_sources(args.sources_command)
-        what = "read their sources again" if args.sources_command == "refresh" else "apply their held reads"
-        print(f"asked every replica to {what}; each does within a second")
+    if command in STEERING:
+        code = await steer(settings, store, command, args)
+        what = f"sources {args.sources_command}" if command == "sources" else command
+        await audit.record(store, audit.entry(audit.cli_who(), "CLI", what, getattr(args, "job", None), code,
+                                              getattr(args, "reason", None)))
+        return code
+    if command == "audit":
+        entries = await store.audit(args.limit, args.before)
+        print(json.dumps(entries, indent=2) if args.json else audit.render(entries))
         return 0
-    if command in ("pause", "resume"):
-        changed = await ops.set_paused(settings, store, args.job, command == "pause")
-        if args.json:
-            print(json.dumps({"job": args.job, "paused": command == "pause", "changed": changed}))
-        elif command == "pause":
-            print(f"paused {args.job}" if changed else f"{args.job} was already paused")
-        else:
-            print(f"resumed {args.job}" if changed else f"{args.job} was not paused")
-        return 0
-    if command == "trigger":
-        return await trigger(settings, store, args.job, args.id, args.json)
     if command == "history":
         entries = await ops.history(settings, store, args.job)
         print(json.dumps(entries, indent=2) if args.json else render_history(args.job, entries, settings.history))
@@ -40,6 +39,24 @@ async def run_control(settings: Settings, store: Store, command: str, args) -> i
         print(json.dumps(report, indent=2))
     else:
         print(render_status(report))
+    return 0
+
+
+async def steer(settings: Settings, store: Store, command: str, args) -> int:
+    if command == "sources":
+        await store.request_sources(args.sources_command)
+        what = "read their sources again" if args.sources_command == "refresh" else "apply their held reads"
+        print(f"asked every replica to {what}; each does within a second")
+        return 0
+    if command == "trigger":
+        return await trigger(settings, store, args.job, args.id, args.json)
+    changed = await ops.set_paused(settings, store, args.job, command == "pause")
+    if args.json:
+        print(json.dumps({"job": args.job, "paused": command == "pause", "changed": changed}))
+    elif command == "pause":
+        print(f"paused {args.job}" if changed else f"{args.job} was already paused")
+    else:
+        print(f"resumed {args.job}" if changed else f"{args.job} was not paused")
     return 0
 
 

@@ -115,6 +115,14 @@ class Store(Protocol):
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         """A job's last finished fires, newest first."""
 
+    async def audit_append(self, entry: dict) -> int:
+        """Add one entry (a JSON object) to the audit log, which keeps the newest AUDIT_KEEP
+        (audit_records.py); returns the id it was given, higher than every earlier one's."""
+
+    async def audit(self, limit: int, before: int | None = None) -> list[dict]:
+        """The audit log's newest `limit` entries, each with its "id", newest first; with
+        `before`, only those whose id is lower (the next page)."""
+
     async def status(self, jobs: Sequence[str]) -> dict:
         """Leader, epoch, lease time left, watermarks, in-flight fires, pauses, outcomes."""
 

@@ -122,6 +122,12 @@ class ReadOnlyStore:
     async def status(self, jobs: Sequence[str]) -> dict:
         return await self.store.status(jobs)
 
+    async def audit_append(self, entry: dict) -> int:
+        return 0  # a dry run writes nothing (and serves no control API that would ask)
+
+    async def audit(self, limit: int, before: int | None = None) -> list[dict]:
+        return await self.store.audit(limit, before)
+
     async def open(self) -> None:
         await self.store.open()
 

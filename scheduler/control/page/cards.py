@@ -11,12 +11,12 @@ from .text import e, ms, tag, when
 REASON_HINT = "reason (optional)"
 
 
-def card(job: dict, states: list[str]) -> str:
+def card(job: dict, states: list[str], operator: bool = True) -> str:
     name = e(job["name"])
     badges = " ".join(tag(s) for s in states)
     buttons = "".join(
         f'<button type="button" data-action="{action}" data-job="{name}">{label}</button>'
-        for action, label in actions(job["state"])
+        for action, label in (actions(job["state"]) if operator else ())
     )
     ledger = job.get("history") or []
     failed = sum(fate(r) == "failed" for r in ledger)
@@ -30,9 +30,10 @@ def card(job: dict, states: list[str]) -> str:
         f"<dt>last</dt><dd>{last_outcome(job)}</dd>"
         f"<dt>failures</dt><dd>{e(job.get('consecutive_failures', 0))} in a row</dd></dl>"
         f'<details{" open" if failed else ""}><summary>ledger ({len(ledger)}{f", {failed} failed" if failed else ""})'
-        f"</summary>{ledger_table(job['name'], ledger)}</details>"
-        f'<div class="acts">{buttons}'
-        f'<input class="reason" type="text" maxlength="500" placeholder="{REASON_HINT}" aria-label="reason"></div>'
+        f"</summary>{ledger_table(job['name'], ledger, operator)}</details>"
+        + (f'<div class="acts">{buttons}'
+           f'<input class="reason" type="text" maxlength="500" placeholder="{REASON_HINT}" aria-label="reason"></div>'
+           if operator else "") +
         "</section>"
     )
 
@@ -74,7 +75,7 @@ def run_id(entry: dict) -> str | None:
     return str(rid) if rid else None
 
 
-def ledger_table(job: str, entries: list[dict]) -> str:
+def ledger_table(job: str, entries: list[dict], operator: bool = True) -> str:
     if not entries:
         return "<p>No runs recorded yet.</p>"
     rows = ["<tr><th>run</th><th>fate</th><th>reason</th><th>attempts</th><th>HTTP</th><th>late</th>"
@@ -84,7 +85,7 @@ def ledger_table(job: str, entries: list[dict]) -> str:
         rid = run_id(r)
         # The Retry button sits beside the fate, so a phone shows it without scrolling sideways.
         retry = (f' <button type="button" data-action="retry" data-job="{e(job)}" data-run="{e(rid)}">Retry</button>'
-                 if fate(r) == "failed" and rid else "")
+                 if operator and fate(r) == "failed" and rid else "")
         rows.append(
             f'<tr class="run" data-fate="{e(fate(r))}"><td class="id">{when(rid)}</td><td>{tag(fate(r))}{retry}</td>'
             f'<td class="why" data-k="reason">{e(r.get("reason") or r.get("explain") or "")}</td>'

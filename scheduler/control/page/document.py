@@ -17,12 +17,16 @@ SUMMARY = (("failing", "failing", "failing", "bad"), ("overdue", "overdue", "ove
            ("rejected", "rejected", None, "bad"))
 
 
-def render(view: dict, nonce: str) -> str:
+def render(view: dict, nonce: str, viewer: str | None = None) -> str:
+    """The page; `viewer`: the name of a viewer's token, whose page has no buttons (its POSTs
+    would be refused)."""
     leader = view["leader"]
     who = (f"leader <b>{e(leader['replica'])}</b>, epoch {e(leader['epoch'])}" if leader
            else "no leader is running now")
+    if viewer is not None:
+        who += f' &middot; <span id="role">read-only: signed in with the viewer token {e(viewer)}</span>'
     held = held_sources(view.get("sources") or [])
-    jobs = "".join(card(j, states(j, held)) for j in ordered(view["jobs"], held))
+    jobs = "".join(card(j, states(j, held), viewer is None) for j in ordered(view["jobs"], held))
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -32,7 +36,7 @@ def render(view: dict, nonce: str) -> str:
         f"{summary_line(view)}{filters()}"
         f'<div id="msg" role="status"></div>'
         f"{_sources(view.get('sources') or [])}<main id=\"jobs\">{jobs}</main>"
-        f"{audit(view.get('audit'))}{_rejected(view.get('rejected') or [])}"
+        f"{audit(view['audit']) if 'audit' in view else ''}{_rejected(view.get('rejected') or [])}"
         f'<script nonce="{e(nonce)}">{SCRIPT}</script></body></html>'
     )
 
@@ -65,6 +69,8 @@ def filters() -> str:
 # with at, who, action, job, reason and status. Nothing here reads the store: the API puts
 # the entries in the view.
 def audit(entries: object) -> str:
+    if entries is None:
+        return '<section id="audit"><h2>Audit</h2><p>The audit log could not be read just now.</p></section>'
     if not isinstance(entries, list):
         return ""
     if not entries:
@@ -72,10 +78,15 @@ def audit(entries: object) -> str:
     rows = ["<tr><th>when</th><th>who</th><th>what</th><th>job</th><th>reason</th><th>status</th></tr>"]
     for a in entries:
         a = a if isinstance(a, dict) else {}
-        rows.append(f"<tr><td>{when(a.get('at'))}</td><td>{e(a.get('who'))}</td><td>{e(a.get('action'))}</td>"
+        rows.append(f"<tr><td>{when(a.get('at'))}</td><td>{e(a.get('who'))}</td><td>{e(_action(a))}</td>"
                     f"<td>{e(a.get('job'))}</td><td class=\"why\">{e(a.get('reason'))}</td>"
                     f"<td>{e(a.get('status'))}</td></tr>")
     return f'<section id="audit"><h2>Audit</h2><table>{"".join(rows)}</table></section>'
+
+
+def _action(entry: dict) -> str:
+    """What an audit entry did: its action, or its method and path."""
+    return entry.get("action") or " ".join(str(entry[k]) for k in ("method", "what") if entry.get(k))
 
 
 def _rejected(rejected: list[dict]) -> str:

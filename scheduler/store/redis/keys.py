@@ -26,6 +26,8 @@ class Keys:
     sources_state: str = field(init=False)  # each replica's view of its job sources, for status
     released: str = field(init=False)  # a channel: the lease was let go
     wake: str = field(init=False)  # a channel: the leader should look at the queue now
+    audit: str = field(init=False)  # the audit log, newest first (audit.py)
+    audit_seq: str = field(init=False)  # its entries' ids
     job_prefix: str = field(init=False)
     history_prefix: str = field(init=False)
 
@@ -34,6 +36,8 @@ class Keys:
         for name in ("leader", "epoch", "meta", "slots", "inflight", "paused", "trigger", "triggered", "quarantine",
                      "sources", "sources_state", "released", "wake"):
             object.__setattr__(self, name, ns + name)  # frozen: the derived names are set once, here
+        object.__setattr__(self, "audit", ns + "audit")
+        object.__setattr__(self, "audit_seq", ns + "audit_seq")
         object.__setattr__(self, "job_prefix", ns + "job:")
         object.__setattr__(self, "history_prefix", ns + "history:")
 
@@ -56,6 +60,7 @@ class Keys:
             self.inflight: "hash", self.paused: "set", self.trigger: "list", self.triggered: "hash",
             self.quarantine: "hash", self.sources: "hash", self.sources_state: "hash",
         }
+        out[self.audit], out[self.audit_seq] = "list", "counter"
         for job in jobs:
             out[self.job(job)] = "hash"
             out[self.history(job)] = "list"

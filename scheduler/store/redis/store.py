@@ -16,6 +16,8 @@ from typing import Any
 
 from . import cluster
 from . import scripts
+from .audit import AUDIT_APPEND, AUDIT_READ, Audit
+from ..audit_records import AUDIT_KEEP
 from ...model import Claim, Finished, State, TriggerRequest
 from .caller import Caller
 from .claims import Claims
@@ -30,7 +32,7 @@ from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 # Every script the store runs: a refused command inside one is named by its line (acl).
 SCRIPTS = (scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
-           scripts.REQUEST_TRIGGER, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB)
+           scripts.REQUEST_TRIGGER, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB, AUDIT_APPEND, AUDIT_READ)
 
 
 class RedisStore:
@@ -49,6 +51,7 @@ class RedisStore:
         claim_ahead_s: float = 0.25,
         history: int = 20,
         clock: Callable[[], float] = time.time,
+        audit_keep: int = AUDIT_KEEP,
     ):
         self.replica_id = replica_id or new_replica_id()
         self.namespace = namespace
@@ -65,6 +68,7 @@ class RedisStore:
                              history_keep=history, clock=clock)
         self.reads = StateReads(keys, caller, self.quarantine)
         self.control = Control(keys, caller, history)
+        self.audit_log = Audit(keys, caller, audit_keep)
 
     # What the engine, the CLI and the tests read or set on a store, kept where it lives.
 
@@ -208,6 +212,12 @@ class RedisStore:
 
     async def status(self, jobs: Sequence[str]) -> dict:
         return await self.reads.status(jobs)
+
+    async def audit_append(self, entry: dict) -> int:
+        return await self.audit_log.append(entry)
+
+    async def audit(self, limit: int, before: int | None = None) -> list[dict]:
+        return await self.audit_log.read(limit, before)
 
     async def gc(self, keep_jobs: Sequence[str], older_than_s: float, dry_run: bool = False) -> list[str]:
         return await self.caller.refused_named(redis_gc(self.caller.redis, self.keys, keep_jobs, older_than_s, dry_run))

@@ -23,10 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from collections.abc import Callable, Sequence
 
+from . import audit as audit_table
 from . import sources_meta
 from . import state as ops
 from ...model import Claim, Finished, State, TriggerRequest
 from .lease import LocalLease
+from ..audit_records import AUDIT_KEEP
 from .records import Bad, Quarantine
 from .schema import VERSION, StateDamaged, damage, newer_problem, open_db, user_version
 from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
@@ -52,7 +54,8 @@ class LocalStore:
 
     def __init__(self, path: str, replica_id: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
                  on_malformed: Callable[[str], None] | None = None, history: int = 20,
-                 lease_ttl_s: float = LEASE_TTL_S, on_damaged: Callable[[StateDamaged], None] | None = None):
+                 lease_ttl_s: float = LEASE_TTL_S, on_damaged: Callable[[StateDamaged], None] | None = None,
+                 audit_keep: int = AUDIT_KEEP):
         self.replica_id = replica_id or new_replica_id()
         self.path = path
         self.busy_timeout_s = busy_timeout_s
@@ -62,6 +65,7 @@ class LocalStore:
         self.damaged: StateDamaged | None = None
         self.on_damaged = on_damaged
         self.history_keep = history  # finished fires kept per job (SCHEDULER_HISTORY); 0: none
+        self.audit_keep = audit_keep
         # Set when the file is of a newer format than this release knows: then this store
         # neither leads nor writes.
         self.format_problem: str | None = None
@@ -267,6 +271,12 @@ class LocalStore:
 
     async def status(self, jobs: Sequence[str]) -> dict:
         return await self._run(self._read, lambda db, bad: ops.status(db, self.quarantine, bad, jobs, self.lease.held_anywhere()))
+
+    async def audit_append(self, entry: dict) -> int:
+        return await self._run(self._write, lambda db, _: audit_table.append(db, entry, self.audit_keep))
+
+    async def audit(self, limit: int, before: int | None = None) -> list[dict]:
+        return await self._run(self._read, lambda db, _: audit_table.read(db, limit, before))
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         """The job's last finished fires, newest first (at most `limit`, or all that are kept)."""
