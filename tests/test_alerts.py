@@ -61,6 +61,6 @@ def test_rules_name_cron_jobs_by_a_label_a_default_scrape_keeps():
         for rule in group["rules"]:
             text = rule["expr"] + "".join(rule.get("annotations", {}).values())
             assert "exported_job" not in text
-            if "scheduler_job_overdue" in rule["expr"]:
+            if "cron_sidecar_job_overdue" in rule["expr"]:
                 assert "cronjob" in rule["expr"] and "$labels.cronjob" in text
             assert rule.get("for"), f"{rule['alert']} has no `for`: one bad scrape would page"
