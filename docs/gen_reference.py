@@ -277,6 +277,25 @@ def openapi() -> dict:
     }
 
 
+def api_page() -> str:
+    out = [GENERATED, "", "# Control API reference", "",
+           "The routes of `/api/v1`, served on `SCHEDULER_HTTP_PORT` when `SCHEDULER_CONTROL_TOKEN` is set.",
+           "Every request sends the token as `Authorization: Bearer <token>` (or as the Basic password);",
+           "a route that changes state takes a POST of `application/json`. The whole contract, with the",
+           "shapes of bodies and answers, is [openapi.json](../openapi.json) (OpenAPI 3.1); a jobs document,",
+           "as `POST /api/v1/validate` and `SCHEDULER_JOBS_FILE`/`_URL` take it, is",
+           "[schema/jobs.schema.json](../schema/jobs.schema.json) (JSON Schema 2020-12).",
+           "How to use them: [Operations](../operations.md#seeing-and-steering).", "",
+           "| method | path | what it does | success |", "|---|---|---|---|"]
+    spec = openapi()
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            ok = next(code for code in op["responses"] if code.startswith("2"))
+            out.append(f"| {method.upper()} | `{path}` | {op['summary']} | {ok} |")
+    out.append("")
+    return "\n".join(out)
+
+
 # ---- the jobs document ----------------------------------------------------------------------
 def _any_case(words: tuple[str, ...]) -> str:
     """A pattern matching any of `words` in any case, with blanks around (the parsers strip)."""
@@ -332,6 +351,7 @@ def outputs() -> dict[Path, str]:
         DOCS / "reference" / "settings.md": settings_page(),
         DOCS / "reference" / "metrics.md": metrics_page(),
         DOCS / "reference" / "cli.md": cli_page(),
+        DOCS / "reference" / "api.md": api_page(),
         DOCS / "openapi.json": _json(openapi()),
         DOCS / "schema" / "jobs.schema.json": _json(jobs_schema()),
     }
