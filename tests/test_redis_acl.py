@@ -1,4 +1,4 @@
-"""End to end under a Redis ACL user: a real redis-server, the README's `ACL SETUSER` line
+"""End to end under a Redis ACL user: a real redis-server, the `ACL SETUSER` line of docs/guarantees.md
 (or that line with a permission taken away), the daemon and the CLI as processes, and a real
 HTTP receiver."""
 
@@ -28,8 +28,8 @@ JOBS = {
 
 
 def readme_acl() -> str:
-    """The ACL SETUSER line as the README prints it."""
-    text = (REPO_ROOT / "README.md").read_text()
+    """The ACL SETUSER line as docs/guarantees.md prints it."""
+    text = (REPO_ROOT / "docs" / "guarantees.md").read_text()
     (line,) = [x for x in text.splitlines() if x.startswith("ACL SETUSER ")]
     return line
 
