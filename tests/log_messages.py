@@ -10,6 +10,7 @@ one is never left out silently.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ def _resolve(file: str, where: str) -> list[str]:
     raise AssertionError(f"scheduler/{file} has no {where}")
 
 
+@functools.cache
 def messages() -> list[Message]:
     out: list[Message] = []
     for path in sorted(PACKAGE.rglob("*.py")):
