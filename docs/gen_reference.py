@@ -175,7 +175,8 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     },
     ("GET", "/api/v1/jobs/{name}"): {
         "summary": "One job, with its history newest first",
-        "responses": {"200": {"allOf": [_JOB, {"type": "object", "properties": {"history": {"type": "array", "items": {"type": "object"}}}}]}},
+        "responses": {"200": {"allOf": [_JOB, {"type": "object", "properties": {
+            "history": {"type": "array", "items": {"type": "object"}}}}]}},
     },
     ("POST", "/api/v1/jobs/{name}/trigger"): {
         "summary": "Ask the leader to fire the job now, once per request id",

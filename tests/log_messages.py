@@ -13,7 +13,6 @@ import ast
 import functools
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from tests.support import REPO_ROOT
 
