@@ -92,7 +92,7 @@ def test_daemon_and_cli_work_under_the_readme_acl(redis_server, receiver, daemon
     assert log_events(daemon, "released the lease")
     assert not lines_at(daemon, "error"), lines_at(daemon, "error")
     assert "could not release" not in daemon.output() and "not told" not in daemon.output()
-    # Nothing was refused, but for what the README calls optional.
+    # Nothing was refused, but for what docs/guarantees.md calls optional.
     assert {e["object"] for e in refused(redis_server)} <= {"config|get", "client|setinfo", "client"}
 
 
