@@ -69,14 +69,14 @@ class _Before:
             self.jobs.append((name, lateness, duration, now - i % 600))
 
     def collect(self):
-        fires = CounterMetricFamily("scheduler_fires", "Fires finished, by job and outcome", labels=["job", "outcome"])
-        lateness = HistogramMetricFamily("scheduler_lateness_seconds", "Time from a slot to the first attempt", labels=["job"])
-        duration = HistogramMetricFamily("scheduler_fire_duration_seconds", "Time a fire took", labels=["job"])
-        retries = CounterMetricFamily("scheduler_retries", "Attempts after the first, by job", labels=["job"])
-        last_ok = GaugeMetricFamily("scheduler_last_success_timestamp_seconds", "Last successful fire", labels=["job"])
-        failures = GaugeMetricFamily("scheduler_consecutive_failures", "Failed fires since the last success", labels=["job"])
-        period = GaugeMetricFamily("scheduler_job_period_seconds", "Time between the job's slots", labels=["job"])
-        overdue = GaugeMetricFamily("scheduler_job_overdue", "1 when overdue", labels=["job"])
+        fires = CounterMetricFamily("cron_sidecar_fires", "Fires finished, by job and outcome", labels=["job", "outcome"])
+        lateness = HistogramMetricFamily("cron_sidecar_lateness_seconds", "Time from a slot to the first attempt", labels=["job"])
+        duration = HistogramMetricFamily("cron_sidecar_fire_duration_seconds", "Time a fire took", labels=["job"])
+        retries = CounterMetricFamily("cron_sidecar_retries", "Attempts after the first, by job", labels=["job"])
+        last_ok = GaugeMetricFamily("cron_sidecar_last_success_timestamp_seconds", "Last successful fire", labels=["job"])
+        failures = GaugeMetricFamily("cron_sidecar_consecutive_failures", "Failed fires since the last success", labels=["job"])
+        period = GaugeMetricFamily("cron_sidecar_job_period_seconds", "Time between the job's slots", labels=["job"])
+        overdue = GaugeMetricFamily("cron_sidecar_job_overdue", "1 when overdue", labels=["job"])
         for name, lat, dur, ok in self.jobs:
             fires.add_metric([name, "ok"], 1)
             lateness.add_metric([name], lat.buckets(), lat.sum)

@@ -6,7 +6,7 @@ and a recording receiver for the fires.
 Most of the document's jobs are daily at spread times (none due at the current hour), 10 %
 of them `H H * * *`; 100 env jobs fire every second. Prints:
 (a) start -> source jobs in force, per replica: the engine's "job set changed" line and the
-    `scheduler_jobs_source_jobs{source="url"}` metric; peak RSS; memory per job (against a
+    `cron_sidecar_jobs_source_jobs{source="url"}` metric; peak RSS; memory per job (against a
     daemon without the source);
 (b) a change of 1,000 jobs: document switched -> the engine's "job set changed" line, and
     the lateness of the every-second fires (arrival - X-Scheduler-Slot) around it;
@@ -47,7 +47,7 @@ from bench.state_load import state_load  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 from harness.stats import stats_ms  # noqa: E402
 
-_SOURCE_JOBS = re.compile(r'^scheduler_jobs_source_jobs\{source="url"\} ([0-9.e+]+)$', re.M)
+_SOURCE_JOBS = re.compile(r'^cron_sidecar_jobs_source_jobs\{source="url"\} ([0-9.e+]+)$', re.M)
 
 
 def document(n: int, h_share: float, changed: int = 0) -> dict:

@@ -61,6 +61,20 @@ def test_rules_name_cron_jobs_by_a_label_a_default_scrape_keeps():
         for rule in group["rules"]:
             text = rule["expr"] + "".join(rule.get("annotations", {}).values())
             assert "exported_job" not in text
-            if "scheduler_job_overdue" in rule["expr"]:
+            if "cron_sidecar_job_overdue" in rule["expr"]:
                 assert "cronjob" in rule["expr"] and "$labels.cronjob" in text
             assert rule.get("for"), f"{rule['alert']} has no `for`: one bad scrape would page"
+
+
+def test_every_alert_links_its_section_of_the_troubleshooting_page():
+    import re
+
+    page = (REPO_ROOT / "docs" / "troubleshooting.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 _-]", "", m.group(1).strip().lower()).replace(" ", "-")
+               for m in re.finditer(r"^#+ (.+)$", page, re.MULTILINE)}
+    base = "https://github.com/cron-sidecar/cron-sidecar/blob/main/docs/troubleshooting.md#"
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            url = rule["annotations"].get("runbook_url", "")
+            assert url == base + rule["alert"].lower(), f"{rule['alert']}: runbook_url {url!r}"
+            assert rule["alert"].lower() in anchors, f"docs/troubleshooting.md has no section {rule['alert']}"

@@ -125,7 +125,7 @@ def test_an_empty_document_is_held_while_jobs_keep_firing_then_accepted(cluster)
     receiver.wait_for(lambda rs: len(fires(receiver, "/beat")) >= seen + 2, timeout=10)  # still in force
     assert "beat" in {j["name"] for j in listed(cluster["standby"])["jobs"]}
     metrics = httpx.get(cluster["leader"] + "/metrics").text
-    assert 'scheduler_jobs_source_held{source="url"} 12.0' in metrics
+    assert 'cron_sidecar_jobs_source_held{source="url"} 12.0' in metrics
     assert "jobs source held" in cluster["daemons"][0].output()
     page = httpx.get(cluster["leader"] + "/", headers=AUTH, timeout=30).text
     assert "is held: its last read would remove 12 of 12 jobs" in page

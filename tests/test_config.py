@@ -145,7 +145,7 @@ BAD = {
 
 # More bad values, checked in process through config.load (same rules, no process start).
 BAD_IN_PROCESS = {
-    # the TLS options of a rediss:// URL's query (README, "Redis over TLS")
+    # the TLS options of a rediss:// URL's query (docs/guarantees.md, "Redis over TLS")
     "redis-url-unknown-tls-option": Bad(
         {"SCHEDULER_REDIS_URL": "rediss://app:pw-tls-61@redis:6380/0?ssl_ca_cert={tmp}/ca.pem"},
         ("SCHEDULER_REDIS_URL",), secrets=("pw-tls-61",), files={"ca.pem": "x"}, also=("ssl_ca_certs",),

@@ -237,7 +237,7 @@ def test_published_bad_expressions_are_refused_naming_the_field(expr: str, named
     assert named in str(info.value)
 
 
-# Every form the README's "Accepted cron syntax" lists, with its first slot from a Thursday.
+# Every form docs/jobs.md's "Accepted cron syntax" lists, with its first slot from a Thursday.
 ACCEPTED = [
     ("30 * * * * *", "2026-01-01T00:00:30"),
     ("5/15 * * * *", "2026-01-01T00:05:00"),

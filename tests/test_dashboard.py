@@ -27,8 +27,8 @@ RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yaml"
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
 SERIES_LABELS = {"le"}
 
-METRIC = re.compile(r"\bscheduler_[a-z0-9_]+\b")
-SELECTOR = re.compile(r"\b(scheduler_[a-z0-9_]+)\s*\{([^}]*)\}")
+METRIC = re.compile(r"\bcron_sidecar_[a-z0-9_]+\b")
+SELECTOR = re.compile(r"\b(cron_sidecar_[a-z0-9_]+)\s*\{([^}]*)\}")
 MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
 GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
 LABEL_VALUES = re.compile(r"label_values\(\s*([^,()]+?)(?:\{[^}]*\})?\s*,\s*([a-zA-Z_]\w*)\s*\)")
@@ -82,11 +82,40 @@ def test_dashboard_is_importable_and_covers_what_an_operator_watches():
             assert panel["datasource"]["uid"] == "${datasource}", f"{panel['title']} has a fixed data source"
             assert panel["targets"], f"{panel['title']} queries nothing"
     queries = " ".join(dashboard_queries())
-    for needed in ("scheduler_fires_total", 'outcome="failed"', "histogram_quantile(0.5",
-                   "histogram_quantile(0.99", "scheduler_lateness_seconds_bucket", "scheduler_job_overdue",
-                   "scheduler_leader", "scheduler_lease_transitions_total", "scheduler_retries_total",
-                   "scheduler_skips_total"):
+    for needed in ("cron_sidecar_fires_total", 'outcome="failed"', "histogram_quantile(0.5",
+                   "histogram_quantile(0.99", "cron_sidecar_lateness_seconds_bucket", "cron_sidecar_job_overdue",
+                   "cron_sidecar_leader", "cron_sidecar_lease_transitions_total", "cron_sidecar_retries_total",
+                   "cron_sidecar_skips_total"):
         assert needed in queries, f"the dashboard has no panel with {needed}"
+
+
+
+def test_every_query_is_scoped_by_the_namespace_variable():
+    """Two deployments in two namespaces, scraped by one Prometheus, apart on one board."""
+    board = dashboard()
+    (var,) = [v for v in board["templating"]["list"] if v["name"] == "namespace"]
+    assert var["includeAll"] and var["allValue"] == ".*", "outside Kubernetes `namespace` is absent: All must match that"
+    for query in dashboard_queries():
+        if query == var["query"]["query"]:
+            continue
+        selectors = SELECTOR.findall(query)
+        assert selectors, f"{query!r} selects no cron_sidecar series"
+        for metric, matchers in selectors:
+            assert 'namespace=~"$namespace"' in matchers, f"{metric} in {query!r} ignores $namespace"
+
+
+def test_the_dashboard_shows_sources_holds_rejected_jobs_and_clock_skew():
+    queries = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in dashboard()["panels"]}
+    wanted = {
+        "Sources read": "cron_sidecar_jobs_source_up",
+        "Sources unreadable": "cron_sidecar_jobs_source_up",
+        "Sources held": "cron_sidecar_jobs_source_held",
+        "Rejected jobs": "cron_sidecar_jobs_source_rejected",
+        "Held reads: jobs they would remove, by source": "cron_sidecar_jobs_source_held",
+        "Clock skew by replica (wall clock minus the store's)": "cron_sidecar_clock_skew_seconds",
+    }
+    for title, metric in wanted.items():
+        assert metric in queries.get(title, ""), f"no panel {title!r} on {metric}"
 
 
 # ---------------------------------------------------------------------------
@@ -132,9 +161,9 @@ def exported(tmp_path_factory):
         env = standalone_env(receiver, tmp / "state.db", jobs, http_port=str(port), http_host="127.0.0.1",
                              jobs_file=str(tmp / "jobs.json"))
         with Daemon(env, cwd=tmp) as daemon:
-            wanted = ("scheduler_fires_total", "scheduler_retries_total", "scheduler_skips_total",
-                      "scheduler_lease_transitions_total", "scheduler_lateness_seconds_bucket",
-                      "scheduler_job_overdue", "scheduler_jobs_source_up")
+            wanted = ("cron_sidecar_fires_total", "cron_sidecar_retries_total", "cron_sidecar_skips_total",
+                      "cron_sidecar_lease_transitions_total", "cron_sidecar_lateness_seconds_bucket",
+                      "cron_sidecar_job_overdue", "cron_sidecar_jobs_source_up")
 
             def ready():
                 if not daemon.running:
@@ -159,8 +188,8 @@ def test_every_label_the_dashboard_and_rules_use_is_exported_or_a_target_label(e
     daemon_labels = {k for samples in exported.values() for s in samples for k in s}
     clashing = {n: sorted(TARGET_LABELS & set(s)) for n, ss in exported.items() for s in ss if TARGET_LABELS & set(s)}
     assert not clashing, f"series with a label the scrape target overwrites: {clashing}"
-    for family in ("scheduler_fires_total", "scheduler_retries_total",
-                   "scheduler_skips_total", "scheduler_job_overdue", "scheduler_last_success_timestamp_seconds"):
+    for family in ("cron_sidecar_fires_total", "cron_sidecar_retries_total",
+                   "cron_sidecar_skips_total", "cron_sidecar_job_overdue", "cron_sidecar_last_success_timestamp_seconds"):
         assert family in per_job, f"{family} does not name its cron job in `cronjob`"
     known = daemon_labels | TARGET_LABELS | SERIES_LABELS
     for query in dashboard_queries() + rule_queries():
@@ -175,3 +204,9 @@ def test_every_label_the_dashboard_and_rules_use_is_exported_or_a_target_label(e
             assert label in {k for s in exported.get(metric.strip(), []) for k in s} | TARGET_LABELS, query
     for label in legend_labels():
         assert label in known, f"a legend or annotation shows {label!r}, which no series has"
+
+
+def test_the_daemon_exports_its_version_in_build_info(exported):
+    from scheduler import __version__
+
+    assert [s["version"] for s in exported["cron_sidecar_build_info"]] == [__version__]

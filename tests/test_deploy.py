@@ -1,4 +1,4 @@
-"""The compose example and the README's deployment commands: the metrics ports are published,
+"""The compose example and the deployment commands of docs/deployment.md: the metrics ports are published,
 and nothing assumes which replica leads."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from tests.support import REPO_ROOT, Receiver, run_cli, wait_until
 from tests.test_container import _env_of, load_compose
 
 README = REPO_ROOT / "README.md"
+DEPLOYMENT = REPO_ROOT / "docs" / "deployment.md"
+GITHUB = "https://github.com/cron-sidecar/cron-sidecar/"
 COMPOSE = REPO_ROOT / "examples" / "compose.yaml"
 
 
@@ -39,36 +41,41 @@ def test_compose_publishes_each_replicas_metrics_port_on_its_own_host_port():
 
 def test_no_demo_command_assumes_which_replica_leads():
     services = "|".join(map(re.escape, schedulers()))
-    for path in (README, COMPOSE):
+    for path in (README, DEPLOYMENT, COMPOSE):
         for line in path.read_text().splitlines():
             assert not re.search(rf"\b(stop|kill|restart|rm)\s+(-\S+\s+)*({services})\b", line), (
                 f"{path.name}: {line.strip()!r} assumes that replica leads"
             )
 
 
-def _readme_leader_snippet() -> str:
-    """The README's one-liner that reads the leader's hostname from `status --json`."""
-    m = re.search(r"\| python3 -c '([^']+)'\)", README.read_text())
-    assert m, "the README's compose commands do not find the leader from status --json"
+def _leader_snippet() -> str:
+    """The one-liner of docs/deployment.md that reads the leader's hostname from `status --json`."""
+    m = re.search(r"\| python3 -c '([^']+)'\)", DEPLOYMENT.read_text())
+    assert m, "the compose commands of docs/deployment.md do not find the leader from status --json"
     return m.group(1)
 
 
-def test_readme_finds_the_leader_from_status_of_a_running_daemon(daemon_factory, tmp_path):
+def test_the_documented_one_liner_finds_the_leader_from_status_of_a_running_daemon(daemon_factory, tmp_path):
     with Receiver() as receiver:
         env = standalone_env(receiver, tmp_path / "state.db", {"tick": {"SCHEDULE": "every 1s", "URL": "/t"}})
         daemon_factory(env, cwd=tmp_path)
         receiver.wait_for_count(1, timeout=15)
         status = wait_until(lambda: (r := run_cli(["status", "--json"], env, cwd=tmp_path)).returncode == 0
                             and json.loads(r.stdout)["leader"] and r.stdout, timeout=10)
-    r = subprocess.run([sys.executable, "-c", _readme_leader_snippet()], input=status,
+    r = subprocess.run([sys.executable, "-c", _leader_snippet()], input=status,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == socket.gethostname()
 
 
-def test_readme_links_to_the_deploy_files_resolve():
-    links = re.findall(r"\]\(((?:deploy|examples)/[^)#]*|LICENSE)\)", README.read_text())
+def test_links_to_the_deploy_files_resolve():
+    """README.md links them by path; the docs pages (a site apart from the repository) by their
+    address on the repository's host."""
+    links = re.findall(r"\]\(((?:deploy|examples|docs)/[^)#]*|[A-Z]+\.md|LICENSE)\)", README.read_text())
     assert {"LICENSE", "deploy/prometheus/alerts.yaml", "deploy/kubernetes/components/monitoring/prometheusrule.yaml",
             "deploy/grafana/cron-sidecar.json", "deploy/kubernetes/"} <= set(links)
+    for page in (REPO_ROOT / "docs").rglob("*.md"):
+        links += re.findall(rf"\]\({re.escape(GITHUB)}(?:blob|tree)/main/([^)#]*)\)", page.read_text())
+    assert {"examples/compose.yaml", "examples/app.py", "deploy/kubernetes/"} <= set(links)
     for link in links:
-        assert (REPO_ROOT / link).exists(), f"README links to {link}, which does not exist"
+        assert (REPO_ROOT / link).exists(), f"a link to {link}, which does not exist"

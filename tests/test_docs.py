@@ -1,4 +1,4 @@
-"""README.md and env.example stay in step with the configuration the code accepts."""
+"""The docs pages (docs/) and env.example stay in step with the configuration the code accepts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from scheduler.config.loader import GLOBAL_DEFAULTS, JOB_FIELDS, SECRETS
 from tests.support import REPO_ROOT, run_cli
 
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
 ENV_EXAMPLE = REPO_ROOT / "env.example"
 
 GLOBAL_NAMES = list(GLOBAL_DEFAULTS) + [f"{name}_FILE" for name in SECRETS]
@@ -47,13 +48,28 @@ def readme() -> str:
 
 
 @pytest.fixture(scope="module")
+def configuration() -> str:
+    return (DOCS / "configuration.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def jobs_page() -> str:
+    return (DOCS / "jobs.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def http_call() -> str:
+    return (DOCS / "http-call.md").read_text()
+
+
+@pytest.fixture(scope="module")
 def env_example() -> str:
     return ENV_EXAMPLE.read_text()
 
 
 @pytest.mark.parametrize("name", GLOBAL_NAMES)
-def test_global_setting_is_documented_in_readme(readme: str, name: str) -> None:
-    assert _mentions(readme, name), f"README.md does not mention {name}"
+def test_global_setting_is_documented_on_the_configuration_page(configuration: str, name: str) -> None:
+    assert _mentions(configuration, name), f"docs/configuration.md does not mention {name}"
 
 
 @pytest.mark.parametrize("name", GLOBAL_NAMES)
@@ -62,8 +78,8 @@ def test_global_setting_is_listed_in_env_example(env_example: str, name: str) ->
 
 
 @pytest.mark.parametrize("field", list(JOB_FIELDS))
-def test_job_field_is_documented_in_readme(readme: str, field: str) -> None:
-    assert f"`{field}`" in readme, f"README.md does not document job field {field}"
+def test_job_field_is_documented_on_the_jobs_page(jobs_page: str, field: str) -> None:
+    assert f"`{field}`" in jobs_page, f"docs/jobs.md does not document job field {field}"
 
 
 @pytest.mark.parametrize("field", list(JOB_FIELDS))
@@ -98,21 +114,22 @@ def test_env_example_is_a_valid_configuration(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir()), "check must not create files"
 
 
-def _readme_verify_snippet(readme: str) -> str:
+def _verify_snippet(page: str) -> str:
     """The Python block of "The HTTP call" that shows how an app verifies a signature."""
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
     (block,) = [b for b in blocks if "Webhook(secret).verify(" in b]
     return block
 
 
-def test_readme_never_shows_the_verify_call_that_parses_json(readme: str) -> None:
+def test_no_page_shows_the_verify_call_that_parses_json() -> None:
     # Without json_parse=False the library parses the body first: JSONDecodeError on every
     # GET or DELETE job (empty body) and on a plain-text BODY.
-    for call in re.findall(r"Webhook\(secret\)\.verify\([^)]*\)", readme):
-        assert "json_parse=False" in call, call
+    for path in [README, *DOCS.rglob("*.md")]:
+        for call in re.findall(r"Webhook\(secret\)\.verify\([^)]*\)", path.read_text()):
+            assert "json_parse=False" in call, (path.name, call)
 
 
-def test_readme_verify_snippet_accepts_every_kind_of_call(readme: str, tmp_path: Path) -> None:
+def test_the_verify_snippet_accepts_every_kind_of_call(http_call: str, tmp_path: Path) -> None:
     import base64
     import json
     import time
@@ -122,7 +139,7 @@ def test_readme_verify_snippet_accepts_every_kind_of_call(readme: str, tmp_path:
     from tests.support import Daemon, Receiver
 
     secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
-    snippet = _readme_verify_snippet(readme)
+    snippet = _verify_snippet(http_call)
     with Receiver() as app:
         env = {
             "SCHEDULER_API_URL": app.url,
@@ -148,9 +165,9 @@ def test_readme_verify_snippet_accepts_every_kind_of_call(readme: str, tmp_path:
         if name == "text":  # a raw BODY is the app's own format; only the check applies
             exec(verify_only, scope)
         else:
-            exec(snippet, scope)  # the README's lines, as written
+            exec(snippet, scope)  # the page's lines, as written
             assert scope["payload"] == (json.loads(request.body) if request.body else None)
-        # The README says the token is the store's clock in ms plus the acquisitions.
+        # The page says the token is the store's clock in ms plus the acquisitions.
         token = int(request.header("X-Scheduler-Fencing-Token"))
         assert abs(token - time.time() * 1000) < 10 * 60 * 1000, token
         tampered = {**request.headers, "webhook-id": request.header("webhook-id") + "x"}
@@ -158,22 +175,23 @@ def test_readme_verify_snippet_accepts_every_kind_of_call(readme: str, tmp_path:
             exec(snippet, {**scope, "headers": tampered})
 
 
-def test_readme_describes_the_fencing_token_as_seeded_from_the_clock(readme: str) -> None:
+def test_the_fencing_token_is_described_as_seeded_from_the_clock(http_call: str) -> None:
     # the Redis ACQUIRE script and LocalStore.acquire seed the epoch with the clock in ms.
-    assert "fencing counter" not in readme
-    assert re.search(r"seeds? the epoch\s+with the store's clock in milliseconds", readme)
-    envelope = re.search(r'"fencing_token": (\d+)', readme)
+    assert "fencing counter" not in http_call
+    assert re.search(r"seeds? the epoch\s+with the store's clock in milliseconds", http_call)
+    envelope = re.search(r'"fencing_token": (\d+)', http_call)
     assert envelope and int(envelope.group(1)) > 2**32, "the envelope example shows a small counter"
 
 
-def test_the_state_format_table_names_the_formats_the_code_writes(readme: str) -> None:
+def test_the_state_format_table_names_the_formats_the_code_writes() -> None:
     from scheduler import __version__
     from scheduler.store.redis.scripts import FORMAT
     from scheduler.store.sqlite.schema import VERSION
 
+    upgrades = (DOCS / "upgrades.md").read_text()
     minor = ".".join(__version__.split(".")[:2])
-    row = re.search(rf"^\| {re.escape(minor)}\.x \| (\d+): .*\| (\d+): ", readme, re.MULTILINE)
-    assert row, f"no row for {minor}.x in the README's state format table"
+    row = re.search(rf"^\| {re.escape(minor)}\.x \| (\d+): .*\| (\d+): ", upgrades, re.MULTILINE)
+    assert row, f"no row for {minor}.x in docs/upgrades.md's state format table"
     assert (int(row.group(1)), int(row.group(2))) == (FORMAT, VERSION)
 
 
@@ -186,14 +204,15 @@ def _slug(heading: str) -> str:
 
 
 def test_the_release_documents_are_linked_from_the_readme_and_their_links_resolve(readme: str) -> None:
-    anchors = {_slug(m.group(1)) for m in re.finditer(r"^#+ (.+)$", readme, re.MULTILINE)}
     for name in RELEASE_DOCS:
         assert f"]({name})" in readme, f"README.md does not link {name}"
         text = (REPO_ROOT / name).read_text()
-        for target, anchor in re.findall(r"\]\(([A-Za-z]+\.md)(?:#([^)]+))?\)", text):
+        for target, anchor in re.findall(r"\]\(([A-Za-z/._-]+\.md)(?:#([^)]+))?\)", text):
             assert (REPO_ROOT / target).is_file(), f"{name} links {target}, which is not there"
-            if target == "README.md" and anchor:
-                assert anchor in anchors, f"{name} links README.md#{anchor}, which no heading makes"
+            if anchor:
+                headings = (REPO_ROOT / target).read_text()
+                anchors = {_slug(m.group(1)) for m in re.finditer(r"^#+ (.+)$", headings, re.MULTILINE)}
+                assert anchor in anchors, f"{name} links {target}#{anchor}, which no heading makes"
 
 
 def test_compatibility_covers_every_public_surface_before_and_after_1_0() -> None:

@@ -228,7 +228,7 @@ def test_overdue_counts_from_the_persisted_first_sighting_across_leaders(redis_s
 
     def overdue() -> str:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        return next((line for line in body.splitlines() if line.startswith("scheduler_job_overdue{")), "")
+        return next((line for line in body.splitlines() if line.startswith("cron_sidecar_job_overdue{")), "")
 
     wait_until(lambda: overdue() and float(overdue().rsplit(" ", 1)[1]) == 1.0, timeout=10)
     report = json.loads(run_cli(["status", "--json"], env).stdout)

@@ -85,7 +85,7 @@ def test_head_is_served_and_query_strings_are_tolerated(port_server):
     head = httpx.head(f"{base}/metrics", headers=plain)
     assert head.status_code == 200 and head.content == b""
     assert int(head.headers["content-length"]) == len(httpx.get(f"{base}/metrics", headers=plain).content)
-    assert httpx.get(f"{base}/metrics", params={"name[]": "scheduler_leader"}).status_code == 200
+    assert httpx.get(f"{base}/metrics", params={"name[]": "cron_sidecar_leader"}).status_code == 200
     assert httpx.get(f"{base}/healthz?verbose=1").text == "ok\n"
     assert httpx.head(f"{base}/readyz?x").status_code == 200
 
@@ -100,9 +100,9 @@ def test_metrics_are_gzipped_only_when_the_scraper_asks(port_server):
             raw += chunk
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"\r\nContent-Encoding: gzip" in head
-    assert b'scheduler_fires_total{cronjob="nightly",outcome="ok"} 1' in gzip.decompress(body)
+    assert b'cron_sidecar_fires_total{cronjob="nightly",outcome="ok"} 1' in gzip.decompress(body)
     plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
-    assert "content-encoding" not in plain.headers and b"scheduler_leader" in plain.content
+    assert "content-encoding" not in plain.headers and b"cron_sidecar_leader" in plain.content
     refused = httpx.get(url, headers={"Accept-Encoding": "gzip;q=0"})
     assert "content-encoding" not in refused.headers
 
@@ -181,12 +181,12 @@ def test_fast_exposition_equals_prometheus_clients_and_names_jobs_in_cronjob():
 
     fast, reference = samples(metrics.exposition()), samples(generate_latest(metrics.registry))
     assert fast == reference
-    assert fast[("scheduler_fires_total", (("cronjob", 'odd"name\\x'), ("outcome", "ok")))] == 1
-    assert fast[("scheduler_job_overdue", (("cronjob", "a"),))] == 1
-    assert ("scheduler_job_period_seconds", (("cronjob", "b-2"),)) not in fast
+    assert fast[("cron_sidecar_fires_total", (("cronjob", 'odd"name\\x'), ("outcome", "ok")))] == 1
+    assert fast[("cron_sidecar_job_overdue", (("cronjob", "a"),))] == 1
+    assert ("cron_sidecar_job_period_seconds", (("cronjob", "b-2"),)) not in fast
     assert not any(dict(labels).get("job") for _, labels in fast)
-    assert fast[("scheduler_lateness_seconds_count", ())] == 3  # one histogram over all jobs
-    assert fast[("scheduler_fire_duration_seconds_bucket", (("le", "2.5"),))] == 3
+    assert fast[("cron_sidecar_lateness_seconds_count", ())] == 3  # one histogram over all jobs
+    assert fast[("cron_sidecar_fire_duration_seconds_bucket", (("le", "2.5"),))] == 3
 
 
 def _listening(port: int):

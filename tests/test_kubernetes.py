@@ -67,7 +67,7 @@ OPERATOR_SCHEMAS = {
 
 
 def with_monitoring() -> list[dict]:
-    """The example with the monitoring Component, as the README's kustomization has it."""
+    """The example with the monitoring Component, as docs/deployment.md's kustomization has it."""
     return build(K8S, {"resources": ["."], "components": ["components/monitoring"]})
 
 

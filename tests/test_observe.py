@@ -50,33 +50,33 @@ def test_every_metric_family_moves_during_a_run(redis_server, receiver, daemon_f
     }
     env = env_for(redis_server, receiver, "metrics", jobs, http_port=str(port), http_host="127.0.0.1")
     daemon_factory(env, cwd=tmp_path)
-    wait_until(lambda: value(scrape(port), "scheduler_leader") == 1, timeout=15)
+    wait_until(lambda: value(scrape(port), "cron_sidecar_leader") == 1, timeout=15)
     first = scrape(port)
     receiver.wait_for(lambda rs: sum(r.path == "/fail" for r in rs) >= 4, timeout=20)
-    wait_until(lambda: value(scrape(port), "scheduler_fires_total", cronjob="fail", outcome="failed") >= 2, timeout=10)
+    wait_until(lambda: value(scrape(port), "cron_sidecar_fires_total", cronjob="fail", outcome="failed") >= 2, timeout=10)
     later = scrape(port)
 
     def grew(name, **labels):
         before = first.get(next((k for k in first if k.split("{")[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items())), ""), 0.0)
         return value(later, name, **labels) > before
 
-    assert grew("scheduler_fires_total", cronjob="ok", outcome="ok")
-    assert grew("scheduler_fires_total", cronjob="fail", outcome="failed")
-    assert grew("scheduler_lateness_seconds_count")  # one histogram over all jobs
-    assert grew("scheduler_fire_duration_seconds_count")
-    assert grew("scheduler_retries_total", cronjob="fail")
-    assert grew("scheduler_skips_total", cronjob="slow", reason="overlap")
-    assert grew("scheduler_last_success_timestamp_seconds", cronjob="ok")
-    assert value(later, "scheduler_consecutive_failures", cronjob="fail") >= 2
-    assert value(later, "scheduler_consecutive_failures", cronjob="ok") == 0
-    assert value(later, "scheduler_leader") == 1
-    assert value(later, "scheduler_epoch") == int(redis_server.client().get("{metrics}:epoch"))
-    assert value(later, "scheduler_lease_transitions_total", change="acquired") == 1
-    assert "scheduler_inflight" in later
-    assert value(later, "scheduler_job_period_seconds", cronjob="fail") == 2
-    assert value(later, "scheduler_job_overdue", cronjob="ok") == 0
+    assert grew("cron_sidecar_fires_total", cronjob="ok", outcome="ok")
+    assert grew("cron_sidecar_fires_total", cronjob="fail", outcome="failed")
+    assert grew("cron_sidecar_lateness_seconds_count")  # one histogram over all jobs
+    assert grew("cron_sidecar_fire_duration_seconds_count")
+    assert grew("cron_sidecar_retries_total", cronjob="fail")
+    assert grew("cron_sidecar_skips_total", cronjob="slow", reason="overlap")
+    assert grew("cron_sidecar_last_success_timestamp_seconds", cronjob="ok")
+    assert value(later, "cron_sidecar_consecutive_failures", cronjob="fail") >= 2
+    assert value(later, "cron_sidecar_consecutive_failures", cronjob="ok") == 0
+    assert value(later, "cron_sidecar_leader") == 1
+    assert value(later, "cron_sidecar_epoch") == int(redis_server.client().get("{metrics}:epoch"))
+    assert value(later, "cron_sidecar_lease_transitions_total", change="acquired") == 1
+    assert "cron_sidecar_inflight" in later
+    assert value(later, "cron_sidecar_job_period_seconds", cronjob="fail") == 2
+    assert value(later, "cron_sidecar_job_overdue", cronjob="ok") == 0
     # No success in more than two periods (2 s each): overdue.
-    wait_until(lambda: value(scrape(port), "scheduler_job_overdue", cronjob="fail") == 1, timeout=10)
+    wait_until(lambda: value(scrape(port), "cron_sidecar_job_overdue", cronjob="fail") == 1, timeout=10)
     assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
     assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
 
@@ -223,23 +223,23 @@ def test_histograms_are_cumulative_with_inclusive_bounds_and_per_job_series_pars
     def get(name, **labels):
         return samples[(name, tuple(sorted(labels.items())))]
 
-    assert get("scheduler_lateness_seconds_bucket", le="0.001") == 1
-    assert get("scheduler_lateness_seconds_bucket", le="0.0025") == 1
-    assert get("scheduler_lateness_seconds_bucket", le="0.005") == 3
-    assert get("scheduler_lateness_seconds_bucket", le="0.25") == 4
-    assert get("scheduler_lateness_seconds_bucket", le="60.0") == 4
-    assert get("scheduler_lateness_seconds_bucket", le="+Inf") == 5
-    assert get("scheduler_lateness_seconds_count") == 5
-    assert abs(get("scheduler_lateness_seconds_sum") - 100.21) < 1e-9
-    assert get("scheduler_fires_total", cronjob="busy", outcome="ok") == 2
-    assert get("scheduler_fires_total", cronjob="busy", outcome="failed") == 1
-    assert get("scheduler_skips_total", cronjob="busy", reason="overlap") == 1
-    assert get("scheduler_retries_total", cronjob="busy") == 1
-    assert get("scheduler_last_success_timestamp_seconds", cronjob="busy") == 1234.5
-    assert get("scheduler_consecutive_failures", cronjob="quiet") == 3
-    assert get("scheduler_retries_total", cronjob="quiet") == 0
-    assert get("scheduler_fire_duration_seconds_bucket", le="+Inf") == 0
-    assert ("scheduler_fires_total", (("cronjob", "quiet"), ("outcome", "ok"))) not in samples
+    assert get("cron_sidecar_lateness_seconds_bucket", le="0.001") == 1
+    assert get("cron_sidecar_lateness_seconds_bucket", le="0.0025") == 1
+    assert get("cron_sidecar_lateness_seconds_bucket", le="0.005") == 3
+    assert get("cron_sidecar_lateness_seconds_bucket", le="0.25") == 4
+    assert get("cron_sidecar_lateness_seconds_bucket", le="60.0") == 4
+    assert get("cron_sidecar_lateness_seconds_bucket", le="+Inf") == 5
+    assert get("cron_sidecar_lateness_seconds_count") == 5
+    assert abs(get("cron_sidecar_lateness_seconds_sum") - 100.21) < 1e-9
+    assert get("cron_sidecar_fires_total", cronjob="busy", outcome="ok") == 2
+    assert get("cron_sidecar_fires_total", cronjob="busy", outcome="failed") == 1
+    assert get("cron_sidecar_skips_total", cronjob="busy", reason="overlap") == 1
+    assert get("cron_sidecar_retries_total", cronjob="busy") == 1
+    assert get("cron_sidecar_last_success_timestamp_seconds", cronjob="busy") == 1234.5
+    assert get("cron_sidecar_consecutive_failures", cronjob="quiet") == 3
+    assert get("cron_sidecar_retries_total", cronjob="quiet") == 0
+    assert get("cron_sidecar_fire_duration_seconds_bucket", le="+Inf") == 0
+    assert ("cron_sidecar_fires_total", (("cronjob", "quiet"), ("outcome", "ok"))) not in samples
 
 
 def test_a_leadership_start_gives_series_to_the_jobs_whose_state_says_something() -> None:
@@ -252,10 +252,23 @@ def test_a_leadership_start_gives_series_to_the_jobs_whose_state_says_something(
     recorder.loaded(State(health={"ran": JobHealth(1234.5, 0, 1000.0), "failing": JobHealth(None, 2, 1000.0),
                                   "sighted": JobHealth(None, 0, 1000.0)}), {"new"}, 2000.0)
     text = metrics.exposition().decode()
-    assert 'scheduler_last_success_timestamp_seconds{cronjob="ran"} 1234.5' in text
-    assert 'scheduler_consecutive_failures{cronjob="failing"} 2' in text
+    assert 'cron_sidecar_last_success_timestamp_seconds{cronjob="ran"} 1234.5' in text
+    assert 'cron_sidecar_consecutive_failures{cronjob="failing"} 2' in text
     # seen but never fired: no series yet, as under the leader that first saw it
     assert 'cronjob="sighted"' not in text and 'cronjob="new"' not in text
     # the overdue gauge still counts from when each was first seen
     assert recorder.first_seen == {"ran": 1000.0, "failing": 1000.0, "sighted": 1000.0, "new": 2000.0}
     assert recorder.last_success == {"ran": 1234.5}
+
+
+def test_build_info_names_the_running_version_and_python_with_the_project_prefix() -> None:
+    import platform
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from scheduler.observe.metrics import Metrics
+
+    families = {f.name: f for f in text_string_to_metric_families(Metrics("9.8.7").exposition().decode())}
+    (sample,) = families["cron_sidecar_build_info"].samples
+    assert sample.labels == {"version": "9.8.7", "python": platform.python_version()} and sample.value == 1
+    assert all(name.startswith("cron_sidecar_") for name in families), sorted(families)

@@ -88,8 +88,8 @@ def _requirement_name(requirement: str) -> str:
 
 
 def _sbom_commands() -> list[list[str]]:
-    readme = (REPO_ROOT / "README.md").read_text()
-    return [shlex.split(line) for line in readme.splitlines() if line.startswith("uv export ")]
+    page = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    return [shlex.split(line) for line in page.splitlines() if line.startswith("uv export ")]
 
 
 def _exported_names(path, fmt: str) -> set[str]:
@@ -104,7 +104,7 @@ def test_the_documented_sbom_commands_list_the_runtime_dependencies_from_the_loc
         pytest.skip("uv is not installed")
     commands = _sbom_commands()
     assert {c[c.index("--format") + 1] for c in commands} >= {"cyclonedx1.5", "requirements-txt"}, (
-        "README.md documents no SBOM command for each format"
+        "docs/deployment.md documents no SBOM command for each format"
     )
     runtime = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     runtime |= {_requirement_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["fast"]}

@@ -1,6 +1,6 @@
 """The status page in a real browser: Debian's headless Chromium, driven by Playwright (which
 never downloads a browser here). A page load with Basic auth, a press of Pause, and the
-job paused in the store; the screenshot in the README is taken here."""
+job paused in the store; the screenshot on docs/operations.md is taken here."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "ctl-browser-81c2"
-# The README's screenshot is refreshed only when asked: UPDATE_SCREENSHOT=1 uv run pytest ...
+# The screenshot of docs/operations.md is refreshed only when asked: UPDATE_SCREENSHOT=1 uv run pytest ...
 SCREENSHOT = REPO_ROOT / "docs" / "status-page.png"
 
 playwright = pytest.importorskip("playwright.sync_api")

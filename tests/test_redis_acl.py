@@ -1,4 +1,4 @@
-"""End to end under a Redis ACL user: a real redis-server, the README's `ACL SETUSER` line
+"""End to end under a Redis ACL user: a real redis-server, the `ACL SETUSER` line of docs/guarantees.md
 (or that line with a permission taken away), the daemon and the CLI as processes, and a real
 HTTP receiver."""
 
@@ -28,8 +28,8 @@ JOBS = {
 
 
 def readme_acl() -> str:
-    """The ACL SETUSER line as the README prints it."""
-    text = (REPO_ROOT / "README.md").read_text()
+    """The ACL SETUSER line as docs/guarantees.md prints it."""
+    text = (REPO_ROOT / "docs" / "guarantees.md").read_text()
     (line,) = [x for x in text.splitlines() if x.startswith("ACL SETUSER ")]
     return line
 
@@ -92,7 +92,7 @@ def test_daemon_and_cli_work_under_the_readme_acl(redis_server, receiver, daemon
     assert log_events(daemon, "released the lease")
     assert not lines_at(daemon, "error"), lines_at(daemon, "error")
     assert "could not release" not in daemon.output() and "not told" not in daemon.output()
-    # Nothing was refused, but for what the README calls optional.
+    # Nothing was refused, but for what docs/guarantees.md calls optional.
     assert {e["object"] for e in refused(redis_server)} <= {"config|get", "client|setinfo", "client"}
 
 

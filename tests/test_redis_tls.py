@@ -1,5 +1,5 @@
 """A rediss:// URL to a real redis-server whose certificate a private CA signed: the CA named
-in the URL's query, as the README's "Redis over TLS" says."""
+in the URL's query, as docs/guarantees.md's "Redis over TLS" says."""
 
 from __future__ import annotations
 

@@ -502,9 +502,9 @@ def test_each_source_is_exported_as_metrics(tmp_path):
     metrics = Metrics()
     metrics.registry.register(SourcesCollector(sources.states))
     text = metrics.exposition().decode()
-    for line in ('scheduler_jobs_source_up{source="file"} 1.0', 'scheduler_jobs_source_up{source="url"} 0.0',
-                 'scheduler_jobs_source_jobs{source="file"} 1.0', 'scheduler_jobs_source_rejected{source="file"} 1.0',
-                 'scheduler_jobs_source_read_failures_total{source="url"} 1.0'):
+    for line in ('cron_sidecar_jobs_source_up{source="file"} 1.0', 'cron_sidecar_jobs_source_up{source="url"} 0.0',
+                 'cron_sidecar_jobs_source_jobs{source="file"} 1.0', 'cron_sidecar_jobs_source_rejected{source="file"} 1.0',
+                 'cron_sidecar_jobs_source_read_failures_total{source="url"} 1.0'):
         assert line in text, text
 
 

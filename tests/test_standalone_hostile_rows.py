@@ -43,7 +43,7 @@ def malformed_metric(port: int) -> float | None:
     except httpx.HTTPError:
         return None
     for line in text.splitlines():
-        if line.startswith("scheduler_store_malformed_records_total "):
+        if line.startswith("cron_sidecar_store_malformed_records_total "):
             return float(line.split()[1])
     return None
 

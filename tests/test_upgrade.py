@@ -66,9 +66,9 @@ def _refuses(daemon: Daemon, port: int, receiver: Receiver) -> None:
     status, body = wait_until(lambda: (r := _get(port, "/readyz"))[0] == 503 and r, timeout=10,
                               message="/readyz 503")
     assert "newer state format" in body
-    metrics = wait_until(lambda: (m := _get(port, "/metrics")[1]) and "scheduler_state_format_refused 1.0" in m and m,
+    metrics = wait_until(lambda: (m := _get(port, "/metrics")[1]) and "cron_sidecar_state_format_refused 1.0" in m and m,
                          timeout=10, message="the refusal metric at 1")
-    assert "scheduler_state_format_refused 1.0" in metrics
+    assert "cron_sidecar_state_format_refused 1.0" in metrics
     assert re.search(r"format (version )?99", daemon.output())  # what it found, in the log line
     assert receiver.requests == []
     assert daemon.running

@@ -185,7 +185,7 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     store = await open_store(settings, damaged, dry_run)
     if isinstance(store, int):
         return store
-    metrics, health = Metrics(), Health()
+    metrics, health = Metrics(__version__), Health()
     catalog = Catalog(settings)
     try:
         server, api = serve_port(settings, metrics, health, catalog, store, dry_run)

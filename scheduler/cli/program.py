@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="leader, lease, and each job's last outcome and next slot")
     status.add_argument("--json", action="store_true", help="print JSON")
     history = sub.add_parser("history", parents=[common], help="a job's last finished fires, newest first")
-    history.add_argument("job")
+    history.add_argument("job", help="the job's name")
     history.add_argument("--json", action="store_true", help="print JSON")
     audit = sub.add_parser("audit", parents=[common], help="who changed what through the control API and the CLI")
     audit.add_argument("--limit", type=count, default=50, metavar="N", help="entries to show, newest first (default 50)")
@@ -104,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     said.add_argument("--reason", type=reason, metavar="TEXT", help="why, for the audit log (at most 500 characters)")
     for name, what in (("pause", "stop firing a job (its slots are skipped)"), ("resume", "fire a paused job again")):
         steer = sub.add_parser(name, parents=[common, said], help=what)
-        steer.add_argument("job")
+        steer.add_argument("job", help="the job's name")
         steer.add_argument("--json", action="store_true", help="print what was done as JSON")
     trigger = sub.add_parser("trigger", parents=[common, said], help="ask the leader to fire a job now, once")
-    trigger.add_argument("job")
+    trigger.add_argument("job", help="the job's name")
     trigger.add_argument("--json", action="store_true", help="print what was done as JSON")
     trigger.add_argument("--id", type=request_id, metavar="ID",
                          help="request id, 1-128 of A-Z a-z 0-9 . _ -; an id fires at most once (default: a new one)")

@@ -26,7 +26,7 @@ def redis_url(text: str) -> str:
     return text.strip()
 
 
-# The TLS options a rediss:// URL's query may hold; redis-py reads them (README, "Redis over
+# The TLS options a rediss:// URL's query may hold; redis-py reads them (docs/guarantees.md, "Redis over
 # TLS"). Checked here, or a typo or a missing file would only show at the first connection,
 # as an outage retried forever.
 REDIS_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")

@@ -157,7 +157,7 @@ def _job_row(settings: Settings, job, info: dict, inflight: dict, now: float) ->
     period = after - nxt if after and nxt else None
     last = info["jobs"].get(job.name) or {}
     paused = job.name in info["paused"]
-    # The same rule as the scheduler_job_overdue gauge: two periods without a success,
+    # The same rule as the cron_sidecar_job_overdue gauge: two periods without a success,
     # counted from the last success or, before any, from when a leader first saw the job.
     overdue = job.enabled and not paused and is_overdue(
         now, period, last.get("last_success_at"), last.get("first_seen_at"))

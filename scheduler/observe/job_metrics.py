@@ -99,13 +99,13 @@ def _histogram_text(name: str, help_: str, h: Histogram) -> str:
 
 
 # (name, type, help) of the per-job families, in exposition order.
-_FIRES = ("scheduler_fires_total", "counter", "Fires finished, by job and outcome")
-_RETRIES = ("scheduler_retries_total", "counter", "Attempts after the first, by job")
-_SKIPS = ("scheduler_skips_total", "counter", "Slots not fired, by job and reason")
-_LAST_OK = ("scheduler_last_success_timestamp_seconds", "gauge", "Last successful fire")
-_FAILURES = ("scheduler_consecutive_failures", "gauge", "Failed fires since the last success")
-_LATENESS = ("scheduler_lateness_seconds", "Time from a slot to the first attempt being sent, all jobs")
-_DURATION = ("scheduler_fire_duration_seconds", "Time a fire took, retries included, all jobs")
+_FIRES = ("cron_sidecar_fires_total", "counter", "Fires finished, by job and outcome")
+_RETRIES = ("cron_sidecar_retries_total", "counter", "Attempts after the first, by job")
+_SKIPS = ("cron_sidecar_skips_total", "counter", "Slots not fired, by job and reason")
+_LAST_OK = ("cron_sidecar_last_success_timestamp_seconds", "gauge", "Last successful fire")
+_FAILURES = ("cron_sidecar_consecutive_failures", "gauge", "Failed fires since the last success")
+_LATENESS = ("cron_sidecar_lateness_seconds", "Time from a slot to the first attempt being sent, all jobs")
+_DURATION = ("cron_sidecar_fire_duration_seconds", "Time a fire took, retries included, all jobs")
 
 
 class _Labels:
@@ -138,12 +138,12 @@ class JobCollector:
             for name, m in items[start:start + JOBS_PER_SLICE]:
                 job = label(name)
                 for outcome, n in list(m.fires.items()):
-                    fires.append(f'scheduler_fires_total{{{job},outcome="{_escape(outcome)}"}} {n}\n')
+                    fires.append(f'cron_sidecar_fires_total{{{job},outcome="{_escape(outcome)}"}} {n}\n')
                 for reason, n in list(m.skips.items()):
-                    skips.append(f'scheduler_skips_total{{{job},reason="{_escape(reason)}"}} {n}\n')
-                retries.append(f"scheduler_retries_total{{{job}}} {_num(m.retries.value)}\n")
-                last_ok.append(f"scheduler_last_success_timestamp_seconds{{{job}}} {_num(m.last_success.value)}\n")
-                failures.append(f"scheduler_consecutive_failures{{{job}}} {_num(m.failures.value)}\n")
+                    skips.append(f'cron_sidecar_skips_total{{{job},reason="{_escape(reason)}"}} {n}\n')
+                retries.append(f"cron_sidecar_retries_total{{{job}}} {_num(m.retries.value)}\n")
+                last_ok.append(f"cron_sidecar_last_success_timestamp_seconds{{{job}}} {_num(m.last_success.value)}\n")
+                failures.append(f"cron_sidecar_consecutive_failures{{{job}}} {_num(m.failures.value)}\n")
             if start + JOBS_PER_SLICE < len(items):
                 yield ""  # a slice boundary: the GIL is released here
         for family, lines in ((_FIRES, fires), (_RETRIES, retries), (_SKIPS, skips), (_LAST_OK, last_ok), (_FAILURES, failures)):
@@ -155,9 +155,9 @@ class JobCollector:
         lateness.add_metric([], self.lateness.buckets(), self.lateness.sum)
         duration = HistogramMetricFamily(_DURATION[0], _DURATION[1])
         duration.add_metric([], self.duration.buckets(), self.duration.sum)
-        fires = CounterMetricFamily("scheduler_fires", _FIRES[2], labels=[JOB_LABEL, "outcome"])
-        retries = CounterMetricFamily("scheduler_retries", _RETRIES[2], labels=[JOB_LABEL])
-        skips = CounterMetricFamily("scheduler_skips", _SKIPS[2], labels=[JOB_LABEL, "reason"])
+        fires = CounterMetricFamily("cron_sidecar_fires", _FIRES[2], labels=[JOB_LABEL, "outcome"])
+        retries = CounterMetricFamily("cron_sidecar_retries", _RETRIES[2], labels=[JOB_LABEL])
+        skips = CounterMetricFamily("cron_sidecar_skips", _SKIPS[2], labels=[JOB_LABEL, "reason"])
         last_ok = GaugeMetricFamily(_LAST_OK[0], _LAST_OK[2], labels=[JOB_LABEL])
         failures = GaugeMetricFamily(_FAILURES[0], _FAILURES[2], labels=[JOB_LABEL])
         for name, m in list(self.jobs.items()):
@@ -172,13 +172,13 @@ class JobCollector:
 
 
 class OverdueCollector:
-    """`scheduler_job_overdue` and `scheduler_job_period_seconds`, computed at scrape time.
+    """`cron_sidecar_job_overdue` and `cron_sidecar_job_period_seconds`, computed at scrape time.
 
     A job is overdue when its last success is older than two of its periods. The period
     comes from the job's own schedule, so changing the schedule moves the alert with it."""
 
-    _PERIOD = ("scheduler_job_period_seconds", "gauge", "Time between the job's current slots")
-    _OVERDUE = ("scheduler_job_overdue", "gauge", "1 when the last success is older than two periods")
+    _PERIOD = ("cron_sidecar_job_period_seconds", "gauge", "Time between the job's current slots")
+    _OVERDUE = ("cron_sidecar_job_overdue", "gauge", "1 when the last success is older than two periods")
 
     def __init__(self, source: Callable[[], Iterable[tuple[str, float | None, float | None]]]):
         self.source = source  # () -> iterable of (job, period_s or None, last_success or None)
@@ -195,9 +195,9 @@ class OverdueCollector:
         rows = self._rows()
         label = self.label
         yield _header(*self._PERIOD) + "".join(
-            f"scheduler_job_period_seconds{{{label(job)}}} {_num(period)}\n" for job, period, _ in rows)
+            f"cron_sidecar_job_period_seconds{{{label(job)}}} {_num(period)}\n" for job, period, _ in rows)
         yield _header(*self._OVERDUE) + "".join(
-            f"scheduler_job_overdue{{{label(job)}}} {overdue}\n" for job, _, overdue in rows)
+            f"cron_sidecar_job_overdue{{{label(job)}}} {overdue}\n" for job, _, overdue in rows)
 
     def collect(self):
         period = GaugeMetricFamily(self._PERIOD[0], self._PERIOD[2], labels=[JOB_LABEL])

@@ -9,6 +9,7 @@ slices, so a scrape neither costs seconds of CPU nor stalls the thread that fire
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable, Iterable
 
@@ -60,17 +61,19 @@ class Metrics:
     The per-job families live in plain numbers (JobMetrics) and are turned into text at
     scrape time: prometheus_client's labelled children cost about 10 kB per job."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: str = "unknown") -> None:
         r = self.registry = Registry()
-        self.leader = Gauge("scheduler_leader", "1 while this replica holds the lease", registry=r)
-        self.transitions = Counter("scheduler_lease_transitions", "Leadership gained or lost", ["change"], registry=r)
-        self.inflight = Gauge("scheduler_inflight", "Fires in flight", registry=r)
-        self.epoch = Gauge("scheduler_epoch", "Fencing epoch of this replica's current or last lease", registry=r)
-        self.clock_skew = Gauge("scheduler_clock_skew_seconds",
+        build = Gauge("cron_sidecar_build_info", "Always 1: the running version and Python", ["version", "python"], registry=r)
+        build.labels(version=version, python=platform.python_version()).set(1)
+        self.leader = Gauge("cron_sidecar_leader", "1 while this replica holds the lease", registry=r)
+        self.transitions = Counter("cron_sidecar_lease_transitions", "Leadership gained or lost", ["change"], registry=r)
+        self.inflight = Gauge("cron_sidecar_inflight", "Fires in flight", registry=r)
+        self.epoch = Gauge("cron_sidecar_epoch", "Fencing epoch of this replica's current or last lease", registry=r)
+        self.clock_skew = Gauge("cron_sidecar_clock_skew_seconds",
                                 "This replica's wall clock minus the Redis server's, at the last lease call", registry=r)
-        self.format_refused = Gauge("scheduler_state_format_refused",
+        self.format_refused = Gauge("cron_sidecar_state_format_refused",
                                     "1 while the store holds a state format newer than this version reads", registry=r)
-        self.malformed = Counter("scheduler_store_malformed_records", "Unreadable store records set aside", registry=r)
+        self.malformed = Counter("cron_sidecar_store_malformed_records", "Unreadable store records set aside", registry=r)
         self.lateness = Histogram(LATENESS_BUCKETS)
         self.duration = Histogram(DURATION_BUCKETS)
         self._jobs: dict[str, JobMetrics] = {}
@@ -100,14 +103,14 @@ class SourcesCollector:
         self.states = states
 
     def collect(self):
-        up = GaugeMetricFamily("scheduler_jobs_source_up", "1 when the last read of the source succeeded", labels=["source"])
-        jobs = GaugeMetricFamily("scheduler_jobs_source_jobs", "Valid jobs in the source's last good document", labels=["source"])
-        rejected = GaugeMetricFamily("scheduler_jobs_source_rejected",
+        up = GaugeMetricFamily("cron_sidecar_jobs_source_up", "1 when the last read of the source succeeded", labels=["source"])
+        jobs = GaugeMetricFamily("cron_sidecar_jobs_source_jobs", "Valid jobs in the source's last good document", labels=["source"])
+        rejected = GaugeMetricFamily("cron_sidecar_jobs_source_rejected",
                                      "Jobs of the source's last good document rejected by validation", labels=["source"])
-        failures = CounterMetricFamily("scheduler_jobs_source_read_failures", "Failed reads of the source", labels=["source"])
-        last_ok = GaugeMetricFamily("scheduler_jobs_source_last_success_timestamp_seconds",
+        failures = CounterMetricFamily("cron_sidecar_jobs_source_read_failures", "Failed reads of the source", labels=["source"])
+        last_ok = GaugeMetricFamily("cron_sidecar_jobs_source_last_success_timestamp_seconds",
                                     "Last successful read of the source", labels=["source"])
-        held = GaugeMetricFamily("scheduler_jobs_source_held",
+        held = GaugeMetricFamily("cron_sidecar_jobs_source_held",
                                  "Jobs in force that the source's held read would remove (0: not held; SCHEDULER_JOBS_MAX_DROP)",
                                  labels=["source"])
         for s in list(self.states()):

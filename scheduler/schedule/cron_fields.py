@@ -1,7 +1,7 @@
 """The cron grammar, checked field by field before croniter reads an expression.
 
 croniter accepts some input that it then misreads, and its errors name neither the field
-nor the token. Each field is checked here against one grammar (README, "Accepted cron
+nor the token. Each field is checked here against one grammar (docs/jobs.md, "Accepted cron
 syntax"); what is refused names its field and token, and the few forms croniter misreads
 are rewritten into explicit lists that it reads correctly. Pure: strings in, strings out.
 

@@ -1,4 +1,4 @@
-"""What the Redis store asks of its Redis user (the ACL the README lists), and the sentence
+"""What the Redis store asks of its Redis user (the ACL docs/guarantees.md lists), and the sentence
 for a call Redis refused for want of one of those permissions.
 
 A refusal is no outage: retrying does not help until an operator grants the permission, so
@@ -65,4 +65,4 @@ def refusal(exc: Exception, namespace: str, scripts: ScriptNames) -> str | None:
         text += f"; the scheduler's keys match ~{{{namespace}}}:*"
     elif "the channel" in lowered:
         text += f"; the scheduler's channels match &{{{namespace}}}:*"
-    return f"Redis refused a command to this user: {text}; grant the ACL in the README's \"Redis ACL\" section"
+    return f"Redis refused a command to this user: {text}; grant the ACL of docs/guarantees.md, \"Redis ACL\""

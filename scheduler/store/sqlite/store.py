@@ -44,7 +44,7 @@ LEASE_TTL_S = 4.0  # SCHEDULER_LEASE_TTL's default
 
 
 class LocalStore:
-    # No reference clock in standalone mode: the host's clock is trusted (see the README).
+    # No reference clock in standalone mode: the host's clock is trusted (see docs/guarantees.md, Clocks).
     clock_skew_s: float | None = None
     dry_run = False
     read_only = False  # a dry run's view: unreadable rows are skipped, never moved aside
