@@ -16,7 +16,7 @@ from typing import Any
 
 from . import cluster
 from . import scripts
-from ...model import Claim, Finished, State, TriggerRequest
+from ...model import Claim, Finished, SlotRequest, State, TriggerRequest
 from .caller import Caller
 from .claims import Claims
 from .control import Control
@@ -30,7 +30,7 @@ from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 # Every script the store runs: a refused command inside one is named by its line (acl).
 SCRIPTS = (scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
-           scripts.REQUEST_TRIGGER, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB)
+           scripts.REQUEST_TRIGGER, scripts.REQUEST_SLOTS, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB)
 
 
 class RedisStore:
@@ -164,6 +164,9 @@ class RedisStore:
     async def pending_triggers(self) -> list[TriggerRequest]:
         return await self.reads.pending_triggers()
 
+    async def pending_slots(self) -> list[SlotRequest]:
+        return await self.reads.pending_slots()
+
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
         if not claims:
             return []
@@ -187,6 +190,9 @@ class RedisStore:
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         return await self.control.request_trigger(request)
+
+    async def request_slots(self, job: str, requests: Sequence[SlotRequest]) -> list[int]:
+        return await self.control.request_slots(job, requests)
 
     async def request_sources(self, what: str) -> None:
         await self.control.request_sources(what)
