@@ -90,17 +90,13 @@ def test_a_redrive_sends_the_original_key_with_the_attempt_count_going_on(kind, 
         return 500, {}, b"not yet"
 
     with Receiver(app) as receiver:
-        deployment = Deployment(kind, tmp_path, receiver, {"sync": {"SCHEDULE": "every 1h", "URL": "/sync", "RETRIES": "1"}})
+        deployment = Deployment(kind, tmp_path, receiver, {"sync": {"SCHEDULE": "every 2s", "URL": "/sync", "RETRIES": "1"}})
         try:
-            # A finished slot: the job's first slot, fired by a trigger-free path. Every hour
-            # is too slow for a test, so the slot is made by a backfill of the last hour's.
-            mark = wait_until(lambda: deployment.watermark("sync"), 15, message="the job's first sighting")
-            slot = sched.recent_slots(sched.parse("every 1h"), 0, mark, 1)[0][0]
-            shown = sched.format_slot(slot)
-            r = deployment.post("/api/v1/jobs/sync/backfill", {"from": shown, "to": shown})
-            assert r.status_code == 202 and r.json()["queued"] == [shown], r.text
-            entry = wait_until(lambda: deployment.history("sync"), 15, message="the slot's failed run")[0]
-            assert (entry["slot"], entry["outcome"], entry["attempts"]) == (shown, "failed", 2)
+            # A finished slot: the job's first, failed after its two attempts.
+            entry = wait_until(lambda: deployment.history("sync")[-1:], 15, message="the first slot's failed run")[0]
+            shown = entry["slot"]
+            slot = _slot(shown)
+            assert (entry["outcome"], entry["attempts"]) == ("failed", 2)
             first = [q for q in receiver.requests if slot_of(q) == slot]
             assert [q.header("x-scheduler-attempt") for q in first] == ["1", "2"]
 
@@ -121,6 +117,7 @@ def test_a_redrive_sends_the_original_key_with_the_attempt_count_going_on(kind, 
             entry = wait_until(lambda: [e for e in deployment.history("sync") if e["outcome"] == "ok"], 15,
                                message="the redriven run's outcome")[0]
             assert (entry["slot"], entry["attempts"]) == (shown, 3)
+            assert [q.header("x-scheduler-attempt") for q in receiver.requests if slot_of(q) == slot] == ["1", "2", "3"]
 
             assert deployment.post("/api/v1/jobs/nope/runs/2026-01-01T00:00:00Z/retry").status_code == 404
             bad = deployment.post("/api/v1/jobs/sync/runs/yesterday/retry")
