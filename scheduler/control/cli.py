@@ -94,7 +94,8 @@ async def redo(settings: Settings, store: Store, command: str, args) -> int:
                 print(f"queued {len(done.queued)} slot(s) of {done.job}, oldest first: "
                       f"{format_slot(done.queued[0])} .. {format_slot(done.queued[-1])}")
             else:
-                print(f"nothing to queue: every slot of {done.job} in the range is ok, in flight or queued already")
+                print(f"nothing queued: every slot of {done.job} in the range is ok, in flight, queued already "
+                      "or not reached by the schedule yet")
             unsaid = done.unsaid
     except ops.BadRequest as exc:
         print(f"{command}: {exc}; not queued", file=sys.stderr)

@@ -297,20 +297,3 @@ end
 redis.call('RPUSH', KEYS[1], ARGV[3])
 return false
 """
-
-# Queue fires of named slots of one job (redrive, backfill), each under its in-flight field:
-# not one in flight, already queued, or past the job's watermark (the schedule claims those).
-# KEYS: redrive inflight slots  ARGV: job, a JSON array of [field, slot, raw_request]
-# Returns the slots queued, in the order given.
-REQUEST_SLOTS = """
-local mark = tonumber(redis.call('HGET', KEYS[3], ARGV[1]))
-local out = {}
-if not mark then return out end
-for _, r in ipairs(cjson.decode(ARGV[2])) do
-  if tonumber(r[2]) <= mark and redis.call('HEXISTS', KEYS[2], r[1]) == 0 and
-      redis.call('HSETNX', KEYS[1], r[1], r[3]) == 1 then
-    out[#out + 1] = r[2]
-  end
-end
-return out
-"""

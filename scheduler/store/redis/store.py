@@ -19,7 +19,7 @@ from . import scripts
 from ...model import Claim, Finished, SlotRequest, State, TriggerRequest
 from .caller import Caller
 from .claims import Claims
-from .control import Control
+from .control import REQUEST_SLOTS, Control
 from .gc import GC_JOB, redis_format_problem, redis_gc, redis_quarantined
 from .keys import Keys
 from .lease import Lease
@@ -30,7 +30,7 @@ from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 # Every script the store runs: a refused command inside one is named by its line (acl).
 SCRIPTS = (scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
-           scripts.REQUEST_TRIGGER, scripts.REQUEST_SLOTS, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB)
+           scripts.REQUEST_TRIGGER, REQUEST_SLOTS, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB)
 
 
 class RedisStore:
