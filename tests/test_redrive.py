@@ -136,6 +136,35 @@ def test_a_redrive_sends_the_original_key_with_the_attempt_count_going_on(kind, 
             deployment.close()
 
 
+def test_a_redrive_cut_short_by_a_crash_is_redelivered_under_the_same_key(kind, tmp_path) -> None:
+    hold = threading.Event()
+
+    def app(request):
+        if request.header("x-scheduler-attempt") == "2":
+            hold.wait(20)  # the redriven call: the daemon is killed while it waits for the answer
+        return 500 if request.header("x-scheduler-attempt") == "1" else 200, {}, b"{}"
+
+    with Receiver(app) as receiver:
+        deployment = Deployment(kind, tmp_path, receiver, {"sync": {"SCHEDULE": "every 2s", "URL": "/sync", "RETRIES": "0"}})
+        try:
+            entry = wait_until(lambda: deployment.history("sync")[-1:], 15, message="the first slot's failed run")[0]
+            shown, slot = entry["slot"], _slot(entry["slot"])
+            assert deployment.post(f"/api/v1/jobs/sync/runs/{shown}/retry").status_code == 202
+            wait_until(lambda: [q for q in receiver.requests if slot_of(q) == slot and q.header("x-scheduler-attempt") == "2"],
+                       15, message="the redriven call")
+            deployment.daemon.proc.kill()
+            deployment.daemon.wait()
+            hold.set()
+            deployment.daemon.start()
+            sent = wait_until(lambda: [q for q in receiver.requests if slot_of(q) == slot and q.header("x-scheduler-attempt") == "3"],
+                              20, message="the redelivery of the redriven slot")
+            assert [q.header("idempotency-key") for q in sent] == [f'"sync@{shown}"']
+            assert int(sent[0].header("x-scheduler-fencing-token")) > entry["fencing_token"]
+        finally:
+            hold.set()
+            deployment.close()
+
+
 def test_a_backfill_sends_each_missing_slot_once_and_a_second_one_nothing(kind, tmp_path) -> None:
     with Receiver() as receiver:
         deployment = Deployment(kind, tmp_path, receiver, {"tick": {"SCHEDULE": "every 1s", "URL": "/tick",
