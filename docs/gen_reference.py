@@ -169,6 +169,18 @@ _SOURCES = {"type": "object", "properties": {"sources": {"type": "array", "items
 
 # (method, path) -> the operation's summary, request body schema (None: none) and answers.
 OPERATIONS: dict[tuple[str, str], dict] = {
+    ("POST", "/api/v1/jobs/{name}/runs/{slot}/retry"): {
+        "summary": "Send a finished slot again under its original Idempotency-Key, as its next attempt",
+        "body": {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}}},
+        "responses": {"202": {"type": "object"}, "409": {"$ref": "#/components/schemas/Error"}},
+    },
+    ("POST", "/api/v1/jobs/{name}/backfill"): {
+        "summary": "Send every slot of a range that has no ok run, oldest first, each under its own key",
+        "body": {"type": "object", "required": ["from", "to"], "properties": {
+            "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+            "reason": {"type": "string", "maxLength": 500}}},
+        "responses": {"202": {"type": "object", "properties": {"queued": {"type": "array", "items": {"type": "string"}}}}},
+    },
     ("GET", "/api/v1/audit"): {
         "summary": "Who changed what, when and why, newest first (?limit=&before=), with the next page's cursor",
         "responses": {"200": {"type": "object", "required": ["entries"], "properties": {

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, UTC
 
 FIRE, SKIP, REDELIVER, TRIGGER, INIT, EXPIRE = "fire", "skip", "redeliver", "trigger", "init", "expire"
+# A named slot sent again (redrive, backfill): under the slot's own in-flight field and
+# idempotency key, taken from the queue of slot requests, never moving the watermark.
+REDRIVE = "redrive"
 EXPIRED = "expired"  # the outcome a store records for an `expire` claim: it never fires
+# Why a slot of a CONCURRENCY=queue job was skipped: a newer one took its place in the queue.
+REPLACED = "replaced by a newer slot"
 # What a claim came to: not claimed (an older or already claimed slot, a spent trigger id),
 # claimed, or passed over because the job is paused (its watermark still advances).
 STALE, CLAIMED, PAUSED = 0, 1, 2
@@ -101,7 +106,9 @@ class Claim:
     an earlier leader (same slot, next attempt, this leader's epoch); `trigger` takes a
     manual fire request (`trigger` is its id; `slot` the second it was asked for) once;
     `init` sets the watermark of a job that has none (a leader saw it from that second on,
-    so an outage after it is made up by CATCHUP); `expire`, also only for a job with no
+    so an outage after it is made up by CATCHUP); `redrive` takes a queued slot request
+    (SlotRequest) once, recording the slot in flight under its own field at `attempt`,
+    without touching the watermark; `expire`, also only for a job with no
     watermark, sets it to the slot of an `at` job first seen too long after its instant and
     records that slot's outcome as `expired` (with `reason`) in the same step: it never
     fires (SPEC 6 rule 2)."""
@@ -137,6 +144,22 @@ class TriggerRequest:
     id: str
     job: str
     requested_at: int  # whole seconds; the fire's slot
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """A queued fire of a named slot (redrive, backfill): it goes under the slot's own key
+    (fire_key(job, slot, None)) as attempt `attempt`. `reason`: the operator's, if given."""
+
+    job: str
+    slot: int
+    attempt: int = 1
+    reason: str | None = None
+    requested_at: int = 0  # whole seconds
+
+    @property
+    def field(self) -> str:
+        return fire_field(self.job, self.slot, None)
 
 
 @dataclass(frozen=True)

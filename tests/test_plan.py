@@ -125,6 +125,21 @@ def test_what_is_due_at_an_instant(concurrency, busy, overlapping, jitter, ahead
         assert shown(got) == expected, f"at T+{now}"
 
 
+def test_a_queue_jobs_slot_waits_for_the_call_one_at_most_and_fires_when_it_ends():
+    plan = planner(job(concurrency="queue"))
+    assert plan.start(State(watermarks={"j": T + 30}), T + 30.5) == []
+    busy = {"j": True}
+    due = lambda now: shown(plan.due(T + now, busy=lambda j: busy[j], overlapping=lambda j: busy[j]))  # noqa: E731
+    assert due(39.8) == []  # not claimed ahead while the call runs
+    assert due(40.0) == []  # due: it waits, unclaimed
+    assert due(45.0) == []
+    assert due(50.0) == ["skip@40:replaced by a newer slot"]  # a newer slot takes its place
+    busy["j"] = False
+    assert due(52.0) == ["fire@50"]  # the call ended: the waiting slot goes at once
+    assert due(53.0) == []
+    assert due(59.8) == ["fire@60"]  # nothing runs: as any job
+
+
 # -- a loop that fell behind takes several slots at once ----------------------------------
 
 BEHIND = [

@@ -10,7 +10,8 @@ import pytest
 
 from scheduler.store.sqlite.store import LocalStore
 from scheduler.model import (
-    CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, Outcome, TriggerRequest,
+    CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, Outcome,
+    SlotRequest, TriggerRequest,
 )
 from scheduler.store.redis.store import RedisStore
 from scheduler.store.protocol import LeaseLost
@@ -329,6 +330,43 @@ def test_a_trigger_joins_one_queued_or_in_flight_for_the_same_job(backend):
         assert await a.request_trigger(TriggerRequest("r4", "j", 503)) == TriggerRequest("r1", "j", 500)
         status = await a.status(["j"])
         assert [t["id"] for t in status["pending_triggers"]] == ["r3"]
+
+    run(backend, body)
+
+
+def test_a_slot_request_is_queued_once_and_claimed_once_under_the_slots_own_field(backend):
+    async def body():
+        a = backend.store("a")
+        epoch = await a.acquire()
+        assert await a.claim(epoch, [Claim("j", 100), Claim("j", 200)]) == [CLAIMED, CLAIMED]
+        await a.finish([Finished(Claim("j", 100), epoch, ok())])
+        asked = [SlotRequest("j", 50, 1, None, 7), SlotRequest("j", 100, 2, "why", 7), SlotRequest("j", 200, 1, None, 7),
+                 SlotRequest("j", 300, 1, None, 7)]
+        # 200 is in flight; 300 lies past the watermark: the schedule has yet to claim it.
+        assert await a.request_slots("j", asked) == [50, 100]
+        assert await a.request_slots("j", asked) == []  # queued already
+        assert await a.request_slots("k", [SlotRequest("k", 50)]) == []  # a job never claimed has no slot yet
+        assert await a.pending_slots() == asked[:2]
+        assert await a.pending_triggers() == []  # no manual trigger for all that
+
+        redrive = Claim("j", 100, REDRIVE, 2, reason="why")
+        assert await a.claim(epoch, [redrive]) == [CLAIMED]
+        assert await a.claim(epoch, [redrive]) == [CLAIMED]  # sent again after a lost reply: ours
+        assert await a.claim(epoch, [Claim("j", 60, REDRIVE)]) == [STALE]  # never queued
+        state = await a.load(["j"])
+        assert state.watermarks == {"j": 200}
+        assert sorted((f.slot, f.attempt, f.trigger) for f in state.inflight) == [(100, 2, None), (200, 1, None)]
+        assert await a.pending_slots() == asked[:1]
+        assert await a.request_slots("j", asked[1:2]) == []  # in flight
+        await a.finish([Finished(redrive, epoch, ok())])
+        assert await a.request_slots("j", asked[1:2]) == [100]
+        # Another leader takes over: the old epoch's claim of a queued slot is refused.
+        backend.lose_lease()
+        b = backend.store("b")
+        await backend.take_lease(b)
+        with pytest.raises(LeaseLost):
+            await a.claim(epoch, [Claim("j", 50, REDRIVE)])
+        assert [r.slot for r in await b.pending_slots()] == [50, 100]
 
     run(backend, body)
 

@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("--json", action="store_true", help="print what was done as JSON")
     trigger.add_argument("--id", type=request_id, metavar="ID",
                          help="request id, 1-128 of A-Z a-z 0-9 . _ -; an id fires at most once (default: a new one)")
+    retry = sub.add_parser("retry", parents=[common, said],
+                           help="send a finished slot again under its own Idempotency-Key, as its next attempt")
+    retry.add_argument("job", help="the job's name")
+    retry.add_argument("slot", help="the slot, RFC 3339 (2026-12-01T03:00:00Z)")
+    backfill = sub.add_parser("backfill", parents=[common, said],
+                              help="send every slot of a range that has no ok run, oldest first, each under its own key")
+    backfill.add_argument("job", help="the job's name")
+    backfill.add_argument("start", metavar="FROM", help="first instant of the range, RFC 3339")
+    backfill.add_argument("end", metavar="TO", help="last instant of the range, RFC 3339 (inclusive)")
+    for redo in (retry, backfill):
+        redo.add_argument("--json", action="store_true", help="print what was done as JSON")
     sources = sub.add_parser("sources", parents=[common], help="steer the job sources of every replica")
     sources_sub = sources.add_subparsers(dest="sources_command", required=True)
     sources_sub.add_parser("refresh", parents=[common, said], help="every replica reads SCHEDULER_JOBS_FILE/URL now")
@@ -179,7 +190,7 @@ def _main(argv: list[str] | None) -> int:
         return asyncio.run(control(settings, command, args))
     if command == "audit":
         return asyncio.run(control(settings, command, args))
-    if command in ("status", "history", "pause", "resume", "trigger"):
+    if command in ("status", "history", "pause", "resume", "trigger", "retry", "backfill"):
         from ..sources.catalog import read_once
 
         # The jobs of SCHEDULER_JOBS_FILE/URL are jobs too: read them as the daemon does.
@@ -253,7 +264,7 @@ def healthcheck(env_file: str | None) -> int:
 
 
 async def control(settings: config.Settings, command: str, args) -> int:
-    """status, history, audit, pause, resume, trigger, sources: talk to the state store directly, never take the lease."""
+    """status, history, audit, pause, resume, trigger, retry, backfill, sources: talk to the state store directly, never take the lease."""
     from ..control.cli import run_control
     from ..store.protocol import StoreForbidden, StoreUnavailable
 

@@ -16,7 +16,7 @@ from .parsers import boolean, choice, duration, int_range, json_headers, job_url
 JOB_PREFIX = "SCHEDULER_JOB_"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 CATCHUP = ("latest", "all", "none")
-CONCURRENCY = ("forbid", "allow", "replace")
+CONCURRENCY = ("forbid", "allow", "replace", "queue")
 JOB_FIELDS: dict[str, str | None] = {
     "SCHEDULE": None,
     "URL": None,

@@ -24,12 +24,14 @@ from . import operations as ops
 from . import page
 from .access import READS, Access
 from .queries import MAX_ID, whole_number
+from . import redrive
 from .validation import BadDocument, validate_document
 from ..sources.catalog import Catalog
 from ..config.loader import Settings
 from ..config.tokens import NamedToken
 from ..http.server.server import Request, Response
 from ..store.audit_records import AUDIT_MAX_LIMIT
+from ..model import format_slot
 from ..store.protocol import Store, StoreForbidden, StoreUnavailable
 
 log = logging.getLogger("scheduler.api")
@@ -88,6 +90,8 @@ class ControlApi:
             ("GET", "/api/v1/jobs", self.guard(self.list_jobs), 0),
             ("GET", "/api/v1/jobs/{name}", self.guard(self.one_job), 0),
             ("POST", "/api/v1/jobs/{name}/trigger", self.guard(self.changing(self.trigger)), MAX_BODY),
+            ("POST", "/api/v1/jobs/{name}/runs/{slot}/retry", self.guard(self.changing(self.retry)), MAX_BODY),
+            ("POST", "/api/v1/jobs/{name}/backfill", self.guard(self.changing(self.backfill)), MAX_BODY),
             ("POST", "/api/v1/jobs/{name}/pause", self.guard(self.changing(self.pause)), MAX_BODY),
             ("POST", "/api/v1/jobs/{name}/resume", self.guard(self.changing(self.resume)), MAX_BODY),
             ("POST", "/api/v1/sources/refresh", self.guard(self.changing(self.refresh)), MAX_BODY),
@@ -123,6 +127,8 @@ class ControlApi:
             return error(404, str(exc))
         except ops.BadRequest as exc:
             return error(400, str(exc))
+        except ops.Conflict as exc:
+            return error(409, str(exc))
         except StoreForbidden as exc:
             log.warning("control API: the state store refused the call", extra={"error": str(exc)})
             return error(503, "the state store refused the call (a Redis ACL permission is missing; see the log)")
@@ -253,6 +259,25 @@ class ControlApi:
         unsaid = {"notified": False} if done.unsaid is not None else {}
         return json_response(202, {"id": done.id, "result": done.result, **unsaid})
 
+    def retry(self, request: Request, body: dict) -> Response:
+        """Send a finished slot again under its own key, as its next attempt (SPEC 8)."""
+        _only(body, {"reason"})
+        reason = redrive.reason_value(body.get("reason"))
+        done = self.call(redrive.redrive(self.settings, self.store, request.params["name"], request.params["slot"], reason))
+        unsaid = {"notified": False} if done.unsaid is not None else {}
+        return json_response(202, {"job": done.job, "slot": format_slot(done.slot), "key": done.key,
+                                   "attempt": done.attempt, "result": "queued", **unsaid})
+
+    def backfill(self, request: Request, body: dict) -> Response:
+        """Send every slot of a range with no ok run, oldest first, each under its own key."""
+        _only(body, {"from", "to", "reason"})
+        if not isinstance(body.get("from"), str) or not isinstance(body.get("to"), str):
+            raise ops.BadRequest('send {"from": "<RFC 3339>", "to": "<RFC 3339>"}')
+        reason = redrive.reason_value(body.get("reason"))
+        done = self.call(redrive.backfill(self.settings, self.store, request.params["name"], body["from"], body["to"], reason))
+        unsaid = {"notified": False} if done.unsaid is not None else {}
+        return json_response(202, {"job": done.job, "queued": [format_slot(s) for s in done.queued], **unsaid})
+
     def pause(self, request: Request, body: dict) -> Response:
         return self._set_paused(request, body, True)
 
@@ -289,6 +314,12 @@ class ControlApi:
         headers = COMMON_HEADERS + [("Content-Security-Policy", PAGE_CSP.format(nonce=nonce)), ("X-Frame-Options", "DENY")]
         body = page.render(view, nonce, viewer=None if who is None or who.operator else who.name)
         return Response(200, body.encode(), "text/html; charset=utf-8", headers)
+
+
+def _only(body: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ops.BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; this route takes {', '.join(sorted(allowed))}")
 
 
 def add_routes(router, api: ControlApi) -> None:

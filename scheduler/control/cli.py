@@ -1,4 +1,4 @@
-"""Operator commands: status, history, audit, pause, resume, trigger, sources. Each calls the one
+"""Operator commands: status, history, audit, pause, resume, trigger, retry, backfill, sources. Each calls the one
 implementation in `operations` (which the control API calls too) and prints its result.
 They read and write the state store directly and never take the lease, so they work from
 any replica or a laptop; the ones that change state are recorded in the audit log as
@@ -12,11 +12,13 @@ import time
 
 from . import audit
 from . import operations as ops
+from . import redrive
 from ..config.loader import Settings
+from ..model import format_slot
 from ..store.protocol import Store
 
 
-STEERING = ("sources", "pause", "resume", "trigger")  # the commands that change state: audited
+STEERING = ("sources", "pause", "resume", "trigger", "retry", "backfill")  # the commands that change state: audited
 
 
 async def run_control(settings: Settings, store: Store, command: str, args) -> int:
@@ -50,6 +52,8 @@ async def steer(settings: Settings, store: Store, command: str, args) -> int:
         return 0
     if command == "trigger":
         return await trigger(settings, store, args.job, args.id, args.json)
+    if command in ("retry", "backfill"):
+        return await redo(settings, store, command, args)
     changed = await ops.set_paused(settings, store, args.job, command == "pause")
     if args.json:
         print(json.dumps({"job": args.job, "paused": command == "pause", "changed": changed}))
@@ -84,6 +88,41 @@ async def trigger(settings: Settings, store: Store, job: str, request_id: str | 
         print("note: could not read whether a leader is running now; the trigger fires when one does", file=sys.stderr)
     elif not done.leader:
         print("note: no leader is running now; the trigger fires when one starts", file=sys.stderr)
+    return 0
+
+
+async def redo(settings: Settings, store: Store, command: str, args) -> int:
+    """`retry JOB SLOT` and `backfill JOB FROM TO`: exit 2 for a mistake, 1 for a conflict."""
+    try:
+        reason = redrive.reason_value(args.reason)
+        if command == "retry":
+            sent = await redrive.redrive(settings, store, args.job, args.slot, reason)
+            if args.json:
+                print(json.dumps({"job": sent.job, "slot": format_slot(sent.slot), "key": sent.key, "attempt": sent.attempt,
+                                  "result": "queued"}))
+            else:
+                print(f"queued {sent.key} again as attempt {sent.attempt}")
+            unsaid = sent.unsaid
+        else:
+            done = await redrive.backfill(settings, store, args.job, args.start, args.end, reason)
+            if args.json:
+                print(json.dumps({"job": done.job, "queued": [format_slot(s) for s in done.queued]}))
+            elif done.queued:
+                print(f"queued {len(done.queued)} slot(s) of {done.job}, oldest first: "
+                      f"{format_slot(done.queued[0])} .. {format_slot(done.queued[-1])}")
+            else:
+                print(f"nothing queued: every slot of {done.job} in the range is ok, in flight, queued already "
+                      "or not reached by the schedule yet")
+            unsaid = done.unsaid
+    except ops.BadRequest as exc:
+        print(f"{command}: {exc}; not queued", file=sys.stderr)
+        return 2
+    except ops.Conflict as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 1
+    if unsaid is not None:
+        print(f"note: queued, but the leader was not told at once ({unsaid}); it finds the request at its next look, "
+              "within SCHEDULER_LEASE_RENEW", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from zoneinfo import ZoneInfo
@@ -26,6 +27,10 @@ class UnknownJob(LookupError):
 
 class BadRequest(ValueError):
     """The caller asked for something that cannot be done as asked (the message says why)."""
+
+
+class Conflict(ValueError):
+    """What was asked clashes with the state as it stands (a slot in flight or queued): 409."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,30 @@ async def history(settings: Settings, store: Store, job: str, limit: int | None 
     if settings.history == 0:
         return []
     return [_readable_entry(e) for e in await store.history(job, limit or settings.history)]
+
+
+@dataclass(frozen=True)
+class SlotRun:
+    """What is on record of a slot's runs: whether one was ok, and the last attempt sent."""
+
+    ok: bool
+    attempts: int
+
+
+async def slot_runs(store: Store, job: str, slots: Collection[int]) -> dict[int, SlotRun]:
+    """The finished runs on record of these slots of the job; a slot with none is absent.
+    Read from the history (the job's last SCHEDULER_HISTORY fires) for now: the one place
+    to ask the per-job ledger (Store.run) instead once it exists."""
+    want = set(slots)
+    out: dict[int, SlotRun] = {}
+    for entry in await store.history(job):
+        slot, attempts = entry.get("slot"), entry.get("attempts")
+        if entry.get("trigger") or type(slot) is not int or slot not in want:
+            continue
+        before = out.get(slot, SlotRun(False, 0))
+        out[slot] = SlotRun(before.ok or entry.get("outcome") == "ok",
+                            max(before.attempts, attempts if type(attempts) is int else 0))
+    return out
 
 
 def _readable_entry(entry: dict) -> dict:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from .clock import Clock
 from ..dispatch import Fire
-from ..model import FIRE, REDELIVER, TRIGGER, Claim, Outcome
+from ..model import FIRE, REDELIVER, REDRIVE, TRIGGER, Claim, Outcome
 from ..observe import Metrics
 from .places import Places
 from .plan import fire_at
@@ -27,7 +27,7 @@ from ..store.protocol import StoreUnavailable
 
 log = logging.getLogger("scheduler.engine")
 
-STARTS = frozenset({FIRE, REDELIVER, TRIGGER})  # the kinds of claim that, claimed, start a fire
+STARTS = frozenset({FIRE, REDELIVER, TRIGGER, REDRIVE})  # the kinds of claim that, claimed, start a fire
 NoteAttempt = Callable[[int, Claim, int], Awaitable[None]]  # Store.note_attempt(epoch, claim, attempt)
 Record = Callable[[Fire, Outcome, float | None], Awaitable[None]]  # the outcome and lateness (None: manual)
 Chain = dict[str, asyncio.Task]  # job -> its last fire started by one claim call
@@ -58,6 +58,7 @@ class Fires:
         self._waiting: set[asyncio.Task] = set()  # fires still waiting for their turn or moment
         self._called: dict[asyncio.Task, asyncio.Event] = {}  # set once a fire's HTTP call is over
         self._gates: dict[float, asyncio.Event] = {}  # moment -> set when it comes
+        self.on_idle: Callable[[str], None] = lambda job: None  # told when a job's last call under way ends
         metrics.inflight.set_function(self.__len__)  # read at each scrape, not set per fire
 
     def __contains__(self, field: object) -> bool:
@@ -90,6 +91,9 @@ class Fires:
                      extra={"job": job.name, "slot": format_slot(claim.slot), "attempt": claim.attempt})
         elif claim.kind == TRIGGER:
             log.info("manual trigger", extra={"job": job.name, "trigger": claim.trigger})
+        elif claim.kind == REDRIVE:
+            log.info("sending a slot again", extra={"job": job.name, "slot": format_slot(claim.slot), "attempt": claim.attempt,
+                                                    **({"reason": claim.reason} if claim.reason else {})})
         if claim.field in self.running:
             return  # a claim sent again answers for what this leadership already holds: not started twice
         if job.concurrency == "replace" and claim.kind == FIRE:
@@ -101,6 +105,9 @@ class Fires:
         if after is None and job.concurrency == "forbid" and claim.kind == FIRE:
             calls = self._calls.get(job.name)
             after = next(reversed(calls.values())) if calls else None  # the backlog's last
+        elif after is None and job.concurrency == "queue":
+            calls = self._calls.get(job.name)  # never two calls of a queue job at once, whatever started them
+            after = next(reversed(calls.values())) if calls else None
         # A slot claimed ahead of its moment waits for it; so does one an earlier leader
         # claimed ahead and left in flight (its redelivery may come before the moment).
         at = fire_at(job, claim.slot) if claim.kind == FIRE or (claim.kind == REDELIVER and not claim.trigger) else None
@@ -158,7 +165,7 @@ class Fires:
                 await self._places.wait(waiter)
             lateness = None
             try:
-                if not claim.trigger:  # a manual fire has no moment to be late for
+                if not claim.trigger and claim.kind != REDRIVE:  # a manual fire or a redrive has no moment to be late for
                     lateness = self.clock.time() - claim.slot
                     self.metrics.job(fire.job.name).lateness.observe(max(0.0, lateness))
                 outcome = await self.sender.send(fire, partial(self._retrying, fire))
@@ -203,6 +210,7 @@ class Fires:
             calls.pop(claim.field, None)
             if not calls:
                 del self._calls[claim.job]
+                self.on_idle(claim.job)
 
     async def drop_waiting(self) -> None:
         """A leadership ended: its fires still waiting for their turn or moment would find the

@@ -20,7 +20,7 @@ from ..config.loader import JobSpec, Settings
 from ..dispatch import Fire
 from .fires import STARTS, Chain, Fires, Sender
 from .lease import Lease, LeaseKeeper
-from ..model import CLAIMED, INIT, TRIGGER, Claim
+from ..model import CLAIMED, INIT, REDRIVE, TRIGGER, Claim
 from ..observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
 from .record import Recorder
@@ -62,6 +62,7 @@ class Engine:
         self.plan = Plan(self.jobs, 0.0)
         self.recorder = Recorder(store, self.metrics, clock, settings.traceparent)
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, dispatcher, store.note_attempt, self.recorder.record)
+        self.fires.on_idle = self._call_over
         self.sightings = Sightings(self._claim_and_fire)
         self.preparer = Preparer(self.jobset, self._wake.set)
         self.resumer = Resumer(self.jobs, clock.time, self._load, lambda lease, claims: self._claim_and_fire(lease, claims, True),
@@ -76,6 +77,11 @@ class Engine:
             return []
         period, success, seen = self.plan.period, self.recorder.last_success, self.recorder.first_seen
         return [(job, period(job), success.get(job) or seen.get(job) or self.watch_since) for job in list(self.jobs)]
+
+    def _call_over(self, job: str) -> None:
+        """A job's last call under way ended: a slot queued behind it (CONCURRENCY=queue) goes now."""
+        if job in self.plan.queued:
+            self._wake.set()
 
     def apply_source_jobs(self, jobs: dict[str, JobSpec], source_of: dict[str, str] | None = None,
                           names: set[str] | None = None) -> None:
@@ -225,20 +231,26 @@ class Engine:
         return True
 
     async def _watch_triggers(self, lease: Lease) -> None:
-        """Take manual fire requests as they come (woken by the trigger command), while this
-        leadership lasts."""
+        """Take manual fire requests and queued slots (redrive, backfill) as they come (woken
+        by the control commands), while this leadership lasts. A job's queued slots are
+        claimed together, oldest first, so they go out one after another."""
         while not self.stopping.is_set() and lease.valid(self.clock.monotonic()):
             try:
                 requests = await self.store.pending_triggers()
+                slots = await self.store.pending_slots()
             except StoreUnavailable:
-                requests = []
+                requests, slots = [], []
             except Exception:  # never let the watcher die quietly: log, and look again later
                 log.exception("reading manual triggers failed")
-                requests = []
+                requests, slots = [], []
             claims = [
                 Claim(r.job, r.requested_at, TRIGGER, 1, r.id)
                 for r in requests
                 if r.job in self.jobs and Claim(r.job, r.requested_at, trigger=r.id).field not in self.fires
+            ] + [
+                Claim(r.job, r.slot, REDRIVE, r.attempt, reason=r.reason)
+                for r in slots
+                if r.job in self.jobs and r.field not in self.fires
             ]
             if claims and not await self._claim_and_fire(lease, claims):
                 self._wake.set()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Container, Mapping
 
 from ..schedule import slots as sched
 from ..config.loader import JobSpec
-from ..model import FIRE, INIT, REDELIVER, SKIP, Claim, State
+from ..model import FIRE, INIT, REDELIVER, REPLACED, SKIP, Claim, State
 from .next_slots import (  # noqa: F401  (public names)
     AT_GRACE_S, Entries, fire_at, jitter_offset_s, next_entries, passed_at, shared_next,
 )
@@ -89,8 +89,11 @@ def claims_for(job: JobSpec, slots: list[int], now: float, overlapping: bool) ->
 class Plan:
     """Every enabled job's next slot in a heap, keyed by the moment it fires (slot + jitter).
 
-    Slots of forbid/replace jobs whose previous fire still runs wait in `held` until their
-    moment rather than being claimed ahead: CONCURRENCY decides on what runs then.
+    Slots of forbid/replace/queue jobs whose previous fire still runs wait in `held` until
+    their moment rather than being claimed ahead: CONCURRENCY decides on what runs then. A
+    queue job's slot due while a call of the job runs waits in `queued`, unclaimed, one per
+    job: it is claimed and fired once the job has no call under way (the engine wakes the
+    loop then), and a newer slot due meanwhile takes its place (the older one is skipped).
     """
 
     def __init__(self, jobs: Mapping[str, JobSpec], ahead_s: float, at_grace_s: float = AT_GRACE_S):
@@ -99,6 +102,7 @@ class Plan:
         self.at_grace_s = at_grace_s  # SCHEDULER_AT_GRACE: see passed_at
         self.heap: list[tuple[float, int, str]] = []  # (moment to fire, slot, job)
         self.held: list[tuple[float, int, str]] = []
+        self.queued: dict[str, int] = {}  # CONCURRENCY=queue: job -> the slot waiting for its call to end
         self.upcoming: dict[str, int] = {}  # job -> its next slot in the heap: the retry deadline
         self.period_s: dict[str, float] = {}  # time between a job's current slots, once asked (see period)
 
@@ -189,6 +193,7 @@ class Plan:
         """What to claim at `now`. `busy(job)`: an HTTP call of the job is under way;
         `overlapping(job)`: one started by this leadership's loop (not its start backlog)."""
         due: dict[str, list[int]] = {}
+        out = self._unqueued(busy) if self.queued else []
         heap, held = self.heap, self.held
         while (heap and heap[0][0] - self.ahead_s <= now) or (held and held[0][0] <= now):
             if held and held[0][0] <= now:
@@ -210,7 +215,34 @@ class Plan:
             else:
                 slots.append(slot)
             self._take(self.jobs[name], slot, now, slots)
-        return [c for name, slots in due.items() for c in claims_for(self.jobs[name], slots, now, overlapping(name))]
+        for name, slots in due.items():
+            job = self.jobs[name]
+            if job.concurrency == "queue" and busy(name):
+                out += self._queue(job, slots)
+            else:
+                out += claims_for(job, slots, now, overlapping(name))
+        return out
+
+    def _queue(self, job: JobSpec, slots: list[int]) -> list[Claim]:
+        """A queue job's slots due while its call runs: the newest waits; the one it replaces,
+        and older ones due with it, are skipped."""
+        older = slots[:-1]
+        waiting = self.queued.get(job.name)
+        if waiting is not None and waiting < slots[0]:
+            older.insert(0, waiting)
+        self.queued[job.name] = slots[-1]
+        return [Claim(job.name, slot, SKIP, reason=REPLACED) for slot in older]
+
+    def _unqueued(self, busy: Callable[[str], bool]) -> list[Claim]:
+        """The queued slots whose job has no call under way any more: claimed now."""
+        out = []
+        for name, slot in list(self.queued.items()):
+            if name not in self.jobs:
+                del self.queued[name]
+            elif not busy(name):
+                del self.queued[name]
+                out.append(Claim(name, slot, FIRE))
+        return out
 
     def _take(self, job: JobSpec, slot: int, now: float, slots: list[int]) -> None:
         """Take a due slot, and any later ones already past; push the job's next slot."""

@@ -11,7 +11,7 @@ import logging
 from .clock import Clock, backoff
 from ..config.loader import JobSpec
 from ..dispatch import Fire, trace_id
-from ..model import CLAIMED, EXPIRE, INIT, PAUSED, SKIP, Claim, Finished, Outcome, State
+from ..model import CLAIMED, EXPIRE, INIT, PAUSED, REPLACED, SKIP, Claim, Finished, Outcome, State
 from ..observe import Metrics
 from ..schedule.slots import format_slot
 from ..store.protocol import Store, StoreUnavailable
@@ -75,8 +75,9 @@ class Recorder:
                      extra={"job": job.name, "slot": slot, "reason": claim.reason})
         elif claim.kind == SKIP:
             reason = claim.reason or "overlap"
-            self.metrics.job(job.name).skipped(reason)
-            what = "previous fire still running" if reason == "overlap" else "missed while the loop was behind"
+            self.metrics.job(job.name).skipped("replaced" if reason == REPLACED else reason)
+            what = {"overlap": "previous fire still running", REPLACED: "a newer slot took its place in the queue"}.get(
+                reason, "missed while the loop was behind")
             log.info(f"skipped: {what}", extra={"job": job.name, "slot": slot, "policy": job.catchup})
 
     async def record(self, fire: Fire, outcome: Outcome, lateness: float | None) -> None:

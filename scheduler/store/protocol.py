@@ -13,8 +13,8 @@ from typing import Protocol
 from collections.abc import Callable, Sequence
 
 from ..model import (  # noqa: F401  (the values, re-exported for the stores)
-    CLAIMED, EXPIRE, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth, Outcome, State,
-    TriggerRequest,
+    CLAIMED, EXPIRE, FIRE, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth,
+    Outcome, SlotRequest, State, TriggerRequest,
 )
 
 
@@ -81,6 +81,9 @@ class Store(Protocol):
     async def pending_triggers(self) -> list[TriggerRequest]:
         """Manual fire requests not yet claimed."""
 
+    async def pending_slots(self) -> list[SlotRequest]:
+        """Queued fires of named slots (redrive, backfill), each job's oldest slot first."""
+
     async def wait_wake(self, timeout_s: float) -> None:
         """Return after timeout_s, or earlier when a control command asks the leader to look."""
 
@@ -95,6 +98,12 @@ class Store(Protocol):
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         """Queue a manual fire; returns the pending or in-flight request it joins, if any."""
+
+    async def request_slots(self, job: str, requests: Sequence[SlotRequest]) -> list[int]:
+        """Queue fires of named slots of one job (redrive, backfill), each under its own
+        slot's key; the job's watermark never moves. A slot in flight, already queued, or
+        past the job's watermark (the schedule has yet to claim it) is left out. Returns the
+        slots queued, in the order asked."""
 
     async def request_sources(self, what: str) -> None:
         """Ask every replica to `refresh` its job sources now, or to `accept` its held reads

@@ -12,7 +12,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from .protocol import Store
-from ..model import CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, Finished, State, TriggerRequest
+from ..model import (
+    CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, Finished, SlotRequest, State,
+    TriggerRequest,
+)
 
 
 class ReadOnlyStore:
@@ -83,6 +86,8 @@ class ReadOnlyStore:
             elif c.kind in (INIT, EXPIRE):
                 out.append(STALE if mark is not None else CLAIMED)
                 self._marks.setdefault(c.job, c.slot)
+            elif c.kind == REDRIVE:
+                out.append(STALE)  # a dry run takes no slot request (pending_slots is empty)
             elif c.kind == TRIGGER:
                 out.append(STALE if c.field in self._taken else CLAIMED)
                 self._taken.add(c.field)
@@ -112,6 +117,9 @@ class ReadOnlyStore:
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         return []  # the live leader takes them; a dry run must not
+
+    async def pending_slots(self) -> list[SlotRequest]:
+        return []  # the same: the live leader takes them
 
     async def warnings(self) -> list[str]:
         return await self.store.warnings()

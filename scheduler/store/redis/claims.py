@@ -44,7 +44,7 @@ class Claims:
                               for c in claims])
         args: list[Any] = [self.replica_id, epoch, int(self.clock() * 1000), payload, k.job_prefix, self.max_ahead_ms,
                            k.history_prefix, self.history_keep]
-        keys = [k.leader, k.slots, k.inflight, k.paused, k.trigger, k.triggered]
+        keys = [k.leader, k.slots, k.inflight, k.paused, k.trigger, k.triggered, k.redrive]
         jobs = {c.job for c in claims}
         if not wait_replicas:
             result = await self.caller.call(self._claim(keys=keys, args=args, client=self.caller.redis), jobs)

@@ -13,7 +13,25 @@ from . import scripts
 from .caller import Caller
 from .keys import Keys
 from ..sources_records import noted, request_count
-from ...model import TriggerRequest
+from ...model import SlotRequest, TriggerRequest
+
+
+# Queue fires of named slots of one job (redrive, backfill), each under its in-flight field:
+# not one in flight, already queued, or past the job's watermark (the schedule claims those).
+# KEYS: redrive inflight slots  ARGV: job, a JSON array of [field, slot, raw_request]
+# Returns the slots queued, in the order given.
+REQUEST_SLOTS = """
+local mark = tonumber(redis.call('HGET', KEYS[3], ARGV[1]))
+local out = {}
+if not mark then return out end
+for _, r in ipairs(cjson.decode(ARGV[2])) do
+  if tonumber(r[2]) <= mark and redis.call('HEXISTS', KEYS[2], r[1]) == 0 and
+      redis.call('HSETNX', KEYS[1], r[1], r[3]) == 1 then
+    out[#out + 1] = r[2]
+  end
+end
+return out
+"""
 
 
 class Control:
@@ -22,6 +40,7 @@ class Control:
         self.history_keep = history_keep
         # Run on the caller's client of the moment, given at each call (see caller).
         self._request = caller.redis.register_script(scripts.REQUEST_TRIGGER)
+        self._request_slots = caller.redis.register_script(REQUEST_SLOTS)
 
     async def set_paused(self, job: str, paused: bool) -> bool:
         if paused:
@@ -47,6 +66,14 @@ class Control:
             return TriggerRequest(str(rec["id"]), request.job, records.whole(rec.get("requested_at") or rec.get("slot") or 0, "time"))
         except (ValueError, KeyError, TypeError):
             return TriggerRequest(request.id, request.job, 0)
+
+    async def request_slots(self, job: str, requests: Sequence[SlotRequest]) -> list[int]:
+        if not requests:
+            return []
+        payload = json.dumps([[r.field, r.slot, records.slot_request_raw(r)] for r in requests])
+        keys = [self.keys.redrive, self.keys.inflight, self.keys.slots]
+        found = await self.caller.call(self._request_slots(keys=keys, args=[job, payload], client=self.caller.redis), [job])
+        return [int(slot) for slot in found]
 
     async def request_sources(self, what: str) -> None:
         await self.caller.call(self.caller.redis.hincrby(self.keys.sources, what, 1))

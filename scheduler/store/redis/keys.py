@@ -21,6 +21,7 @@ class Keys:
     paused: str = field(init=False)
     trigger: str = field(init=False)  # the queue of manual fires
     triggered: str = field(init=False)
+    redrive: str = field(init=False)  # queued fires of named slots: in-flight field -> request
     quarantine: str = field(init=False)
     sources: str = field(init=False)  # refresh and accept requests of the job sources
     sources_state: str = field(init=False)  # each replica's view of its job sources, for status
@@ -33,8 +34,8 @@ class Keys:
 
     def __post_init__(self) -> None:
         ns = "{" + self.namespace + "}:"
-        for name in ("leader", "epoch", "meta", "slots", "inflight", "paused", "trigger", "triggered", "quarantine",
-                     "sources", "sources_state", "released", "wake"):
+        for name in ("leader", "epoch", "meta", "slots", "inflight", "paused", "trigger", "triggered", "redrive",
+                     "quarantine", "sources", "sources_state", "released", "wake"):
             object.__setattr__(self, name, ns + name)  # frozen: the derived names are set once, here
         object.__setattr__(self, "audit", ns + "audit")
         object.__setattr__(self, "audit_seq", ns + "audit_seq")
@@ -58,6 +59,7 @@ class Keys:
         out = {
             self.leader: "string", self.epoch: "counter", self.meta: "hash", self.slots: "hash",
             self.inflight: "hash", self.paused: "set", self.trigger: "list", self.triggered: "hash",
+            self.redrive: "hash",
             self.quarantine: "hash", self.sources: "hash", self.sources_state: "hash",
         }
         out[self.audit], out[self.audit_seq] = "list", "counter"

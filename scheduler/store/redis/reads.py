@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from . import records
-from ...model import JobHealth, MalformedRecord, State, TriggerRequest
+from ...model import JobHealth, MalformedRecord, SlotRequest, State, TriggerRequest
 from .caller import Caller
 from .cluster import queue_script
 from .keys import Keys
@@ -148,6 +148,18 @@ class StateReads:
             except MalformedRecord as exc:
                 bad.append(("list", self.keys.trigger, "", raw, str(exc)))
         await self.quarantine.set_aside(bad)
+        return out
+
+    async def pending_slots(self) -> list[SlotRequest]:
+        raws = await self.caller.call(self.caller.redis.hgetall(self.keys.redrive))
+        out, bad = [], []
+        for field, raw in raws.items():
+            try:
+                out.append(records.slot_request(field, raw))
+            except MalformedRecord as exc:
+                bad.append(("hash", self.keys.redrive, field, raw, str(exc)))
+        await self.quarantine.set_aside(bad)
+        out.sort(key=lambda r: (r.job, r.slot))
         return out
 
     async def status(self, jobs: Sequence[str]) -> dict:

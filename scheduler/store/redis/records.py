@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 
-from ...model import FireId, InFlight, MalformedRecord, TriggerRequest, request_id_problem
+from ...model import FireId, InFlight, MalformedRecord, SlotRequest, TriggerRequest, request_id_problem
 
 _INT_FIELDS = frozenset(("slot", "duration_ms", "http_status", "attempts", "consecutive_failures", "epoch"))
 _FLOAT_FIELDS = frozenset(("finished_at", "last_success_at", "first_seen_at"))
@@ -62,6 +62,30 @@ def trigger(raw: str) -> TriggerRequest:
     if request_id_problem(rec["id"]) is not None:
         raise MalformedRecord(f"trigger request with an invalid id: {rec['id'][:40]!r}")
     return TriggerRequest(rec["id"], rec["job"], whole(rec.get("requested_at"), "trigger time"))
+
+
+def slot_request(field: str, raw: str) -> SlotRequest:
+    """A queued fire of a named slot, whose field is the slot's in-flight name."""
+    job, slot, trigger = FireId.parse_field(field)
+    if slot is None or trigger is not None:
+        raise MalformedRecord(f"slot request not named job@slot: {field[:80]!r}")
+    try:
+        rec = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedRecord(f"slot request is not JSON: {raw[:40]!r}") from None
+    if not isinstance(rec, dict) or rec.get("job") != job or rec.get("slot") != slot or slot > MAX_SLOT:
+        raise MalformedRecord("slot request disagrees with its name")
+    attempt = whole(rec.get("attempt"), "slot request attempt")
+    reason = rec.get("reason")
+    if attempt < 1 or attempt > 10 ** 6 or not (reason is None or isinstance(reason, str)):
+        raise MalformedRecord("slot request with an attempt out of range or a reason that is not text")
+    return SlotRequest(job, slot, attempt, reason, whole(rec.get("requested_at"), "slot request time"))
+
+
+def slot_request_raw(request: SlotRequest) -> str:
+    """How a slot request is stored (slot_request reads it back)."""
+    return json.dumps({"job": request.job, "slot": request.slot, "attempt": request.attempt, "reason": request.reason,
+                       "requested_at": request.requested_at})
 
 
 def job_record(record: dict[str, str]) -> tuple[dict, list[str]]:

@@ -79,7 +79,7 @@ return 0
 # twice. Returns -1 when the lease is not ours, else per claim 0 (stale), 1 (claimed),
 # 2 (paused: the watermark advances, nothing is recorded in flight) or 3 (refused: the slot
 # lies further ahead of the server's clock than claiming ahead allows, SPEC 3 rule 7).
-# KEYS: leader slots inflight paused trigger triggered
+# KEYS: leader slots inflight paused trigger triggered redrive
 # ARGV: replica epoch now_ms claims job_prefix max_ahead_ms history_prefix history_keep; the
 # claims one JSON array of [kind, job, slot, attempt, trigger_id, field, reason] strings: one
 # argument to encode instead of seven per claim, which matters to the client when a thousand
@@ -95,6 +95,10 @@ local want = {'hash', 'hash', 'set', 'list', 'hash'}
 for i = 2, 6 do
   local t = redis.call('TYPE', KEYS[i])['ok']
   if t ~= 'none' and t ~= want[i - 1] then return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t) end
+end
+if KEYS[7] then
+  local t = redis.call('TYPE', KEYS[7])['ok']
+  if t ~= 'none' and t ~= 'hash' then return redis.error_reply('WRONGTYPE ' .. KEYS[7] .. ' holds a ' .. t) end
 end
 local claims = cjson.decode(ARGV[4])
 for _, c in ipairs(claims) do
@@ -158,6 +162,16 @@ for _, c in ipairs(claims) do
     if redis.call('HSETNX', KEYS[6], tid, now) == 1 then
       redis.call('HSET', KEYS[3], field, record)
       ok = 1
+    end
+  elseif kind == 'redrive' then
+    -- A named slot sent again (redrive, backfill), taken from its queue once, in flight under
+    -- the slot's own field; the watermark stays. A slot the schedule has yet to claim is left
+    -- to it. A request already taken answers for a claim sent again after a lost reply.
+    if redis.call('HDEL', KEYS[7], field) == 0 then
+      ok = ours(field)
+    else
+      local mark = tonumber(redis.call('HGET', KEYS[2], job))
+      if mark and tonumber(slot) <= mark and redis.call('HSETNX', KEYS[3], field, record) == 1 then ok = 1 end
     end
   else
     local mark = tonumber(redis.call('HGET', KEYS[2], job))

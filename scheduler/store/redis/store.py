@@ -18,10 +18,10 @@ from . import cluster
 from . import scripts
 from .audit import AUDIT_APPEND, AUDIT_READ, Audit
 from ..audit_records import AUDIT_KEEP
-from ...model import Claim, Finished, State, TriggerRequest
+from ...model import Claim, Finished, SlotRequest, State, TriggerRequest
 from .caller import Caller
 from .claims import Claims
-from .control import Control
+from .control import REQUEST_SLOTS, Control
 from .gc import GC_JOB, redis_format_problem, redis_gc, redis_quarantined
 from .keys import Keys
 from .lease import Lease
@@ -32,7 +32,7 @@ from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 # Every script the store runs: a refused command inside one is named by its line (acl).
 SCRIPTS = (scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
-           scripts.REQUEST_TRIGGER, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB, AUDIT_APPEND, AUDIT_READ)
+           scripts.REQUEST_TRIGGER, REQUEST_SLOTS, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB, AUDIT_APPEND, AUDIT_READ)
 
 
 class RedisStore:
@@ -168,6 +168,9 @@ class RedisStore:
     async def pending_triggers(self) -> list[TriggerRequest]:
         return await self.reads.pending_triggers()
 
+    async def pending_slots(self) -> list[SlotRequest]:
+        return await self.reads.pending_slots()
+
     async def claim(self, epoch: int, claims: Sequence[Claim]) -> list[int]:
         if not claims:
             return []
@@ -191,6 +194,9 @@ class RedisStore:
 
     async def request_trigger(self, request: TriggerRequest) -> TriggerRequest | None:
         return await self.control.request_trigger(request)
+
+    async def request_slots(self, job: str, requests: Sequence[SlotRequest]) -> list[int]:
+        return await self.control.request_slots(job, requests)
 
     async def request_sources(self, what: str) -> None:
         await self.control.request_sources(what)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
-from ...model import FireId, InFlight, MalformedRecord, TriggerRequest, request_id_problem
+from ...model import FireId, InFlight, MalformedRecord, SlotRequest, TriggerRequest, request_id_problem
 
 log = logging.getLogger("scheduler.sqlite")
 
@@ -108,6 +108,16 @@ def check_trigger(seq: Any, request_id: Any, job: Any, requested_at: Any) -> Tri
     return TriggerRequest(request_id, _text(job, "job"), slot_value(requested_at, "requested_at"))
 
 
+def check_slot_request(field: Any, job: Any, slot: Any, attempt: Any, reason: Any, requested_at: Any) -> SlotRequest:
+    name, named_slot, trigger = FireId.parse_field(_text(field, "field"))
+    if job != name or trigger is not None or slot_value(slot) != named_slot:
+        raise MalformedRecord("job or slot columns disagree with the request's name")
+    if reason is not None and type(reason) is not str:
+        raise MalformedRecord("reason is not text")
+    return SlotRequest(name, slot, _int(attempt, "attempt", 1, MAX_ATTEMPT), reason,
+                       slot_value(requested_at, "requested_at"))
+
+
 def check_triggered(request_id: Any, at: Any) -> tuple[str, float]:
     return _text(request_id, "trigger id"), _number(at, "at")
 
@@ -140,6 +150,7 @@ TABLES: dict[str, tuple[str, str, Callable[..., Any]]] = {
     "paused": ("name", "name", check_paused),
     "trigger": ("seq", "seq, id, job, requested_at", check_trigger),
     "triggered": ("id", "id, at", check_triggered),
+    "redrive": ("field", "field, job, slot, attempt, reason, requested_at", check_slot_request),
     "triggered_job": ("id", "id, job", check_triggered_job),
 }
 

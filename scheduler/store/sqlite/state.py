@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ...model import (
-    CLAIMED, EXPIRE, EXPIRED, FIRE, INIT, PAUSED, REDELIVER, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome, State,
-    TriggerRequest,
+    CLAIMED, EXPIRE, EXPIRED, FIRE, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome,
+    State, TriggerRequest,
 )
+from . import redrives
 from .records import Bad, Quarantine
 
 log = logging.getLogger("scheduler.sqlite")
@@ -114,6 +115,8 @@ def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float, keep: int
         cur = db.execute("UPDATE inflight SET epoch = ?, attempt = ?, claimed_at = ? WHERE field = ?",
                          (epoch, c.attempt, now, c.field))
         return CLAIMED if cur.rowcount == 1 else STALE
+    if c.kind == REDRIVE:
+        return redrives.claim(db, c, epoch, now)
     if c.kind == TRIGGER:
         db.execute("DELETE FROM trigger WHERE id = ?", (c.trigger,))
         if db.execute("INSERT OR IGNORE INTO triggered VALUES (?, ?)", (c.trigger, now)).rowcount != 1:

@@ -24,9 +24,10 @@ from typing import Any
 from collections.abc import Callable, Sequence
 
 from . import audit as audit_table
+from . import redrives
 from . import sources_meta
 from . import state as ops
-from ...model import Claim, Finished, State, TriggerRequest
+from ...model import Claim, Finished, SlotRequest, State, TriggerRequest
 from .lease import LocalLease
 from ..audit_records import AUDIT_KEEP
 from .records import Bad, Quarantine
@@ -238,6 +239,12 @@ class LocalStore:
 
     async def pending_triggers(self) -> list[TriggerRequest]:
         return await self._run(self._read, lambda db, bad: ops.pending_triggers(db, self.quarantine, bad))
+
+    async def pending_slots(self) -> list[SlotRequest]:
+        return await self._run(self._read, lambda db, bad: redrives.pending(db, self.quarantine, bad))
+
+    async def request_slots(self, job: str, requests: Sequence[SlotRequest]) -> list[int]:
+        return await self._run(self._write, lambda db, _: redrives.request(db, job, requests))
 
     async def warnings(self) -> list[str]:
         await self._run(self._conn)
