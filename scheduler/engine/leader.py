@@ -219,7 +219,8 @@ class Engine:
             # From here one Fire, carrying its claim, goes the whole way: the registry sends
             # it and hands its outcome to the recorder, with no call back into the engine.
             if result == CLAIMED and claim.kind in STARTS:
-                fires.start(Fire(jobs[claim.job], claim, epoch, plan.deadline(claim)), valid, chain, backlog)
+                job = jobs[claim.job]
+                fires.start(Fire(job, claim, epoch, plan.deadline(claim), plan.retry_until(claim, job)), valid, chain, backlog)
             else:
                 self.recorder.passed(claim, result, jobs[claim.job])
         return True
