@@ -23,7 +23,7 @@ from .lease import Lease, LeaseKeeper
 from ..model import CLAIMED, INIT, TRIGGER, Claim
 from ..observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
-from .record import Recorder
+from .record import Notices, Recorder
 from .resume import Resumer
 from .sightings import Sightings
 from .tasks import cancel as _cancel, supervise
@@ -45,6 +45,7 @@ class Engine:
         metrics: Metrics | None = None,
         health: Health | None = None,
         clock: Clock | None = None,
+        notices: Notices | None = None,
     ):
         self.settings = settings
         self.jobset = JobSet(settings)
@@ -60,7 +61,7 @@ class Engine:
         self.watch_since: float | None = None  # when this replica began leading
         self.is_leader = False
         self.plan = Plan(self.jobs, 0.0)
-        self.recorder = Recorder(store, self.metrics, clock, settings.traceparent)
+        self.recorder = Recorder(store, self.metrics, clock, settings.traceparent, notices)
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, dispatcher, store.note_attempt, self.recorder.record)
         self.sightings = Sightings(self._claim_and_fire)
         self.preparer = Preparer(self.jobset, self._wake.set)
