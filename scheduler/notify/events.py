@@ -4,6 +4,7 @@ source.unreadable). The engine's recorder and the watcher call in; the Outbox qu
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
 JOB_FAILED, JOB_FAILING, JOB_RECOVERED = "job.failed", "job.failing", "job.recovered"
 SOURCE_HELD, SOURCE_UNREADABLE = "source.held", "source.unreadable"
+LEAD_WAIT_S = 10  # how long a source's event waits for this replica to lead
 
 
 class Outbox(Protocol):
@@ -50,13 +52,18 @@ def _fire(fire: Fire) -> dict[str, Any]:
     return {"job": fire.job.name, "slot": format_slot(claim.slot)}
 
 
-def source_notices(outbox: Outbox, leading: Callable[[], bool]) -> Callable[[str, dict[str, Any]], None]:
+def source_notices(outbox: Outbox, leading: Callable[[], bool],
+                   wait_s: int = LEAD_WAIT_S) -> Callable[[str, dict[str, Any]], None]:
     """The watcher's on_event: a source held or unreadable, told once per episode (the watcher
-    calls once per episode), by the replica that leads when it happens: every replica reads
-    the sources, and only one should tell."""
+    calls once per episode) by the replica that leads: every replica reads the sources, and
+    one should tell. A replica not leading yet (a source unreadable at start, before the
+    lease is taken) looks again each second for `wait_s` seconds: the leader elsewhere tells
+    it meanwhile, and this one tells it if it takes the lead in that time."""
 
-    def told(kind: str, data: dict[str, Any]) -> None:
+    def told(kind: str, data: dict[str, Any], waited: int = 0) -> None:
         if leading():
             outbox.put(kind, data)
+        elif waited < wait_s:
+            asyncio.get_running_loop().call_later(1.0, told, kind, data, waited + 1)
 
     return told
