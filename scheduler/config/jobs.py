@@ -135,9 +135,12 @@ RETRY_FOR_MAX_DEFAULT_S = 3600.0
 def retry_for_s(job: JobSpec, period_s: float | None) -> float:
     """How long after its slot (a manual run: after its request) a failed fire is retried:
     the job's RETRY_FOR, else the smaller of half its period and 1 hour (a one-time `at`
-    job, with no period: 1 hour). Half the period keeps a slot's retries clear of the next."""
+    job, with no period: 1 hour); with RETRIES=0 and no RETRY_FOR, none. Half the period keeps
+    a slot's retries clear of the next."""
     if job.retry_for_s is not None:
         return job.retry_for_s
+    if job.retries == 0:
+        return 0.0  # RETRIES=0 without a RETRY_FOR: no retry at all, as documented
     return RETRY_FOR_MAX_DEFAULT_S if period_s is None else min(period_s / 2, RETRY_FOR_MAX_DEFAULT_S)
 
 
