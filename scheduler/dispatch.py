@@ -52,8 +52,7 @@ class Fire:
     claim: Claim
     epoch: int
     deadline: float | None = None  # wall-clock seconds; no retry starts at or after it
-    # wall-clock seconds: retries go on until then (RETRY_FOR) even with RETRIES used up
-    retry_until: float | None = None
+    retry_until: float | None = None  # wall-clock seconds: RETRY_FOR's end, RETRIES used up or not
 
     @property
     def key(self) -> str:
@@ -165,9 +164,8 @@ class Dispatcher:
                 if status is not None and 200 <= status < 300:
                     return self._outcome("ok", fire, attempt, started, status, None)
                 retryable = status is None or status in RETRYABLE_STATUS
-                # Retrying stops only when both RETRIES and RETRY_FOR are used up.
                 now, until = self.clock(), fire.retry_until
-                on_time = attempt >= last_attempt  # RETRIES used up: only RETRY_FOR goes on
+                on_time = attempt >= last_attempt  # RETRIES used up: RETRY_FOR alone goes on
                 if not retryable or (on_time and (until is None or now >= until)):
                     return self._outcome("failed", fire, attempt, started, status, error, result.excerpt)
                 n = min(attempt - fire.claim.attempt + 1, 16)
