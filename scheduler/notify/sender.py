@@ -38,6 +38,7 @@ log = logging.getLogger("scheduler.notify")
 QUEUE_MAX = 1000  # events waiting or being retried; a new one beyond is dropped
 MAX_AGE_S = 600.0  # an event not delivered 10 minutes after it happened is given up
 SEND_TIMEOUT_S = 10.0
+FLUSH_S = 2.0  # at shutdown, the longest wait for the events due to leave
 BACKOFF_BASE_S, BACKOFF_CAP_S = 1.0, 60.0
 
 
@@ -74,6 +75,7 @@ class Notifier:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._sending = False
 
     def put(self, kind: str, data: dict[str, Any]) -> None:
         """Queue one event; never waits. A full queue drops it, with a log line and a metric."""
@@ -92,7 +94,13 @@ class Notifier:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="notify")
 
-    async def aclose(self) -> None:
+    async def aclose(self, flush_s: float = FLUSH_S) -> None:
+        """Stop, after up to `flush_s` for the events due now (a failure told just before
+        SIGTERM); events waiting for a retry are given up."""
+        end = time.monotonic() + flush_s
+        while self._task is not None and not self._task.done() and time.monotonic() < end and (
+                self._sending or (self._heap and self._heap[0].due <= self.clock())):
+            await asyncio.sleep(0.05)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -113,10 +121,13 @@ class Notifier:
                     pass
                 continue
             event = heapq.heappop(self._heap)
+            self._sending = True
             try:
                 error = await self._send(event)
             except Exception as exc:  # noqa: BLE001 - the sender must outlive any one event
                 error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._sending = False
             self._done(event, error)
             self.metrics.notifications_queued.set(len(self._heap))
 
