@@ -135,3 +135,39 @@ def test_an_event_due_at_shutdown_still_leaves() -> None:
 
         assert asyncio.run(go()) == 1
         assert len(r.requests) == 1
+
+
+def test_the_watcher_tells_a_hold_and_an_unreadable_source_once_per_episode(tmp_path):
+    import json
+    import os
+
+    from scheduler.sources.watch import JobSources
+    from tests.test_sources import settings as source_settings
+
+    path = tmp_path / "jobs.json"
+
+    def write(text: str) -> None:  # a new inode each time: every call is a read that fails or holds anew
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    told: list[tuple[str, dict]] = []
+    jobs = [{"name": f"j{i}", "schedule": "every 1m", "url": f"/j{i}"} for i in range(12)]
+    sources = JobSources(source_settings(SCHEDULER_JOBS_FILE=str(path)), on_event=lambda k, d: told.append((k, d)))
+
+    def read(text: str) -> list[str]:
+        write(text)
+        asyncio.run(sources.read_once())
+        return [k for k, _ in told]
+
+    assert read(json.dumps({"jobs": jobs})) == []
+    assert read('{"jobs": []}') == ["source.held"]
+    assert read('{"jobs": []}') == ["source.held"]  # the same hold: not told again
+    assert told[0][1] == {"source": "file", "location": str(path), "jobs": 0, "removed": 12, "in_force": 12,
+                          "max_drop": "50%"}
+    assert read(json.dumps({"jobs": jobs})) == ["source.held"]  # the app put them back: the hold ends
+    assert read('{"jobs": [') == ["source.held", "source.unreadable"]
+    assert read('{"jobs": [') == ["source.held", "source.unreadable"]
+    assert told[1][1]["jobs_kept"] == 12 and "not valid JSON" in told[1][1]["problem"]
+    read(json.dumps({"jobs": jobs}))
+    assert read("{") == ["source.held", "source.unreadable", "source.unreadable"]  # a new episode

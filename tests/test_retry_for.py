@@ -77,6 +77,9 @@ def test_retry_for_from_env_and_its_default() -> None:
     assert config.retry_for_s(job, 86400.0) == 3600.0  # daily: 1 hour
     assert config.retry_for_s(job, 60.0) == 30.0  # every minute: half of it
     assert config.retry_for_s(job, None) == 3600.0  # an `at` job
+    # RETRIES=0 alone still means no retry at all; with a RETRY_FOR, retries go on time alone
+    assert config.retry_for_s(make_settings({"RETRIES": "0"}).jobs[0], 86400.0) == 0.0
+    assert config.retry_for_s(make_settings({"RETRIES": "0", "RETRY_FOR": "5m"}).jobs[0], 86400.0) == 300.0
 
 
 @pytest.mark.parametrize("value", ["0", "-5s", "soon"])
