@@ -40,14 +40,14 @@ def _cell(text: str | None) -> str:
 
 def settings_page() -> str:
     from scheduler.config.jobs import JOB_FIELDS
-    from scheduler.config.settings import GLOBAL, HTTP_CLIENT, JOB_SOURCES
+    from scheduler.config.settings import GLOBAL, HTTP_CLIENT, JOB_SOURCES, NOTIFY
 
     out = [GENERATED, "", "# Settings reference", "",
            "Every `SCHEDULER_*` variable the daemon reads, in the order it reads them, with its default as",
            "you would write it. A secret also reads `NAME_FILE`: the path of a file that holds the value",
            "(set one form, not both). What each setting means is on [Configuration](../configuration.md);",
            "the job fields are described on [Jobs and schedules](../jobs.md).", ""]
-    for title, table in (("Global", GLOBAL), ("HTTP client", HTTP_CLIENT), ("Job sources", JOB_SOURCES)):
+    for title, table in (("Global", GLOBAL), ("HTTP client", HTTP_CLIENT), ("Job sources", JOB_SOURCES), ("Notifications", NOTIFY)):
         out += [f"## {title}", "", "| variable | default | secret (`_FILE`) |", "|---|---|---|"]
         for s in table:
             out.append(f"| `{s.env}` | {_cell(s.default)} | {'yes' if s.secret else ''} |")

@@ -52,6 +52,7 @@ class Fire:
     claim: Claim
     epoch: int
     deadline: float | None = None  # wall-clock seconds; no retry starts at or after it
+    retry_until: float | None = None  # wall-clock seconds: RETRY_FOR's end, RETRIES used up or not
 
     @property
     def key(self) -> str:
@@ -163,13 +164,17 @@ class Dispatcher:
                 if status is not None and 200 <= status < 300:
                     return self._outcome("ok", fire, attempt, started, status, None)
                 retryable = status is None or status in RETRYABLE_STATUS
-                if not retryable or attempt >= last_attempt:
+                now, until = self.clock(), fire.retry_until
+                on_time = attempt >= last_attempt  # RETRIES used up: RETRY_FOR alone goes on
+                if not retryable or (on_time and (until is None or now >= until)):
                     return self._outcome("failed", fire, attempt, started, status, error, result.excerpt)
-                n = attempt - fire.claim.attempt + 1
+                n = min(attempt - fire.claim.attempt + 1, 16)
                 delay = self.rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1))
                 if result.retry_after_s is not None:
                     delay = max(delay, result.retry_after_s)
-                if fire.deadline is not None and self.clock() + delay >= fire.deadline:
+                if on_time and until is not None and now + delay > until:
+                    delay = until - now  # one last attempt at the deadline
+                if fire.deadline is not None and now + delay >= fire.deadline:
                     return self._outcome("failed", fire, attempt, started, status,
                                          f"{error}; no retry: it would pass the next slot", result.excerpt)
                 log.info("retrying", extra={**self._log_fields(fire), "attempt": attempt, "http_status": status,

@@ -19,7 +19,8 @@ PKG = ROOT / "scheduler"
 
 # wing -> the other wings it may import. `version` is the package's __init__ (__version__).
 EVERYTHING = {"model", "background", "collector", "version", "schedule", "http.client", "http.server", "config",
-              "store", "store.redis", "store.sqlite", "observe", "dispatch", "sources", "engine", "control"}
+              "store", "store.redis", "store.sqlite", "observe", "dispatch", "sources", "engine", "control",
+              "notify"}
 ALLOWED: dict[str, set[str]] = {
     "version": set(),
     "model": set(),  # the values every wing speaks: stdlib only
@@ -38,6 +39,8 @@ ALLOWED: dict[str, set[str]] = {
     "dispatch": {"config", "http.client", "model", "version"},
     "sources": {"config", "schedule", "http.client", "model", "background", "collector", "version"},
     # the engine: the store's protocol, never a backend, never http.server, control or cli
+    # the leader's events: the engine and the watcher call in through a Protocol and a callback
+    "notify": {"config", "http.client", "model", "version", "dispatch", "observe"},
     "engine": {"store", "schedule", "dispatch", "observe", "config", "model", "background", "collector"},
     "control": {"config", "sources", "store", "schedule", "observe", "http.server", "model", "version"},
     "cli": EVERYTHING,

@@ -49,7 +49,8 @@ def test_a_json_fired_line_has_message_severity_the_excerpt_escaped_once_and_the
     assert json.loads(raw) == fired  # the whole line is one JSON object
     assert fired["message"] == fired["event"] == "fired"
     assert (fired["level"], fired["severity"]) == ("warning", "WARNING")
-    assert fired["attempt"] == 2 and fired["http_status"] == 500
+    # RETRIES=1, and the default RETRY_FOR (half the 2 s period) may add one at its deadline
+    assert fired["attempt"] >= 2 and fired["http_status"] == 500
     # Decoded once, the excerpt is the SPEC's text: control characters as \n and \x01, the
     # quote and the backslash as the app sent them.
     assert fired["excerpt"] == EXCERPT

@@ -75,7 +75,12 @@ def check(settings: config.Settings, args) -> int:
               f"\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
         retries = "no retries" if j.retries == 0 else f"{j.retries} retr{'y' if j.retries == 1 else 'ies'}"
         window = "unlimited" if j.catchup_window_s is None else _span(j.catchup_window_s)
-        print(f"  attempts  timeout {_span(j.timeout_s)} each, {retries}")
+        after = sched.next_after(j.schedule, nxt[0]) if nxt else None
+        period = after - nxt[0] if after is not None else None
+        retry_for = config.retry_for_s(j, period)
+        longer = "  (longer than the period: retries stop at the next slot)" if period and retry_for > period else ""
+        print(f"  attempts  timeout {_span(j.timeout_s)} each, {retries}, "
+              f"retried for {_span(retry_for)}{'' if j.retry_for_s is not None else ' (default)'}{longer}")
         print(f"  catch-up  {j.catchup}, window {window}")
         print(f"  overlap   concurrency {j.concurrency}, jitter {_span(j.jitter_s)}")
         if not nxt:
@@ -137,7 +142,7 @@ def _with_sources(settings: config.Settings):
 def _policy(job: config.JobSpec) -> dict:
     """How a job is fired, for `check --json`: the fields beside SPEC's name/schedule/next."""
     return {
-        "method": job.method, "timeout_s": job.timeout_s, "retries": job.retries,
+        "method": job.method, "timeout_s": job.timeout_s, "retries": job.retries, "retry_for_s": job.retry_for_s,
         "catchup": job.catchup, "catchup_window_s": job.catchup_window_s,
         "concurrency": job.concurrency, "jitter_s": job.jitter_s,
     }

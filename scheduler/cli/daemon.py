@@ -178,6 +178,8 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     from ..dispatch import Dispatcher
     from ..engine.leader import Engine
     from ..http.server.open_files import raise_open_files_limit
+    from ..notify.events import source_notices
+    from ..notify.sender import start_notifier
     from ..observe import Health, Metrics, OverdueCollector, Redactor
 
     raise_open_files_limit(settings.max_concurrency)
@@ -194,7 +196,8 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
         return exc.code
     # The app's error text goes to logs, status and history: scrubbed of every secret first.
     dispatcher = Dispatcher(settings, dry_run=dry_run, scrub=Redactor(config.secret_values(settings)).scrub)
-    engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
+    notifier, notices = start_notifier(settings, metrics) if settings.notify_url else (None, None)
+    engine = Engine(settings, store, dispatcher, metrics=metrics, health=health, notices=notices)
     damaged.stop = engine.stop
     metrics.registry.register(OverdueCollector(engine.overdue_source))
     from ..control.pauses import RemovedPauses
@@ -202,7 +205,8 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     pauses = RemovedPauses(store)
     from .sources import start_sources
 
-    sources = await start_sources(settings, engine, catalog, metrics, store, api, pauses)
+    sources = await start_sources(settings, engine, catalog, metrics, store, api, pauses,
+                                  None if notifier is None else source_notices(notifier, lambda: engine.is_leader))
     if sources is not None:
         health.sources = sources.states
     if stop_on_hangup:
@@ -224,6 +228,8 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
         if sources is not None:
             await sources.aclose()
         await pauses.aclose()
+        if notifier is not None:
+            await notifier.aclose()
         await dispatcher.aclose()
         await store.close()
         if server is not None:

@@ -18,7 +18,8 @@ REQUESTS_POLL_S = 0.25  # how often every replica looks for refresh and accept r
 NOTE_SOURCES_S = 60.0  # how often a replica notes its sources' unchanged state for `status`
 
 
-async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics, store, api, pauses):
+async def start_sources(settings: config.Settings, engine, catalog: Catalog, metrics, store, api, pauses,
+                        on_event=None):
     """Every replica reads SCHEDULER_JOBS_FILE/URL (the leader fires from its current view);
     a change goes to the engine, applied between two claims, to the catalog the control
     API reads, and, for a removed job, to `pauses` (control.pauses: every replica that sees
@@ -40,7 +41,7 @@ async def start_sources(settings: config.Settings, engine, catalog: Catalog, met
         kept = env | {r["name"] for r in rejected}
         pauses.removed(n for n in names if n not in jobs and n not in kept)
 
-    sources = JobSources(settings, on_change=changed)
+    sources = JobSources(settings, on_change=changed, on_event=on_event)
     catalog._rejected = sources.rejected
     metrics.registry.register(SourcesCollector(sources.states))
     await sources.start(sighup=False)  # SIGHUP is the daemon's (Hangup), in every configuration

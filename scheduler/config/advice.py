@@ -23,15 +23,20 @@ def setting_warnings(settings: Mapping[str, Any], jobs: tuple[JobSpec, ...],
     periods: dict[tuple[str, str], float | None] = {}  # thousands of jobs share few schedules
     for job in jobs:
         key = by_name.get(job.name)
-        # Only a TIMEOUT the operator wrote: the default's 30s on `every 10s` is no mistake of theirs.
-        if key is None or "TIMEOUT" not in job_vars[key]:
+        # Only a TIMEOUT or RETRY_FOR the operator wrote: the default's 30s on `every 10s` is no mistake of theirs.
+        if key is None or ("TIMEOUT" not in job_vars[key] and job.retry_for_s is None):
             continue
         shared = (job.schedule_text, job.timezone)
         if "h" in job.schedule_text or "H" in job.schedule_text:  # an H is the job's own
             period = _period_s(job.schedule)
         else:
             period = periods[shared] if shared in periods else periods.setdefault(shared, _period_s(job.schedule))
-        if period is not None and job.timeout_s > period:
+        if period is not None and job.retry_for_s is not None and job.retry_for_s > period:
+            out.append(
+                f"{JOB_PREFIX}{key}_RETRY_FOR: {job.retry_for_s:g}s is longer than the job's period of {period:g}s "
+                f"({job.schedule_text.strip()[:40]}); a slot's retries stop at the next slot all the same"
+            )
+        if period is not None and "TIMEOUT" in job_vars[key] and job.timeout_s > period:
             out.append(
                 f"{JOB_PREFIX}{key}_TIMEOUT: {job.timeout_s:g}s is longer than the job's period of {period:g}s "
                 f"({job.schedule_text.strip()[:40]}); a call can still be running when the next slot comes due "

@@ -23,6 +23,7 @@ JOB_FIELDS: dict[str, str | None] = {
     "METHOD": "POST",
     "TIMEOUT": "30s",
     "RETRIES": "3",
+    "RETRY_FOR": None,  # the smaller of half the period and 1 hour (retry_for_s)
     "BODY": None,
     "HEADERS": None,
     "TIMEZONE": None,  # SCHEDULER_TIMEZONE
@@ -38,6 +39,7 @@ _OPTIONAL: dict[str, tuple[str, Callable[[str], Any]]] = {
     "METHOD": ("method", choice(METHODS, upper=True)),
     "TIMEOUT": ("timeout_s", positive_duration),
     "RETRIES": ("retries", int_range(0, 100)),
+    "RETRY_FOR": ("retry_for_s", positive_duration),
     "BODY": ("body", str),
     "HEADERS": ("headers", json_headers),
     "TIMEZONE": ("timezone", zone),
@@ -69,6 +71,7 @@ class JobSpec:
     method: str = JOB_DEFAULTS["method"]
     timeout_s: float = JOB_DEFAULTS["timeout_s"]
     retries: int = JOB_DEFAULTS["retries"]
+    retry_for_s: float | None = JOB_DEFAULTS["retry_for_s"]  # None: retry_for_s(job, period)
     body: str | None = JOB_DEFAULTS["body"]
     headers: tuple[tuple[str, str], ...] = JOB_DEFAULTS["headers"]
     timezone: str = JOB_DEFAULTS["timezone"]
@@ -111,6 +114,7 @@ def load_job(key: str, fields: dict[str, str], g: Reader, default_tz: str, api_u
         method=method,
         timeout_s=get("TIMEOUT"),
         retries=get("RETRIES"),
+        retry_for_s=get("RETRY_FOR"),
         body=get("BODY"),
         headers=headers or (),
         timezone=tz,
@@ -123,6 +127,21 @@ def load_job(key: str, fields: dict[str, str], g: Reader, default_tz: str, api_u
     if len(g.problems) > before or spec is None or url is None:
         return None
     return JobSpec(name=name, schedule_text=fields["SCHEDULE"], schedule=spec, url=url, **job)
+
+
+RETRY_FOR_MAX_DEFAULT_S = 3600.0
+
+
+def retry_for_s(job: JobSpec, period_s: float | None) -> float:
+    """How long after its slot (a manual run: after its request) a failed fire is retried:
+    the job's RETRY_FOR, else the smaller of half its period and 1 hour (a one-time `at`
+    job, with no period: 1 hour); with RETRIES=0 and no RETRY_FOR, none. Half the period keeps
+    a slot's retries clear of the next."""
+    if job.retry_for_s is not None:
+        return job.retry_for_s
+    if job.retries == 0:
+        return 0.0  # RETRIES=0 without a RETRY_FOR: no retry at all, as documented
+    return RETRY_FOR_MAX_DEFAULT_S if period_s is None else min(period_s / 2, RETRY_FOR_MAX_DEFAULT_S)
 
 
 _SCHEDULES: dict[tuple[str, str], sched.Schedule | sched.ScheduleError] = {}

@@ -19,6 +19,7 @@ from .names import split_job_name, sort_unknown
 from .advice import setting_warnings
 from .jobs import (
     CATCHUP, CONCURRENCY, JOB_FIELDS, JOB_PREFIX, METHODS, TIMEZONE_DEFAULT, JobSpec, load_job, parse_schedule,
+    retry_for_s,
 )
 from .parsers import JOBS_FILE_SUFFIXES, PLAIN_PATH, RESERVED_HEADERS, job_url
 from .settings import (
@@ -30,7 +31,7 @@ __all__ = [
     "CATCHUP", "CONCURRENCY", "ConfigError", "GLOBAL_DEFAULTS", "HTTP_CLIENT_DEFAULTS", "JOBS_FILE_SUFFIXES",
     "JOB_FIELDS", "JOB_PREFIX", "JOB_SOURCE_DEFAULTS", "JobSpec", "LOG_LEVELS", "METHODS", "PREFIX",
     "RESERVED_HEADERS", "SECRETS", "SETTINGS", "Secret", "Settings", "load", "mask_url", "parse_schedule",
-    "read_environment", "secret_values",
+    "read_environment", "retry_for_s", "secret_values",
     "_PLAIN_PATH", "_Reader", "_job_url", "_load_job", "_show", "_simple_dotenv",
 ]
 # Names of the parts as they were when they lived here (job_document.py and tests use them).

@@ -132,7 +132,14 @@ JOB_SOURCES = (
     # a read removing more than this share of a source's jobs (and 10 or more), or all, is held
     Setting("SCHEDULER_JOBS_MAX_DROP", "50%", share, "jobs_max_drop"),
 )
-SETTINGS = GLOBAL + HTTP_CLIENT + JOB_SOURCES
+# Notifications (scheduler/notify/): the leader's events, POSTed and signed like the fires.
+NOTIFY = (
+    # a secret: a chat service's webhook URL holds its token (also read from _FILE)
+    Setting("SCHEDULER_NOTIFY_URL", None, http_url, "notify_url", secret=True),
+    # failed fires in a row that make a job `job.failing`
+    Setting("SCHEDULER_NOTIFY_AFTER", "3", int_range(1, 1000), "notify_after"),
+)
+SETTINGS = GLOBAL + HTTP_CLIENT + JOB_SOURCES + NOTIFY
 
 # name -> default (None: unset). Secrets also accept NAME_FILE.
 GLOBAL_DEFAULTS: dict[str, str | None] = {s.env: s.default for s in SETTINGS}
@@ -180,6 +187,9 @@ class Settings:
     jobs_refresh_s: float = _DEFAULT["jobs_refresh_s"]
     jobs_allowed_origins: tuple[tuple[str, str, int], ...] = _DEFAULT["jobs_allowed_origins"]
     jobs_max_drop: float = _DEFAULT["jobs_max_drop"]
+    # notifications (NOTIFY)
+    notify_url: Secret | None = _DEFAULT["notify_url"]
+    notify_after: int = _DEFAULT["notify_after"]
     jobs: tuple[JobSpec, ...] = field(default_factory=tuple)
     # Filled from SCHEDULER_JOBS_FILE/URL by the daemon and the commands (catalog.py), not
     # read from the environment: where each non-env job came from, and the refused ones.

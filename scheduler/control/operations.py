@@ -13,7 +13,7 @@ from datetime import datetime, UTC
 from zoneinfo import ZoneInfo
 
 from ..schedule import slots as sched
-from ..config.loader import JobSpec, Settings
+from ..config.loader import JobSpec, Settings, retry_for_s
 from ..model import request_id_problem
 from ..observe import is_overdue
 from ..store.protocol import Store, StoreUnavailable, TriggerRequest
@@ -215,6 +215,7 @@ def _job_row(settings: Settings, job, info: dict, inflight: dict, now: float) ->
         "last_excerpt": last.get("excerpt"),
         "consecutive_failures": last.get("consecutive_failures") or 0,
         "period_s": period,
+        "retry_for_s": retry_for_s(job, period),  # RETRY_FOR, or its default from the period
         "overdue": bool(overdue),
         "in_flight": inflight.get(job.name, []),
     }

@@ -23,7 +23,7 @@ from .lease import Lease, LeaseKeeper
 from ..model import CLAIMED, INIT, REDRIVE, TRIGGER, Claim
 from ..observe import Health, Metrics
 from .plan import CATCHUP_ALL_LIMIT, Plan, claim_ahead_s, jitter_offset_s  # noqa: F401  (public names)
-from .record import Recorder
+from .record import Notices, Recorder
 from .resume import Resumer
 from .sightings import Sightings
 from .tasks import cancel as _cancel, supervise
@@ -45,6 +45,7 @@ class Engine:
         metrics: Metrics | None = None,
         health: Health | None = None,
         clock: Clock | None = None,
+        notices: Notices | None = None,
     ):
         self.settings = settings
         self.jobset = JobSet(settings)
@@ -60,7 +61,7 @@ class Engine:
         self.watch_since: float | None = None  # when this replica began leading
         self.is_leader = False
         self.plan = Plan(self.jobs, 0.0)
-        self.recorder = Recorder(store, self.metrics, clock, settings.traceparent)
+        self.recorder = Recorder(store, self.metrics, clock, settings.traceparent, notices)
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, dispatcher, store.note_attempt, self.recorder.record)
         self.fires.on_idle = self._call_over
         self.sightings = Sightings(self._claim_and_fire)
@@ -225,7 +226,8 @@ class Engine:
             # From here one Fire, carrying its claim, goes the whole way: the registry sends
             # it and hands its outcome to the recorder, with no call back into the engine.
             if result == CLAIMED and claim.kind in STARTS:
-                fires.start(Fire(jobs[claim.job], claim, epoch, plan.deadline(claim)), valid, chain, backlog)
+                job = jobs[claim.job]
+                fires.start(Fire(job, claim, epoch, plan.deadline(claim), plan.retry_until(claim, job)), valid, chain, backlog)
             else:
                 self.recorder.passed(claim, result, jobs[claim.job])
         return True

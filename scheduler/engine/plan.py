@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Container, Mapping
 
 from ..schedule import slots as sched
-from ..config.loader import JobSpec
+from ..config.loader import JobSpec, retry_for_s
 from ..model import FIRE, INIT, REDELIVER, REPLACED, SKIP, Claim, State
 from .next_slots import (  # noqa: F401  (public names)
     AT_GRACE_S, Entries, fire_at, jitter_offset_s, next_entries, passed_at, shared_next,
@@ -273,6 +273,11 @@ class Plan:
         return min(ahead, self.held[0][0] if self.held else math.inf) - now
 
     def deadline(self, claim: Claim) -> int | None:
-        """Retries stop at the job's next slot still to come (for a made-up slot too); a
-        manual fire has none."""
+        """Retries stop at the job's next slot still to come (for a made-up slot too), whatever
+        RETRY_FOR says: a slot's call never lands after the next slot's; a manual fire has none."""
         return None if claim.trigger else self.upcoming.get(claim.job)
+
+    def retry_until(self, claim: Claim, job: JobSpec) -> float:
+        """Until when a failed fire is retried once its RETRIES are used up: RETRY_FOR after
+        its slot (a manual run's: after its request, the claim's slot too)."""
+        return claim.slot + retry_for_s(job, self.period(claim.job))

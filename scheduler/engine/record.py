@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from .clock import Clock, backoff
 from ..config.loader import JobSpec
@@ -22,9 +23,18 @@ WRITE_TRIES = 5  # an outcome is written this many times before it is left to re
 log = logging.getLogger("scheduler.engine")
 
 
+class Notices(Protocol):
+    """Told each recorded outcome with its job's failure streak before and after it
+    (scheduler.notify.events.FireNotices); it must not wait: the fire's task calls it."""
+
+    def finished(self, fire: Fire, outcome: Outcome, before: int, streak: int) -> None: ...
+
+
 class Recorder:
-    def __init__(self, store: Store, metrics: Metrics, clock: Clock, traceparent: bool = False):
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock, traceparent: bool = False,
+                 notices: Notices | None = None):
         self.store = store
+        self.notices = notices
         self.traceparent = traceparent  # the calls carry a traceparent: name its trace in the log line
         self.metrics = metrics
         self.clock = clock
@@ -112,7 +122,10 @@ class Recorder:
             if self._writer is None or self._writer.done():
                 self._writer = asyncio.create_task(self._write_outcomes())
             try:
-                metrics.failures.set(await done)
+                before, streak = metrics.failures.value, await done
+                metrics.failures.set(streak)
+                if self.notices is not None:
+                    self.notices.finished(fire, outcome, int(before), streak)
                 return
             except StoreUnavailable as exc:
                 if attempt == WRITE_TRIES - 1:

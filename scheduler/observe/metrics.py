@@ -74,6 +74,9 @@ class Metrics:
         self.format_refused = Gauge("cron_sidecar_state_format_refused",
                                     "1 while the store holds a state format newer than this version reads", registry=r)
         self.malformed = Counter("cron_sidecar_store_malformed_records", "Unreadable store records set aside", registry=r)
+        self.notifications = Counter("cron_sidecar_notifications", "Events for SCHEDULER_NOTIFY_URL by outcome: sent, "
+                                     "failed (given up after retries), dropped (the queue was full)", ["outcome"], registry=r)
+        self.notifications_queued = Gauge("cron_sidecar_notifications_queued", "Events waiting to be sent or retried", registry=r)
         self.lateness = Histogram(LATENESS_BUCKETS)
         self.duration = Histogram(DURATION_BUCKETS)
         self._jobs: dict[str, JobMetrics] = {}

@@ -29,7 +29,7 @@ _NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 # document field -> variable field; `name` is the job's identity, not a field of the spec
 FIELDS = {f.lower(): f for f in JOB_FIELDS}
 _KNOWN = ["name", *FIELDS]
-_DURATIONS = ("timeout", "jitter", "catchup_window")
+_DURATIONS = ("timeout", "jitter", "catchup_window", "retry_for")
 
 
 @dataclass(frozen=True)

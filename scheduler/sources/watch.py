@@ -42,6 +42,7 @@ from .readers import UNCHANGED, FileReader, SourceError, UrlReader
 log = logging.getLogger("scheduler.sources")
 # (merged jobs, source of each, the names whose job may differ from the last call's)
 OnChange = Callable[[dict[str, JobSpec], dict[str, str], set[str]], None]
+OnEvent = Callable[[str, dict], None]  # (source.held or source.unreadable, its data)
 FILE_POLL_S = 1.0
 
 
@@ -52,8 +53,9 @@ class JobSources:
     def __init__(self, settings: Settings, *, on_change: OnChange | None = None,
                  env_names: set[str] | None = None, file_poll_s: float = FILE_POLL_S,
                  client=None, rand: Callable[[], float] = random.random, clock: Callable[[], float] = time.time,
-                 logger: logging.Logger = log):
+                 logger: logging.Logger = log, on_event: OnEvent | None = None):
         self.settings = settings
+        self.on_event = on_event  # told once per episode: source.held, source.unreadable
         self.log = logger  # `check` passes a silent one: it prints what it found itself
         self.on_change = on_change
         self.env_names = {j.name for j in settings.jobs} if env_names is None else set(env_names)
@@ -231,6 +233,9 @@ class JobSources:
                             "jobs source unreadable; retrying",
                             extra={"source": s.reader.source, "location": s.reader.location, "problem": str(exc),
                                    "jobs_kept": len(s.good.jobs) if s.good else 0})
+            if s.error is None and self.on_event is not None:
+                self.on_event("source.unreadable", {"source": s.reader.source, "location": s.reader.location,
+                                                    "problem": str(exc), "jobs_kept": len(s.good.jobs) if s.good else 0})
             s.error = str(exc)
             return None
         if s.error is not None:
@@ -246,6 +251,10 @@ class JobSources:
                                extra={"source": s.reader.source, "location": s.reader.location, "jobs": len(result.jobs),
                                       "removed": dropped, "in_force": len(s.good.jobs),
                                       "max_drop": f"{self.settings.jobs_max_drop:.0%}"})
+            if s.held is None and self.on_event is not None:
+                self.on_event("source.held", {"source": s.reader.source, "location": s.reader.location,
+                                              "jobs": len(result.jobs), "removed": dropped, "in_force": len(s.good.jobs),
+                                              "max_drop": f"{self.settings.jobs_max_drop:.0%}"})
             since = s.held.since if s.held is not None else self.clock()
             s.held = Hold(result, dropped, len(s.good.jobs), since)
             return None
