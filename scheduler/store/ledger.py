@@ -12,6 +12,7 @@ import json
 
 MANUAL = "manual:"
 RUNS_LIMIT = 50  # entries per page when no limit is asked for
+PASSED = frozenset(("skipped", "dropped"))  # fates of slots that were never fired
 RUNS_MAX = 1000  # the most entries one page holds
 
 

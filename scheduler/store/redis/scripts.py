@@ -94,7 +94,8 @@ ACQUIRE = ACQUIRE.replace("LEADERSHIPS_KEPT", str(LEADERSHIPS_KEPT))
 # The ledger of one job (SPEC 8): a hash `runs:<job>` of entry id (the slot in Unix seconds,
 # or `manual:<request id>`) -> its JSON, and a sorted set `runs_at:<job>` of the same ids by
 # slot. Writing an id again replaces its entry. Retention is trimmed at the oldest end only:
-# past `keep` entries, ZPOPMIN; slots older than `oldest`, a few at a time (O(log n) each).
+# past `keep` entries, ZPOPMIN; slots older than `oldest` (nil: no age bound), a few at a time
+# (O(log n) each).
 # A ledger key of the wrong type (a person's edit) loses that entry rather than failing the
 # claim or the outcome around it: the whole write runs under pcall.
 LEDGER = """
@@ -108,6 +109,7 @@ local function ledger(h, z, id, slot, entry, keep, oldest)
         if i % 2 == 1 then redis.call('HDEL', h, v) end
       end
     end
+    if not oldest then return end
     for _, v in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. oldest, 'LIMIT', 0, 4)) do
       redis.call('ZREM', z, v)
       redis.call('HDEL', h, v)
@@ -150,7 +152,7 @@ local epoch, now = ARGV[2], ARGV[3]
 local keep = tonumber(ARGV[8]) or 0
 local t = redis.call('TIME')
 local latest = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[6])
-local oldest = math.floor(now / 1000 - (tonumber(ARGV[10]) or 0))
+local oldest = tonumber(ARGV[10]) and math.floor(now / 1000 - tonumber(ARGV[10]))
 -- A slot passed over, in the ledger: outcome skipped (overlap, paused) or dropped (missed).
 local function passed(c, outcome, reason, policy)
   if keep <= 0 then return end

@@ -23,7 +23,7 @@ from .control import Control
 from .gc import GC_JOB, redis_format_problem, redis_gc, redis_quarantined
 from .keys import Keys
 from .ledger import LedgerReads
-from ..ledger import RUNS_LIMIT
+from ..ledger import PASSED, RUNS_LIMIT
 from .lease import Lease
 from .quarantine import QUARANTINE_FIELD, QUARANTINE_KEYS, Quarantine, configuration_warnings
 from .reads import LOAD_RECORDS, StateReads
@@ -50,7 +50,7 @@ class RedisStore:
         max_skew_s: float = 1.0,
         claim_ahead_s: float = 0.25,
         history: int = 20,
-        history_age_s: float = 7 * 86400,
+        history_age_s: float | None = None,  # SCHEDULER_HISTORY_AGE; None: no age bound
         clock: Callable[[], float] = time.time,
     ):
         self.replica_id = replica_id or new_replica_id()
@@ -208,7 +208,9 @@ class RedisStore:
         return await self.control.wake_leader()
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
-        return (await self.runs(job, limit=limit or self.claims.history_keep or 1))[0]
+        # As before the ledger: finished fires only, without the ledger's ids.
+        entries = (await self.runs(job, limit=limit or self.claims.history_keep or 1))[0]
+        return [{k: v for k, v in e.items() if k != "id"} for e in entries if e["outcome"] not in PASSED]
 
     async def runs(self, job: str, before: int | None = None, after: int | None = None, limit: int = RUNS_LIMIT,
                    cursor: str | None = None) -> tuple[list[dict], str | None]:

@@ -34,7 +34,7 @@ TABLES = (
 @dataclass(frozen=True)
 class Retention:
     keep: int = 0  # entries per job (SCHEDULER_HISTORY); 0: no ledger
-    age_s: float = 7 * 86400  # SCHEDULER_HISTORY_AGE
+    age_s: float | None = None  # SCHEDULER_HISTORY_AGE; None: no age bound
 
 
 def ensure(db: Db) -> None:
@@ -48,7 +48,8 @@ def write(db: Db, job: str, run_id: str, slot: int, entry: dict, retention: Rete
     if retention.keep <= 0:
         return
     db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", (job, run_id, slot, json.dumps(entry)))
-    db.execute("DELETE FROM runs WHERE job = ? AND slot < ?", (job, int(now - retention.age_s)))
+    if retention.age_s is not None:
+        db.execute("DELETE FROM runs WHERE job = ? AND slot < ?", (job, int(now - retention.age_s)))
     edge = db.execute("SELECT slot, id FROM runs WHERE job = ? ORDER BY slot DESC, id DESC LIMIT 1 OFFSET ?",
                       (job, retention.keep)).fetchone()
     if edge is not None:

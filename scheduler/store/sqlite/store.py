@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from . import sources_meta
 from . import ledger
 from . import state as ops
-from ..ledger import RUNS_LIMIT
+from ..ledger import PASSED, RUNS_LIMIT
 from .ledger import Retention
 from ...model import Claim, Finished, State, TriggerRequest
 from .lease import LocalLease
@@ -54,7 +54,7 @@ class LocalStore:
         return True
 
     def __init__(self, path: str, replica_id: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
-                 on_malformed: Callable[[str], None] | None = None, history: int = 20, history_age_s: float = 7 * 86400,
+                 on_malformed: Callable[[str], None] | None = None, history: int = 20, history_age_s: float | None = None,
                  lease_ttl_s: float = LEASE_TTL_S, on_damaged: Callable[[StateDamaged], None] | None = None):
         self.replica_id = replica_id or new_replica_id()
         self.path = path
@@ -275,7 +275,9 @@ class LocalStore:
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         """The job's last finished fires, newest first (at most `limit`, or all that are kept)."""
-        return (await self.runs(job, limit=limit or self.history_keep or 1))[0]
+        # As before the ledger: finished fires only, without the ledger's ids.
+        entries = (await self.runs(job, limit=limit or self.history_keep or 1))[0]
+        return [{k: v for k, v in e.items() if k != "id"} for e in entries if e["outcome"] not in PASSED]
 
     async def runs(self, job: str, before: int | None = None, after: int | None = None, limit: int = RUNS_LIMIT,
                    cursor: str | None = None) -> tuple[list[dict], str | None]:
