@@ -44,7 +44,8 @@ class Claims:
         payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field, c.reason or "",
                                c.policy or ""] for c in claims])
         args: list[Any] = [self.replica_id, epoch, int(self.clock() * 1000), payload, k.job_prefix, self.max_ahead_ms,
-                           k.runs_prefix, self.history_keep, k.runs_at_prefix, "" if self.history_age_s is None else int(self.history_age_s)]
+                           k.runs_prefix, self.history_keep, k.runs_at_prefix,
+                           "" if self.history_age_s is None else int(self.history_age_s)]
         keys = [k.leader, k.slots, k.inflight, k.paused, k.trigger, k.triggered]
         jobs = {c.job for c in claims}
         if not wait_replicas:
