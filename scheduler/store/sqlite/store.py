@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from . import sources_meta
 from . import ledger
 from . import state as ops
-from ..ledger import PASSED, RUNS_LIMIT
+from ..ledger import PASSED, RUNS_LIMIT, decode_cursor
 from .ledger import Retention
 from ...model import Claim, Finished, State, TriggerRequest
 from .lease import LocalLease
@@ -281,6 +281,8 @@ class LocalStore:
 
     async def runs(self, job: str, before: int | None = None, after: int | None = None, limit: int = RUNS_LIMIT,
                    cursor: str | None = None) -> tuple[list[dict], str | None]:
+        if cursor:
+            decode_cursor(cursor)  # a bad one is the caller's ValueError, not the store's failure
         return await self._run(self._read, lambda db, _: ledger.runs(db, job, before, after, limit, cursor))
 
     async def run(self, job: str, run_id: str) -> dict | None:
