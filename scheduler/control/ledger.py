@@ -10,7 +10,7 @@ from datetime import datetime
 from ..config.loader import JobSpec, Settings
 from ..model import request_id_problem
 from ..schedule import slots as sched
-from ..store.ledger import MANUAL, RUNS_LIMIT, RUNS_MAX, entry_id
+from ..store.ledger import MANUAL, RUNS_LIMIT, RUNS_MAX, encode_cursor, entry_id
 from ..store.protocol import Store
 from .explain import Facts, explain_slot
 from .operations import BadRequest, find_job, iso
@@ -68,11 +68,11 @@ async def _live(store: Store, job: str) -> tuple[list[dict], dict]:
     """The job's pending and running entries from the live state (nothing written for
     them), newest first, and the status read they came from."""
     info = await store.status([job])
-    live = [{"slot": f.slot, "trigger": f.trigger, "outcome": "running", "attempts": f.attempt,
+    live = [{"id": entry_id(f.slot, f.trigger), "slot": f.slot, "trigger": f.trigger, "outcome": "running", "attempts": f.attempt,
              "fencing_token": f.epoch} for f in info["inflight"] if f.job == job]
-    live += [{"slot": int(t["requested_at"]), "trigger": t["id"], "outcome": "pending", "attempts": 0,
+    live += [{"id": MANUAL + t["id"], "slot": int(t["requested_at"]), "trigger": t["id"], "outcome": "pending", "attempts": 0,
               "requested_at": t["requested_at"]} for t in info["pending_triggers"] if t["job"] == job]
-    live.sort(key=lambda e: (e["slot"], entry_id(e["slot"], e["trigger"])), reverse=True)
+    live.sort(key=lambda e: (e["slot"], e["id"]), reverse=True)
     return live, info
 
 
@@ -89,10 +89,15 @@ async def runs_view(settings: Settings, store: Store, job: str, before: str | No
     except ValueError as exc:
         raise BadRequest(f"cursor: {exc}") from None
     if not cursor:
+        # The first page holds the live entries too, in their place, still `count` long.
         live, _ = await _live(store, job)
         live = [e for e in live if (hi is None or e["slot"] < hi) and (lo is None or e["slot"] > lo)]
-        ids = {entry_id(e["slot"], e["trigger"]) for e in live}
-        entries = live + [e for e in entries if e["id"] not in ids]
+        ids = {e["id"] for e in live}
+        merged = sorted(live + [e for e in entries if e["id"] not in ids], key=lambda e: (e["slot"], e["id"]),
+                        reverse=True)
+        if len(merged) > count:
+            more = encode_cursor(merged[count - 1]["slot"], merged[count - 1]["id"])
+        entries = merged[:count]
     return {"job": job, "runs": [readable(e) for e in entries], "next_cursor": more}
 
 
@@ -121,7 +126,7 @@ async def gather(settings: Settings, store: Store, job: JobSpec, slot: int | Non
     """What explain needs, read from the store: the entry (live first), the job's record and
     watermark, the runs just before the slot and the log of leaderships."""
     live, info = await _live(store, job.name)
-    entry = next((e for e in live if entry_id(e["slot"], e["trigger"]) == run_id), None)
+    entry = next((e for e in live if e["id"] == run_id), None)
     if entry is None:
         entry = await store.run(job.name, run_id)
     earlier: list[dict] = []
