@@ -27,7 +27,7 @@ TABLES = (
     "CREATE INDEX IF NOT EXISTS runs_slot ON runs (job, slot, id)",
     """CREATE TABLE IF NOT EXISTS leaderships (
       epoch INTEGER PRIMARY KEY, replica TEXT NOT NULL, acquired_at INTEGER NOT NULL, previous TEXT,
-      previous_seen_at INTEGER)""",
+      previous_seen_at INTEGER, seen_at INTEGER)""",
 )
 
 
@@ -129,23 +129,21 @@ def newest_slots(db: Db) -> dict[str, int]:
 
 
 def note_leadership(db: Db, epoch: int, replica: str, now: float) -> None:
-    """Log an acquisition, with the previous leader and when it was last seen alive (its last
-    claim or acquisition: the lock file is renewed without writing the file)."""
-    seen = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('alive_by', 'alive_at')").fetchall())
-    try:
-        seen_at: int | None = int(seen.get("alive_at", ""))
-    except ValueError:
-        seen_at = None
-    db.execute("INSERT OR REPLACE INTO leaderships VALUES (?, ?, ?, ?, ?)",
-               (epoch, replica, int(now * 1000), seen.get("alive_by"), seen_at))
+    """Log an acquisition, with the previous leader and when it was last seen alive: its last
+    claim or acquisition, kept in its own row (the lock file is renewed without writing the
+    file)."""
+    last = db.execute("SELECT replica, seen_at FROM leaderships ORDER BY epoch DESC LIMIT 1").fetchone()
+    previous, seen_at = last if last else (None, None)
+    at = int(now * 1000)
+    db.execute("INSERT OR REPLACE INTO leaderships VALUES (?, ?, ?, ?, ?, ?)",
+               (epoch, replica, at, previous, seen_at if isinstance(seen_at, int) else None, at))
     db.execute("DELETE FROM leaderships WHERE epoch <= (SELECT epoch FROM leaderships ORDER BY epoch DESC "
                "LIMIT 1 OFFSET ?)", (LEADERSHIPS_KEPT,))
-    note_alive(db, replica, now)
 
 
-def note_alive(db: Db, replica: str, now: float) -> None:
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('alive_by', ?)", (replica,))
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('alive_at', ?)", (str(int(now * 1000)),))
+def note_alive(db: Db, epoch: int, now: float) -> None:
+    """The leader of `epoch` was alive now (it claims): what the next acquisition logs."""
+    db.execute("UPDATE leaderships SET seen_at = ? WHERE epoch = ?", (int(now * 1000), epoch))
 
 
 def leaderships(db: Db) -> list[dict]:

@@ -218,7 +218,7 @@ class LocalStore:
             if not ops.leads(db, self.replica_id, epoch):
                 raise LeaseLost("the state file names another leader or a newer epoch")
             now = time.time()
-            ledger.note_alive(db, self.replica_id, now)
+            ledger.note_alive(db, epoch, now)
             return [ops.claim_one(db, self.quarantine, epoch, c, now, self.retention) for c in claims]
 
         # Refused, the engine steps down and acquires again: the lock is kept if the path still
