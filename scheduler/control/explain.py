@@ -65,6 +65,8 @@ def _finished(f: Facts, e: dict, slot: int | None) -> str:
         return f"expired: {e.get('error') or 'a one-time job first seen too long after its instant'}"
     if fate == "skipped":
         return _skipped(f, e, slot)
+    if fate == "cancelled":
+        return f"skipped: replaced by a newer slot while it ran (CONCURRENCY={f.job.concurrency})"
     if fate == "dropped":
         return (f"dropped: missed while the scheduler's loop was behind (CATCHUP={e.get('policy') or f.job.catchup})")
     detail = [f"{e.get('attempts')} attempt{'s' if e.get('attempts') != 1 else ''}"]

@@ -58,6 +58,8 @@ def readable(entry: dict) -> dict:
     out["id"] = MANUAL + entry["trigger"] if entry.get("trigger") else sched.format_slot(slot)
     out["slot"] = sched.format_slot(slot)
     out["fate"] = entry.get("outcome")
+    if out["fate"] == "cancelled":  # CONCURRENCY=replace cancelled it for a newer slot
+        out.update(fate="skipped", reason=entry.get("reason") or "replaced", policy=entry.get("policy") or "replace")
     for key in ("finished_at", "claimed_at", "requested_at"):
         if isinstance(entry.get(key), (int, float)):
             out[key] = iso(entry[key])
