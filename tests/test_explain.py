@@ -5,7 +5,7 @@ were never owed: not due, not a slot of the schedule, before the first sighting,
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, UTC
+from datetime import datetime
 
 from scheduler.config.jobs import JobSpec
 from scheduler.control.explain import Facts, explain_slot
