@@ -95,7 +95,8 @@ ACQUIRE = ACQUIRE.replace("LEADERSHIPS_KEPT", str(LEADERSHIPS_KEPT))
 # or `manual:<request id>`) -> its JSON, and a sorted set `runs_at:<job>` of the same ids by
 # slot. Writing an id again replaces its entry. Retention is trimmed at the oldest end only:
 # past `keep` entries, ZPOPMIN; slots older than `oldest` (nil: no age bound), a few at a time
-# (O(log n) each).
+# (O(log n) each), but never the entry just written: an `at` job's expiry, or an old slot sent
+# again, stays until the job's next write.
 # A ledger key of the wrong type (a person's edit) loses that entry rather than failing the
 # claim or the outcome around it: the whole write runs under pcall.
 LEDGER = """
@@ -111,8 +112,10 @@ local function ledger(h, z, id, slot, entry, keep, oldest)
     end
     if not oldest then return end
     for _, v in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. oldest, 'LIMIT', 0, 4)) do
-      redis.call('ZREM', z, v)
-      redis.call('HDEL', h, v)
+      if v ~= id then
+        redis.call('ZREM', z, v)
+        redis.call('HDEL', h, v)
+      end
     end
   end)
 end

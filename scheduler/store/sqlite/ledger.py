@@ -49,7 +49,9 @@ def write(db: Db, job: str, run_id: str, slot: int, entry: dict, retention: Rete
         return
     db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)", (job, run_id, slot, json.dumps(entry)))
     if retention.age_s is not None:
-        db.execute("DELETE FROM runs WHERE job = ? AND slot < ?", (job, int(now - retention.age_s)))
+        # Never the entry just written (an `at` job's expiry, an old slot sent again): it stays
+        # until the job's next write, as in the Redis store.
+        db.execute("DELETE FROM runs WHERE job = ? AND slot < ? AND id != ?", (job, int(now - retention.age_s), run_id))
     edge = db.execute("SELECT slot, id FROM runs WHERE job = ? ORDER BY slot DESC, id DESC LIMIT 1 OFFSET ?",
                       (job, retention.keep)).fetchone()
     if edge is not None:
