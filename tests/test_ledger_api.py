@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from scheduler.schedule import slots as sched
-from tests.e2e import env_for
+from tests.e2e import env_for, standalone_env
 from tests.support import Daemon, Receiver, RedisServer, free_port, run_cli, wait_until
 
 CONTROL = "ctl-ledger-7c2e"
@@ -140,3 +140,26 @@ def test_a_bad_slot_is_400_in_the_api_and_exit_2_in_the_cli(daemon) -> None:
     assert cli.returncode == 2 and "RFC 3339" in cli.stderr and cli.stdout == ""
     unknown = get(daemon["url"], "/api/v1/jobs/nope/runs")
     assert unknown.status_code == 404
+
+
+def test_a_paused_slot_in_the_standalone_ledger(tmp_path) -> None:
+    """The same from the CLI on a standalone daemon's SQLite file: slots passed while paused."""
+    receiver = Receiver(app)
+    env = standalone_env(receiver, tmp_path / "state.db", {"tick": {"SCHEDULE": "every 1s", "URL": "/tick"}})
+    d = Daemon(env)
+    try:
+        wait_until(lambda: receiver.requests, 15, message="a first fire")
+        assert run_cli(["pause", "tick"], env).returncode == 0
+
+        def paused():
+            page = json.loads(run_cli(["runs", "tick", "--json"], env).stdout)
+            return [r for r in page["runs"] if r["fate"] == "skipped" and r["reason"] == "paused"]
+
+        entry = wait_until(paused, 20, message="a slot skipped while paused")[0]
+        cli = run_cli(["explain", "tick", entry["id"]], env)
+        assert cli.returncode == 0 and cli.stdout.strip() == "skipped: the job was paused"
+        table = run_cli(["runs", "tick", "--limit", "3"], env)
+        assert table.returncode == 0 and table.stdout.startswith("SLOT") and "paused" in table.stdout
+    finally:
+        d.close()
+        receiver.close()
