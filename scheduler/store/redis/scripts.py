@@ -105,12 +105,13 @@ local function ledger(h, z, id, slot, entry, keep, oldest)
     redis.call('HSET', h, id, entry)
     redis.call('ZADD', z, slot, id)
     local over = redis.call('ZCARD', z) - keep
+    local popped = nil  -- the newest slot popped: every entry left is at least as new
     if over > 0 then
       for i, v in ipairs(redis.call('ZPOPMIN', z, over)) do
-        if i % 2 == 1 then redis.call('HDEL', h, v) end
+        if i % 2 == 1 then redis.call('HDEL', h, v) else popped = tonumber(v) end
       end
     end
-    if not oldest then return end
+    if not oldest or (popped and popped >= oldest) then return end
     for _, v in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. oldest, 'LIMIT', 0, 4)) do
       if v ~= id then
         redis.call('ZREM', z, v)
