@@ -69,3 +69,12 @@ def test_slots_never_owed() -> None:
     assert odd == "not a slot of '0 3 * * *'; the nearest are 2026-12-07T03:00:00Z and 2026-12-08T03:00:00Z"
     assert explain_slot(facts(first_seen_at=SLOT + 600), NOW).startswith("before the job was first seen (")
     assert explain_slot(facts(job=job(enabled=False)), NOW).startswith("the job is disabled")
+
+
+def test_skipped_for_overlap_with_the_fire_still_running_now() -> None:
+    every = job("* * * * *", concurrency="forbid")
+    earlier = [{"slot": SLOT - 60, "outcome": "skipped", "reason": "overlap"},
+               {"slot": SLOT - 120, "outcome": "running", "attempts": 1}]
+    entry = {"slot": SLOT, "outcome": "skipped", "reason": "overlap", "policy": "forbid"}
+    assert explain_slot(facts(job=every, entry=entry, earlier=earlier), NOW) == \
+        "skipped: the fire of 02:58 was still running (CONCURRENCY=forbid)"

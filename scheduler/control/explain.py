@@ -95,8 +95,9 @@ def _skipped(f: Facts, e: dict, slot: int | None) -> str:
     if reason == "overlap" and slot is not None:
         policy = e.get("policy") or f.job.concurrency
         # The fire that was still running: the newest earlier one that ended after this slot.
-        running = next((r for r in f.earlier if r.get("outcome") not in ("skipped", "dropped")
-                        and isinstance(r.get("finished_at"), (int, float)) and r["finished_at"] >= slot), None)
+        running = next((r for r in f.earlier if r.get("outcome") == "running" or (
+            r.get("outcome") not in ("skipped", "dropped", "pending")
+            and isinstance(r.get("finished_at"), (int, float)) and r["finished_at"] >= slot)), None)
         if running is None:
             previous, _ = sched.recent_slots(f.job.schedule, 0, slot - 1, 1)
             running = {"slot": previous[0]} if previous else None

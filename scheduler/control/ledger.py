@@ -16,6 +16,7 @@ from .explain import Facts, explain_slot
 from .operations import BadRequest, find_job, iso
 
 LIVE = ("running", "pending")
+EARLIER = 20  # entries before a slot that explain looks through for the fire it overlapped
 
 
 def parse_time(text: str, what: str) -> int:
@@ -132,8 +133,10 @@ async def gather(settings: Settings, store: Store, job: JobSpec, slot: int | Non
     if entry is None:
         entry = await store.run(job.name, run_id)
     earlier: list[dict] = []
-    if slot is not None:
-        earlier, _ = await store.runs(job.name, before=slot, limit=5)
+    if slot is not None:  # what ran before the slot, the fire still running included
+        stored, _ = await store.runs(job.name, before=slot, limit=EARLIER)
+        earlier = sorted([e for e in live if e["slot"] < slot] + stored, key=lambda e: (e["slot"], e["id"]),
+                         reverse=True)
     record = info["jobs"].get(job.name) or {}
     return Facts(
         job=job, slot=slot, entry=entry, earlier=earlier, leaderships=await store.leaderships(),
