@@ -6,6 +6,8 @@ rather than raising, so one stray value never turns every call into an error. Th
 moves such records aside on its next read.
 """
 
+from .ledger_script import LEADERSHIPS_KEPT, LEDGER
+
 # The state format this version writes and reads. Format 1 is the original layout (no
 # `meta` key); format 2 adds `meta`, job records' `epoch` and `first_seen_at`, history
 # lists and the quarantine hash. Every key and field of format 1 keeps its meaning, so a
@@ -52,7 +54,7 @@ if KEYS[4] then
   redis.call('HSET', KEYS[3], 'alive_by', ARGV[1], 'alive_at', now)
 end
 return {1, epoch, skew}
-"""
+""".replace("LEADERSHIPS_KEPT", str(LEADERSHIPS_KEPT))
 
 # Compare-and-pexpire: never extend a lease another replica holds (redbeat #127). A holder
 # whose clock has drifted past the limit gives the lease up at once and tells the standbys.
@@ -85,41 +87,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
-"""
-
-# How many acquisitions the `leaderships` list keeps (explain reads it, SPEC 8).
-LEADERSHIPS_KEPT = 100
-ACQUIRE = ACQUIRE.replace("LEADERSHIPS_KEPT", str(LEADERSHIPS_KEPT))
-
-# The ledger of one job (SPEC 8): a hash `runs:<job>` of entry id (the slot in Unix seconds,
-# or `manual:<request id>`) -> its JSON, and a sorted set `runs_at:<job>` of the same ids by
-# slot. Writing an id again replaces its entry. Retention is trimmed at the oldest end only:
-# past `keep` entries, ZPOPMIN; slots older than `oldest` (nil: no age bound), a few at a time
-# (O(log n) each), but never the entry just written: an `at` job's expiry, or an old slot sent
-# again, stays until the job's next write.
-# A ledger key of the wrong type (a person's edit) loses that entry rather than failing the
-# claim or the outcome around it: the whole write runs under pcall.
-LEDGER = """
-local function ledger(h, z, id, slot, entry, keep, oldest)
-  pcall(function()
-    redis.call('HSET', h, id, entry)
-    redis.call('ZADD', z, slot, id)
-    local over = redis.call('ZCARD', z) - keep
-    local popped = nil  -- the newest slot popped: every entry left is at least as new
-    if over > 0 then
-      for i, v in ipairs(redis.call('ZPOPMIN', z, over)) do
-        if i % 2 == 1 then redis.call('HDEL', h, v) else popped = tonumber(v) end
-      end
-    end
-    if not oldest or (popped and popped >= oldest) then return end
-    for _, v in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. oldest, 'LIMIT', 0, 4)) do
-      if v ~= id then
-        redis.call('ZREM', z, v)
-        redis.call('HDEL', h, v)
-      end
-    end
-  end)
-end
 """
 
 # All claims of one moment in one step. The lease check and every watermark advance happen
