@@ -16,8 +16,10 @@ LEADERSHIPS_KEPT = 100
 LEDGER = """
 local function ledger(h, z, id, slot, entry, keep, oldest)
   pcall(function()
-    redis.call('HSET', h, id, entry)
+    -- The order first: if it cannot be written (a key of the wrong type, or a user whose ACL
+    -- predates the ledger), no entry is left outside the trim.
     redis.call('ZADD', z, slot, id)
+    redis.call('HSET', h, id, entry)
     local over = redis.call('ZCARD', z) - keep
     local popped = nil  -- the newest slot popped: every entry left is at least as new
     if over > 0 then
