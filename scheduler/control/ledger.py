@@ -15,7 +15,6 @@ from ..store.protocol import Store
 from .explain import Facts, explain_slot
 from .operations import BadRequest, find_job, iso
 
-LIVE = ("running", "pending")
 EARLIER = 20  # entries before a slot that explain looks through for the fire it overlapped
 
 
