@@ -169,6 +169,17 @@ _SOURCES = {"type": "object", "properties": {"sources": {"type": "array", "items
 
 # (method, path) -> the operation's summary, request body schema (None: none) and answers.
 OPERATIONS: dict[tuple[str, str], dict] = {
+    ("GET", "/api/v1/jobs/{name}/runs"): {
+        "summary": "The job's ledger, newest first: every slot and manual run with its fate (?before=&after=&limit=&cursor=)",
+        "responses": {"200": {"type": "object", "required": ["runs"], "properties": {
+            "runs": {"type": "array", "items": {"type": "object"}}, "next_cursor": {"type": ["string", "null"]}}},
+            "400": _ERROR},
+    },
+    ("GET", "/api/v1/jobs/{name}/runs/{run}"): {
+        "summary": "One run by its slot (RFC 3339) or manual:<id>, with a sentence that explains its fate",
+        "responses": {"200": {"type": "object", "required": ["explanation"], "properties": {
+            "explanation": {"type": "string"}}}, "400": _ERROR},
+    },
     ("POST", "/api/v1/jobs/{name}/runs/{slot}/retry"): {
         "summary": "Send a finished slot again under its original Idempotency-Key, as its next attempt",
         "body": {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}}},

@@ -119,6 +119,9 @@ class Claim:
     attempt: int = 1
     trigger: str | None = None
     reason: str | None = field(default=None, compare=False)  # why a skip (logs) or an expiry (recorded)
+    # The policy that decided a skip, named in the ledger: CONCURRENCY for an overlap, CATCHUP
+    # for a slot missed while the loop was behind.
+    policy: str | None = field(default=None, compare=False)
     # The in-flight name (fire_field), asked for several times per fire: computed once.
     field: str = field(init=False, compare=False, repr=False)
 

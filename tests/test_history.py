@@ -96,9 +96,10 @@ def test_a_manual_fire_is_kept_with_its_request_id(make_store) -> None:
     asyncio.run(go())
 
 
-def test_format_3_adds_only_the_history_table(tmp_path) -> None:
+def test_format_3_adds_only_tables(tmp_path) -> None:
     """An older release writes its rows positionally and reads only the tables it knows:
-    every table of format 2 is left exactly as it was."""
+    every table of format 2 is left exactly as it was (the history, then the ledger's tables
+    are added)."""
     old = tmp_path / "v2.db"
     db = sqlite3.connect(old)
     for statement in V1_TABLES + V2_TABLES:
@@ -123,7 +124,7 @@ def test_format_3_adds_only_the_history_table(tmp_path) -> None:
     db = sqlite3.connect(old)
     after = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
     assert VERSION == 3 and db.execute("PRAGMA user_version").fetchone()[0] == 3
-    assert set(after) - set(before) == {"history"}
+    assert set(after) - set(before) == {"history", "runs", "leaderships"}
     assert {k: after[k] for k in before} == before
     # What a format-2 release does with the file: its positional writes still work.
     db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?)", ("j", 300))
@@ -182,8 +183,8 @@ def test_history_entries_built_by_the_finish_script_are_the_json_of_their_fields
         await store.close()
         return entries
 
-    entries = list(reversed(asyncio.run(go())))
-    for item, entry in zip(cases, entries):
+    entries = sorted(asyncio.run(go()), key=lambda e: e["slot"])  # the ledger's order: by slot
+    for item, entry in zip(sorted(cases, key=lambda i: i.claim.slot), entries, strict=True):
         claim, o = item.claim, item.outcome
         assert entry == {
             "slot": claim.slot, "trigger": claim.trigger, "attempts": o.attempts, "outcome": o.status,

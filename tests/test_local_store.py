@@ -278,7 +278,7 @@ def test_gc_deletes_only_the_old_state_of_removed_jobs_and_can_be_dry_run(tmp_pa
         db = raw(path)
         db.execute("UPDATE triggered SET at = ?", (old,))
         db.execute("UPDATE jobs SET record = json_set(record, '$.first_seen_at', ?)", (old,))
-        expected = ["watermark gone", "job record gone", "triggered id t1 (gone)"]
+        expected = ["watermark gone", "job record gone", "triggered id t1 (gone)", "ledger gone"]
         assert await store.gc(["kept"], 86400, dry_run=True) == expected
         assert sorted((await store.load([])).watermarks) == ["busy", "gone", "kept", "recent"]
         assert await store.gc(["kept"], 86400) == expected

@@ -513,3 +513,46 @@ def test_a_read_only_store_skips_an_unreadable_record_without_moving_it(backend)
         assert quarantined_count(backend) == 0  # a dry run writes nothing
 
     run(backend, body)
+
+
+# -- the ledger (SPEC 8; tests/test_ledger.py has the rest) -----------------------------
+
+
+@both_stores("the ledger's entries fenced by epoch")
+def test_a_stale_leaders_late_outcome_leaves_the_ledger_entry_to_the_newer_leader(backend):
+    async def body():
+        a, b = backend.store("a"), backend.store("b")
+        first = await a.acquire()
+        await a.claim(first, [Claim("j", 100)])
+        await a.release()
+        second = await backend.take_lease(b)
+        await b.claim(second, [Claim("j", 100, REDELIVER, 2)])
+        await b.finish([Finished(Claim("j", 100), second, ok(4000.0))])
+        assert await a.finish([Finished(Claim("j", 100), first, failed(4500.0))]) == [0]
+        entry = await b.run("j", "100")
+        assert entry is not None and entry["outcome"] == "ok" and entry["fencing_token"] == second
+        assert [e["id"] for e in (await b.runs("j"))[0]] == ["100"]
+        # the log of leaderships names both, newest first
+        assert [r["epoch"] for r in (await b.leaderships())[:2]] == [second, first]
+
+    run(backend, body)
+
+
+@both_stores("a dry run's view of the ledger")
+def test_a_read_only_store_reads_the_ledger_and_writes_none(backend):
+    from scheduler.store.read_only import ReadOnlyStore
+
+    async def body():
+        live = backend.store("live")
+        epoch = await live.acquire()
+        await live.claim(epoch, [Claim("j", 100), Claim("k", 100, SKIP, reason="overlap", policy="forbid")])
+        await live.finish([Finished(Claim("j", 100), epoch, ok())])
+        view = ReadOnlyStore(backend.store("dry"))
+        assert [e["id"] for e in (await view.runs("j"))[0]] == ["100"]
+        assert (await view.run("k", "100"))["outcome"] == "skipped"
+        assert await view.leaderships()
+        dry_epoch = await view.acquire()
+        await view.claim(dry_epoch or 0, [Claim("k", 200, SKIP, reason="overlap", policy="forbid")])
+        assert await live.run("k", "200") is None
+
+    run(backend, body)

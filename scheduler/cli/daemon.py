@@ -49,7 +49,8 @@ def make_store(settings: config.Settings, on_damaged: Callable[[Exception], None
     if settings.standalone:
         from ..store.sqlite.store import LocalStore
 
-        return LocalStore(settings.state_file, history=settings.history, lease_ttl_s=settings.lease_ttl_s,
+        return LocalStore(settings.state_file, history=settings.history, history_age_s=settings.history_age_s,
+                          lease_ttl_s=settings.lease_ttl_s,
                           on_damaged=on_damaged)
     from ..store.redis.store import RedisStore
 
@@ -59,7 +60,7 @@ def make_store(settings: config.Settings, on_damaged: Callable[[Exception], None
         settings.redis_url, settings.namespace, settings.lease_ttl_s,
         sentinels=settings.redis_sentinels, sentinel_master=settings.redis_sentinel_master,
         max_skew_s=settings.max_clock_skew_s, claim_ahead_s=claim_ahead_s(settings.lease_ttl_s),
-        history=settings.history,
+        history=settings.history, history_age_s=settings.history_age_s,
     )
 
 

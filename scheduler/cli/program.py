@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     # Audited: the commands that change state take a reason for the audit log.
     said = argparse.ArgumentParser(add_help=False)
     said.add_argument("--reason", type=reason, metavar="TEXT", help="why, for the audit log (at most 500 characters)")
+    runs = sub.add_parser("runs", parents=[common], help="a job's ledger: every slot and manual run, newest first")
+    runs.add_argument("job", help="the job's name")
+    runs.add_argument("--limit", help="entries per page (default 50)")
+    runs.add_argument("--before", help="only slots before this RFC 3339 time")
+    runs.add_argument("--after", help="only slots after this RFC 3339 time")
+    runs.add_argument("--cursor", help="the next page, as the previous one named it")
+    runs.add_argument("--json", action="store_true", help="print JSON")
+    explain = sub.add_parser("explain", parents=[common], help="why a slot ran, or did not: one sentence")
+    explain.add_argument("job", help="the job's name")
+    explain.add_argument("slot", help="an RFC 3339 slot (2026-12-07T03:00:00Z) or manual:<id>")
+    explain.add_argument("--json", action="store_true", help="print JSON")
     for name, what in (("pause", "stop firing a job (its slots are skipped)"), ("resume", "fire a paused job again")):
         steer = sub.add_parser(name, parents=[common, said], help=what)
         steer.add_argument("job", help="the job's name")
@@ -190,7 +201,7 @@ def _main(argv: list[str] | None) -> int:
         return asyncio.run(control(settings, command, args))
     if command == "audit":
         return asyncio.run(control(settings, command, args))
-    if command in ("status", "history", "pause", "resume", "trigger", "retry", "backfill"):
+    if command in ("status", "history", "runs", "explain", "pause", "resume", "trigger", "retry", "backfill"):
         from ..sources.catalog import read_once
 
         # The jobs of SCHEDULER_JOBS_FILE/URL are jobs too: read them as the daemon does.
@@ -264,7 +275,8 @@ def healthcheck(env_file: str | None) -> int:
 
 
 async def control(settings: config.Settings, command: str, args) -> int:
-    """status, history, audit, pause, resume, trigger, retry, backfill, sources: talk to the state store directly, never take the lease."""
+    """status, history, runs, explain, audit, pause, resume, trigger, retry, backfill, sources: talk to the
+    state store directly, never take the lease."""
     from ..control.cli import run_control
     from ..store.protocol import StoreForbidden, StoreUnavailable
 

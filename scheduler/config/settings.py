@@ -104,6 +104,8 @@ GLOBAL = (
     Setting("SCHEDULER_TLS_VERIFY", "true", tls_verify, "tls_verify"),
     Setting("SCHEDULER_MAX_CLOCK_SKEW", "1s", positive_duration, "max_clock_skew_s"),
     Setting("SCHEDULER_HISTORY", "20", int_range(0, 1000), "history"),
+    # how long a ledger entry is kept after its slot (SPEC 8): the age bound beside the count
+    Setting("SCHEDULER_HISTORY_AGE", "7d", positive_duration, "history_age_s"),
     # how long after its instant a one-time `at` job first seen late still fires (SPEC 6 rule 2)
     Setting("SCHEDULER_AT_GRACE", "1h", positive_duration, "at_grace_s"),
 )
@@ -173,6 +175,7 @@ class Settings:
     tls_verify: bool | str = _DEFAULT["tls_verify"]
     max_clock_skew_s: float = _DEFAULT["max_clock_skew_s"]
     history: int = _DEFAULT["history"]
+    history_age_s: float = _DEFAULT["history_age_s"]
     at_grace_s: float = _DEFAULT["at_grace_s"]
     # the HTTP client (HTTP_CLIENT)
     tls_client_cert: str | None = _DEFAULT["tls_client_cert"]

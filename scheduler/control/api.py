@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from collections.abc import Callable, Coroutine
 
 from . import audit
+from . import ledger
 from . import operations as ops
 from . import page
 from .access import READS, Access
@@ -89,6 +90,8 @@ class ControlApi:
             ("GET", "/", self.guard(self.status_page), 0),
             ("GET", "/api/v1/jobs", self.guard(self.list_jobs), 0),
             ("GET", "/api/v1/jobs/{name}", self.guard(self.one_job), 0),
+            ("GET", "/api/v1/jobs/{name}/runs", self.guard(self.runs), 0),
+            ("GET", "/api/v1/jobs/{name}/runs/{run}", self.guard(self.one_run), 0),
             ("POST", "/api/v1/jobs/{name}/trigger", self.guard(self.changing(self.trigger)), MAX_BODY),
             ("POST", "/api/v1/jobs/{name}/runs/{slot}/retry", self.guard(self.changing(self.retry)), MAX_BODY),
             ("POST", "/api/v1/jobs/{name}/backfill", self.guard(self.changing(self.backfill)), MAX_BODY),
@@ -239,6 +242,21 @@ class ControlApi:
 
     def one_job(self, request: Request) -> Response:
         return json_response(200, self.call(ops.job_view(self.settings, self.store, request.params["name"])))
+
+    def runs(self, request: Request) -> Response:
+        """The job's ledger by page: ?before=&after= (RFC 3339), &limit=, &cursor=."""
+        unknown = sorted(set(request.query) - {"before", "after", "limit", "cursor"})
+        if unknown:
+            raise ops.BadRequest(f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                                 "this route takes before, after, limit and cursor")
+        asked = {k: v[-1] for k, v in request.query.items()}
+        return json_response(200, self.call(ledger.runs_view(self.settings, self.store, request.params["name"],
+                                                             **asked)))
+
+    def one_run(self, request: Request) -> Response:
+        """One run by its slot (RFC 3339) or manual:<id>, with the sentence that explains it."""
+        return json_response(200, self.call(ledger.run_view(self.settings, self.store, request.params["name"],
+                                                            request.params["run"])))
 
     def trigger(self, request: Request, body: dict) -> Response:
         unknown = sorted(set(body) - {"id"})

@@ -1,4 +1,4 @@
-"""Operator commands: status, history, audit, pause, resume, trigger, retry, backfill, sources. Each calls the one
+"""Operator commands: status, history, runs, explain, audit, pause, resume, trigger, retry, backfill, sources. Each calls the one
 implementation in `operations` (which the control API calls too) and prints its result.
 They read and write the state store directly and never take the lease, so they work from
 any replica or a laptop; the ones that change state are recorded in the audit log as
@@ -11,6 +11,7 @@ import sys
 import time
 
 from . import audit
+from . import ledger
 from . import operations as ops
 from . import redrive
 from ..config.loader import Settings
@@ -32,6 +33,8 @@ async def run_control(settings: Settings, store: Store, command: str, args) -> i
         entries = await store.audit(args.limit, args.before)
         print(json.dumps(entries, indent=2) if args.json else audit.render(entries))
         return 0
+    if command in ("runs", "explain"):
+        return await ledger_command(settings, store, command, args)
     if command == "history":
         entries = await ops.history(settings, store, args.job)
         print(json.dumps(entries, indent=2) if args.json else render_history(args.job, entries, settings.history))
@@ -124,6 +127,38 @@ async def redo(settings: Settings, store: Store, command: str, args) -> int:
         print(f"note: queued, but the leader was not told at once ({unsaid}); it finds the request at its next look, "
               "within SCHEDULER_LEASE_RENEW", file=sys.stderr)
     return 0
+
+
+async def ledger_command(settings: Settings, store: Store, command: str, args) -> int:
+    """`runs JOB` and `explain JOB SLOT`; a bad slot, time, limit or cursor is exit 2."""
+    try:
+        if command == "explain":
+            view = await ledger.run_view(settings, store, args.job, args.slot)
+            print(json.dumps(view, indent=2) if args.json else view["explanation"])
+            return 0
+        page = await ledger.runs_view(settings, store, args.job, args.before, args.after, args.limit, args.cursor)
+    except ops.BadRequest as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(page, indent=2) if args.json else render_runs(args.job, page))
+    return 0
+
+
+def render_runs(job: str, page: dict) -> str:
+    if not page["runs"]:
+        return f"{job}: no runs recorded"
+    header = ("SLOT", "FATE", "WHY", "HTTP", "ATTEMPTS", "MS", "LATE MS", "TOKEN")
+    rows: list[tuple[str, ...]] = [header]
+    for e in page["runs"]:
+        why = e.get("reason") and f"{e['reason']}" + (f" ({e['policy']})" if e.get("policy") else "")
+        rows.append(tuple(str(v if v is not None else "-") for v in (
+            e["id"], e.get("fate"), why or None, e.get("http_status"), e.get("attempts"), e.get("duration_ms"),
+            e.get("lateness_ms"), e.get("fencing_token"))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    if page["next_cursor"]:
+        lines.append(f"more: --cursor {page['next_cursor']}")
+    return "\n".join(lines)
 
 
 def render_sources(noted: list[dict]) -> list[str]:

@@ -16,6 +16,7 @@ from ..schedule import slots as sched
 from ..config.loader import JobSpec, Settings, retry_for_s
 from ..model import request_id_problem
 from ..observe import is_overdue
+from ..store.ledger import PASSED, RUNS_MAX
 from ..store.protocol import Store, StoreUnavailable, TriggerRequest
 
 NEXT_SLOTS = 3  # how many next slots a job view lists
@@ -121,19 +122,22 @@ class SlotRun:
 
 
 async def slot_runs(store: Store, job: str, slots: Collection[int]) -> dict[int, SlotRun]:
-    """The finished runs on record of these slots of the job; a slot with none is absent.
-    Read from the history (the job's last SCHEDULER_HISTORY fires) for now: the one place
-    to ask the per-job ledger (Store.run) instead once it exists."""
+    """The finished runs on record of these slots of the job (the ledger, SPEC 8); a slot with
+    none is absent. One page of the ledger's slot range at a time, not one read per slot."""
     want = set(slots)
     out: dict[int, SlotRun] = {}
-    for entry in await store.history(job):
-        slot, attempts = entry.get("slot"), entry.get("attempts")
-        if entry.get("trigger") or type(slot) is not int or slot not in want:
-            continue
-        before = out.get(slot, SlotRun(False, 0))
-        out[slot] = SlotRun(before.ok or entry.get("outcome") == "ok",
-                            max(before.attempts, attempts if type(attempts) is int else 0))
-    return out
+    if not want:
+        return out
+    cursor: str | None = None
+    while True:
+        entries, cursor = await store.runs(job, before=max(want) + 1, after=min(want) - 1, limit=RUNS_MAX, cursor=cursor)
+        for entry in entries:
+            slot, attempts = entry.get("slot"), entry.get("attempts")
+            if entry.get("trigger") or type(slot) is not int or slot not in want or entry.get("outcome") in PASSED:
+                continue
+            out[slot] = SlotRun(entry.get("outcome") == "ok", attempts if type(attempts) is int else 0)
+        if cursor is None:
+            return out
 
 
 def _readable_entry(entry: dict) -> dict:

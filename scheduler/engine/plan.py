@@ -70,7 +70,7 @@ def claims_for(job: JobSpec, slots: list[int], now: float, overlapping: bool) ->
     older ones were missed while the loop was behind and follow CATCHUP. `overlapping`: a
     fire of the job started in this leadership's loop still runs (forbid skips then)."""
     if job.concurrency == "forbid" and overlapping:
-        return [Claim(job.name, slot, SKIP, reason="overlap") for slot in slots]
+        return [Claim(job.name, slot, SKIP, reason="overlap", policy=job.concurrency) for slot in slots]
     # A loop behind by most of a period also takes the next slot, ahead of its moment: that
     # one is no missed slot, and the newest before it is the one due.
     ahead = [Claim(job.name, slot, FIRE) for slot in slots if fire_at(job, slot) > now]
@@ -80,7 +80,7 @@ def claims_for(job: JobSpec, slots: list[int], now: float, overlapping: bool) ->
     oldest_kept = now - job.catchup_window_s if job.catchup_window_s is not None else -math.inf
     claims = [
         Claim(job.name, slot, FIRE) if job.catchup == "all" and slot >= oldest_kept
-        else Claim(job.name, slot, SKIP, reason="missed")
+        else Claim(job.name, slot, SKIP, reason="missed", policy=job.catchup)
         for slot in older
     ]
     return claims + [Claim(job.name, newest, FIRE)] + ahead

@@ -122,7 +122,21 @@ class Store(Protocol):
         if it could not (it then finds the request at its next look)."""
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
-        """A job's last finished fires, newest first."""
+        """A job's newest ledger entries, newest first (the first page of `runs`)."""
+
+    async def runs(self, job: str, before: int | None = None, after: int | None = None, limit: int = 50,
+                   cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """A page of the job's ledger (SPEC 8), newest first: entries whose slot lies strictly
+        between `after` and `before` (Unix seconds), at most `limit`, after `cursor` (from the
+        previous page); and the next page's cursor, None on the last page. Each entry is the
+        stored JSON object with its `id` (store.ledger). ValueError for a cursor not made here."""
+
+    async def run(self, job: str, run_id: str) -> dict | None:
+        """One ledger entry by its id: the slot in Unix seconds, or `manual:<request id>`."""
+
+    async def leaderships(self) -> list[dict]:
+        """The last acquisitions of the lease, newest first: epoch, replica, acquired_at (Unix
+        ms), previous (replica) and previous_seen_at (Unix ms: its last renewal), if known."""
 
     async def audit_append(self, entry: dict) -> int:
         """Add one entry (a JSON object) to the audit log, which keeps the newest AUDIT_KEEP

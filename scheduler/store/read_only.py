@@ -141,3 +141,13 @@ class ReadOnlyStore:
 
     async def close(self) -> None:
         await self.store.close()  # it never held the lease, so it releases nothing
+
+    async def runs(self, job: str, before: int | None = None, after: int | None = None, limit: int = 50,
+                   cursor: str | None = None) -> tuple[list[dict], str | None]:
+        return await self.store.runs(job, before, after, limit, cursor)  # a read: the live ledger
+
+    async def run(self, job: str, run_id: str) -> dict | None:
+        return await self.store.run(job, run_id)
+
+    async def leaderships(self) -> list[dict]:
+        return await self.store.leaderships()

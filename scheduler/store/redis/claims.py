@@ -25,11 +25,12 @@ class ClaimNotReplicated(LeaseLost):
 
 class Claims:
     def __init__(self, keys: Keys, caller: Caller, replica_id: str, *, max_ahead_ms: int, history_keep: int,
-                 clock: Callable[[], float]):
+                 clock: Callable[[], float], history_age_s: float | None = None):
         self.keys, self.caller = keys, caller
         self.replica_id = replica_id
         self.max_ahead_ms = max_ahead_ms
         self.history_keep = history_keep
+        self.history_age_s = history_age_s
         self.clock = clock
         # Run on the caller's client of the moment, given at each call (see caller).
         self._claim = caller.redis.register_script(scripts.CLAIM)
@@ -40,10 +41,11 @@ class Claims:
         """Claim these slots under `epoch`; with `wait_replicas`, only once that many replicas
         have the claim (ClaimNotReplicated otherwise)."""
         k = self.keys
-        payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field, c.reason or ""]
-                              for c in claims])
+        payload = json.dumps([[c.kind, c.job, str(c.slot), str(c.attempt), c.trigger or "", c.field, c.reason or "",
+                               c.policy or ""] for c in claims])
         args: list[Any] = [self.replica_id, epoch, int(self.clock() * 1000), payload, k.job_prefix, self.max_ahead_ms,
-                           k.history_prefix, self.history_keep]
+                           k.runs_prefix, self.history_keep, k.runs_at_prefix,
+                           "" if self.history_age_s is None else int(self.history_age_s)]
         keys = [k.leader, k.slots, k.inflight, k.paused, k.trigger, k.triggered, k.redrive]
         jobs = {c.job for c in claims}
         if not wait_replicas:
@@ -76,7 +78,9 @@ class Claims:
         if not items:
             return []
         payload = json.dumps([_finish_entry(item) for item in items])
-        args: list[Any] = [self.keys.job_prefix, payload, self.keys.history_prefix, self.history_keep]
+        args: list[Any] = [self.keys.job_prefix, payload, self.keys.runs_prefix, self.history_keep,
+                           self.keys.runs_at_prefix,
+                           "" if self.history_age_s is None else int(self.clock() - self.history_age_s)]
         result = await self.caller.call(
             self._finish(keys=[self.keys.inflight], args=args, client=self.caller.redis), {i.claim.job for i in items})
         return [int(x) for x in result]

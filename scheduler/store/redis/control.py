@@ -92,17 +92,3 @@ class Control:
 
     async def wake_leader(self) -> str | None:
         return await self.caller.publish(self.keys.wake, "trigger")
-
-    async def history(self, job: str, limit: int | None = None) -> list[dict]:
-        last = (limit or self.history_keep or 1) - 1
-        raws = await self.caller.call(self.caller.redis.lrange(self.keys.history(job), 0, last), [job])
-        out = []
-        for raw in raws:
-            try:
-                entry = json.loads(raw)
-            except (ValueError, RecursionError):
-                entry = None
-            if isinstance(entry, dict):
-                out.append(entry)
-        return out
-

@@ -15,9 +15,9 @@ from .scripts import FORMAT
 
 log = logging.getLogger("scheduler")
 
-# KEYS: slots inflight trigger job_record history  ARGV: job, watermark as read ('' if none),
-# the record's finished_at as read ('' if none). Deletes the job's watermark, record and
-# history only if nothing changed since they were read and the job has nothing in flight or
+# KEYS: slots inflight trigger job_record history runs runs_at  ARGV: job, watermark as read ('' if none),
+# the record's finished_at as read ('' if none). Deletes the job's watermark, record,
+# history and ledger only if nothing changed since they were read and the job has nothing in flight or
 # queued; returns 1 if it deleted, 0 if it left the job alone.
 GC_JOB = """
 local job = ARGV[1]
@@ -32,7 +32,7 @@ for _, raw in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
   if ok and type(rec) == 'table' and rec['job'] == job then return 0 end
 end
 redis.call('HDEL', KEYS[1], job)
-redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6] or KEYS[5], KEYS[7] or KEYS[5])
 return 1
 """
 
@@ -68,8 +68,10 @@ async def redis_gc(r: Any, keys: Keys, keep_jobs: Sequence[str], older_than_s: f
     busy = {f.split("@", 1)[0] for f in inflight} | queued
     records = {k[len(keys.job_prefix):] for k in await scan(r, glob_escape(keys.job_prefix) + "*")}
     histories = {k[len(keys.history_prefix):] for k in await scan(r, glob_escape(keys.history_prefix) + "*")}
+    ledgers = {k[len(keys.runs_prefix):] for k in await scan(r, glob_escape(keys.runs_prefix) + "*")}
+    ledgers |= {k[len(keys.runs_at_prefix):] for k in await scan(r, glob_escape(keys.runs_at_prefix) + "*")}
     # A name with ':' is a key set aside (`...:quarantined:<ms>`), never a job: job names have none.
-    known = {j for j in set(marks) | records | histories if ":" not in j}
+    known = {j for j in set(marks) | records | histories | ledgers if ":" not in j}
     gc_job = r.register_script(GC_JOB)
     out: list[str] = []
     for job in sorted(known - keep - busy):
@@ -81,13 +83,19 @@ async def redis_gc(r: Any, keys: Keys, keep_jobs: Sequence[str], older_than_s: f
                 times.append(number(json.loads(head).get("finished_at")))
             except (ValueError, TypeError, AttributeError):
                 pass
+        if job in ledgers:
+            try:  # the newest slot in the ledger
+                times += [number(score) for _, score in await r.zrevrange(keys.runs_at(job), 0, 0, withscores=True)]
+            except Exception:  # a key of the wrong type: no time from it
+                pass
         last = max((t for t in times if t is not None), default=None)
         if last is not None and last >= before:
             continue
         items = ([f"watermark {job}"] * (job in marks) + [f"job record {job}"] * (job in records)
-                 + [f"history {job}"] * (job in histories))
+                 + [f"history {job}"] * (job in histories) + [f"ledger {job}"] * (job in ledgers))
         if not dry_run:
-            names = [keys.slots, keys.inflight, keys.trigger, keys.job(job), keys.history(job)]
+            names = [keys.slots, keys.inflight, keys.trigger, keys.job(job), keys.history(job), keys.runs(job),
+                     keys.runs_at(job)]
             done = await gc_job(keys=names, args=[job, marks.get(job, ""), rec.get("finished_at", "")])
             if not done:
                 log.info("state gc: kept, it changed while being read", extra={"job": job})

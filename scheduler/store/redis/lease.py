@@ -35,7 +35,7 @@ class Lease:
         args: list[Any] = [self.replica_id, self.ttl_ms, int(self.clock() * 1000), self.max_skew_ms, scripts.FORMAT,
                            __version__]
         status, value, skew_ms = await self.caller.call(
-            self._acquire(keys=[k.leader, k.epoch, k.meta], args=args, client=self.caller.lease_redis))
+            self._acquire(keys=[k.leader, k.epoch, k.meta, k.leaderships], args=args, client=self.caller.lease_redis))
         self.clock_skew_s = skew_ms / 1000
         if status == 3:
             self.format_problem = (f"the state in namespace {k.namespace!r} has format {value}; this version "
@@ -50,7 +50,7 @@ class Lease:
     async def renew(self) -> bool:
         args: list[Any] = [self.replica_id, self.ttl_ms, int(self.clock() * 1000), self.max_skew_ms]
         status, skew_ms = await self.caller.call(
-            self._renew(keys=[self.keys.leader, self.keys.released], args=args, client=self.caller.lease_redis))
+            self._renew(keys=[self.keys.leader, self.keys.released, self.keys.meta], args=args, client=self.caller.lease_redis))
         self.clock_skew_s = skew_ms / 1000
         return status == 1
 

@@ -6,6 +6,8 @@ rather than raising, so one stray value never turns every call into an error. Th
 moves such records aside on its next read.
 """
 
+from .ledger_script import LEADERSHIPS_KEPT, LEDGER
+
 # The state format this version writes and reads. Format 1 is the original layout (no
 # `meta` key); format 2 adds `meta`, job records' `epoch` and `first_seen_at`, history
 # lists and the quarantine hash. Every key and field of format 1 keeps its meaning, so a
@@ -20,7 +22,9 @@ FORMAT = 2
 # A missing epoch (a new namespace, or a Redis that lost its data) starts from the server's
 # clock in milliseconds rather than from 0, so fencing tokens keep growing even across a
 # loss of state: a target that refuses tokens lower than one it has seen keeps working.
-# KEYS: leader epoch meta  ARGV: replica ttl_ms client_ms max_skew_ms format writer
+# Each acquisition is logged in the capped `leaderships` list (SPEC 8, for explain): the epoch,
+# the replica, when, and who led before and when it was last seen alive (its last renewal).
+# KEYS: leader epoch meta leaderships  ARGV: replica ttl_ms client_ms max_skew_ms format writer
 # Returns {1, epoch, skew_ms} acquired, {0, 0, skew_ms} held by another,
 # {2, 0, skew_ms} clock off by more than the limit, {3, format, skew_ms} newer format.
 ACQUIRE = """
@@ -41,16 +45,26 @@ redis.call('HSET', KEYS[3], 'writer', ARGV[6])
 if not string.match(redis.call('GET', KEYS[2]) or '', '^%-?%d+$') then
   redis.call('SET', KEYS[2], now)
 end
-return {1, redis.call('INCR', KEYS[2]), skew}
-"""
+local epoch = redis.call('INCR', KEYS[2])
+if KEYS[4] then
+  local seen = redis.call('HMGET', KEYS[3], 'alive_by', 'alive_at')
+  redis.call('LPUSH', KEYS[4], cjson.encode({epoch = epoch, replica = ARGV[1], acquired_at = now,
+    previous = seen[1] or cjson.null, previous_seen_at = tonumber(seen[2]) or cjson.null}))
+  redis.call('LTRIM', KEYS[4], 0, LEADERSHIPS_KEPT - 1)
+  redis.call('HSET', KEYS[3], 'alive_by', ARGV[1], 'alive_at', now)
+end
+return {1, epoch, skew}
+""".replace("LEADERSHIPS_KEPT", str(LEADERSHIPS_KEPT))
 
 # Compare-and-pexpire: never extend a lease another replica holds (redbeat #127). A holder
 # whose clock has drifted past the limit gives the lease up at once and tells the standbys.
-# KEYS: leader released  ARGV: replica ttl_ms client_ms max_skew_ms
+# A renewal notes the holder alive in `meta` (alive_by, alive_at): the next acquisition logs it.
+# KEYS: leader released meta  ARGV: replica ttl_ms client_ms max_skew_ms
 # Returns {1, skew_ms} renewed, {0, skew_ms} not ours, {2, skew_ms} released for skew.
 RENEW = """
 local t = redis.call('TIME')
-local skew = tonumber(ARGV[3]) - (t[1] * 1000 + math.floor(t[2] / 1000))
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local skew = tonumber(ARGV[3]) - now
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, skew} end
 if math.abs(skew) > tonumber(ARGV[4]) then
   redis.call('DEL', KEYS[1])
@@ -60,6 +74,7 @@ if math.abs(skew) > tonumber(ARGV[4]) then
   return {2, skew}
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if KEYS[3] then redis.call('HSET', KEYS[3], 'alive_by', ARGV[1], 'alive_at', now) end
 return {1, skew}
 """
 
@@ -80,13 +95,14 @@ return 0
 # 2 (paused: the watermark advances, nothing is recorded in flight) or 3 (refused: the slot
 # lies further ahead of the server's clock than claiming ahead allows, SPEC 3 rule 7).
 # KEYS: leader slots inflight paused trigger triggered redrive
-# ARGV: replica epoch now_ms claims job_prefix max_ahead_ms history_prefix history_keep; the
-# claims one JSON array of [kind, job, slot, attempt, trigger_id, field, reason] strings: one
-# argument to encode instead of seven per claim, which matters to the client when a thousand
-# jobs are due at once. The field is named by the client (model.FireId), the one place a
-# fire's name is spelled. An `expire` writes the job's hash and history list, named from
-# the prefixes as FINISH does (same {namespace} hash tag, so one Cluster slot).
-CLAIM = """
+# ARGV: replica epoch now_ms claims job_prefix max_ahead_ms runs_prefix history_keep
+# runs_at_prefix history_age_s; the claims one JSON array of [kind, job, slot, attempt,
+# trigger_id, field, reason, policy] strings: one argument to encode instead of eight per
+# claim, which matters to the client when a thousand jobs are due at once. The field is named
+# by the client (model.FireId), the one place a fire's name is spelled. An `expire` writes the
+# job's hash, and an expiry, a pause or a skip its ledger entry (see LEDGER), named from the
+# prefixes as FINISH does (same {namespace} hash tag, so one Cluster slot).
+CLAIM = LEDGER + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 -- A script stopped by an error keeps what it wrote before it: a key of the wrong type found
 -- half-way would leave a watermark advanced with no fire recorded. Check them all first; the
@@ -103,16 +119,23 @@ end
 local claims = cjson.decode(ARGV[4])
 for _, c in ipairs(claims) do
   if c[1] == 'expire' then
-    for _, k in ipairs({{ARGV[5] .. c[2], 'hash'}, {ARGV[7] .. c[2], 'list'}}) do
-      local t = redis.call('TYPE', k[1])['ok']
-      if t ~= 'none' and t ~= k[2] then return redis.error_reply('WRONGTYPE ' .. k[1] .. ' holds a ' .. t) end
-    end
+    local t = redis.call('TYPE', ARGV[5] .. c[2])['ok']
+    if t ~= 'none' and t ~= 'hash' then return redis.error_reply('WRONGTYPE ' .. ARGV[5] .. c[2] .. ' holds a ' .. t) end
   end
 end
 local epoch, now = ARGV[2], ARGV[3]
 local keep = tonumber(ARGV[8]) or 0
 local t = redis.call('TIME')
 local latest = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[6])
+local oldest = tonumber(ARGV[10]) and math.floor(now / 1000 - tonumber(ARGV[10]))
+-- A slot passed over, in the ledger: outcome skipped (overlap, paused) or dropped (missed).
+local function passed(c, outcome, reason, policy)
+  if keep <= 0 then return end
+  ledger(ARGV[7] .. c[2], ARGV[9] .. c[2], c[3], c[3], '{"slot":' .. c[3] ..
+    ',"trigger":null,"attempts":0,"outcome":"' .. outcome .. '","reason":' .. cjson.encode(reason) ..
+    ',"policy":' .. (policy == '' and 'null' or cjson.encode(policy)) .. ',"finished_at":' ..
+    string.format('%.3f', now / 1000) .. ',"fencing_token":' .. epoch .. '}', keep, oldest)
+end
 -- 1 when the fire is in flight under this epoch: claimed by this leadership already.
 local function ours(field)
   local cur = redis.call('HGET', KEYS[3], field)
@@ -149,8 +172,7 @@ for _, c in ipairs(claims) do
         local entry = '{"slot":' .. slot .. ',"trigger":null,"attempts":0,"outcome":"expired","http_status":null,' ..
           '"duration_ms":0,"lateness_ms":null,"finished_at":' .. at .. ',"fencing_token":' .. epoch ..
           ',"error":' .. cjson.encode(c[7]) .. ',"excerpt":null}'
-        redis.call('LPUSH', ARGV[7] .. job, entry)
-        redis.call('LTRIM', ARGV[7] .. job, 0, keep - 1)
+        ledger(ARGV[7] .. job, ARGV[9] .. job, slot, slot, entry, keep, oldest)
       end
     end
   elseif kind == 'trigger' then
@@ -179,8 +201,13 @@ for _, c in ipairs(claims) do
       redis.call('HSET', KEYS[2], job, slot)
       if redis.call('SISMEMBER', KEYS[4], job) == 1 then
         ok = 2
+        passed(c, 'skipped', 'paused', '')
       else
-        if kind == 'fire' then redis.call('HSET', KEYS[3], field, record) end
+        if kind == 'fire' then
+          redis.call('HSET', KEYS[3], field, record)
+        else
+          passed(c, c[7] == 'missed' and 'dropped' or 'skipped', c[7], c[8] or '')
+        end
         ok = 1
       end
     elseif kind == 'fire' then
@@ -214,12 +241,14 @@ return 1
 # when no record is left and no newer epoch has written the job's outcome.
 # KEYS[1] is the in-flight hash; ARGV[1] the prefix of the job hashes, ARGV[2] a JSON array
 # of [job, field, status, slot, finished_at, duration_ms, http_status, error, attempts,
-# epoch, trigger_id, excerpt, lateness_ms] strings ('' for none), ARGV[3] the prefix of the history lists, ARGV[4] how many
-# history entries a job keeps (0: none). The job keys are named from the prefixes rather
+# epoch, trigger_id, excerpt, lateness_ms] strings ('' for none), ARGV[3] and ARGV[5] the
+# prefixes of the ledger's hashes and sorted sets (see LEDGER), ARGV[4] how many entries a job
+# keeps (0: none), ARGV[6] the oldest slot kept (Unix seconds: now less SCHEDULER_HISTORY_AGE).
+# The job keys are named from the prefixes rather
 # than listed in KEYS (thousands of keys per call otherwise); they carry the same
 # {namespace} hash tag, so the script still touches a single Cluster slot. Returns each
 # job's failure streak after its outcome.
-FINISH = """
+FINISH = LEDGER + """
 local function text(v) if v == '' then return 'null' end return cjson.encode(v) end
 local function number(v) if v == '' then return 'null' end return v end
 local keep = tonumber(ARGV[4])
@@ -228,11 +257,10 @@ local outcomes = cjson.decode(ARGV[2])
 -- As in CLAIM: no write before every key is known to be of its type (an error half-way
 -- would count a failure twice when the batch is sent again).
 for _, o in ipairs(outcomes) do
-  for _, k in ipairs({{ARGV[1] .. o[1], 'hash'}, {ARGV[3] .. o[1], 'list'}}) do
-    local t = redis.call('TYPE', k[1])['ok']
-    if t ~= 'none' and t ~= k[2] then return redis.error_reply('WRONGTYPE ' .. k[1] .. ' holds a ' .. t) end
-  end
+  local t = redis.call('TYPE', ARGV[1] .. o[1])['ok']
+  if t ~= 'none' and t ~= 'hash' then return redis.error_reply('WRONGTYPE ' .. ARGV[1] .. o[1] .. ' holds a ' .. t) end
 end
+local oldest = tonumber(ARGV[6])
 for _, o in ipairs(outcomes) do
   local key, field, status, slot, at, epoch = ARGV[1] .. o[1], o[2], o[3], o[4], o[5], o[10]
   local cur = redis.call('HGET', KEYS[1], field)
@@ -263,8 +291,9 @@ for _, o in ipairs(outcomes) do
         ',"outcome":' .. cjson.encode(status) .. ',"http_status":' .. number(o[7]) ..
         ',"duration_ms":' .. o[6] .. ',"lateness_ms":' .. number(o[13]) .. ',"finished_at":' .. at ..
         ',"fencing_token":' .. epoch .. ',"error":' .. text(o[8]) .. ',"excerpt":' .. text(o[12]) .. '}'
-      redis.call('LPUSH', ARGV[3] .. o[1], entry)
-      redis.call('LTRIM', ARGV[3] .. o[1], 0, keep - 1)
+      local id = slot
+      if o[11] ~= '' then id = 'manual:' .. o[11] end
+      ledger(ARGV[3] .. o[1], ARGV[5] .. o[1], id, slot, entry, keep, oldest)
     end
   end
   out[#out + 1] = fails

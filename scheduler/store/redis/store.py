@@ -24,6 +24,8 @@ from .claims import Claims
 from .control import REQUEST_SLOTS, Control
 from .gc import GC_JOB, redis_format_problem, redis_gc, redis_quarantined
 from .keys import Keys
+from .ledger import LedgerReads
+from ..ledger import PASSED, RUNS_LIMIT
 from .lease import Lease
 from .quarantine import QUARANTINE_FIELD, QUARANTINE_KEYS, Quarantine, configuration_warnings
 from .reads import LOAD_RECORDS, StateReads
@@ -50,6 +52,7 @@ class RedisStore:
         max_skew_s: float = 1.0,
         claim_ahead_s: float = 0.25,
         history: int = 20,
+        history_age_s: float | None = None,  # SCHEDULER_HISTORY_AGE; None: no age bound
         clock: Callable[[], float] = time.time,
         audit_keep: int = AUDIT_KEEP,
     ):
@@ -65,10 +68,11 @@ class RedisStore:
         # A slot may be claimed this far ahead of the server's clock: the engine's claim-ahead
         # plus the skew that is tolerated.
         self.claims = Claims(keys, caller, self.replica_id, max_ahead_ms=int((claim_ahead_s + max_skew_s) * 1000),
-                             history_keep=history, clock=clock)
+                             history_keep=history, clock=clock, history_age_s=history_age_s)
         self.reads = StateReads(keys, caller, self.quarantine)
         self.control = Control(keys, caller, history)
         self.audit_log = Audit(keys, caller, audit_keep)
+        self.ledger = LedgerReads(keys, caller)
 
     # What the engine, the CLI and the tests read or set on a store, kept where it lives.
 
@@ -214,7 +218,19 @@ class RedisStore:
         return await self.control.wake_leader()
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
-        return await self.control.history(job, limit)
+        # As before the ledger: finished fires only, without the ledger's ids.
+        entries = (await self.runs(job, limit=limit or self.claims.history_keep or 1))[0]
+        return [{k: v for k, v in e.items() if k != "id"} for e in entries if e["outcome"] not in PASSED]
+
+    async def runs(self, job: str, before: int | None = None, after: int | None = None, limit: int = RUNS_LIMIT,
+                   cursor: str | None = None) -> tuple[list[dict], str | None]:
+        return await self.ledger.runs(job, before, after, limit, cursor)
+
+    async def run(self, job: str, run_id: str) -> dict | None:
+        return await self.ledger.run(job, run_id)
+
+    async def leaderships(self) -> list[dict]:
+        return await self.ledger.leaderships()
 
     async def status(self, jobs: Sequence[str]) -> dict:
         return await self.reads.status(jobs)

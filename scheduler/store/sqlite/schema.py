@@ -12,8 +12,12 @@ from __future__ import annotations
 import sqlite3
 
 from ..protocol import StoreUnavailable
+from .ledger import TABLES as LEDGER_TABLES
 
 VERSION = 3
+
+# The ledger's tables (ledger.py) came later under the same version: a table an older release
+# never reads. A file of version 3 made before them gets them at its next acquisition.
 
 # The first layout, unchanged: what versions 0 and 1 hold.
 V1_TABLES = (
@@ -98,7 +102,7 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
     try:
         found = user_version(db)  # another process may have migrated it meanwhile
         if found < VERSION:
-            for statement in V1_TABLES + V2_TABLES + V3_TABLES:
+            for statement in V1_TABLES + V2_TABLES + V3_TABLES + LEDGER_TABLES:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {VERSION}")
         db.execute("COMMIT")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -17,7 +18,11 @@ from ...model import (
     State, TriggerRequest,
 )
 from . import redrives
+from . import ledger
+from .ledger import Retention
 from .records import Bad, Quarantine
+
+NO_LEDGER = Retention()
 
 log = logging.getLogger("scheduler.sqlite")
 
@@ -70,6 +75,7 @@ def take_lead(db: Db, q: Quarantine, bad: list[Bad], replica_id: str, lock: str,
     Returns the epoch and whether the last leader may still be running: it did not release
     the lease, and the lock file it held is not this one (deleted or replaced under it, so
     its lock no longer excluded anyone)."""
+    ledger.ensure(db)
     meta = dict(q.rows(db, "meta", bad))
     q.move(db, bad)
     # A new (or unreadable) counter starts from the clock in ms, as the Redis store's does,
@@ -80,6 +86,7 @@ def take_lead(db: Db, q: Quarantine, bad: list[Bad], replica_id: str, lock: str,
     db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (str(epoch),))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('leader', ?)", (replica_id,))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('lock', ?)", (lock,))
+    ledger.note_leadership(db, epoch, replica_id, now)
     return epoch, alive
 
 
@@ -108,8 +115,8 @@ def _save_record(db: Db, job: str, rec: dict) -> None:
     db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (job, json.dumps(rec)))
 
 
-def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float, keep: int = 0) -> int:
-    """The same rules as the Redis claim script; `keep`: history entries kept per job."""
+def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float, keep: Retention = NO_LEDGER) -> int:
+    """The same rules as the Redis claim script; `keep`: the ledger's retention."""
     record = (c.field, c.job, c.slot, epoch, c.attempt, c.trigger, now)
     if c.kind == REDELIVER:
         cur = db.execute("UPDATE inflight SET epoch = ?, attempt = ?, claimed_at = ? WHERE field = ?",
@@ -149,14 +156,18 @@ def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float, keep: int
         return CLAIMED if c.kind == SKIP and c.slot == mark else STALE
     db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?)", (c.job, c.slot))
     if db.execute("SELECT 1 FROM paused WHERE name = ?", (c.job,)).fetchone():
+        ledger.record_passed(db, c, epoch, "skipped", "paused", keep, now)
         return PAUSED
     if c.kind == FIRE:
         db.execute("INSERT OR REPLACE INTO inflight VALUES (?, ?, ?, ?, ?, ?, ?)", record)
+    else:
+        reason = c.reason or "overlap"
+        ledger.record_passed(db, c, epoch, "dropped" if reason == "missed" else "skipped", reason, keep, now)
     return CLAIMED
 
 
 def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: Outcome,
-               lateness_s: float | None, keep: int = 0) -> int:
+               lateness_s: float | None, keep: Retention = NO_LEDGER) -> int:
     """Drop the fire from the in-flight set while it is still this epoch's, and record its
     outcome unless a newer epoch already recorded one. `epoch` None: unfenced (a
     (Claim, Outcome) pair). Returns the job's failure streak as it then stands."""
@@ -184,49 +195,18 @@ def finish_one(db: Db, q: Quarantine, claim: Claim, epoch: int | None, outcome: 
     if epoch is not None:
         rec["epoch"] = epoch
     _save_record(db, claim.job, rec)
-    if keep > 0:
-        _add_history(db, claim, epoch, outcome, lateness_s, keep)
+    ledger.record_outcome(db, claim, epoch, outcome, lateness_s, keep, time.time())
     return rec["consecutive_failures"]
 
 
-def _record_expired(db: Db, q: Quarantine, c: Claim, epoch: int, now: float, keep: int) -> None:
+def _record_expired(db: Db, q: Quarantine, c: Claim, epoch: int, now: float, keep: Retention) -> None:
     """An expired slot's outcome, where finish_one puts one, without counting a failure."""
     outcome = Outcome(EXPIRED, 0, 0.0, now, error=c.reason or None)
     rec = _record(db, q, c.job)
     rec.update(status=EXPIRED, slot=c.slot, finished_at=now, duration_ms=0, http_status=None, error=outcome.error,
                attempts=0, excerpt=None, lateness_ms=None, epoch=epoch)
     _save_record(db, c.job, rec)
-    if keep > 0:
-        _add_history(db, c, epoch, outcome, None, keep)
-
-
-def _add_history(db: Db, claim: Claim, epoch: int | None, o: Outcome, lateness_s: float | None, keep: int) -> None:
-    """Append the fire to the job's history and drop all but its newest `keep` entries.
-    The entry has the same fields as the Redis store's."""
-    entry = {
-        "slot": claim.slot, "trigger": claim.trigger, "attempts": o.attempts, "outcome": o.status,
-        "http_status": o.http_status, "duration_ms": int(o.duration_s * 1000),
-        "lateness_ms": None if lateness_s is None else round(lateness_s * 1000, 1),
-        "finished_at": round(o.finished_at, 3), "fencing_token": epoch, "error": o.error,
-        "excerpt": o.excerpt,
-    }
-    db.execute("INSERT INTO history (job, entry) VALUES (?, ?)", (claim.job, json.dumps(entry)))
-    db.execute("DELETE FROM history WHERE job = ? AND seq <= (SELECT seq FROM history WHERE job = ? "
-               "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (claim.job, claim.job, keep))
-
-
-def history(db: Db, job: str, limit: int) -> list[dict]:
-    """The job's newest `limit` entries, newest first; an entry that is not a JSON object
-    (a person's edit, a bug) is skipped."""
-    out = []
-    for (raw,) in db.execute("SELECT entry FROM history WHERE job = ? ORDER BY seq DESC LIMIT ?", (job, limit)):
-        try:
-            entry = json.loads(raw) if isinstance(raw, str) else None
-        except (ValueError, RecursionError):
-            entry = None
-        if isinstance(entry, dict):
-            out.append(entry)
-    return out
+    ledger.record_outcome(db, c, epoch, outcome, None, keep, now)
 
 
 def request_trigger(db: Db, q: Quarantine, bad: list[Bad], request: TriggerRequest) -> TriggerRequest | None:
@@ -265,15 +245,16 @@ def gc(db: Db, q: Quarantine, bad: list[Bad], keep: set[str], before: float, dry
         spent[job].append(request_id)
     busy = {f.job for f in q.rows(db, "inflight", bad)} | {t.job for t in q.rows(db, "trigger", bad)}
     out = []
-    for job in sorted((set(marks) | set(records) | set(spent)) - keep - busy):
+    ledgers = ledger.newest_slots(db)
+    for job in sorted((set(marks) | set(records) | set(spent) | set(ledgers)) - keep - busy):
         rec = records.get(job, {})
         times = [marks.get(job), rec.get("finished_at"), rec.get("first_seen_at"), rec.get("last_success_at"),
-                 *(spent_at.get(i) for i in spent[job])]
+                 *(spent_at.get(i) for i in spent[job]), ledgers.get(job)]
         last = max((t for t in times if t is not None), default=None)
         if last is None or last >= before:
             continue
         deleted = [f"watermark {job}"] * (job in marks) + [f"job record {job}"] * (job in records)
-        deleted += [f"triggered id {i} ({job})" for i in spent[job]]
+        deleted += [f"triggered id {i} ({job})" for i in spent[job]] + [f"ledger {job}"] * (job in ledgers)
         for item in deleted:
             log.info("state gc: would delete" if dry_run else "state gc: deleted", extra={"item": item})
         out += deleted
@@ -281,6 +262,8 @@ def gc(db: Db, q: Quarantine, bad: list[Bad], keep: set[str], before: float, dry
             db.execute("DELETE FROM slots WHERE job = ?", (job,))
             db.execute("DELETE FROM jobs WHERE name = ?", (job,))
             db.execute("DELETE FROM history WHERE job = ?", (job,))
+            if job in ledgers:
+                db.execute("DELETE FROM runs WHERE job = ?", (job,))
             for request_id in spent[job]:
                 db.execute("DELETE FROM triggered WHERE id = ?", (request_id,))
                 db.execute("DELETE FROM triggered_job WHERE id = ?", (request_id,))

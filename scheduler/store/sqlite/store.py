@@ -26,7 +26,10 @@ from collections.abc import Callable, Sequence
 from . import audit as audit_table
 from . import redrives
 from . import sources_meta
+from . import ledger
 from . import state as ops
+from ..ledger import PASSED, RUNS_LIMIT, decode_cursor
+from .ledger import Retention
 from ...model import Claim, Finished, SlotRequest, State, TriggerRequest
 from .lease import LocalLease
 from ..audit_records import AUDIT_KEEP
@@ -54,7 +57,7 @@ class LocalStore:
         return True
 
     def __init__(self, path: str, replica_id: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S,
-                 on_malformed: Callable[[str], None] | None = None, history: int = 20,
+                 on_malformed: Callable[[str], None] | None = None, history: int = 20, history_age_s: float | None = None,
                  lease_ttl_s: float = LEASE_TTL_S, on_damaged: Callable[[StateDamaged], None] | None = None,
                  audit_keep: int = AUDIT_KEEP):
         self.replica_id = replica_id or new_replica_id()
@@ -65,7 +68,8 @@ class LocalStore:
         # `on_damaged` (the daemon's exit) is told once.
         self.damaged: StateDamaged | None = None
         self.on_damaged = on_damaged
-        self.history_keep = history  # finished fires kept per job (SCHEDULER_HISTORY); 0: none
+        self.history_keep = history  # ledger entries kept per job (SCHEDULER_HISTORY); 0: none
+        self.retention = Retention(history, history_age_s)
         self.audit_keep = audit_keep
         # Set when the file is of a newer format than this release knows: then this store
         # neither leads nor writes.
@@ -219,7 +223,8 @@ class LocalStore:
             if not ops.leads(db, self.replica_id, epoch):
                 raise LeaseLost("the state file names another leader or a newer epoch")
             now = time.time()
-            return [ops.claim_one(db, self.quarantine, epoch, c, now, self.history_keep) for c in claims]
+            ledger.note_alive(db, epoch, now)
+            return [ops.claim_one(db, self.quarantine, epoch, c, now, self.retention) for c in claims]
 
         # Refused, the engine steps down and acquires again: the lock is kept if the path still
         # names its file (the file was edited, not taken over), else let go (_acquire).
@@ -233,7 +238,7 @@ class LocalStore:
         """Each outcome is fenced by the epoch that ran it."""
         if not outcomes:
             return []
-        keep = self.history_keep
+        keep = self.retention
         return await self._run(self._write, lambda db, _: [
             ops.finish_one(db, self.quarantine, f.claim, f.epoch, f.outcome, f.lateness_s, keep) for f in outcomes])
 
@@ -287,8 +292,21 @@ class LocalStore:
 
     async def history(self, job: str, limit: int | None = None) -> list[dict]:
         """The job's last finished fires, newest first (at most `limit`, or all that are kept)."""
-        count = limit or self.history_keep or 1
-        return await self._run(self._read, lambda db, bad: ops.history(db, job, count))
+        # As before the ledger: finished fires only, without the ledger's ids.
+        entries = (await self.runs(job, limit=limit or self.history_keep or 1))[0]
+        return [{k: v for k, v in e.items() if k != "id"} for e in entries if e["outcome"] not in PASSED]
+
+    async def runs(self, job: str, before: int | None = None, after: int | None = None, limit: int = RUNS_LIMIT,
+                   cursor: str | None = None) -> tuple[list[dict], str | None]:
+        if cursor:
+            decode_cursor(cursor)  # a bad one is the caller's ValueError, not the store's failure
+        return await self._run(self._read, lambda db, _: ledger.runs(db, job, before, after, limit, cursor))
+
+    async def run(self, job: str, run_id: str) -> dict | None:
+        return await self._run(self._read, lambda db, _: ledger.run(db, job, run_id))
+
+    async def leaderships(self) -> list[dict]:
+        return await self._run(self._read, lambda db, _: ledger.leaderships(db))
 
     async def gc(self, keep_jobs: Sequence[str], older_than_s: float = GC_AGE_S, dry_run: bool = False) -> list[str]:
         """Delete (or with dry_run, only list) the state of jobs not in `keep_jobs` whose last
