@@ -320,7 +320,9 @@ class ControlApi:
         return json_response(200, {"entries": entries, "next": entries[-1]["id"] if more else None})
 
     def status_page(self, request: Request) -> Response:
-        view = self.call(ops.jobs_view(self.settings, self.store, with_history=True))
+        view = self.call(ops.jobs_view(self.settings, self.store))
+        for job in view["jobs"]:  # each job's ledger, skipped and dropped slots with their reasons
+            job["history"] = self.call(ledger.recent(self.store, job["name"]))
         view["sources"] = self.call(self._sources()) if self.sources is not None else []
         try:
             view["audit"] = self.call(self.store.audit(audit.PAGE_ENTRIES))

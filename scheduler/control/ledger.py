@@ -50,6 +50,9 @@ def parse_limit(text: str | None) -> int:
     return int(text)
 
 
+PAGE_RUNS = 20  # a job's ledger entries on the status page
+
+
 def readable(entry: dict) -> dict:
     """A stored or live entry as the API shows it: `id` and `slot` in RFC 3339 (or
     `manual:<id>`), `fate` named, times in RFC 3339."""
@@ -64,6 +67,13 @@ def readable(entry: dict) -> dict:
         if isinstance(entry.get(key), (int, float)):
             out[key] = iso(entry[key])
     return out
+
+
+async def recent(store: Store, job: str, limit: int = PAGE_RUNS) -> list[dict]:
+    """The job's newest ledger entries as the API shows them (skipped and dropped slots too),
+    for the page: one read of the ledger, without the live entries' status read per job."""
+    entries, _ = await store.runs(job, limit=limit)
+    return [readable(e) for e in entries]
 
 
 async def _live(store: Store, job: str) -> tuple[list[dict], dict]:
