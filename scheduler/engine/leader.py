@@ -19,6 +19,7 @@ from .clock import Clock
 from ..config.loader import JobSpec, Settings
 from ..dispatch import Fire
 from .fires import STARTS, Chain, Fires, Sender
+from .held import Held
 from .lease import Lease, LeaseKeeper
 from ..model import CLAIMED, INIT, TRIGGER, Claim
 from ..observe import Health, Metrics
@@ -64,8 +65,10 @@ class Engine:
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, dispatcher, store.note_attempt, self.recorder.record)
         self.sightings = Sightings(self._claim_and_fire)
         self.preparer = Preparer(self.jobset, self._wake.set)
-        self.resumer = Resumer(self.jobs, clock.time, self._load, lambda lease, claims: self._claim_and_fire(lease, claims, True),
-                               lambda state, now: self.recorder.loaded(state, set(), now), self.fires)
+        redeliver = lambda lease, claims: self._claim_and_fire(lease, claims, True)  # noqa: E731
+        self.held = Held(clock, self._load, redeliver, self.fires)
+        self.resumer = Resumer(self.jobs, clock.time, self._load, redeliver,
+                               lambda state, now: self.recorder.loaded(state, set(), now), self.fires, self.held.add)
         self.keeper = LeaseKeeper(settings, store, clock, self.metrics, self.health, self.stopping,
                                   self._sleep, self._wake.set)
 
@@ -130,18 +133,17 @@ class Engine:
                                                 "the trigger watcher", lambda: self.keeper.epoch))
         try:
             await self._leader_loop(lease)
-            await _cancel(watcher)
-            if self.stopping.is_set():
-                # Keep renewing while in-flight fires finish, so no standby redelivers them.
-                await self.fires.drain(self.settings.shutdown_grace_s)
         finally:
-            await _cancel(renewer, watcher, *self.sightings.end(), *self.resumer.end())
+            await _cancel(renewer, watcher, *self.sightings.end(), *self.resumer.end(), *self.held.end())
             await self.preparer.end()
             await self.fires.drop_waiting()
             self.is_leader = False
             self.metrics.leader.set(0)
             self.metrics.transitions.labels("released" if self.stopping.is_set() else "lost").inc()
-        await self.keeper.step_down(lease, self.stopping.is_set())
+        # Stopping, the lease goes at once: the fires still running stay this replica's in
+        # the store until the drain is over (SHUTDOWN_GRACE, run() waits for them), and the
+        # next leader claims new slots meanwhile (SPEC 8, "Handover without a stall").
+        await self.keeper.step_down(lease, self.stopping.is_set(), list(self.fires.running))
 
     async def _leader_loop(self, lease: Lease) -> None:
         self.jobset.take_pending()  # a change that came while standing by: no plan to edit yet
@@ -151,6 +153,7 @@ class Engine:
         now = self.clock.time()
         plan = self.plan = Plan(self.jobs, claim_ahead_s(lease.ttl_s), self.settings.at_grace_s)
         first = plan.start(state, now, self.fires)
+        self.held.add(lease, state.inflight)
         self.recorder.loaded(state, {c.job for c in first if c.kind == INIT}, now)
         self.resumer.begin(self.jobs)
         first = self.sightings.write_later(lease, first)

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from collections.abc import Callable, Sequence
 
-from . import sources_meta
+from . import holds, sources_meta
 from . import state as ops
 from ...model import Claim, Finished, State, TriggerRequest
 from .lease import LocalLease
@@ -191,6 +191,23 @@ class LocalStore:
         finally:
             self.lease.let_go()  # whatever the file says, the lock goes: the next replica takes over
 
+    async def hand_over(self, epoch: int, fields: Sequence[str], hold_s: float) -> str | None:
+        if self.lease.lock.held:
+            await self._run(self._hand_over, epoch, list(fields), hold_s)
+        return None  # as release: a standby tries the lock every POLL_S
+
+    def _hand_over(self, epoch: int, fields: list[str], hold_s: float) -> None:
+        def step(db: sqlite3.Connection, _: list[Bad]) -> None:
+            now = time.time()
+            if ops.leads(db, self.replica_id, epoch):
+                holds.hold(db, self.replica_id, epoch, fields, now + hold_s, now)
+            db.execute("DELETE FROM meta WHERE key = 'leader' AND value = ?", (self.replica_id,))
+        try:
+            if self.format_problem is None:
+                self._write(step)
+        finally:
+            self.lease.let_go()  # as _release: the lock goes whatever the file says
+
     async def wait_released(self, timeout_s: float) -> None:
         await asyncio.sleep(min(timeout_s, POLL_S))
 
@@ -214,7 +231,7 @@ class LocalStore:
             if not ops.leads(db, self.replica_id, epoch):
                 raise LeaseLost("the state file names another leader or a newer epoch")
             now = time.time()
-            return [ops.claim_one(db, self.quarantine, epoch, c, now, self.history_keep) for c in claims]
+            return [ops.claim_one(db, self.quarantine, epoch, c, now, self.history_keep, self.replica_id) for c in claims]
 
         # Refused, the engine steps down and acquires again: the lock is kept if the path still
         # names its file (the file was edited, not taken over), else let go (_acquire).
