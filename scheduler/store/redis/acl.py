@@ -20,7 +20,8 @@ SCRIPT_RUNNING = ("evalsha", "script|load", "script|exists")
 INNER = ("time", "get", "set", "incr", "del", "pexpire", "rename", "type", "hget", "hset", "hsetnx", "hexists",
          "hdel", "hkeys", "hmget", "rpush", "lpush", "lrange", "lrem", "ltrim", "sismember", "publish")
 DIRECT = ("ping", "get", "pttl", "hget", "hgetall", "hkeys", "hdel", "del", "smembers", "sadd", "srem", "lrange",
-          "lindex", "scan", "publish", "subscribe", "hincrby", "hmget")  # hincrby, hmget: the sources' requests
+          "lindex", "scan", "publish", "subscribe", "hincrby", "hmget",  # hincrby, hmget: the sources' requests
+          "client|setname", "client|list")  # a standby's crash check (handover.py); optional
 # With SCHEDULER_REDIS_SENTINELS only: claims wait for a replica, and the master is asked
 # about its replicas.
 SENTINEL_ONLY = ("wait", "info")

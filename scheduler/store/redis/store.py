@@ -50,11 +50,13 @@ class RedisStore:
         claim_ahead_s: float = 0.25,
         history: int = 20,
         clock: Callable[[], float] = time.time,
+        name_connections: bool = False,
     ):
         self.replica_id = replica_id or new_replica_id()
         self.namespace = namespace
         self.keys = keys = Keys(namespace)
-        self.caller = caller = Caller(keys, url, sentinels, sentinel_master, SCRIPTS, self.replica_id)
+        self.caller = caller = Caller(keys, url, sentinels, sentinel_master, SCRIPTS,
+                                      self.replica_id if name_connections else None)
         self.quarantine = Quarantine(keys, caller)
         caller.repair = self.quarantine.repair_keys
         self.replicas = Replicas(keys, caller)
