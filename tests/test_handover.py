@@ -103,7 +103,7 @@ def test_a_killed_leader_is_replaced_within_a_second_with_default_lease_settings
 
     assert first.received_at - killed_at <= 1.5, f"the next fire came {first.received_at - killed_at:.2f} s after the kill"
     assert log_events(survivor, "the lease holder's connections to Redis are gone: its lease deleted, its fires in "
-                                "flight held for one lease TTL")
+                                "flight held until it would have stopped sending")
     assert_exactly_once(receiver.requests, {"tick": sched.parse("every 1s")})
 
 

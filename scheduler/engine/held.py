@@ -9,9 +9,10 @@ a clock a little ahead of the store's only means one more look.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Container, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 
 from .clock import Clock
+from ..config.loader import JobSpec
 from .lease import Lease
 from ..model import REDELIVER, Claim, InFlight, State, fire_field
 
@@ -19,17 +20,18 @@ RECHECK_S = 0.5  # at a deadline the store's clock has not reached yet, look aga
 
 
 class Held:
-    def __init__(self, clock: Clock, load: Callable[[Lease, list[str]], Awaitable[State | None]],
+    def __init__(self, jobs: Mapping[str, JobSpec], clock: Clock, load: Callable[[Lease, list[str]], Awaitable[State | None]],
                  claim: Callable[[Lease, list[Claim]], Awaitable[bool]], running: Container[str]):
-        self.clock, self._load, self._claim, self.running = clock, load, claim, running
+        self.jobs, self.clock, self._load, self._claim, self.running = jobs, clock, load, claim, running
         self._fires: dict[str, InFlight] = {}  # by in-flight field
         self._task: asyncio.Task | None = None
 
     def add(self, lease: Lease, fires: Iterable[InFlight]) -> None:
-        """In-flight fires read from the store; those held by their owner are watched."""
+        """In-flight fires read from the store; those of this leadership's jobs held by their
+        owner are watched (a job added later is looked up then: resume.py)."""
         now = self.clock.time()
         for f in fires:
-            if f.held(now):
+            if f.held(now) and f.job in self.jobs:
                 self._fires[fire_field(f.job, f.slot, f.trigger)] = f
         if self._fires and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._run(lease), name="held-fires")
@@ -53,8 +55,8 @@ class Held:
             claims = []
             for field, was in due.items():
                 f = current.get(field)
-                if f is None or f.epoch != was.epoch or field in self.running:
-                    del self._fires[field]  # it finished, or a leader took it over
+                if f is None or f.epoch != was.epoch or field in self.running or f.job not in self.jobs:
+                    del self._fires[field]  # it finished, a leader took it over, or its job left
                 elif f.held(now):
                     self._fires[field] = f  # held again, for longer
                 else:

@@ -66,7 +66,7 @@ class Engine:
         self.sightings = Sightings(self._claim_and_fire)
         self.preparer = Preparer(self.jobset, self._wake.set)
         redeliver = lambda lease, claims: self._claim_and_fire(lease, claims, True)  # noqa: E731
-        self.held = Held(clock, self._load, redeliver, self.fires)
+        self.held = Held(self.jobs, clock, self._load, redeliver, self.fires)
         self.resumer = Resumer(self.jobs, clock.time, self._load, redeliver,
                                lambda state, now: self.recorder.loaded(state, set(), now), self.fires, self.held.add)
         self.keeper = LeaseKeeper(settings, store, clock, self.metrics, self.health, self.stopping,

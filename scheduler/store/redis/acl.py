@@ -18,7 +18,7 @@ from redis.exceptions import NoPermissionError
 # SCRIPT LOAD when the server does not know it, and a pipeline first asks SCRIPT EXISTS.
 SCRIPT_RUNNING = ("evalsha", "script|load", "script|exists")
 INNER = ("time", "get", "set", "incr", "del", "pexpire", "rename", "type", "hget", "hset", "hsetnx", "hexists",
-         "hdel", "hkeys", "hmget", "rpush", "lpush", "lrange", "lrem", "ltrim", "sismember", "publish")
+         "hdel", "hkeys", "hmget", "hgetall", "pttl", "rpush", "lpush", "lrange", "lrem", "ltrim", "sismember", "publish")
 DIRECT = ("ping", "get", "pttl", "hget", "hgetall", "hkeys", "hdel", "del", "smembers", "sadd", "srem", "lrange",
           "lindex", "scan", "publish", "subscribe", "hincrby", "hmget",  # hincrby, hmget: the sources' requests
           "client|setname", "client|list")  # a standby's crash check (handover.py); optional

@@ -5,7 +5,7 @@ lease instead of waiting it out.
 Every connection of a replica carries its id as its client name (connect.py), so a holder
 whose connections are all gone from `CLIENT LIST` has no process left that talks to
 Redis: it crashed, or its connections were reset. Either way the takeover holds the holder's
-fires in flight for one lease TTL (the longest it could still have believed itself leader),
+fires in flight until it would have stopped sending (at most two thirds of the TTL),
 so detection decides only when new slots are claimed, never whether a fire goes out twice. A
 paused process (SIGSTOP) or a partition keeps its sockets open on the server and is waited
 out, as before. A user the ACL refuses CLIENT LIST (or SETNAME) waits out the lease too.
@@ -56,14 +56,17 @@ return 1
 """
 
 # A holder found gone: compare-and-delete its lease, and hold every fire in flight not held
-# longer already for one TTL (its last renewal was before now, so it sent nothing after
-# now + TTL even if it was alive after all), in one step.
+# longer already until the holder would have stopped sending had it been alive after all:
+# it sends only while two thirds of the TTL since the start of its last renewal have not
+# passed (engine/lease.py), and that renewal began before the lease's expiry was last set,
+# so it sent nothing after the lease's expiry (PTTL from now) minus a third of the TTL.
 # KEYS: leader inflight  ARGV: holder ttl_ms
 # Returns 1 deleted, 0 the lease is no longer that holder's.
 TAKEOVER = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
-local untl = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2])
+local left = math.max(0, redis.call('PTTL', KEYS[1]) - math.floor(tonumber(ARGV[2]) / 3))
+local untl = t[1] * 1000 + math.floor(t[2] / 1000) + left
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
   local fine, rec = pcall(cjson.decode, all[i + 1])
@@ -85,10 +88,14 @@ class Handover:
         self._takeover = caller.lease_redis.register_script(TAKEOVER)
         self.blind = False  # the ACL refuses CLIENT LIST: a dead holder is waited out
         self._next_look = 0.0
-        # The holder last seen with a connection: only one seen alive is taken for dead
-        # when its connections are gone (a replica the ACL refused CLIENT SETNAME has no
-        # name to be seen by, and is waited out).
+        # The holder last seen with a connection, and the ids of our own connections that
+        # saw it: only a holder seen alive from the very connection that now misses it is
+        # taken for dead. A replica the ACL refused CLIENT SETNAME has no name to be seen
+        # by, and is waited out; and after a failover (Sentinel, Cluster) or a reconnect,
+        # the holder's connections to the new server may not be open yet when ours is:
+        # it is seen there first, or waited out.
         self._seen: str | None = None
+        self._seen_from: set[str] = set()
 
     async def hand_over(self, epoch: int, fields: list[str], hold_s: float) -> bool:
         args: list[Any] = [self.replica_id, epoch, int(hold_s * 1000), json.dumps(fields)]
@@ -108,10 +115,16 @@ class Handover:
             if not holder or holder == self.replica_id:
                 return False
             clients = await self.caller.call(self._clients(client))
-            if any(c.get("name") == holder for c in _flat(clients)):
-                self._seen = holder
-                return False
+            entries = _flat(clients)
+            me = next((str(c.get("id")) for c in entries
+                       if c.get("name") == self.replica_id and str(c.get("cmd", "")).startswith("client")), None)
             if holder != self._seen:
+                self._seen, self._seen_from = holder, set()
+            if any(c.get("name") == holder for c in entries):
+                if me is not None:
+                    self._seen_from.add(me)
+                return False
+            if me is None or me not in self._seen_from:
                 return False
             keys = [self.keys.leader, self.keys.inflight]
             deleted = await self.caller.call(self._takeover(keys=keys, args=[holder, self.ttl_ms], client=client))
@@ -124,7 +137,7 @@ class Handover:
             return False
         if deleted:
             log.warning("the lease holder's connections to Redis are gone: its lease deleted, its fires in flight "
-                        "held for one lease TTL", extra={"holder": holder, "hold_ms": self.ttl_ms})
+                        "held until it would have stopped sending", extra={"holder": holder})
         return bool(deleted)
 
     async def _clients(self, client: Any) -> Any:
