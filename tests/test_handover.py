@@ -155,3 +155,40 @@ def test_a_stopped_standalone_leader_hands_the_lock_over_at_once(receiver, daemo
     assert len(slow_firsts(requests)) == 1
     assert [e for e in log_events(a, "fired") if e.get("job") == "slow"][0]["outcome"] == "ok"
     assert_exactly_once([r for r in requests if r.path == "/tick"], {"tick": sched.parse("every 1s")})
+
+
+def test_a_fire_of_a_replica_killed_while_draining_is_redelivered_at_its_deadline(redis_server, receiver,
+                                                                                  daemon_factory, tmp_path):
+    release = threading.Event()
+
+    def handle(request):
+        if request.path == "/slow" and request.header("x-scheduler-attempt") == "1" and not release.is_set():
+            release.wait(30)  # the first sender's call never ends: its process is killed meanwhile
+        return 200
+
+    receiver.set_handler(handle)
+    env = env_for(redis_server, receiver, "drain", JOBS, shutdown_grace="3s")
+    daemons = [daemon_factory(env, cwd=tmp_path) for _ in range(2)]
+    leader = the_leader(redis_server, "drain", daemons)
+    standby = next(d for d in daemons if d is not leader)
+    try:
+        first = receiver.wait_for(lambda rs: [r for r in rs if r.path == "/slow"], timeout=10)[0]
+        key = first.header("idempotency-key")
+        stopped_at = time.time()
+        leader.terminate()
+        wait_until(lambda: log_events(standby, "became leader"), timeout=10, message="the standby never took over")
+        leader.kill()  # while it drains, its slow fire still held in the store
+        again = receiver.wait_for(
+            lambda rs: [r for r in rs if r.header("idempotency-key") == key and r.header("x-scheduler-attempt") != "1"],
+            timeout=15)[0]
+    finally:
+        release.set()
+    standby.terminate()
+    assert standby.wait(15) == 0
+
+    (became,) = log_events(standby, "became leader")
+    assert ts(became) < stopped_at + 3.0, "the standby led only once the old replica's drain was over"
+    assert again.header("x-scheduler-attempt") == "2"
+    # Held for SHUTDOWN_GRACE (3 s) + 1 s from the handover: never redelivered before.
+    assert again.received_at >= stopped_at + 3.0, "redelivered while its owner still held it"
+    assert len([r for r in receiver.requests if r.header("idempotency-key") == key]) == 2
