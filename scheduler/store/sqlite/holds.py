@@ -11,7 +11,8 @@ in-flight row it was written for: a redelivery (a newer epoch) or a finish (no r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from ...model import InFlight, fire_field
 
@@ -31,6 +32,18 @@ def hold(db: sqlite3.Connection, owner: str, epoch: int, fields: Sequence[str], 
     for field in fields:
         db.execute("INSERT OR REPLACE INTO held SELECT field, ?, epoch, ? FROM inflight WHERE field = ? AND epoch = ?",
                    (owner, until, field, epoch))
+
+
+def holding(owner: str, epoch: int, fields: list[str], hold_s: float,
+            leads: Callable[[sqlite3.Connection, str, int], bool]) -> Callable[[sqlite3.Connection], None]:
+    """The step of a handover, run with the release: while the file still names `owner` the
+    leader under `epoch` (`leads`, state.leads), its fires `fields` are its own for hold_s
+    from now."""
+    def step(db: sqlite3.Connection) -> None:
+        now = time.time()
+        if leads(db, owner, epoch):
+            hold(db, owner, epoch, fields, now + hold_s, now)
+    return step
 
 
 def blocks(db: sqlite3.Connection, field: str, replica: str, now: float) -> bool:

@@ -183,30 +183,22 @@ class LocalStore:
             await self._run(self._release)
         return None  # a standby tries the lock every POLL_S: there is no one to tell
 
-    def _release(self) -> None:
-        try:
-            if self.format_problem is None:
-                self._write(lambda db, _: db.execute(
-                    "DELETE FROM meta WHERE key = 'leader' AND value = ?", (self.replica_id,)))
-        finally:
-            self.lease.let_go()  # whatever the file says, the lock goes: the next replica takes over
-
-    async def hand_over(self, epoch: int, fields: Sequence[str], hold_s: float) -> str | None:
-        if self.lease.lock.held:
-            await self._run(self._hand_over, epoch, list(fields), hold_s)
-        return None  # as release: a standby tries the lock every POLL_S
-
-    def _hand_over(self, epoch: int, fields: list[str], hold_s: float) -> None:
+    def _release(self, first: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """`first`: run in the same transaction (a handover's holds)."""
         def step(db: sqlite3.Connection, _: list[Bad]) -> None:
-            now = time.time()
-            if ops.leads(db, self.replica_id, epoch):
-                holds.hold(db, self.replica_id, epoch, fields, now + hold_s, now)
+            if first is not None:
+                first(db)
             db.execute("DELETE FROM meta WHERE key = 'leader' AND value = ?", (self.replica_id,))
         try:
             if self.format_problem is None:
                 self._write(step)
         finally:
-            self.lease.let_go()  # as _release: the lock goes whatever the file says
+            self.lease.let_go()  # whatever the file says, the lock goes: the next replica takes over
+
+    async def hand_over(self, epoch: int, fields: Sequence[str], hold_s: float) -> str | None:
+        if self.lease.lock.held:
+            await self._run(self._release, holds.holding(self.replica_id, epoch, list(fields), hold_s, ops.leads))
+        return None  # as release: a standby tries the lock every POLL_S
 
     async def wait_released(self, timeout_s: float) -> None:
         await asyncio.sleep(min(timeout_s, POLL_S))
