@@ -65,9 +65,8 @@ class Engine:
         self.fires = Fires(clock, settings.max_concurrency, self.metrics, dispatcher, store.note_attempt, self.recorder.record)
         self.sightings = Sightings(self._claim_and_fire)
         self.preparer = Preparer(self.jobset, self._wake.set)
-        redeliver = lambda lease, claims: self._claim_and_fire(lease, claims, True)  # noqa: E731
-        self.held = Held(self.jobs, clock, self._load, redeliver, self.fires)
-        self.resumer = Resumer(self.jobs, clock.time, self._load, redeliver,
+        self.held = Held(self.jobs, clock, self._load, self._redeliver, self.fires)
+        self.resumer = Resumer(self.jobs, clock.time, self._load, self._redeliver,
                                lambda state, now: self.recorder.loaded(state, set(), now), self.fires, self.held.add)
         self.keeper = LeaseKeeper(settings, store, clock, self.metrics, self.health, self.stopping,
                                   self._sleep, self._wake.set)
@@ -179,6 +178,10 @@ class Engine:
                     return
                 continue
             await self._sleep(min(plan.wake_in(now), lease.claim_deadline - self.clock.monotonic()))
+
+    async def _redeliver(self, lease: Lease, claims: list[Claim]) -> bool:
+        """Claims made beside the loop (resume.py, held.py): sent as a backlog."""
+        return await self._claim_and_fire(lease, claims, True)
 
     async def _load(self, lease: Lease, jobs: list[str]):
         return await self.keeper.retry(lambda: self.store.load(jobs), lease)
