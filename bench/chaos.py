@@ -56,7 +56,7 @@ from scheduler.schedule import slots as sched  # noqa: E402
 
 FAULTS = (
     "kill9", "sigstop", "partition", "latency", "redis-restart-aof", "redis-restart-noaof",
-    "rolling", "flaky-target", "clock-jump", "hostile-input", "clock-skew", "dry-run", "sentinel-failover",
+    "rolling", "rolling-slow", "flaky-target", "clock-jump", "hostile-input", "clock-skew", "dry-run", "sentinel-failover",
 )
 QUICK_FAULTS = ("kill9", "sigstop", "partition")
 
@@ -71,6 +71,8 @@ JOBS: dict[str, dict[str, str]] = {
     "three": {"SCHEDULE": "every 3s", "CATCHUP": "all", "CONCURRENCY": "allow"},
     "five": {"SCHEDULE": "*/5 * * * * *", "CATCHUP": "all"},
     "newest": {"SCHEDULE": "every 2s", "CATCHUP": "latest", "CONCURRENCY": "allow"},
+    # Answered at once, but for 15 s during `rolling-slow`: a fire in flight at each restart.
+    "slow": {"SCHEDULE": "*/10 * * * * *", "CATCHUP": "all", "TIMEOUT": "20s", "RETRIES": "0"},
 }
 JOB_DEFAULTS = {"TIMEOUT": "2s", "RETRIES": "2", "METHOD": "POST"}
 
@@ -457,8 +459,16 @@ async def fault_kill9(h: Harness, rec: FaultRecord) -> None:
         return
     rec.t_inject = time.time()
     rec.failover_points.append(rec.t_inject)
+    before = max((a.epoch for a in h.target.arrivals), default=0)
     leader.kill()
-    await asyncio.sleep(h.cfg.lease_ttl_s + 2)
+    # Detection time: from the kill to the first call of the next leader (a newer epoch).
+    deadline = rec.t_inject + h.cfg.lease_ttl_s + 2
+    while time.time() < deadline and "detect_s" not in rec.notes:
+        first = next((a for a in h.target.arrivals if a.epoch > before and a.t >= rec.t_inject), None)
+        if first is not None:
+            rec.notes["detect_s"] = round(first.t - rec.t_inject, 3)
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(max(0.0, deadline - time.time()))
     leader.start()
     rec.t_heal = time.time()
 
@@ -557,6 +567,20 @@ async def fault_redis_restart_noaof(h: Harness, rec: FaultRecord) -> None:
     await _redis_restart(h, rec, aof=False)
 
 
+async def fault_rolling_slow(h: Harness, rec: FaultRecord) -> None:
+    """A deploy while the `slow` job's calls take 15 s: each leader stopped hands the lease
+    over at once and keeps its slow call, which no one sends again before it ends (or its
+    SHUTDOWN_GRACE runs out: then the next leader redelivers it as the next attempt)."""
+    h.target.slow["slow"] = 15.0
+    try:
+        start = time.time()
+        while time.time() < start + 12 and not any(a.job == "slow" and a.t >= start for a in h.target.arrivals):
+            await asyncio.sleep(0.05)
+        await fault_rolling(h, rec)
+    finally:
+        h.target.slow.pop("slow", None)
+
+
 async def fault_rolling(h: Harness, rec: FaultRecord) -> None:
     """A deploy: SIGTERM each replica in turn, wait for it to exit, start it again."""
     order = list(h.replicas)
@@ -642,6 +666,7 @@ FAULT_ACTIONS: dict[str, Callable[[Harness, FaultRecord], Awaitable[None]]] = {
     "redis-restart-aof": fault_redis_restart_aof,
     "redis-restart-noaof": fault_redis_restart_noaof,
     "rolling": fault_rolling,
+    "rolling-slow": fault_rolling_slow,
     "flaky-target": fault_flaky_target,
     "clock-jump": fault_clock_jump,
     **chaos_faults.ACTIONS,

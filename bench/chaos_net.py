@@ -179,6 +179,7 @@ class Target:
         self.rng = random.Random(seed)
         self.fail_rate = self.hang_rate = self.reset_rate = 0.0
         self.hang_s = 5.0
+        self.slow: dict[str, float] = {}  # job -> how long each of its calls is held (rolling-slow)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -227,6 +228,9 @@ class Target:
         except ValueError:
             return web.Response(status=400, text="not a scheduler request")
         self.arrivals.append(arrival)
+        held = self.slow.get(arrival.job)
+        if held:
+            await asyncio.sleep(held)  # a slow call of a healthy app: answered 200 after it
         if answer == "503":
             return web.Response(status=503, text="chaos")
         if answer == "hang":

@@ -21,6 +21,9 @@ REPLACED = "replaced by a newer slot"
 # What a claim came to: not claimed (an older or already claimed slot, a spent trigger id),
 # claimed, or passed over because the job is paused (its watermark still advances).
 STALE, CLAIMED, PAUSED = 0, 1, 2
+# A redelivery refused: the fire's owner (a replica that handed the lease over while the fire
+# ran) holds it until its deadline (SPEC 8, "Handover without a stall").
+HELD = 4
 
 # Manual request ids (CLI and API): SPEC section 7. Neither `@` nor `:` can appear, so a
 # stored fire name always splits back into its parts.
@@ -140,6 +143,14 @@ class InFlight:
     epoch: int
     attempt: int
     trigger: str | None = None
+    # Set when the leader that ran it handed the lease over (or was found gone) while it
+    # ran: the replica that still owns it, and until when (wall-clock seconds, the store's
+    # clock); no leader redelivers it before.
+    owner: str | None = None
+    until: float | None = None
+
+    def held(self, now: float) -> bool:
+        return self.until is not None and self.until > now
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -16,7 +17,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from scheduler.store.redis.acl import ScriptNames, acl_setuser, refusal
 from scheduler.store.redis.store import RedisStore
 from scheduler.store.protocol import StoreForbidden
-from tests.e2e import env_for, json_lines, log_events, the_leader
+from tests.e2e import env_for, json_lines, log_events, the_leader, ts
 from tests.support import REPO_ROOT, free_port, run_cli, wait_until
 
 PASSWORD = "acl-test-pw-3c9e"
@@ -228,3 +229,27 @@ def test_a_leader_whose_claims_are_refused_is_not_ready_while_it_renews(redis_se
     assert "HSETNX" in error["error"]
     daemon.terminate()
     assert daemon.wait(15) == 0
+
+
+def test_without_client_rights_a_killed_leader_is_waited_out_and_said_once(redis_server, receiver, daemon_factory,
+                                                                           tmp_path):
+    # The crash check's two commands are the README line's only optional ones: without
+    # them the replicas connect unnamed, say so once, and a dead leader's lease runs out.
+    create_user(redis_server, readme_acl().replace(" +client|list", "").replace(" +client|setname", ""))
+    env = user_env(redis_server, receiver)
+    daemons = [daemon_factory(env, cwd=tmp_path) for _ in range(2)]
+    leader = the_leader(redis_server, "scheduler", daemons)
+    standby = next(d for d in daemons if d is not leader)
+    receiver.wait_for(lambda rs: len([r for r in rs if r.path == "/tick"]) >= 2, timeout=15)
+    expires_at = time.time() + redis_server.client().pttl("{scheduler}:leader") / 1000
+    leader.kill()
+    wait_until(lambda: log_events(standby, "became leader"), timeout=15, message="the standby never took over")
+    standby.terminate()
+    assert standby.wait(15) == 0
+
+    (became,) = log_events(standby, "became leader")
+    assert ts(became) >= expires_at - 0.05, "the standby took the lease before it ran out"
+    assert len(log_events(standby, "the Redis user may not name its connections (CLIENT SETNAME): if this replica's "
+                                   "process dies while it leads, the standbys notice when its lease runs out, not "
+                                   "within a second")) == 1
+    assert not lines_at(standby, "error"), lines_at(standby, "error")

@@ -10,7 +10,7 @@ import pytest
 
 from scheduler.store.sqlite.store import LocalStore
 from scheduler.model import (
-    CLAIMED, EXPIRE, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, Outcome,
+    CLAIMED, EXPIRE, HELD, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, Outcome,
     SlotRequest, TriggerRequest,
 )
 from scheduler.store.redis.store import RedisStore
@@ -233,6 +233,46 @@ def test_a_new_leader_redelivers_a_fire_left_in_flight_with_the_next_attempt(bac
         # The old leader's late attempt note no longer applies.
         await a.note_attempt(first, Claim("j", 100), 7)
         assert (await b.load(["j"])).inflight == [InFlight("j", 100, second, 3)]
+
+    run(backend, body)
+
+
+def test_a_fire_handed_over_is_its_owners_until_its_deadline_and_its_outcome_counts(backend):
+    async def body():
+        a, b = backend.store("a"), backend.store("b")
+        first = await a.acquire()
+        await a.claim(first, [Claim("j", 100), Claim("k", 100)])
+        # Only j is still running at the stop: k (say, a fire that never went out) is free.
+        await a.hand_over(first, [Claim("j", 100).field], 30.0)
+        second = await backend.take_lease(b)
+        held = {f.job: f for f in (await b.load(["j", "k"])).inflight}
+        assert held["j"].owner == "a" and held["j"].until is not None and held["j"].until > time.time() + 20
+        assert held["k"].until is None
+        assert await b.claim(second, [Claim("j", 100, REDELIVER, 2), Claim("k", 100, REDELIVER, 2)]) == [HELD, CLAIMED]
+        # The owner's outcome, written after the handover, is accepted: the fire is its own.
+        await a.finish([Finished(Claim("j", 100), first, ok(2000.0))])
+        state = await b.load(["j", "k"])
+        assert state.inflight == [InFlight("k", 100, second, 2)]
+        assert state.health["j"].last_success_at == 2000.0
+
+    run(backend, body)
+
+
+def test_a_held_fire_still_in_flight_at_its_deadline_is_redelivered_and_its_owner_fenced(backend):
+    async def body():
+        a, b = backend.store("a"), backend.store("b")
+        first = await a.acquire()
+        await a.claim(first, [Claim("j", 100)])
+        await a.hand_over(first, [Claim("j", 100).field], 0.3)
+        second = await backend.take_lease(b)
+        deadline = time.monotonic() + 5
+        while (got := await b.claim(second, [Claim("j", 100, REDELIVER, 2)])) == [HELD]:
+            assert time.monotonic() < deadline, "the hold never ran out"
+            await asyncio.sleep(0.05)
+        assert got == [CLAIMED]
+        # Its owner (which died while draining, or gave up) no longer writes its outcome.
+        await a.finish([Finished(Claim("j", 100), first, failed(3000.0))])
+        assert (await b.load(["j"])).inflight == [InFlight("j", 100, second, 2)]
 
     run(backend, body)
 

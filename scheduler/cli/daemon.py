@@ -44,8 +44,9 @@ def event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
-def make_store(settings: config.Settings, on_damaged: Callable[[Exception], None] | None = None):
-    """`on_damaged`: called once if the standalone state file turns out to be damaged."""
+def make_store(settings: config.Settings, on_damaged: Callable[[Exception], None] | None = None, named: bool = False):
+    """`on_damaged`: called once if the standalone state file turns out to be damaged;
+    `named`: the daemon's Redis connections carry its replica id (a standby's crash check)."""
     if settings.standalone:
         from ..store.sqlite.store import LocalStore
 
@@ -60,7 +61,7 @@ def make_store(settings: config.Settings, on_damaged: Callable[[Exception], None
         settings.redis_url, settings.namespace, settings.lease_ttl_s,
         sentinels=settings.redis_sentinels, sentinel_master=settings.redis_sentinel_master,
         max_skew_s=settings.max_clock_skew_s, claim_ahead_s=claim_ahead_s(settings.lease_ttl_s),
-        history=settings.history, history_age_s=settings.history_age_s,
+        history=settings.history, history_age_s=settings.history_age_s, name_connections=named,
     )
 
 
@@ -248,7 +249,7 @@ async def open_store(settings: config.Settings, damaged: Damaged, dry_run: bool)
     from ..store.sqlite.schema import StateDamaged
 
     try:
-        store = make_store(settings, damaged)
+        store = make_store(settings, damaged, named=True)
         # Standalone: a file that cannot be opened is the configuration's problem. Redis:
         # whether the URL names a cluster node; an unreachable server is asked again later.
         await store.open()

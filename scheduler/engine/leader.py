@@ -19,6 +19,7 @@ from .clock import Clock
 from ..config.loader import JobSpec, Settings
 from ..dispatch import Fire
 from .fires import STARTS, Chain, Fires, Sender
+from .held import Held
 from .lease import Lease, LeaseKeeper
 from ..model import CLAIMED, INIT, REDRIVE, TRIGGER, Claim
 from ..observe import Health, Metrics
@@ -66,8 +67,9 @@ class Engine:
         self.fires.on_idle = self._call_over
         self.sightings = Sightings(self._claim_and_fire)
         self.preparer = Preparer(self.jobset, self._wake.set)
-        self.resumer = Resumer(self.jobs, clock.time, self._load, lambda lease, claims: self._claim_and_fire(lease, claims, True),
-                               lambda state, now: self.recorder.loaded(state, set(), now), self.fires)
+        self.held = Held(self.jobs, clock, self._load, self._redeliver, self.fires)
+        self.resumer = Resumer(self.jobs, clock.time, self._load, self._redeliver,
+                               lambda state, now: self.recorder.loaded(state, set(), now), self.fires, self.held.add)
         self.keeper = LeaseKeeper(settings, store, clock, self.metrics, self.health, self.stopping,
                                   self._sleep, self._wake.set)
 
@@ -137,18 +139,17 @@ class Engine:
                                                 "the trigger watcher", lambda: self.keeper.epoch))
         try:
             await self._leader_loop(lease)
-            await _cancel(watcher)
-            if self.stopping.is_set():
-                # Keep renewing while in-flight fires finish, so no standby redelivers them.
-                await self.fires.drain(self.settings.shutdown_grace_s)
         finally:
-            await _cancel(renewer, watcher, *self.sightings.end(), *self.resumer.end())
+            await _cancel(renewer, watcher, *self.sightings.end(), *self.resumer.end(), *self.held.end())
             await self.preparer.end()
             await self.fires.drop_waiting()
             self.is_leader = False
             self.metrics.leader.set(0)
             self.metrics.transitions.labels("released" if self.stopping.is_set() else "lost").inc()
-        await self.keeper.step_down(lease, self.stopping.is_set())
+        # Stopping, the lease goes at once: the fires still running stay this replica's in
+        # the store until the drain is over (SHUTDOWN_GRACE, run() waits for them), and the
+        # next leader claims new slots meanwhile (SPEC 8, "Handover without a stall").
+        await self.keeper.step_down(lease, self.stopping.is_set(), list(self.fires.running))
 
     async def _leader_loop(self, lease: Lease) -> None:
         self.jobset.take_pending()  # a change that came while standing by: no plan to edit yet
@@ -158,6 +159,7 @@ class Engine:
         now = self.clock.time()
         plan = self.plan = Plan(self.jobs, claim_ahead_s(lease.ttl_s), self.settings.at_grace_s)
         first = plan.start(state, now, self.fires)
+        self.held.add(lease, state.inflight)
         self.recorder.loaded(state, {c.job for c in first if c.kind == INIT}, now)
         self.resumer.begin(self.jobs)
         first = self.sightings.write_later(lease, first)
@@ -183,6 +185,10 @@ class Engine:
                     return
                 continue
             await self._sleep(min(plan.wake_in(now), lease.claim_deadline - self.clock.monotonic()))
+
+    async def _redeliver(self, lease: Lease, claims: list[Claim]) -> bool:
+        """Claims made beside the loop (resume.py, held.py): sent as a backlog."""
+        return await self._claim_and_fire(lease, claims, True)
 
     async def _load(self, lease: Lease, jobs: list[str]):
         return await self.keeper.retry(lambda: self.store.load(jobs), lease)

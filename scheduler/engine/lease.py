@@ -10,7 +10,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from .clock import Clock, backoff
 from ..config.loader import Settings
@@ -24,6 +24,9 @@ STANDBY_LOG_EVERY_S = 300.0  # a standby says it still stands by this often
 # slews at most 0.5 ms a second); a larger move is a jump (a VM resumed, a clock set by
 # hand), and the skew measured at the last renewal no longer holds.
 CLOCK_JUMP_S = 0.05
+# A fire handed over at a stop is its replica's for SHUTDOWN_GRACE (the drain, which then
+# cancels it) and this much more: the cancellation and the last outcome's write.
+HOLD_MARGIN_S = 1.0
 
 
 @dataclass
@@ -242,15 +245,21 @@ class LeaseKeeper:
             log.error("the state store refused a call this replica needs; not ready until the permission is granted",
                       extra={"error": str(exc)})
 
-    async def step_down(self, lease: Lease, stopping: bool) -> None:
-        """Release the lease when stopping; otherwise say why leadership ended."""
+    async def step_down(self, lease: Lease, stopping: bool, running: Sequence[str] = ()) -> None:
+        """Release the lease when stopping, handing over the fires `running` (their
+        in-flight fields), which stay this replica's for SHUTDOWN_GRACE + HOLD_MARGIN_S;
+        otherwise say why leadership ended."""
         if stopping:
             try:
-                unsaid = await self.store.release()
+                if running and self.epoch is not None:
+                    hold_s = self.settings.shutdown_grace_s + HOLD_MARGIN_S
+                    unsaid = await self.store.hand_over(self.epoch, running, hold_s)
+                else:
+                    unsaid = await self.store.release()
             except StoreUnavailable as exc:
                 log.warning("could not release the lease; it expires by itself", extra={"error": str(exc)})
                 return
-            log.info("released the lease", extra={"epoch": self.epoch})
+            log.info("released the lease", extra={"epoch": self.epoch, "fires_kept": len(running)})
             if unsaid is not None:
                 log.warning("the standbys were not told of the release; the next one takes the lease at its next try",
                             extra={"error": unsaid})

@@ -50,13 +50,16 @@ def missed(job: JobSpec, mark: int, now: float) -> list[int]:
     return slots
 
 
-def redeliveries(state: State, jobs: Container[str], running: Container[str] = ()) -> list[Claim]:
+def redeliveries(state: State, jobs: Container[str], running: Container[str] = (),
+                 now: float | None = None) -> list[Claim]:
     """Fires of `jobs` left in flight by an earlier leader (not those `running` here), oldest
-    first: each is sent again, as the next attempt."""
+    first: each is sent again, as the next attempt. With `now`, not those their owner still
+    holds (handed over while they ran: engine/held.py redelivers them at their deadline)."""
     return [
         Claim(f.job, f.slot, REDELIVER, f.attempt + 1, f.trigger)
         for f in sorted(state.inflight, key=lambda f: f.slot)
         if f.job in jobs and Claim(f.job, f.slot, trigger=f.trigger).field not in running
+        and (now is None or not f.held(now))
     ]
 
 
@@ -110,7 +113,7 @@ class Plan:
         """What to claim at leadership start: fires left in flight by an earlier leader
         (not those `running` here already), then each job's first sighting or the slots
         missed since its watermark, oldest first. Fills the heap with the next slots."""
-        first = redeliveries(state, self.jobs, running)
+        first = redeliveries(state, self.jobs, running, now)
         marks, floor_now = state.watermarks, math.floor(now)
         # Next slots shared by (schedule object, instant): the jobs of an expression and zone
         # share one schedule and their watermarks mostly agree, so 100,000 jobs cost a few

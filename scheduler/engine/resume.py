@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 
 from ..config.loader import JobSpec
 from .lease import Lease
-from ..model import Claim, State
+from ..model import Claim, InFlight, State
 from .plan import made_up, redeliveries
 
 LOAD_CHUNK = 10_000
@@ -31,7 +31,7 @@ def resumed(jobs: Iterable[JobSpec], state: State, now: float, running: Containe
     left in flight, then the slots after their watermark and not after `now` that CATCHUP
     makes up (their next slots are planned already)."""
     jobs = list(jobs)
-    claims = redeliveries(state, {j.name for j in jobs}, running)
+    claims = redeliveries(state, {j.name for j in jobs}, running, now)
     for job in jobs:
         mark = state.watermarks.get(job.name)
         if mark is not None:
@@ -43,8 +43,10 @@ class Resumer:
     def __init__(self, jobs: Mapping[str, JobSpec], now: Callable[[], float],
                  load: Callable[[Lease, list[str]], Awaitable[State | None]],
                  claim: Callable[[Lease, list[Claim]], Awaitable[bool]],
-                 loaded: Callable[[State, float], None], running: Container[str]):
+                 loaded: Callable[[State, float], None], running: Container[str],
+                 held: Callable[[Lease, list[InFlight]], None]):
         self.jobs, self.now, self._load, self._claim, self._loaded, self.running = jobs, now, load, claim, loaded, running
+        self._held = held  # fires their owner still holds: redelivered at their deadline (held.py)
         self._known: set[str] = set()
         self._todo: list[str] = []
         self._task: asyncio.Task | None = None
@@ -79,5 +81,6 @@ class Resumer:
                                health={n: h for n, h in state.health.items() if n in names}), now)
             jobs = (self.jobs[n] for n in chunk if n in self.jobs)
             claims = resumed(jobs, state, now, self.running)
+            self._held(lease, [f for f in state.inflight if f.job in names])
             if claims and not await self._claim(lease, claims):
                 return

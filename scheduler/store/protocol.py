@@ -13,7 +13,7 @@ from typing import Protocol
 from collections.abc import Callable, Sequence
 
 from ..model import (  # noqa: F401  (the values, re-exported for the stores)
-    CLAIMED, EXPIRE, FIRE, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth,
+    CLAIMED, EXPIRE, FIRE, HELD, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, Finished, InFlight, JobHealth,
     Outcome, SlotRequest, State, TriggerRequest,
 )
 
@@ -57,8 +57,16 @@ class Store(Protocol):
         """Give the lease up (only if held) and tell standbys at once; returns why they
         could not be told, if they could not (the lease is released all the same)."""
 
+    async def hand_over(self, epoch: int, fields: Sequence[str], hold_s: float) -> str | None:
+        """Release the lease at once while this replica's fires `fields` (in flight under
+        `epoch`) go on: in the same step each is recorded as this replica's until `hold_s`
+        from now (by the store's clock), and no leader redelivers it before (its CLAIM
+        answers HELD). Standbys are told; returns why they could not be, as release does."""
+
     async def wait_released(self, timeout_s: float) -> None:
-        """Return after timeout_s, or earlier when the holder releases the lease."""
+        """Return after timeout_s, or earlier when the holder releases the lease or (Redis)
+        its process is found gone: then its lease is deleted and its fires held (hand_over)
+        for one lease TTL, so that only the next acquire decides."""
 
     async def load(self, jobs: Sequence[str]) -> State:
         """Watermarks, in-flight fires, pauses and each job's last success and failure

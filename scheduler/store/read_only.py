@@ -62,6 +62,9 @@ class ReadOnlyStore:
         self._leading = False
         return None
 
+    async def hand_over(self, epoch: int, fields: Sequence[str], hold_s: float) -> str | None:
+        return await self.release()  # a dry run holds nothing in the store
+
     async def wait_released(self, timeout_s: float) -> None:
         await asyncio.sleep(timeout_s)
 

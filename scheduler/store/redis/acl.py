@@ -18,11 +18,12 @@ from redis.exceptions import NoPermissionError
 # SCRIPT LOAD when the server does not know it, and a pipeline first asks SCRIPT EXISTS.
 SCRIPT_RUNNING = ("evalsha", "script|load", "script|exists")
 INNER = ("time", "get", "set", "incr", "del", "pexpire", "rename", "type", "hget", "hset", "hsetnx", "hexists",
-         "hdel", "hkeys", "hmget", "rpush", "lpush", "lrange", "lrem", "ltrim", "sismember", "publish",
+         "hdel", "hkeys", "hmget", "hgetall", "pttl", "rpush", "lpush", "lrange", "lrem", "ltrim", "sismember", "publish",
          "zadd", "zcard", "zpopmin", "zrangebyscore", "zrem")  # the z*: the ledger's sorted sets
 DIRECT = ("ping", "get", "pttl", "hget", "hgetall", "hkeys", "hdel", "del", "smembers", "sadd", "srem", "lrange",
           "lindex", "scan", "publish", "subscribe", "hincrby", "hmget",  # hincrby, hmget: the sources' requests
-          "zrevrangebyscore", "zrangebyscore", "zrevrange")  # the ledger's pages, and state gc
+          "zrevrangebyscore", "zrangebyscore", "zrevrange",  # the ledger's pages, and state gc
+          "client|setname", "client|list")  # a standby's crash check (handover.py); optional
 # With SCHEDULER_REDIS_SENTINELS only: claims wait for a replica, and the master is asked
 # about its replicas.
 SENTINEL_ONLY = ("wait", "info")

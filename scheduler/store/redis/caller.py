@@ -30,8 +30,9 @@ log = logging.getLogger("scheduler.redis")
 
 class Caller:
     def __init__(self, keys: Keys, url: str | None, sentinels: Sequence[tuple[str, int]], master_name: str | None,
-                 scripts: Iterable[str]):
+                 scripts: Iterable[str], name: str | None = None):
         self.keys = keys
+        self.name = name  # every connection's client name, until the ACL refuses CLIENT SETNAME
         self.master_name = master_name
         self._url, self._sentinels = url, tuple(sentinels)
         self.timeout_s = SOCKET_TIMEOUT_S * 2 + 0.5
@@ -44,7 +45,8 @@ class Caller:
         self._connect(False)
 
     def _connect(self, cluster: bool) -> None:
-        self.sentinel, self.redis, self.lease_redis = connect(self._url, self._sentinels, self.master_name, cluster)
+        self.sentinel, self.redis, self.lease_redis = connect(self._url, self._sentinels, self.master_name, cluster,
+                                                              self.name)
         self.notices = Notices(self.redis, (self.keys.released, self.keys.wake))
 
     async def open(self) -> None:
@@ -86,6 +88,8 @@ class Caller:
                     raise StoreUnavailable("redis: the URL names a Redis Cluster node; connected to the cluster")
                 return await coro
         except ResponseError as exc:
+            if await self._unnamed(exc):
+                raise StoreUnavailable("redis: CLIENT SETNAME refused; connected again without client names") from None
             refused = refusal(exc, self.keys.namespace, self._script_names)
             if refused is not None:
                 raise StoreForbidden(refused) from None
@@ -103,6 +107,22 @@ class Caller:
             # A client in a state it does not expect (say, a connection torn by a failover)
             # is an unreachable store too: the loop retries, the process never dies of it.
             raise StoreUnavailable(f"redis client: {type(exc).__name__}: {exc}") from None
+
+    async def _unnamed(self, exc: ResponseError) -> bool:
+        """A connection refused because the ACL refuses CLIENT SETNAME: connect again without
+        names (said once). A standby then cannot tell that this replica's process died, and
+        waits out its lease (handover.py)."""
+        if self.name is None or "client|setname" not in str(exc).lower():
+            return False
+        self.name = None
+        old = (self.notices, self.redis, self.lease_redis)
+        self._connect(bool(self.cluster))
+        for client in old:
+            await client.aclose()
+        log.warning("the Redis user may not name its connections (CLIENT SETNAME): if this replica's process dies "
+                    "while it leads, the standbys notice when its lease runs out, not within a second",
+                    extra={"error": str(exc)})
+        return True
 
     async def publish(self, channel: str, message: str) -> str | None:
         """A notice, sent after the write it announces: why it could not be sent, if it

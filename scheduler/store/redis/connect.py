@@ -57,9 +57,11 @@ class WaitingCluster(RedisCluster):
 
 
 def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str | None,
-            cluster: bool = False) -> tuple[Any, Any, Any]:
+            cluster: bool = False, name: str | None = None) -> tuple[Any, Any, Any]:
     """(the Sentinel or None, the main client, the lease's client): plain or Sentinel
-    `redis.asyncio.Redis` clients, or with `cluster`, `RedisCluster` ones."""
+    `redis.asyncio.Redis` clients, or with `cluster`, `RedisCluster` ones. `name`: every
+    connection's client name (CLIENT SETNAME), the replica id, by which a standby tells
+    whether the leader's process still talks to Redis (handover.py)."""
     opts: dict[str, Any] = dict(
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
@@ -71,6 +73,8 @@ def connect(url: str | None, sentinels: Sequence[tuple[str, int]], master: str |
         # longer waits are the caller's backoff, never hidden inside a call.
         retry=Retry(NoBackoff(), 1),
     )
+    if name is not None:
+        opts["client_name"] = name
     if sentinels:
         from redis.asyncio.sentinel import Sentinel
 

@@ -25,8 +25,8 @@ class Notices:
         self._pubsub: Any = None  # a redis.asyncio PubSub, made on first use
         self.refused = False  # the user may not subscribe: every wait is then a poll of at most a second
 
-    async def wait(self, channel: str, timeout_s: float) -> None:
-        """Until a message on `channel` or the timeout. One subscription serves every
+    async def wait(self, channel: str, timeout_s: float) -> bool:
+        """Until a message on `channel` (True) or the timeout. One subscription serves every
         channel: a replica waits on one of them at a time, and drops the others' news."""
         deadline = time.monotonic() + timeout_s
         try:
@@ -40,7 +40,7 @@ class Notices:
                 async with asyncio.timeout(left + SOCKET_TIMEOUT_S):
                     msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
                 if msg is not None and msg.get("channel") == channel:
-                    return
+                    return True
         except Exception as exc:  # RedisError, OSError, a timeout, or a client in a state it did not expect
             # The subscription died with its connection; the next call subscribes again.
             await self.aclose()
@@ -56,6 +56,7 @@ class Notices:
                 # it is still the caller's to honour, not an error to wait out.
                 raise asyncio.CancelledError from None
             await asyncio.sleep(max(0.0, min(deadline - time.monotonic(), 1.0)))
+        return False
 
     async def aclose(self) -> None:
         if self._pubsub is not None:

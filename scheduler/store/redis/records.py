@@ -49,7 +49,12 @@ def inflight(field: str, value: str) -> InFlight:
     attempt = whole(rec.get("attempt"), "in-flight attempt")
     if attempt < 1 or attempt > 10 ** 6:
         raise MalformedRecord(f"in-flight attempt out of range: {attempt}")
-    return InFlight(job, slot, whole(rec.get("epoch"), "in-flight epoch"), attempt, trigger)
+    epoch = whole(rec.get("epoch"), "in-flight epoch")
+    owner, until = rec.get("owner"), rec.get("until")
+    # A hold that cannot be read holds nothing, as CLAIM reads it (handover.py).
+    if isinstance(owner, str) and isinstance(until, int | float) and math.isfinite(until):
+        return InFlight(job, slot, epoch, attempt, trigger, owner, until / 1000)
+    return InFlight(job, slot, epoch, attempt, trigger)
 
 
 def trigger(raw: str) -> TriggerRequest:

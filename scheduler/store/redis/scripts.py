@@ -92,8 +92,9 @@ return 0
 # All claims of one moment in one step. The lease check and every watermark advance happen
 # atomically, so a replica that lost its lease can never claim, and no slot is claimed
 # twice. Returns -1 when the lease is not ours, else per claim 0 (stale), 1 (claimed),
-# 2 (paused: the watermark advances, nothing is recorded in flight) or 3 (refused: the slot
-# lies further ahead of the server's clock than claiming ahead allows, SPEC 3 rule 7).
+# 2 (paused: the watermark advances, nothing is recorded in flight), 3 (refused: the slot
+# lies further ahead of the server's clock than claiming ahead allows, SPEC 3 rule 7) or 4
+# (held: a redelivery of a fire its owner still runs, model.HELD).
 # KEYS: leader slots inflight paused trigger triggered redrive
 # ARGV: replica epoch now_ms claims job_prefix max_ahead_ms runs_prefix history_keep
 # runs_at_prefix history_age_s; the claims one JSON array of [kind, job, slot, attempt,
@@ -126,7 +127,8 @@ end
 local epoch, now = ARGV[2], ARGV[3]
 local keep = tonumber(ARGV[8]) or 0
 local t = redis.call('TIME')
-local latest = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[6])
+local server_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+local latest = server_ms + tonumber(ARGV[6])
 local oldest = tonumber(ARGV[10]) and math.floor(now / 1000 - tonumber(ARGV[10]))
 -- A slot passed over, in the ledger: outcome skipped (overlap, paused) or dropped (missed).
 local function passed(c, outcome, reason, policy)
@@ -153,9 +155,18 @@ for _, c in ipairs(claims) do
   if kind ~= 'redeliver' and kind ~= 'trigger' and tonumber(slot) * 1000 > latest then
     ok = 3
   elseif kind == 'redeliver' then
-    if redis.call('HEXISTS', KEYS[3], field) == 1 then
-      redis.call('HSET', KEYS[3], field, record)
-      ok = 1
+    local cur = redis.call('HGET', KEYS[3], field)
+    if cur then
+      -- 4 (held): a replica that handed the lease over still runs it until its deadline
+      -- (handover.py); an unreadable record holds nothing.
+      local fine, rec = pcall(cjson.decode, cur)
+      local untl = fine and type(rec) == 'table' and tonumber(rec['until'])
+      if untl and untl > server_ms and rec['owner'] ~= ARGV[1] then
+        ok = 4
+      else
+        redis.call('HSET', KEYS[3], field, record)
+        ok = 1
+      end
     end
   elseif kind == 'init' then
     ok = redis.call('HSETNX', KEYS[2], job, slot)

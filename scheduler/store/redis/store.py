@@ -22,6 +22,7 @@ from ...model import Claim, Finished, SlotRequest, State, TriggerRequest
 from .caller import Caller
 from .claims import Claims
 from .control import REQUEST_SLOTS, Control
+from .handover import HANDOVER, LOOK_EVERY_S, TAKEOVER, Handover
 from .gc import GC_JOB, redis_format_problem, redis_gc, redis_quarantined
 from .keys import Keys
 from .ledger import LedgerReads
@@ -33,7 +34,7 @@ from .replicas import Replicas
 from ..protocol import LeaseLost, StoreUnavailable, new_replica_id
 
 # Every script the store runs: a refused command inside one is named by its line (acl).
-SCRIPTS = (scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
+SCRIPTS = (HANDOVER, TAKEOVER, scripts.ACQUIRE, scripts.RENEW, scripts.RELEASE, scripts.CLAIM, scripts.NOTE_ATTEMPT, scripts.FINISH,
            scripts.REQUEST_TRIGGER, REQUEST_SLOTS, QUARANTINE_FIELD, QUARANTINE_KEYS, LOAD_RECORDS, GC_JOB, AUDIT_APPEND, AUDIT_READ)
 
 
@@ -55,11 +56,13 @@ class RedisStore:
         history_age_s: float | None = None,  # SCHEDULER_HISTORY_AGE; None: no age bound
         clock: Callable[[], float] = time.time,
         audit_keep: int = AUDIT_KEEP,
+        name_connections: bool = False,
     ):
         self.replica_id = replica_id or new_replica_id()
         self.namespace = namespace
         self.keys = keys = Keys(namespace)
-        self.caller = caller = Caller(keys, url, sentinels, sentinel_master, SCRIPTS)
+        self.caller = caller = Caller(keys, url, sentinels, sentinel_master, SCRIPTS,
+                                      self.replica_id if name_connections else None)
         self.quarantine = Quarantine(keys, caller)
         caller.repair = self.quarantine.repair_keys
         self.replicas = Replicas(keys, caller)
@@ -70,6 +73,7 @@ class RedisStore:
         self.claims = Claims(keys, caller, self.replica_id, max_ahead_ms=int((claim_ahead_s + max_skew_s) * 1000),
                              history_keep=history, clock=clock, history_age_s=history_age_s)
         self.reads = StateReads(keys, caller, self.quarantine)
+        self.handover = Handover(keys, caller, self.replica_id, int(lease_ttl_s * 1000))
         self.control = Control(keys, caller, history)
         self.audit_log = Audit(keys, caller, audit_keep)
         self.ledger = LedgerReads(keys, caller)
@@ -158,8 +162,22 @@ class RedisStore:
     async def release(self) -> str | None:
         return await self.lease.release()
 
+    async def hand_over(self, epoch: int, fields: Sequence[str], hold_s: float) -> str | None:
+        if await self.handover.hand_over(epoch, list(fields), hold_s):
+            return await self.caller.publish(self.keys.released, self.replica_id)
+        return None
+
     async def wait_released(self, timeout_s: float) -> None:
-        await self.caller.notices.wait(self.keys.released, timeout_s)
+        """Also, every LOOK_EVERY_S, whether the holder's process is gone (handover.py)."""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            if await self.handover.holder_gone():
+                return
+            if self.handover.blind:
+                await self.caller.notices.wait(self.keys.released, left)
+                return
+            if await self.caller.notices.wait(self.keys.released, min(left, LOOK_EVERY_S)):
+                return
 
     async def wait_wake(self, timeout_s: float) -> None:
         await self.caller.notices.wait(self.keys.wake, timeout_s)

@@ -14,12 +14,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from ...model import (
-    CLAIMED, EXPIRE, EXPIRED, FIRE, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome,
+    CLAIMED, EXPIRE, EXPIRED, FIRE, HELD, INIT, PAUSED, REDELIVER, REDRIVE, SKIP, STALE, TRIGGER, Claim, JobHealth, Outcome,
     State, TriggerRequest,
 )
 from . import redrives
 from . import ledger
 from .ledger import Retention
+from . import holds
 from .records import Bad, Quarantine
 
 NO_LEDGER = Retention()
@@ -34,7 +35,7 @@ def read_state(db: Db, q: Quarantine, bad: list[Bad], jobs: Sequence[str]) -> tu
     records = dict(q.rows(db, "jobs", bad))
     state = State(
         watermarks=dict(q.rows(db, "slots", bad)),
-        inflight=q.rows(db, "inflight", bad),
+        inflight=holds.attach(db, q.rows(db, "inflight", bad)),
         paused=set(q.rows(db, "paused", bad)),
         health={job: _health(records[job]) for job in jobs if job in records},
     )
@@ -115,10 +116,13 @@ def _save_record(db: Db, job: str, rec: dict) -> None:
     db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (job, json.dumps(rec)))
 
 
-def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float, keep: Retention = NO_LEDGER) -> int:
-    """The same rules as the Redis claim script; `keep`: the ledger's retention."""
+def claim_one(db: Db, q: Quarantine, epoch: int, c: Claim, now: float, keep: Retention = NO_LEDGER, replica: str = "") -> int:
+    """The same rules as the Redis claim script; `keep`: the ledger's retention; `replica`: the
+    claiming one (a fire it holds itself is not held from it)."""
     record = (c.field, c.job, c.slot, epoch, c.attempt, c.trigger, now)
     if c.kind == REDELIVER:
+        if holds.blocks(db, c.field, replica, now):
+            return HELD  # its owner, which handed the lease over, still runs it
         cur = db.execute("UPDATE inflight SET epoch = ?, attempt = ?, claimed_at = ? WHERE field = ?",
                          (epoch, c.attempt, now, c.field))
         return CLAIMED if cur.rowcount == 1 else STALE

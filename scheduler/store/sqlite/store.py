@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from . import audit as audit_table
 from . import redrives
-from . import sources_meta
+from . import holds, sources_meta
 from . import ledger
 from . import state as ops
 from ..ledger import PASSED, RUNS_LIMIT, decode_cursor
@@ -192,13 +192,22 @@ class LocalStore:
             await self._run(self._release)
         return None  # a standby tries the lock every POLL_S: there is no one to tell
 
-    def _release(self) -> None:
+    def _release(self, first: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """`first`: run in the same transaction (a handover's holds)."""
+        def step(db: sqlite3.Connection, _: list[Bad]) -> None:
+            if first is not None:
+                first(db)
+            db.execute("DELETE FROM meta WHERE key = 'leader' AND value = ?", (self.replica_id,))
         try:
             if self.format_problem is None:
-                self._write(lambda db, _: db.execute(
-                    "DELETE FROM meta WHERE key = 'leader' AND value = ?", (self.replica_id,)))
+                self._write(step)
         finally:
             self.lease.let_go()  # whatever the file says, the lock goes: the next replica takes over
+
+    async def hand_over(self, epoch: int, fields: Sequence[str], hold_s: float) -> str | None:
+        if self.lease.lock.held:
+            await self._run(self._release, holds.holding(self.replica_id, epoch, list(fields), hold_s, ops.leads))
+        return None  # as release: a standby tries the lock every POLL_S
 
     async def wait_released(self, timeout_s: float) -> None:
         await asyncio.sleep(min(timeout_s, POLL_S))
@@ -224,7 +233,7 @@ class LocalStore:
                 raise LeaseLost("the state file names another leader or a newer epoch")
             now = time.time()
             ledger.note_alive(db, epoch, now)
-            return [ops.claim_one(db, self.quarantine, epoch, c, now, self.retention) for c in claims]
+            return [ops.claim_one(db, self.quarantine, epoch, c, now, self.retention, self.replica_id) for c in claims]
 
         # Refused, the engine steps down and acquires again: the lock is kept if the path still
         # names its file (the file was edited, not taken over), else let go (_acquire).
