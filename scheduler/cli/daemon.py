@@ -178,6 +178,7 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     from ..engine.leader import Engine
     from ..http.server.open_files import raise_open_files_limit
     from ..observe import Health, Metrics, OverdueCollector, Redactor
+    from ..observe.metrics import OriginsCollector
 
     raise_open_files_limit(settings.max_concurrency)
     damaged = Damaged()
@@ -196,6 +197,9 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health)
     damaged.stop = engine.stop
     metrics.registry.register(OverdueCollector(engine.overdue_source))
+    metrics.registry.register(OriginsCollector(dispatcher.origins.states))
+    if api is not None:
+        api.origins = dispatcher.origins.states
     from ..control.pauses import RemovedPauses
 
     pauses = RemovedPauses(store)

@@ -71,6 +71,7 @@ class ControlApi:
         self.store, self.loop = store, loop
         self._token = token.encode()
         self.sources: SourceControl | None = None  # set once the daemon's sources start
+        self.origins: Callable[[], list[dict]] | None = None  # this replica's calls per origin (origins.Origins.states)
 
     @property
     def settings(self) -> Settings:
@@ -160,11 +161,15 @@ class ControlApi:
     def list_jobs(self, request: Request) -> Response:
         view = self.call(ops.jobs_view(self.settings, self.store))
         view["sources"] = self.call(self._sources()) if self.sources is not None else []
+        view["origins"] = self.call(self._origins())
         return json_response(200, view)
 
     async def _sources(self) -> list[dict]:
         assert self.sources is not None
         return self.sources.sources()
+
+    async def _origins(self) -> list[dict]:
+        return self.origins() if self.origins is not None else []
 
     # -- the job sources (SPEC section 8: refresh now, guard, validate) -------------------
 
@@ -238,6 +243,7 @@ class ControlApi:
     def status_page(self, request: Request) -> Response:
         view = self.call(ops.jobs_view(self.settings, self.store, with_history=True))
         view["sources"] = self.call(self._sources()) if self.sources is not None else []
+        view["origins"] = self.call(self._origins())
         nonce = secrets.token_urlsafe(16)
         headers = COMMON_HEADERS + [("Content-Security-Policy", PAGE_CSP.format(nonce=nonce)), ("X-Frame-Options", "DENY")]
         return Response(200, page.render(view, nonce).encode(), "text/html; charset=utf-8", headers)

@@ -146,6 +146,15 @@ def _sources(sources: list[dict]) -> str:
     return f'<h2>Job sources</h2><ul id="sources">{"".join(items)}</ul>' if items else ""
 
 
+def _origins(origins: list[dict]) -> str:
+    """One line per origin this replica calls: its limit (SCHEDULER_TARGET_MAX_IN_FLIGHT, lowered
+    by overload), calls in flight and waiting, and a Retry-After hold."""
+    items = [f"<li><b>{_e(o.get('origin'))}</b>: limit {_e(o.get('limit'))} of {_e(o.get('max'))}, "
+             f"{_e(o.get('in_flight'))} in flight, {_e(o.get('waiting'))} waiting"
+             + (f", held {_e(o.get('held_s'))}s by Retry-After" if o.get("held_s") else "") + "</li>" for o in origins]
+    return f'<h2>Calls per origin</h2><ul id="origins">{"".join(items)}</ul>' if items else ""
+
+
 def render(view: dict, nonce: str) -> str:
     """The whole page for a jobs view (`operations.jobs_view(..., with_history=True)`)."""
     leader = view["leader"]
@@ -158,6 +167,6 @@ def render(view: dict, nonce: str) -> str:
         '<link rel="icon" href="data:,">'  # no request for /favicon.ico
         f"<title>cron-sidecar</title><style>{STYLE}</style></head><body>"
         f'<h1>cron-sidecar</h1><div class="meta" id="leader">{who}</div><div id="msg" role="status"></div>'
-        f"{_sources(view.get('sources') or [])}{jobs}{_rejected(view.get('rejected') or [])}"
+        f"{_sources(view.get('sources') or [])}{_origins(view.get('origins') or [])}{jobs}{_rejected(view.get('rejected') or [])}"
         f'<script nonce="{_e(nonce)}">{SCRIPT}</script></body></html>'
     )
