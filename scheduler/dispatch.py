@@ -106,7 +106,7 @@ class Dispatcher:
             proxy=settings.http_proxy, no_proxy=settings.no_proxy,
         )
         self.errors = self.http.errors if isinstance(self.http, _HttpxClient) else ERRORS
-        self.origins = Origins(settings.target_max_in_flight, settings.target_rate, clock, sleep)
+        self.origins = Origins(settings.target_max_in_flight or settings.max_concurrency, settings.target_rate, clock, sleep)
 
     def build(self, fire: Fire, attempt: int) -> Request:
         job = fire.job

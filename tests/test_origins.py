@@ -11,6 +11,7 @@ import pytest
 
 from scheduler import origins
 from scheduler.config import loader as config
+from scheduler.dispatch import Dispatcher
 from scheduler.origins import Lane, Origins
 
 
@@ -194,5 +195,6 @@ JOB = {"SCHEDULER_JOB_A_SCHEDULE": "@hourly", "SCHEDULER_JOB_A_URL": "/a"}
 def test_rate_and_max_in_flight_are_read() -> None:
     s = config.load({**JOB, "SCHEDULER_TARGET_RATE": "12.5/s", "SCHEDULER_TARGET_MAX_IN_FLIGHT": "20"})
     assert (s.target_rate, s.target_max_in_flight) == (12.5, 20)
-    default = config.load(JOB)
-    assert (default.target_rate, default.target_max_in_flight) == (None, 64)
+    default = config.load({**JOB, "SCHEDULER_MAX_CONCURRENCY": "1024"})
+    assert (default.target_rate, default.target_max_in_flight) == (None, None)
+    assert Dispatcher(default).origins.most == 1024  # unset: the global cap, so a healthy app sees no change
