@@ -75,10 +75,11 @@ def test_the_limit_never_falls_below_the_floor() -> None:
 def test_healthy_answers_raise_the_limit_by_about_one_per_round_trip_up_to_the_maximum() -> None:
     ln, clock = lane(most=64)
     answer(ln, clock, 503)
-    assert ln.limit == 32
-    for _ in range(32):  # a round trip's worth of healthy answers
+    cut = 64 * origins.DECREASE
+    assert ln.limit == cut
+    for _ in range(int(cut)):  # a round trip's worth of healthy answers
         answer(ln, clock, 200)
-    assert 32.9 < ln.limit < 33.1
+    assert cut + 0.9 < ln.limit < cut + 1.1
     for _ in range(10_000):
         answer(ln, clock, 200)
     assert ln.limit == 64
@@ -96,17 +97,17 @@ def test_an_answer_far_slower_than_the_jobs_baseline_lowers_the_limit() -> None:
     for _ in range(50):
         answer(ln, clock, 200, 0.02)
     answer(ln, clock, 200, 0.02 * origins.SLOW_FACTOR + origins.SLOW_MIN_S + 0.01)
-    assert ln.limit == 32
+    assert ln.limit == 64 * origins.DECREASE
     # Another job of the same origin that is always slow has its own baseline: no sign.
     for _ in range(50):
         answer(ln, clock, 200, 5.0, job="report")
-    assert ln.limit > 32
+    assert ln.limit > 64 * origins.DECREASE
 
 
 def test_retry_after_holds_every_call_to_the_origin_until_it_passes() -> None:
     ln, clock = lane(most=64)
     answer(ln, clock, 503, retry_after=2.0)
-    assert ln.limit == 32
+    assert ln.limit == 64 * origins.DECREASE
     assert not ln.take()  # held: another fire's call waits too
     clock.now += 1.9
     assert not ln.take()
@@ -198,3 +199,37 @@ def test_rate_and_max_in_flight_are_read() -> None:
     default = config.load({**JOB, "SCHEDULER_MAX_CONCURRENCY": "1024"})
     assert (default.target_rate, default.target_max_in_flight) == (None, None)
     assert Dispatcher(default).origins.most == 1024  # unset: the global cap, so a healthy app sees no change
+
+
+def test_a_change_of_limit_is_logged_at_most_every_ten_seconds_and_on_recovery(caplog) -> None:
+    ln, clock = lane(most=64)
+    with caplog.at_level("INFO", logger="scheduler.origins"):
+        for _ in range(5):
+            answer(ln, clock, 503)
+        clock.now += origins.LOG_EVERY_S
+        answer(ln, clock, 503)
+        while ln.limit < 64:
+            answer(ln, clock, 200)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in said] == ["WARNING", "WARNING", "INFO"], said
+    assert said[0][1] == "calls to http://app:8000: limit lowered: HTTP 503"
+    assert said[-1][1] == "calls to http://app:8000: limit back at its maximum"
+
+
+def test_each_origin_is_a_metric_and_a_line_on_the_page() -> None:
+    from scheduler.control import page
+    from scheduler.observe import Metrics
+    from scheduler.observe.metrics import OriginsCollector
+
+    o = Origins(64)
+    ln = o.lane("http://app:8000/hook")
+    ln.take()
+    ln.done(0.0, "j", 503, 3.0)
+    metrics = Metrics()
+    metrics.registry.register(OriginsCollector(o.states))
+    text = metrics.exposition().decode()
+    assert 'scheduler_target_limit{origin="http://app:8000"} 44.0' in text
+    assert 'scheduler_target_in_flight{origin="http://app:8000"} 0.0' in text
+    assert 'scheduler_target_waiting{origin="http://app:8000"} 0.0' in text
+    html = page.render({"leader": None, "jobs": [], "origins": o.states()}, "n")
+    assert "<b>http://app:8000</b>: limit 44 of 64, 0 in flight, 0 waiting, held " in html
