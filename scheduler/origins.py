@@ -3,10 +3,11 @@ SCHEDULER_TARGET_RATE, with additive increase and multiplicative decrease (AIMD)
 
 A `Lane` per origin (scheme, host, port) holds the HTTP calls (attempts) to it: at most its
 limit in flight, at most `rate` started a second, none before a Retry-After has passed. The
-limit starts at the maximum; a 429, a 503, a Retry-After, or an answer much slower than the
-job's recent answers multiplies it by DECREASE (once per round trip: answers to calls sent
-before the last decrease do not lower it again), and each healthy answer adds 1/limit to it
-(about +1 per round trip), never above the maximum nor below FLOOR. Calls that find no place
+limit starts at the maximum. A 429, a 503 or a Retry-After sets it to DECREASE times the calls
+then in flight (if lower); an answer much slower than the job's recent answers multiplies it
+by DECREASE; either once per round trip (answers to calls sent before the last decrease do not
+lower it again). Each healthy answer while at least half of the limit is in use adds 1/limit
+to it (about +1 per round trip), never above the maximum nor below FLOOR. Calls that find no place
 wait in slot order (the oldest slot first, then the order they came) and are never dropped.
 
 The fast path, a healthy origin under its limit: a dict lookup and a counter.
@@ -27,8 +28,9 @@ log = logging.getLogger("scheduler.origins")
 
 # Chosen by measurement (tests/test_origin_limits.py: 1,000 slots on one second, an app serving
 # 20 calls of 0.1 s at once, 503 beyond; 5.0 s is the least it can take). 503s / boundary to the
-# last delivery: 0.5: 4.9 % / 6.2-6.3 s, 0.7: 5.3 % / 5.7 s, 0.8: 5.7 % / 5.8 s, 0.9: 7.3 % / 5.3 s.
-# 44 of the 503s are the first round trip's, at the maximum: the price of no change when healthy.
+# last delivery: 0.5: 4.9 % / 6.3 s, 0.7: 5.0-5.1 % / 5.6-5.9 s, 0.9: 6.5 % / 18.3 s (fires
+# refused again and again back off for seconds). 44 of the 503s are the first round trip's, at
+# the maximum: the price of a healthy app seeing no change.
 DECREASE = 0.7  # the limit's factor on a sign of overload
 FLOOR = 1.0  # the least the limit falls to: one call at a time still goes
 SLOW_FACTOR = 4.0  # an answer this many times slower than the job's recent baseline is a sign...
@@ -110,24 +112,30 @@ class Lane:
             if retry_after_s:
                 self.hold_until = max(self.hold_until, now + min(retry_after_s, HOLD_CAP_S))
                 self.paced = True
-            self._cut(began, now, f"HTTP {status}" + (f", Retry-After {retry_after_s:g}s" if retry_after_s else ""))
+            self._cut(began, now, f"HTTP {status}" + (f", Retry-After {retry_after_s:g}s" if retry_after_s else ""),
+                      self.in_flight + 1)
         else:
             latency = max(0.0, now - began)
             baseline = self.baselines.get(job)
             self.baselines[job] = latency if baseline is None else baseline + BASELINE_WEIGHT * (latency - baseline)
             if baseline is not None and latency > SLOW_FACTOR * baseline and latency - baseline > SLOW_MIN_S:
-                self._cut(began, now, f"an answer in {latency:.3f}s against {baseline:.3f}s usually")
-            elif status is not None and self.limit < self.most:
+                self._cut(began, now, f"an answer in {latency:.3f}s against {baseline:.3f}s usually", self.limit)
+            elif status is not None and self.limit < self.most and 2 * (self.in_flight + 1) >= self.limit:
+                # Raised only while in use (half of it in flight, this call included): a limit
+                # never tried does not grow between bursts.
                 self.limit = min(float(self.most), self.limit + 1.0 / self.limit)
                 if self.limit == self.most:
                     self._log(now, "back at its maximum", logging.INFO, force=True)
         if self.waiting:
             self._wake()
 
-    def _cut(self, began: float, now: float, why: str) -> None:
+    def _cut(self, began: float, now: float, why: str, load: float) -> None:
+        """Lower the limit to DECREASE x `load`, if lower: for a refusal the calls in flight
+        with it, as TCP's ssthresh comes from its flight size (an app that refuses 6 calls at
+        once gets fewer than 6, not 70 % of a 64 never used); for a slow answer, the limit."""
         if began < self.cut_at:
             return  # sent before the last decrease: that round trip has lowered the limit already
-        self.limit = max(FLOOR, self.limit * DECREASE)
+        self.limit = max(FLOOR, min(self.limit, load) * DECREASE)
         self.cut_at = now
         self._log(now, f"lowered: {why}", logging.WARNING)
 
