@@ -7,7 +7,8 @@ limit starts at the maximum. A 429, a 503 or a Retry-After sets it to DECREASE t
 then in flight (if lower); an answer much slower than the job's recent answers multiplies it
 by DECREASE; either once per round trip (answers to calls sent before the last decrease do not
 lower it again). Each healthy answer while at least half of the limit is in use adds 1/limit
-to it (about +1 per round trip), never above the maximum nor below FLOOR. Calls that find no place
+to it (about +1 per round trip; PROBE/limit within one call of the load last refused),
+never above the maximum nor below FLOOR. Calls that find no place
 wait in slot order (the oldest slot first, then the order they came) and are never dropped.
 
 The fast path, a healthy origin under its limit: a dict lookup and a counter.
@@ -33,6 +34,7 @@ log = logging.getLogger("scheduler.origins")
 # the maximum: the price of a healthy app seeing no change.
 DECREASE = 0.7  # the limit's factor on a sign of overload
 FLOOR = 1.0  # the least the limit falls to: one call at a time still goes
+PROBE = 0.2  # a round trip's growth of the limit within one call of the load last refused
 SLOW_FACTOR = 4.0  # an answer this many times slower than the job's recent baseline is a sign...
 SLOW_MIN_S = 0.25  # ... when also this much slower: the event loop's hiccups under load stay below
 BASELINE_WEIGHT = 0.05  # of each answer in a job's latency baseline (an EWMA over ~20 answers)
@@ -58,6 +60,7 @@ class Lane:
         self.clock, self.sleep = clock, sleep
         self.baselines: dict[str, float] = {}  # job -> EWMA of its answers' latency
         self.cut_at = -math.inf  # when the limit was last lowered
+        self.ceiling = math.inf  # the load at the last decrease: growth slows near it
         self.logged_at = -math.inf
         self._arrivals = 0
         self._timer: asyncio.Task | None = None
@@ -123,7 +126,9 @@ class Lane:
             elif status is not None and self.limit < self.most and 2 * (self.in_flight + 1) >= self.limit:
                 # Raised only while in use (half of it in flight, this call included): a limit
                 # never tried does not grow between bursts.
-                self.limit = min(float(self.most), self.limit + 1.0 / self.limit)
+                # +1 a round trip, but PROBE within one call of where the app last refused.
+                step = PROBE if abs(self.limit - self.ceiling) < 1.0 else 1.0
+                self.limit = min(float(self.most), self.limit + step / self.limit)
                 if self.limit == self.most:
                     self._log(now, "back at its maximum", logging.INFO, force=True)
         if self.waiting:
@@ -135,7 +140,8 @@ class Lane:
         once gets fewer than 6, not 70 % of a 64 never used); for a slow answer, the limit."""
         if began < self.cut_at:
             return  # sent before the last decrease: that round trip has lowered the limit already
-        self.limit = max(FLOOR, min(self.limit, load) * DECREASE)
+        self.ceiling = min(self.limit, load)
+        self.limit = max(FLOOR, self.ceiling * DECREASE)
         self.cut_at = now
         self._log(now, f"lowered: {why}", logging.WARNING)
 

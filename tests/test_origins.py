@@ -98,6 +98,18 @@ def test_healthy_answers_raise_the_limit_by_about_one_per_round_trip_up_to_the_m
     assert ln.limit == 64
 
 
+def test_growth_slows_within_one_call_of_the_load_last_refused() -> None:
+    ln, clock = lane(most=64)
+    round_trip(ln, clock, 10, 503)  # refused at 10 in flight: 7
+    steady(ln, clock, 7)
+    assert 7.9 < ln.limit < 8.1  # +1 a round trip below 9
+    while ln.limit < 9.0:
+        steady(ln, clock, 1)
+    before = ln.limit
+    steady(ln, clock, 9)  # a round trip near 10: +PROBE
+    assert origins.PROBE - 0.05 < ln.limit - before < origins.PROBE + 0.05
+
+
 def test_a_limit_not_in_use_does_not_grow() -> None:
     ln, clock = lane(most=64)
     round_trip(ln, clock, 20, 503)
