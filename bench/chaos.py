@@ -57,6 +57,7 @@ from scheduler.schedule import slots as sched  # noqa: E402
 FAULTS = (
     "kill9", "sigstop", "partition", "latency", "redis-restart-aof", "redis-restart-noaof",
     "rolling", "rolling-slow", "flaky-target", "clock-jump", "hostile-input", "clock-skew", "dry-run", "sentinel-failover",
+    "overloaded-target",
 )
 QUICK_FAULTS = ("kill9", "sigstop", "partition")
 

@@ -1,7 +1,8 @@
 """The chaos faults that come from inputs, clocks and neighbours rather than from a crash:
 hostile input (odd trigger ids through the real CLI, stray records written into the
 namespace), a replica whose wall clock is 20 s ahead and one 20 s behind, a dry-run replica
-in the cluster, and a planned Sentinel failover.
+in the cluster, a planned Sentinel failover, and an application that serves few calls at once
+and answers 503 beyond.
 
 Each is `async def fault_x(h, rec)` like the faults in chaos.py: `h` is the Harness, `rec`
 the FaultRecord that the report reads.
@@ -247,10 +248,32 @@ async def fault_sentinel_failover(h, rec) -> None:
     rec.t_heal = time.time()
 
 
+OVERLOAD_LIMIT, OVERLOAD_SERVE_S, OVERLOAD_S = 2, 0.4, 20.0
+
+
+async def fault_overloaded_target(h, rec) -> None:
+    """The application serves 2 calls at once, each for 0.4 s (5 calls/s, above the jobs' 3.5 a
+    second but not their bursts on shared boundaries), and answers 503 at once beyond, for 20 s.
+    The notes give the share of its calls answered 503 while overloaded."""
+    n = len(h.target.arrivals)
+    rec.t_inject = time.time()
+    h.target.overload(OVERLOAD_LIMIT, OVERLOAD_SERVE_S)
+    try:
+        await asyncio.sleep(OVERLOAD_S)
+    finally:
+        h.target.overload()
+    rec.t_heal = time.time()
+    calls = h.target.arrivals[n:]
+    busy = sum(1 for a in calls if a.answer == "503")
+    rec.notes.update({"calls": len(calls), "answered_503": busy,
+                      "share_503": round(busy / len(calls), 3) if calls else None})
+
+
 ACTIONS = {
     "hostile-input": fault_hostile_input,
     "clock-skew": fault_clock_skew,
     "dry-run": fault_dry_run,
     "sentinel-failover": fault_sentinel_failover,
+    "overloaded-target": fault_overloaded_target,
 }
 BUDGET_S = {"clock-skew": 150.0, "hostile-input": 120.0}

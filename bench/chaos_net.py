@@ -180,6 +180,7 @@ class Target:
         self.fail_rate = self.hang_rate = self.reset_rate = 0.0
         self.hang_s = 5.0
         self.slow: dict[str, float] = {}  # job -> how long each of its calls is held (rolling-slow)
+        self.limit, self.serve_s, self.open = 0, 0.0, 0  # overloaded: calls served at once, each this long
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -189,6 +190,11 @@ class Target:
 
     def misbehave(self, fail: float = 0.0, hang: float = 0.0, reset: float = 0.0, hang_s: float = 5.0) -> None:
         self.fail_rate, self.hang_rate, self.reset_rate, self.hang_s = fail, hang, reset, hang_s
+
+    def overload(self, limit: int = 0, serve_s: float = 0.0) -> None:
+        """Serve at most `limit` calls at once, each `serve_s` long, and answer 503 at once beyond
+        (0: no limit)."""
+        self.limit, self.serve_s = limit, serve_s
 
     async def start(self) -> Target:
         app = web.Application()
@@ -205,7 +211,8 @@ class Target:
         now = time.time()
         roll = self.rng.random()
         answer = "200"
-        if roll < self.fail_rate:
+        busy = 0 < self.limit <= self.open
+        if busy or roll < self.fail_rate:
             answer = "503"
         elif roll < self.fail_rate + self.hang_rate:
             answer = "hang"
@@ -233,6 +240,12 @@ class Target:
             await asyncio.sleep(held)  # a slow call of a healthy app: answered 200 after it
         if answer == "503":
             return web.Response(status=503, text="chaos")
+        if self.limit:
+            self.open += 1
+            try:
+                await asyncio.sleep(self.serve_s)
+            finally:
+                self.open -= 1
         if answer == "hang":
             await asyncio.sleep(self.hang_s)
         elif answer == "reset":

@@ -56,6 +56,7 @@ from harness.stats import percentile  # noqa: E402
 FAULT_ORDER = (
     "baseline", "kill9", "sigstop", "partition", "latency", "redis-restart-aof", "redis-restart-noaof",
     "rolling", "rolling-slow", "flaky-target", "clock-jump", "hostile-input", "clock-skew", "dry-run", "sentinel-failover",
+    "overloaded-target",
 )
 
 

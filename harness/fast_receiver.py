@@ -25,6 +25,7 @@ class Arrival:
     attempt: str
     fencing: str
     inflight: int  # requests open at the receiver, this one included
+    status: int = 200  # the answer: 503 when past an overloaded receiver's limit
 
 
 class AiohttpReceiver:
@@ -123,6 +124,11 @@ class RawReceiver(AiohttpReceiver):
     show in the figures (about 1000 requests due at the same instant)."""
 
     _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+
+    def __init__(self, hold_ms: float = 0.0, limit: int = 0) -> None:
+        self.limit = limit  # > 0: an app serving this many requests at once, answering 503 at once beyond
+        super().__init__(hold_ms)
     _CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
     def _run(self) -> None:
@@ -155,22 +161,25 @@ class RawReceiver(AiohttpReceiver):
                     recv.open += 1
                     if recv.open > recv.max_open:
                         recv.max_open = recv.open
+                    busy = 0 < recv.limit < recv.open
                     recv.arrivals.append(Arrival(
                         t, headers.get("idempotency-key", ""), headers.get("x-scheduler-job", ""),
                         headers.get("x-scheduler-slot", ""), headers.get("x-scheduler-attempt", ""),
-                        headers.get("x-scheduler-fencing-token", ""), recv.open,
+                        headers.get("x-scheduler-fencing-token", ""), recv.open, 503 if busy else 200,
                     ))
                     close = chunked or headers.get("connection", "").lower() == "close"
-                    if recv.hold_s:
+                    if busy:
+                        self._answer(close, RawReceiver._BUSY)
+                    elif recv.hold_s:
                         recv._loop.call_later(recv.hold_s, self._answer, close)
                     else:
                         self._answer(close)
                 self.buf = buf
 
-            def _answer(self, close: bool) -> None:
+            def _answer(self, close: bool, answer: bytes = RawReceiver._OK) -> None:
                 recv.open -= 1
                 if not self.transport.is_closing():
-                    self.transport.write(RawReceiver._CLOSE if close else RawReceiver._OK)
+                    self.transport.write(RawReceiver._CLOSE if close and answer is RawReceiver._OK else answer)
                     if close:
                         self.transport.close()
 

@@ -29,6 +29,7 @@ from .config.loader import JobSpec, Settings
 from .http.client.client import ERRORS, Http1Client, Response
 from .http.client.url import origin, origin_prefix
 from .model import Claim, Outcome, fire_key, format_slot
+from .origins import Origins
 
 log = logging.getLogger("scheduler.dispatch")
 
@@ -106,6 +107,7 @@ class Dispatcher:
             proxy=settings.http_proxy, no_proxy=settings.no_proxy,
         )
         self.errors = self.http.errors if isinstance(self.http, _HttpxClient) else ERRORS
+        self.origins = Origins(settings.target_max_in_flight or settings.max_concurrency, settings.target_rate, clock, sleep)
 
     def build(self, fire: Fire, attempt: int) -> Request:
         job = fire.job
@@ -159,7 +161,17 @@ class Dispatcher:
         last_attempt = fire.claim.attempt + fire.job.retries
         try:
             while True:
-                result = await self._attempt(fire, attempt)
+                # Each attempt (not the sleeps between) takes a place among its origin's calls.
+                lane = self.origins.lane(fire.job.url)
+                if not lane.take():
+                    await lane.wait(fire.claim.slot)
+                began = self.clock()
+                try:
+                    result = await self._attempt(fire, attempt)
+                except BaseException:
+                    lane.give()
+                    raise
+                lane.done(began, fire.job.name, result.status, result.retry_after_s)
                 status, error = result.status, result.error
                 if status is not None and 200 <= status < 300:
                     return self._outcome("ok", fire, attempt, started, status, None)

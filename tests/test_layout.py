@@ -19,7 +19,7 @@ PKG = ROOT / "scheduler"
 
 # wing -> the other wings it may import. `version` is the package's __init__ (__version__).
 EVERYTHING = {"model", "background", "collector", "version", "schedule", "http.client", "http.server", "config",
-              "store", "store.redis", "store.sqlite", "observe", "dispatch", "sources", "engine", "control",
+              "store", "store.redis", "store.sqlite", "observe", "dispatch", "origins", "sources", "engine", "control",
               "notify"}
 ALLOWED: dict[str, set[str]] = {
     "version": set(),
@@ -36,7 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "store.redis": {"store", "model", "version"},  # the backends never import each other
     "store.sqlite": {"store", "model"},
     "observe": {"http.server"},  # observe.routes only, see below
-    "dispatch": {"config", "http.client", "model", "version"},
+    "dispatch": {"config", "http.client", "model", "origins", "version"},
+    "origins": {"http.client"},  # the calls to each origin: limits and their adaptation
     "sources": {"config", "schedule", "http.client", "model", "background", "collector", "version"},
     # the engine: the store's protocol, never a backend, never http.server, control or cli
     # the leader's events: the engine and the watcher call in through a Protocol and a callback

@@ -183,6 +183,7 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     from ..notify.events import source_notices
     from ..notify.sender import start_notifier
     from ..observe import Health, Metrics, OverdueCollector, Redactor
+    from ..observe.metrics import OriginsCollector
 
     raise_open_files_limit(settings.max_concurrency)
     damaged = Damaged()
@@ -202,6 +203,9 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     engine = Engine(settings, store, dispatcher, metrics=metrics, health=health, notices=notices)
     damaged.stop = engine.stop
     metrics.registry.register(OverdueCollector(engine.overdue_source))
+    metrics.registry.register(OriginsCollector(dispatcher.origins.states))
+    if api is not None:
+        api.origins = dispatcher.origins.states
     from ..control.pauses import RemovedPauses
 
     pauses = RemovedPauses(store)

@@ -241,6 +241,15 @@ def jobs_file(text: str) -> str:
     return path
 
 
+def rate(text: str) -> float:
+    """Calls per second: a number greater than zero, `50` or `0.5` (or `50/s`)."""
+    t = text.strip().removesuffix("/s").strip()
+    value = float(t) if re.fullmatch(r"\d+(\.\d+)?|\.\d+", t) else 0.0
+    if not 0 < value <= 1_000_000:
+        raise ValueError(f"expected calls per second, a number greater than zero like 50 or 0.5, got {show(text)}")
+    return value
+
+
 def share(text: str) -> float:
     """A share as a percentage, `50%` (or `50`), from 0 to 100; returned as a fraction."""
     t = text.strip().removesuffix("%").strip()

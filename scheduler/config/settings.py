@@ -17,7 +17,7 @@ from .jobs import TIMEZONE_DEFAULT, JobSpec
 from .redis_parsers import host_ports, redis_url
 from .parsers import (
     boolean, choice, duration, http_url, int_range, job_url, jobs_file, namespace,
-    non_blank, origins, pem_file, share, positive_duration, proxy_url, refresh, signing_secret,
+    non_blank, origins, pem_file, share, positive_duration, proxy_url, rate, refresh, signing_secret,
     tls_verify, zone,
 )
 
@@ -95,6 +95,10 @@ GLOBAL = (
     Setting("SCHEDULER_LEASE_RENEW", "1s", positive_duration, "lease_renew_s", check=_renew_under_half_ttl),
     Setting("SCHEDULER_TIMEZONE", TIMEZONE_DEFAULT, zone, "timezone"),
     Setting("SCHEDULER_MAX_CONCURRENCY", "64", int_range(1, 100_000), "max_concurrency"),
+    # calls to one origin (scheme, host, port): the most in flight (unset: SCHEDULER_MAX_CONCURRENCY,
+    # so a healthy app sees what the global cap alone gave), and per second (unset: no rate)
+    Setting("SCHEDULER_TARGET_MAX_IN_FLIGHT", None, int_range(1, 100_000), "target_max_in_flight"),
+    Setting("SCHEDULER_TARGET_RATE", None, rate, "target_rate"),
     Setting("SCHEDULER_SHUTDOWN_GRACE", "30s", duration, "shutdown_grace_s"),
     Setting("SCHEDULER_HTTP_PORT", "9464", int_range(0, 65535), "http_port"),
     Setting("SCHEDULER_HTTP_HOST", "0.0.0.0", non_blank, "http_host"),
@@ -167,6 +171,8 @@ class Settings:
     lease_renew_s: float = _DEFAULT["lease_renew_s"]
     timezone: str = _DEFAULT["timezone"]
     max_concurrency: int = _DEFAULT["max_concurrency"]
+    target_max_in_flight: int | None = _DEFAULT["target_max_in_flight"]  # None: max_concurrency
+    target_rate: float | None = _DEFAULT["target_rate"]
     shutdown_grace_s: float = _DEFAULT["shutdown_grace_s"]
     http_port: int = _DEFAULT["http_port"]
     http_host: str = _DEFAULT["http_host"]

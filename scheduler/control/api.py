@@ -78,6 +78,7 @@ class ControlApi:
         self.store, self.loop = store, loop
         self.access = Access(tokens)
         self.sources: SourceControl | None = None  # set once the daemon's sources start
+        self.origins: Callable[[], list[dict]] | None = None  # this replica's calls per origin (origins.Origins.states)
 
     @property
     def settings(self) -> Settings:
@@ -201,11 +202,15 @@ class ControlApi:
     def list_jobs(self, request: Request) -> Response:
         view = self.call(ops.jobs_view(self.settings, self.store))
         view["sources"] = self.call(self._sources()) if self.sources is not None else []
+        view["origins"] = self.call(self._origins())
         return json_response(200, view)
 
     async def _sources(self) -> list[dict]:
         assert self.sources is not None
         return self.sources.sources()
+
+    async def _origins(self) -> list[dict]:
+        return self.origins() if self.origins is not None else []
 
     # -- the job sources (SPEC section 8: refresh now, guard, validate) -------------------
 
@@ -324,6 +329,7 @@ class ControlApi:
         for job in view["jobs"]:  # each job's ledger, skipped and dropped slots with their reasons
             job["history"] = self.call(ledger.recent(self.store, job["name"]))
         view["sources"] = self.call(self._sources()) if self.sources is not None else []
+        view["origins"] = self.call(self._origins())
         try:
             view["audit"] = self.call(self.store.audit(audit.PAGE_ENTRIES))
         except (StoreUnavailable, TimeoutError) as exc:  # the rest of the page is still worth showing

@@ -97,6 +97,27 @@ class Metrics:
         return self.registry.exposition()
 
 
+class OriginsCollector:
+    """Per origin the fires call (label `origin`), read from `Origins.states()` at scrape time:
+    the limit in force (SCHEDULER_TARGET_MAX_IN_FLIGHT, lowered by overload), calls in flight,
+    and calls waiting for a place."""
+
+    def __init__(self, states: Callable[[], Iterable[dict]]):
+        self.states = states
+
+    def collect(self):
+        limit = GaugeMetricFamily("cron_sidecar_target_limit", "Calls to the origin allowed in flight now (adaptive)",
+                                  labels=["origin"])
+        in_flight = GaugeMetricFamily("cron_sidecar_target_in_flight", "Calls to the origin in flight", labels=["origin"])
+        waiting = GaugeMetricFamily("cron_sidecar_target_waiting", "Calls to the origin waiting for a place", labels=["origin"])
+        for o in list(self.states()):
+            label = [o["origin"]]
+            limit.add_metric(label, o["limit"])
+            in_flight.add_metric(label, o["in_flight"])
+            waiting.add_metric(label, o["waiting"])
+        yield from (limit, in_flight, waiting)
+
+
 # ---- job sources (scheduler/sources/) -------------------------------------------------
 class SourcesCollector:
     """Per source of jobs (label `source`: file or url), read from `JobSources.states()` at

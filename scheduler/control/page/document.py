@@ -35,7 +35,7 @@ def render(view: dict, nonce: str, viewer: str | None = None) -> str:
         f'<h1>cron-sidecar</h1><div class="meta" id="leader">{who}</div>'
         f"{summary_line(view)}{filters()}"
         f'<div id="msg" role="status"></div>'
-        f"{_sources(view.get('sources') or [])}<main id=\"jobs\">{jobs}</main>"
+        f"{_sources(view.get('sources') or [])}{_origins(view.get('origins') or [])}<main id=\"jobs\">{jobs}</main>"
         f"{audit(view['audit']) if 'audit' in view else ''}{_rejected(view.get('rejected') or [])}"
         f'<script nonce="{e(nonce)}">{SCRIPT}</script></body></html>'
     )
@@ -95,6 +95,15 @@ def _rejected(rejected: list[dict]) -> str:
     items = "".join(f"<li><b>{e(r.get('name'))}</b> ({e(r.get('source'))}): {e(r.get('problem'))}</li>"
                     for r in rejected)
     return f'<h2 id="rejected">Rejected jobs</h2><ul>{items}</ul>'
+
+
+def _origins(origins: list[dict]) -> str:
+    """One line per origin this replica calls: its limit (SCHEDULER_TARGET_MAX_IN_FLIGHT, lowered
+    by overload), calls in flight and waiting, and a Retry-After hold."""
+    items = [f"<li><b>{e(o.get('origin'))}</b>: limit {e(o.get('limit'))} of {e(o.get('max'))}, "
+             f"{e(o.get('in_flight'))} in flight, {e(o.get('waiting'))} waiting"
+             + (f", held {e(o.get('held_s'))}s by Retry-After" if o.get("held_s") else "") + "</li>" for o in origins]
+    return f'<h2>Calls per origin</h2><ul id="origins">{"".join(items)}</ul>' if items else ""
 
 
 def _sources(sources: list[dict]) -> str:
