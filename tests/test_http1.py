@@ -9,6 +9,7 @@ timeout pass so that what it must or must not do can be checked.
 from __future__ import annotations
 
 import asyncio
+import time
 import base64
 import socket
 import struct
@@ -938,10 +939,13 @@ def test_international_host_name_is_sent_in_ascii() -> None:
 def _dispatch(srv: Server, job: dict[str, str], sleeps: list[float]) -> Awaitable:
     settings = make_settings(job, SCHEDULER_API_URL=srv.url("/api"))
 
+    now = [time.time()]  # a clock that the fake sleep moves: the origin's Retry-After hold ends with it
+
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
+        now[0] += seconds
 
-    d = Dispatcher(settings, sleep=sleep, rand=lambda: 0.0)
+    d = Dispatcher(settings, sleep=sleep, rand=lambda: 0.0, clock=lambda: now[0])
     assert isinstance(d.http, Http1Client)  # no transport given: this client, not httpx
 
     async def go():
