@@ -126,8 +126,10 @@ class RawReceiver(AiohttpReceiver):
     _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
     _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
 
-    def __init__(self, hold_ms: float = 0.0, limit: int = 0) -> None:
+    def __init__(self, hold_ms: float = 0.0, limit: int = 0, retry_after_s: int | None = None) -> None:
         self.limit = limit  # > 0: an app serving this many requests at once, answering 503 at once beyond
+        self.busy = self._BUSY if retry_after_s is None else (  # the 503, with a Retry-After if given
+            f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: {retry_after_s}\r\nContent-Length: 0\r\n\r\n".encode())
         super().__init__(hold_ms)
     _CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -169,7 +171,7 @@ class RawReceiver(AiohttpReceiver):
                     ))
                     close = chunked or headers.get("connection", "").lower() == "close"
                     if busy:
-                        self._answer(close, RawReceiver._BUSY)
+                        self._answer(close, recv.busy)
                     elif recv.hold_s:
                         recv._loop.call_later(recv.hold_s, self._answer, close)
                     else:

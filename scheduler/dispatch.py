@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, UTC
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Awaitable, Callable, Mapping
 
 from standardwebhooks.webhooks import Webhook
@@ -59,6 +59,17 @@ class Fire:
     def key(self) -> str:
         """The idempotency key's inner string: job@slot, or job@manual:<id> for a trigger."""
         return fire_key(self.job.name, self.claim.slot, self.claim.trigger)
+
+
+class Places(Protocol):
+    """SCHEDULER_MAX_CONCURRENCY's places (engine.places.Places): one is held for each HTTP
+    call while it is under way, none while a fire waits for its origin or between retries."""
+
+    def take(self, slot: float, /) -> asyncio.Future | None: ...  # None: taken; else wait for it
+
+    async def wait(self, waiter: asyncio.Future, /) -> None: ...
+
+    def give(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -150,12 +161,15 @@ class Dispatcher:
             headers["webhook-signature"] = self.webhook.sign(key, now, body)
         return Request(job.method, job.url, headers, body.encode())
 
-    async def send(self, fire: Fire, on_retry: Callable[[int], Awaitable[None]] | None = None) -> Outcome:
+    async def send(self, fire: Fire, on_retry: Callable[[int], Awaitable[None]] | None = None,
+                   places: Places | None = None) -> Outcome:
         """The fire's outcome; whatever goes wrong inside becomes a failed outcome with its
         error text (only cancellation leaves as an exception). `on_retry(attempt)` is awaited
-        before each attempt after the first (the claim itself recorded the first). One
-        coroutine, not a wrapper around a loop: every await of a fire resumes each frame of
-        its chain, a thousand times a second."""
+        before each attempt after the first (the claim itself recorded the first). Each
+        attempt takes a place among its origin's calls, then one of `places` (the global cap,
+        if given) for the HTTP call alone: waiting for a throttled origin holds none of them.
+        One coroutine, not a wrapper around a loop: every await of a fire resumes each frame
+        of its chain, a thousand times a second."""
         started = self.clock()
         attempt = fire.claim.attempt
         last_attempt = fire.claim.attempt + fire.job.retries
@@ -165,12 +179,25 @@ class Dispatcher:
                 lane = self.origins.lane(fire.job.url)
                 if not lane.take():
                     await lane.wait(fire.claim.slot)
+                if places is not None:
+                    # Then a place among all calls in flight, taken only once the origin has
+                    # let the call go: an origin's queue never holds the others' places.
+                    waiter = places.take(fire.claim.slot)
+                    if waiter is not None:
+                        try:
+                            await places.wait(waiter)
+                        except BaseException:
+                            lane.give()
+                            raise
                 began = self.clock()
                 try:
                     result = await self._attempt(fire, attempt)
                 except BaseException:
                     lane.give()
                     raise
+                finally:
+                    if places is not None:
+                        places.give()
                 lane.done(began, fire.job.name, result.status, result.retry_after_s)
                 status, error = result.status, result.error
                 if status is not None and 200 <= status < 300:

@@ -148,11 +148,19 @@ class ScriptedDispatcher:
         self.sent: list[tuple[float, str, int, int, int]] = []
         self.ended: list[tuple[float, str, int]] = []
 
-    async def send(self, fire: Any, on_attempt: Any = None) -> Outcome:
-        started = self.clock.time()
-        self.sent.append((started, fire.job.name, fire.claim.slot, fire.claim.attempt, fire.epoch))
-        await self.clock.sleep(self.duration_s.get(fire.job.name, 0.0))
-        self.ended.append((self.clock.time(), fire.job.name, fire.claim.slot))
+    async def send(self, fire: Any, on_attempt: Any = None, places: Any = None) -> Outcome:
+        if places is not None:  # SCHEDULER_MAX_CONCURRENCY: a place for the call, as the Dispatcher takes it
+            waiter = places.take(fire.claim.slot)
+            if waiter is not None:
+                await places.wait(waiter)
+        try:
+            started = self.clock.time()
+            self.sent.append((started, fire.job.name, fire.claim.slot, fire.claim.attempt, fire.epoch))
+            await self.clock.sleep(self.duration_s.get(fire.job.name, 0.0))
+            self.ended.append((self.clock.time(), fire.job.name, fire.claim.slot))
+        finally:
+            if places is not None:
+                places.give()
         return Outcome("ok", fire.claim.attempt, self.clock.time() - started, self.clock.time(), 200)
 
     def slots(self, job: str, base: int = 0) -> list[int]:

@@ -94,6 +94,8 @@ GLOBAL = (
     Setting("SCHEDULER_LEASE_TTL", "4s", positive_duration, "lease_ttl_s"),
     Setting("SCHEDULER_LEASE_RENEW", "1s", positive_duration, "lease_renew_s", check=_renew_under_half_ttl),
     Setting("SCHEDULER_TIMEZONE", TIMEZONE_DEFAULT, zone, "timezone"),
+    # HTTP calls in flight at once, all origins together; fires waiting for their origin's
+    # limit, a Retry-After or a retry's backoff are not counted
     Setting("SCHEDULER_MAX_CONCURRENCY", "64", int_range(1, 100_000), "max_concurrency"),
     # calls to one origin (scheme, host, port): the most in flight (unset: SCHEDULER_MAX_CONCURRENCY,
     # so a healthy app sees what the global cap alone gave), and per second (unset: no rate)

@@ -2,7 +2,8 @@
 
 A fire is a task that waits for the fire it is chained behind (fires of one job claimed
 together go out one after another), then for its moment (a slot claimed ahead waits at a
-gate), then for a place under SCHEDULER_MAX_CONCURRENCY; sends; and hands its outcome to
+gate), then sends (each HTTP call taking a place under SCHEDULER_MAX_CONCURRENCY while it is
+under way, once its origin lets it go); and hands its outcome to
 the recorder. One `Fire` (it carries its claim) travels the whole way, and the registry
 reaches the dispatcher, the store's attempt notes and the metrics itself: nothing on the
 way calls back into the engine.
@@ -35,9 +36,11 @@ Chain = dict[str, asyncio.Task]  # job -> its last fire started by one claim cal
 
 class Sender(Protocol):
     """What sends a fire (dispatch.Dispatcher): its outcome, whatever goes wrong inside;
-    `on_retry(attempt)` is awaited before each attempt after the first."""
+    `on_retry(attempt)` is awaited before each attempt after the first; each HTTP call holds
+    one of `places` (SCHEDULER_MAX_CONCURRENCY) while it is under way, and only then."""
 
-    async def send(self, fire: Fire, on_retry: Callable[[int], Awaitable[None]] | None = None, /) -> Outcome: ...
+    async def send(self, fire: Fire, on_retry: Callable[[int], Awaitable[None]] | None = None,
+                   places: Places | None = None, /) -> Outcome: ...
 
 
 class Fires:
@@ -160,20 +163,17 @@ class Fires:
                             extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot), "epoch": fire.epoch})
                 return
             self._waiting.discard(task)
-            waiter = self._places.take()
-            if waiter is not None:
-                await self._places.wait(waiter)
             lateness = None
             try:
                 if not claim.trigger and claim.kind != REDRIVE:  # a manual fire or a redrive has no moment to be late for
                     lateness = self.clock.time() - claim.slot
                     self.metrics.job(fire.job.name).lateness.observe(max(0.0, lateness))
-                outcome = await self.sender.send(fire, partial(self._retrying, fire))
+                # The sender takes a place for each HTTP call, once the origin lets it go: a
+                # fire waiting for a throttled origin or between retries holds none.
+                outcome = await self.sender.send(fire, partial(self._retrying, fire), self._places)
             except Exception as exc:  # a bug in a fire ends that fire, with its error, never the loop
                 log.exception("the fire failed unexpectedly", extra={"job": fire.job.name, "slot": format_slot(fire.claim.slot)})
                 outcome = Outcome("failed", fire.claim.attempt, 0.0, self.clock.time(), None, f"{type(exc).__name__}: {exc}")
-            finally:
-                self._places.give()
             called = self._called.get(task)
             if called is not None:
                 called.set()
