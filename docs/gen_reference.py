@@ -8,7 +8,7 @@ What it writes, and from where:
 - docs/reference/settings.md: the settings table (scheduler/config/settings.py) and the job
   fields (scheduler/config/jobs.py);
 - docs/reference/metrics.md: every family of the daemon's Prometheus registry;
-- docs/reference/cli.md: the argparse parser (scheduler/cli/program.py);
+- docs/reference/cli.md: the argparse parser (scheduler/cli/parser.py);
 - docs/openapi.json: the control API's routes (scheduler/control/api.py), with the
   descriptions of OPERATIONS below;
 - docs/schema/jobs.schema.json: the JSON Schema of a jobs document (SCHEDULER_JOBS_FILE/URL),

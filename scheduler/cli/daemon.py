@@ -1,35 +1,28 @@
-"""The daemon's wiring: the store, the HTTP port, the engine, signals and the event loop.
+"""The daemon's main loop: the store, the HTTP port, the engine, the sources and the
+notifier started in order, run until a signal, and stopped in the reverse order.
 
-`cli` and `demo` both start the daemon through `run`; neither imports the other's module
-for it.
+The pieces it wires are beside it: stores.py (the state store), port.py (the HTTP port
+and the control API), signals.py (SIGHUP, SIGTERM and SIGINT). `cli` and `demo` both start
+the daemon through `run`; neither imports the other's module for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import logging
-import os
 import signal
 import sys
-from collections.abc import Callable
 
 from .. import __version__
 from ..config import loader as config
 from ..sources.catalog import Catalog
+from .exits import EX_CONFIG, EX_FAILURE, EX_OK
+from .port import PortProblem, serve_port
+from .signals import Hangup, on_signal
+from .stores import Damaged, make_store, open_store, store_target
 
-EX_OK, EX_FAILURE, EX_CONFIG = 0, 1, 78
-SHUTDOWN_BACKSTOP_S = 10.0
-
-# A port that cannot be had is the configuration's doing: another process holds it (a
-# second replica on one host), it is privileged, or the host is not an address of this
-# machine. Each is fixed by changing a setting, so each exits 78 like any other.
-_BIND_PROBLEMS = {
-    errno.EADDRINUSE: "is already in use (another replica on this host?)",
-    errno.EACCES: "needs privileges this process does not have",
-    errno.EADDRNOTAVAIL: "is not an address of this machine",
-}
+__all__ = ["EX_CONFIG", "EX_FAILURE", "EX_OK", "event_loop_runner", "make_store", "run", "store_target"]
 
 SWITCH_INTERVAL_S = 0.001
 log = logging.getLogger("scheduler")
@@ -42,128 +35,6 @@ def event_loop_runner() -> asyncio.Runner:
     except ImportError:
         return asyncio.Runner()
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
-
-
-def make_store(settings: config.Settings, on_damaged: Callable[[Exception], None] | None = None, named: bool = False):
-    """`on_damaged`: called once if the standalone state file turns out to be damaged;
-    `named`: the daemon's Redis connections carry its replica id (a standby's crash check)."""
-    if settings.standalone:
-        from ..store.sqlite.store import LocalStore
-
-        return LocalStore(settings.state_file, history=settings.history, history_age_s=settings.history_age_s,
-                          lease_ttl_s=settings.lease_ttl_s,
-                          on_damaged=on_damaged)
-    from ..store.redis.store import RedisStore
-
-    from ..engine.leader import claim_ahead_s
-
-    return RedisStore(
-        settings.redis_url, settings.namespace, settings.lease_ttl_s,
-        sentinels=settings.redis_sentinels, sentinel_master=settings.redis_sentinel_master,
-        max_skew_s=settings.max_clock_skew_s, claim_ahead_s=claim_ahead_s(settings.lease_ttl_s),
-        history=settings.history, history_age_s=settings.history_age_s, name_connections=named,
-    )
-
-
-def store_target(settings: config.Settings) -> str:
-    """Where the state lives, fit for a log line: a Redis URL with only its password masked."""
-    if settings.standalone:
-        return settings.state_file
-    if settings.redis_sentinels:
-        hosts = ",".join(f"{h}:{p}" for h, p in settings.redis_sentinels)
-        return f"sentinel {hosts} master {settings.redis_sentinel_master}"
-    return config.mask_url(settings.redis_url or "")
-
-
-def bind_problem(exc: OSError, host: str, port: int) -> str | None:
-    """The sentence for a port that cannot be bound, or None for an unexpected error."""
-    what = _BIND_PROBLEMS.get(exc.errno) if exc.errno is not None else None
-    if what is None:
-        return None
-    return (
-        f"SCHEDULER_HTTP_PORT: cannot listen on {host}:{port} for /metrics and the probes: the port {what}; "
-        "set SCHEDULER_HTTP_PORT to a free port (each replica on one host needs its own), "
-        "or to 0 to turn the endpoints off"
-    )
-
-
-class PortProblem(Exception):
-    """The HTTP port could not be had; `code` is the exit status (78: a setting fixes it)."""
-
-    def __init__(self, code: int):
-        self.code = code
-
-
-def serve_port(settings: config.Settings, metrics, health, catalog: Catalog, store, dry_run: bool):
-    """The HTTP port: /metrics and the probes, and with a control token the API and the page
-    (a dry run changes nothing anywhere, so it has neither): (server, API), None for each
-    that is off."""
-    from ..http.server.open_files import open_files_limit, port_connection_cap
-    from ..http.server.server import HTTPServer
-    from ..observe.routes import routes
-
-    if not settings.http_port:
-        return None, None
-    router = routes(metrics, health)
-    paths = "/metrics /healthz /readyz"
-    api = None
-    if (settings.control_token or settings.control_tokens) and not dry_run:
-        from ..config.tokens import all_tokens
-        from ..control.api import ControlApi, add_routes
-
-        api = ControlApi(catalog, store, asyncio.get_running_loop(), all_tokens(settings.control_token, settings.control_tokens))
-        add_routes(router, api)
-        paths += " /api/v1/jobs /api/v1/audit /"
-    # The port's share of the open-files limit: fires, the store and the job sources keep
-    # theirs however many clients connect (open_files.port_connection_cap has the rule).
-    cap = port_connection_cap(open_files_limit(), settings.max_concurrency)
-    try:
-        server = HTTPServer(settings.http_host, settings.http_port, router, max_connections=cap)
-    except OSError as exc:
-        problem = bind_problem(exc, settings.http_host, settings.http_port)
-        if problem is None:
-            log.error("cannot listen for /metrics and health", extra={"port": settings.http_port, "error": str(exc)})
-            raise PortProblem(EX_FAILURE) from None
-        print(f"config error: {problem}", file=sys.stderr)
-        raise PortProblem(EX_CONFIG) from None
-    log.info("metrics and probes listening", extra={
-        "host": settings.http_host, "port": server.port, "paths": paths, "max_connections": cap})
-    return server, api
-
-
-class Hangup:
-    """SIGHUP, in every configuration: the job sources are read again when there are any;
-    otherwise it is logged and ignored. Never the default action, which ends the process
-    at once (exit 129: no drain of the fires in flight, no release of the lease).
-
-    A plain signal handler that only hands the work to the loop, rather than the loop's
-    add_signal_handler: removing that one restores the default action, so a SIGHUP in the
-    last moments of a shutdown would still kill the process; this one is put back to what
-    it was (ignored, from `cli`) in one step."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.reload: Callable[[], None] | None = None  # the job sources' reload, once they run
-        self.stop: Callable[[], None] | None = None  # for the demo: SIGHUP then stops like SIGTERM
-        self._previous = signal.signal(signal.SIGHUP, self._handle)
-
-    def _handle(self, signum: int, frame) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self._on_loop)
-        except RuntimeError:  # the loop is closed: the process is on its way out
-            pass
-
-    def _on_loop(self) -> None:
-        if self.stop is not None:
-            self.stop()
-        elif self.reload is not None:
-            log.info("SIGHUP: reading the job sources again")
-            self.reload()
-        else:
-            log.info("SIGHUP: no SCHEDULER_JOBS_FILE or SCHEDULER_JOBS_URL to read again; ignored")
-
-    def close(self) -> None:
-        signal.signal(signal.SIGHUP, self._previous)
 
 
 async def run(settings: config.Settings, *, dry_run: bool = False, stop_on_hangup: bool = False) -> int:
@@ -216,12 +87,12 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     if sources is not None:
         health.sources = sources.states
     if stop_on_hangup:
-        hangup.stop = lambda: _on_signal(engine, signal.SIGHUP)
+        hangup.stop = lambda: on_signal(engine, signal.SIGHUP)
     elif sources is not None:
         hangup.reload = sources.reload
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, engine, sig)
+        loop.add_signal_handler(sig, on_signal, engine, sig)
     log.info("starting", extra={
         "version": __version__, "replica": store.replica_id, "mode": "standalone" if settings.standalone else "redis",
         "store": store_target(settings), "namespace": settings.namespace, "jobs": len(engine.jobs), "dry_run": dry_run})
@@ -247,44 +118,6 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     return EX_OK
 
 
-async def open_store(settings: config.Settings, damaged: Damaged, dry_run: bool):
-    """The state store, opened (a dry run's read-only view of it), or the exit code."""
-    from ..store.protocol import StoreUnavailable
-    from ..store.sqlite.schema import StateDamaged
-
-    try:
-        store = make_store(settings, damaged, named=True)
-        # Standalone: a file that cannot be opened is the configuration's problem. Redis:
-        # whether the URL names a cluster node; an unreachable server is asked again later.
-        await store.open()
-    except StateDamaged as exc:
-        print(f"config error: SCHEDULER_STATE_FILE: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except StoreUnavailable as exc:
-        print(f"config error: SCHEDULER_STATE_FILE: cannot open the state file: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    if dry_run:
-        from ..store.read_only import ReadOnlyStore
-
-        return ReadOnlyStore(store)
-    return store
-
-
-class Damaged:
-    """The store's word that the state file is damaged: the daemon stops (in-flight fires
-    finish as at a SIGTERM) and exits 78, since only a person can put the file right."""
-
-    def __init__(self) -> None:
-        self.problem: Exception | None = None
-        self.stop: Callable[[], None] | None = None
-
-    def __call__(self, problem: Exception) -> None:
-        if self.problem is None:
-            self.problem = problem
-            if self.stop is not None:
-                self.stop()
-
-
 def _settle_runtime() -> None:
     # Everything built so far lives as long as the process: keep the collector from walking
     # it again on every full collection, which shows up as pauses of several milliseconds.
@@ -293,19 +126,3 @@ def _settle_runtime() -> None:
     # when another thread has waited this long: the event loop, which takes it for every
     # claim's reply and every fire's answer, waits at most 1 ms each time rather than 5.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-
-
-def _on_signal(engine, sig: signal.Signals) -> None:
-    if not engine.stopping.is_set():
-        log.info("shutting down", extra={"signal": sig.name})
-        # The drain is bounded by SHUTDOWN_GRACE; this is the backstop if something hangs
-        # past it (a store call, a stuck loop), so an orchestrator never has to SIGKILL.
-        limit = engine.settings.shutdown_grace_s + SHUTDOWN_BACKSTOP_S
-        asyncio.get_running_loop().call_later(limit, _overran, limit)
-    engine.stop()
-
-
-def _overran(limit: float) -> None:
-    log.error("shutdown did not finish in time; exiting now", extra={"after_s": limit})
-    logging.shutdown()
-    os._exit(EX_FAILURE)

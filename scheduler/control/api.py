@@ -8,6 +8,9 @@ which a cross-site form cannot send and a cross-site script cannot send without 
 preflight, which nothing here ever allows. A viewer's token may only read (GET). Every POST
 goes through `changing`, which records it in the audit log: a route added with it is
 audited with no more code.
+
+This is the core: the route table, the auth, the audit and the call to the loop. The routes
+themselves are in routes/, by concern.
 """
 
 from __future__ import annotations
@@ -15,58 +18,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 from collections.abc import Callable, Coroutine
 
 from . import audit
-from . import ledger
 from . import operations as ops
-from . import page
 from .access import READS, Access
-from .queries import MAX_ID, whole_number
-from . import redrive
-from .validation import BadDocument, validate_document
+from .routes import audit as audit_routes
+from .routes import jobs, ledger, page, redrive, sources
+from .routes.answers import JSON, STORE_TIMEOUT_S, SourceControl, error, json_response
 from ..sources.catalog import Catalog
 from ..config.loader import Settings
 from ..config.tokens import NamedToken
 from ..http.server.server import Request, Response
-from ..store.audit_records import AUDIT_MAX_LIMIT
-from ..model import format_slot
 from ..store.protocol import Store, StoreForbidden, StoreUnavailable
 
 log = logging.getLogger("scheduler.api")
 
+__all__ = ["ControlApi", "SourceControl", "add_routes", "error", "json_response"]
+
 MAX_BODY = 4096  # bytes of a request body; a trigger's is at most ~150
 MAX_DOCUMENT_BODY = 4 << 20  # a document to validate: some 40,000 jobs
-STORE_TIMEOUT_S = 10.0
 AUDIT_TIMEOUT_S = 2.0  # an audit entry not written by then costs a warning, not the answer
-REFRESH_TIMEOUT_S = 40.0  # a URL source may take its whole request timeout (30 s at most)
 REALM = 'Basic realm="cron-sidecar", charset="UTF-8"'
-JSON = "application/json"
-# Nothing on the page comes from elsewhere; its one script carries the response's nonce.
-PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; "
-            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-COMMON_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
-
-
-def json_response(status: int, value: Any, extra: list[tuple[str, str]] | None = None) -> Response:
-    body = json.dumps(value, ensure_ascii=False).encode() + b"\n"
-    return Response(status, body, JSON, COMMON_HEADERS + (extra or []))
-
-
-def error(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> Response:
-    return json_response(status, {"error": message}, extra)
-
-
-class SourceControl(Protocol):
-    """The daemon's job sources, as the API steers them (sources.watch.JobSources)."""
-
-    async def refresh_now(self) -> list[dict]: ...
-
-    def accept(self) -> list[dict]: ...
-
-    def sources(self) -> list[dict]: ...
 
 
 class ControlApi:
@@ -87,22 +62,29 @@ class ControlApi:
 
     def routes(self) -> list[tuple[str, str, Callable[[Request], Response], int]]:
         """(method, path, handler, max body bytes) for the HTTP port's router."""
+        def reading(handler: Callable[[ControlApi, Request], Response]) -> Callable[[Request], Response]:
+            return self.guard(partial(handler, self))
+
+        def changing(handler: Callable[[ControlApi, Request, dict], Response], *,
+                     audited: bool = True) -> Callable[[Request], Response]:
+            return self.guard(self.changing(partial(handler, self), audited=audited))
+
         return [
-            ("GET", "/", self.guard(self.status_page), 0),
-            ("GET", "/api/v1/jobs", self.guard(self.list_jobs), 0),
-            ("GET", "/api/v1/jobs/{name}", self.guard(self.one_job), 0),
-            ("GET", "/api/v1/jobs/{name}/runs", self.guard(self.runs), 0),
-            ("GET", "/api/v1/jobs/{name}/runs/{run}", self.guard(self.one_run), 0),
-            ("POST", "/api/v1/jobs/{name}/trigger", self.guard(self.changing(self.trigger)), MAX_BODY),
-            ("POST", "/api/v1/jobs/{name}/runs/{slot}/retry", self.guard(self.changing(self.retry)), MAX_BODY),
-            ("POST", "/api/v1/jobs/{name}/backfill", self.guard(self.changing(self.backfill)), MAX_BODY),
-            ("POST", "/api/v1/jobs/{name}/pause", self.guard(self.changing(self.pause)), MAX_BODY),
-            ("POST", "/api/v1/jobs/{name}/resume", self.guard(self.changing(self.resume)), MAX_BODY),
-            ("POST", "/api/v1/sources/refresh", self.guard(self.changing(self.refresh)), MAX_BODY),
-            ("POST", "/api/v1/sources/accept", self.guard(self.changing(self.accept)), MAX_BODY),
+            ("GET", "/", reading(page.status_page), 0),
+            ("GET", "/api/v1/jobs", reading(jobs.list_jobs), 0),
+            ("GET", "/api/v1/jobs/{name}", reading(jobs.one_job), 0),
+            ("GET", "/api/v1/jobs/{name}/runs", reading(ledger.runs), 0),
+            ("GET", "/api/v1/jobs/{name}/runs/{run}", reading(ledger.one_run), 0),
+            ("POST", "/api/v1/jobs/{name}/trigger", changing(jobs.trigger), MAX_BODY),
+            ("POST", "/api/v1/jobs/{name}/runs/{slot}/retry", changing(redrive.retry), MAX_BODY),
+            ("POST", "/api/v1/jobs/{name}/backfill", changing(redrive.backfill), MAX_BODY),
+            ("POST", "/api/v1/jobs/{name}/pause", changing(jobs.pause), MAX_BODY),
+            ("POST", "/api/v1/jobs/{name}/resume", changing(jobs.resume), MAX_BODY),
+            ("POST", "/api/v1/sources/refresh", changing(sources.refresh), MAX_BODY),
+            ("POST", "/api/v1/sources/accept", changing(sources.accept), MAX_BODY),
             # changes nothing, so it is not audited; still a POST, so not a viewer's
-            ("POST", "/api/v1/validate", self.guard(self.changing(self.validate, audited=False)), MAX_DOCUMENT_BODY),
-            ("GET", "/api/v1/audit", self.guard(self.audit_log), 0),
+            ("POST", "/api/v1/validate", changing(sources.validate, audited=False), MAX_DOCUMENT_BODY),
+            ("GET", "/api/v1/audit", reading(audit_routes.audit_log), 0),
         ]
 
     # -- auth and the rules every route shares -------------------------------------------
@@ -196,156 +178,6 @@ class ControlApi:
         except TimeoutError:
             future.cancel()
             raise
-
-    # -- the routes -----------------------------------------------------------------------
-
-    def list_jobs(self, request: Request) -> Response:
-        view = self.call(ops.jobs_view(self.settings, self.store))
-        view["sources"] = self.call(self._sources()) if self.sources is not None else []
-        view["origins"] = self.call(self._origins())
-        return json_response(200, view)
-
-    async def _sources(self) -> list[dict]:
-        assert self.sources is not None
-        return self.sources.sources()
-
-    async def _origins(self) -> list[dict]:
-        return self.origins() if self.origins is not None else []
-
-    # -- the job sources (SPEC section 8: refresh now, guard, validate) -------------------
-
-    def refresh(self, request: Request, body: dict) -> Response:
-        """Read every source now; every other replica too (the leader within a second)."""
-        if body:
-            raise ops.BadRequest("this route takes an empty object, {}")
-        return json_response(200, {"sources": self._refresh()})
-
-    def _refresh(self) -> list[dict]:
-        self.call(self.store.request_sources("refresh"))
-        if self.sources is None:
-            return []
-        return self.call(self.sources.refresh_now(), REFRESH_TIMEOUT_S)
-
-    def accept(self, request: Request, body: dict) -> Response:
-        """Apply the held reads of every source, on every replica."""
-        if body:
-            raise ops.BadRequest("this route takes an empty object, {}")
-        self.call(self.store.request_sources("accept"))
-        found = self.call(self._accept()) if self.sources is not None else []
-        return json_response(200, {"sources": found})
-
-    async def _accept(self) -> list[dict]:
-        assert self.sources is not None
-        return self.sources.accept()
-
-    def validate(self, request: Request, body: dict) -> Response:
-        """A document checked as the sources would check it, changing nothing."""
-        try:
-            return json_response(200, validate_document(self.settings, body))
-        except BadDocument as exc:
-            raise ops.BadRequest(str(exc)) from None
-
-    def one_job(self, request: Request) -> Response:
-        return json_response(200, self.call(ops.job_view(self.settings, self.store, request.params["name"])))
-
-    def runs(self, request: Request) -> Response:
-        """The job's ledger by page: ?before=&after= (RFC 3339), &limit=, &cursor=."""
-        unknown = sorted(set(request.query) - {"before", "after", "limit", "cursor"})
-        if unknown:
-            raise ops.BadRequest(f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
-                                 "this route takes before, after, limit and cursor")
-        asked = {k: v[-1] for k, v in request.query.items()}
-        return json_response(200, self.call(ledger.runs_view(self.settings, self.store, request.params["name"],
-                                                             **asked)))
-
-    def one_run(self, request: Request) -> Response:
-        """One run by its slot (RFC 3339) or manual:<id>, with the sentence that explains it."""
-        return json_response(200, self.call(ledger.run_view(self.settings, self.store, request.params["name"],
-                                                            request.params["run"])))
-
-    def trigger(self, request: Request, body: dict) -> Response:
-        unknown = sorted(set(body) - {"id"})
-        if unknown:
-            raise ops.BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; send {{}} or {{\"id\": \"...\"}}")
-        rid = body.get("id")
-        if rid is not None and not isinstance(rid, str):
-            raise ops.BadRequest("id must be a string")
-        name = request.params["name"]
-        try:
-            done = self.call(ops.trigger(self.settings, self.store, name, rid))
-        except ops.UnknownJob:
-            # Created a moment ago in the app: read the sources once, then ask again.
-            self._refresh()
-            done = self.call(ops.trigger(self.settings, self.store, name, rid))
-        # `"notified": false` when the leader could not be told at once: the request is queued
-        # all the same, and the leader finds it at its next look at the queue.
-        unsaid = {"notified": False} if done.unsaid is not None else {}
-        return json_response(202, {"id": done.id, "result": done.result, **unsaid})
-
-    def retry(self, request: Request, body: dict) -> Response:
-        """Send a finished slot again under its own key, as its next attempt (SPEC 8)."""
-        _only(body, {"reason"})
-        reason = redrive.reason_value(body.get("reason"))
-        done = self.call(redrive.redrive(self.settings, self.store, request.params["name"], request.params["slot"], reason))
-        unsaid = {"notified": False} if done.unsaid is not None else {}
-        return json_response(202, {"job": done.job, "slot": format_slot(done.slot), "key": done.key,
-                                   "attempt": done.attempt, "result": "queued", **unsaid})
-
-    def backfill(self, request: Request, body: dict) -> Response:
-        """Send every slot of a range with no ok run, oldest first, each under its own key."""
-        _only(body, {"from", "to", "reason"})
-        if not isinstance(body.get("from"), str) or not isinstance(body.get("to"), str):
-            raise ops.BadRequest('send {"from": "<RFC 3339>", "to": "<RFC 3339>"}')
-        reason = redrive.reason_value(body.get("reason"))
-        done = self.call(redrive.backfill(self.settings, self.store, request.params["name"], body["from"], body["to"], reason))
-        unsaid = {"notified": False} if done.unsaid is not None else {}
-        return json_response(202, {"job": done.job, "queued": [format_slot(s) for s in done.queued], **unsaid})
-
-    def pause(self, request: Request, body: dict) -> Response:
-        return self._set_paused(request, body, True)
-
-    def resume(self, request: Request, body: dict) -> Response:
-        return self._set_paused(request, body, False)
-
-    def _set_paused(self, request: Request, body: dict, paused: bool) -> Response:
-        if body:
-            raise ops.BadRequest("this route takes an empty object, {}")
-        name = request.params["name"]
-        self.call(ops.set_paused(self.settings, self.store, name, paused))
-        view = self.call(ops.jobs_view(self.settings, self.store))
-        return json_response(200, next(j for j in view["jobs"] if j["name"] == name))
-
-    def audit_log(self, request: Request) -> Response:
-        """`?limit=` (1-1000, default 50) entries, newest first; `?before=<id>` for the next
-        page, whose id `next` gives (null after the last)."""
-        limit = whole_number(request, "limit", audit.DEFAULT_LIMIT, AUDIT_MAX_LIMIT)
-        before = whole_number(request, "before", 0, MAX_ID)
-        entries = self.call(self.store.audit(limit, before or None))
-        more = len(entries) == limit and entries[-1]["id"] > 1
-        return json_response(200, {"entries": entries, "next": entries[-1]["id"] if more else None})
-
-    def status_page(self, request: Request) -> Response:
-        view = self.call(ops.jobs_view(self.settings, self.store))
-        for job in view["jobs"]:  # each job's ledger, skipped and dropped slots with their reasons
-            job["history"] = self.call(ledger.recent(self.store, job["name"]))
-        view["sources"] = self.call(self._sources()) if self.sources is not None else []
-        view["origins"] = self.call(self._origins())
-        try:
-            view["audit"] = self.call(self.store.audit(audit.PAGE_ENTRIES))
-        except (StoreUnavailable, TimeoutError) as exc:  # the rest of the page is still worth showing
-            log.warning("control API: could not read the audit log for the page", extra={"error": str(exc)})
-            view["audit"] = None
-        who = self.caller(request)
-        nonce = secrets.token_urlsafe(16)
-        headers = COMMON_HEADERS + [("Content-Security-Policy", PAGE_CSP.format(nonce=nonce)), ("X-Frame-Options", "DENY")]
-        body = page.render(view, nonce, viewer=None if who is None or who.operator else who.name)
-        return Response(200, body.encode(), "text/html; charset=utf-8", headers)
-
-
-def _only(body: dict, allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ops.BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; this route takes {', '.join(sorted(allowed))}")
 
 
 def add_routes(router, api: ControlApi) -> None:

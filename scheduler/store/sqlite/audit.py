@@ -11,6 +11,7 @@ import json
 import sqlite3
 
 from ..audit_records import AUDIT_KEEP, read_entries
+from .transactions import Transactions
 
 TABLE = "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, entry TEXT NOT NULL)"
 
@@ -29,3 +30,16 @@ def read(db: sqlite3.Connection, limit: int, before: int | None) -> list[dict]:
     rows = db.execute("SELECT seq, entry FROM audit WHERE seq < ? ORDER BY seq DESC LIMIT ?",
                       (before if before is not None else 2**62, limit)).fetchall()
     return read_entries(rows, before)
+
+
+class Audit:
+    """The store's audit calls over its transactions."""
+
+    def __init__(self, tx: Transactions, keep: int = AUDIT_KEEP):
+        self.tx, self.keep = tx, keep
+
+    async def append(self, entry: dict) -> int:
+        return await self.tx.writing(lambda db, _: append(db, entry, self.keep))
+
+    async def read(self, limit: int, before: int | None = None) -> list[dict]:
+        return await self.tx.reading(lambda db, _: read(db, limit, before))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ...model import CLAIMED, STALE, Claim, SlotRequest
 from .records import Bad, Quarantine
+from .transactions import Transactions
 
 Db = sqlite3.Connection
 
@@ -63,3 +64,16 @@ def claim(db: Db, c: Claim, epoch: int, now: float) -> int:
     added = db.execute("INSERT OR IGNORE INTO inflight VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (c.field, c.job, c.slot, epoch, c.attempt, None, now))
     return CLAIMED if added.rowcount == 1 else STALE
+
+
+class Redrives:
+    """The store's calls for queued slots over its transactions."""
+
+    def __init__(self, tx: Transactions):
+        self.tx = tx
+
+    async def pending(self) -> list[SlotRequest]:
+        return await self.tx.reading(lambda db, bad: pending(db, self.tx.quarantine, bad))
+
+    async def request(self, job: str, requests: Sequence[SlotRequest]) -> list[int]:
+        return await self.tx.writing(lambda db, _: request(db, job, requests))

@@ -1,6 +1,6 @@
 """The ledger's part of the Redis store's scripts (SPEC 8): the Lua function CLAIM and FINISH
 share to write a job's entry and trim its oldest end, and how many acquisitions the lease's
-log keeps. scripts.py prepends LEDGER to the two scripts that write the ledger."""
+log keeps. claims.py prepends LEDGER to the two scripts that write the ledger."""
 
 # How many acquisitions the `leaderships` list keeps (explain reads it, SPEC 8).
 LEADERSHIPS_KEPT = 100
