@@ -12,12 +12,10 @@ import hashlib
 import json
 import logging
 import random
-import re
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, UTC
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any, Protocol
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,7 +24,9 @@ from standardwebhooks.webhooks import Webhook
 
 from . import __version__
 from .config.loader import JobSpec, Settings
-from .http.client.client import ERRORS, Http1Client, Response
+from .http.client.answers import EXCERPT_BYTES, error_text, excerpt_of, retry_after_s  # noqa: F401  (EXCERPT_BYTES: public)
+from .http.client.client import ERRORS, Http1Client
+from .http.client.httpx_client import HttpxClient
 from .http.client.url import origin, origin_prefix
 from .model import Claim, Outcome, fire_key, format_slot
 from .origins import Origins
@@ -38,9 +38,7 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 USER_AGENT = f"cron-sidecar/{__version__}"
 BODY_METHODS = ("POST", "PUT", "PATCH")
-EXCERPT_BYTES = 512  # of a non-2xx body, kept in the outcome
 _OVERRIDABLE = {"user-agent": "User-Agent", "content-type": "Content-Type"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +110,12 @@ class Dispatcher:
         self.scrub = scrub  # applied to every excerpt of the app's answer
         # The lean HTTP/1.1 client carries the load; an httpx transport passed in is used as
         # given (tests), with httpx imported only then.
-        self.http: Http1Client | _HttpxClient = _HttpxClient(settings, transport) if transport is not None else Http1Client(
+        self.http: Http1Client | HttpxClient = HttpxClient(settings.tls_verify, transport) if transport is not None else Http1Client(
             verify=settings.tls_verify, client_cert=settings.tls_client_cert,
             client_key=settings.tls_client_key, key_password=settings.tls_client_key_password,
             proxy=settings.http_proxy, no_proxy=settings.no_proxy,
         )
-        self.errors = self.http.errors if isinstance(self.http, _HttpxClient) else ERRORS
+        self.errors = self.http.errors if isinstance(self.http, HttpxClient) else ERRORS
         self.origins = Origins(settings.target_max_in_flight or settings.max_concurrency, settings.target_rate, clock, sleep)
 
     def build(self, fire: Fire, attempt: int) -> Request:
@@ -224,7 +222,7 @@ class Dispatcher:
                     await on_retry(attempt)
         except Exception as exc:  # noqa: BLE001 - a fire must end with an outcome
             log.exception("fire failed inside the scheduler", extra=self._log_fields(fire))
-            return self._outcome("failed", fire, attempt, started, None, f"internal error: {_error_text(exc)}")
+            return self._outcome("failed", fire, attempt, started, None, f"internal error: {error_text(exc)}")
 
     async def _attempt(self, fire: Fire, attempt: int) -> _Attempt:
         request = self.build(fire, attempt)
@@ -238,14 +236,14 @@ class Dispatcher:
         except TimeoutError:
             return _Attempt(None, f"timeout after {fire.job.timeout_s:g}s")
         except self.errors as exc:
-            return _Attempt(None, _error_text(exc))
+            return _Attempt(None, error_text(exc))
         status = response.status
         if 200 <= status < 300:
             return _Attempt(status)
         excerpt = excerpt_of(response.excerpt, self.scrub)
         if 300 <= status < 400:
             return _Attempt(status, f"HTTP {status}: redirect not followed", None, excerpt)
-        return _Attempt(status, f"HTTP {status}", _retry_after_s(response.header("retry-after"), self.clock()), excerpt)
+        return _Attempt(status, f"HTTP {status}", retry_after_s(response.header("retry-after"), self.clock()), excerpt)
 
     def _outcome(self, status: str, fire: Fire, attempt: int, started: float, http_status, error,
                  excerpt: str | None = None) -> Outcome:
@@ -269,61 +267,6 @@ def trace_id(key: str) -> str:
 def traceparent(key: str) -> str:
     """A W3C traceparent: the fire's trace id, a fresh span id per attempt, sampled."""
     return f"00-{trace_id(key)}-{secrets.token_hex(8)}-01"
-
-
-def excerpt_of(text: str | None, scrub: Callable[[str], str]) -> str | None:
-    """At most EXCERPT_BYTES (as UTF-8) of the start of an error body, secrets scrubbed and
-    control characters escaped. The client reads a little more than is kept, so a secret
-    cut by the limit is still found whole and scrubbed before the cut."""
-    if not text:
-        return None
-    text = scrub(text)
-    if len(text.encode()) > EXCERPT_BYTES:
-        text = text.encode()[:EXCERPT_BYTES].decode(errors="ignore")
-    return _CONTROL.sub(_escape, text)
-
-
-def _escape(match: re.Match) -> str:
-    ch = match.group()
-    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-
-
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-class _HttpxClient:
-    """The same face as Http1Client over an httpx transport (tests pass httpx.MockTransport)."""
-
-    def __init__(self, settings: Settings, transport: Any):
-        import httpx
-
-        self.errors = (httpx.HTTPError,)
-        self.client = httpx.AsyncClient(transport=transport, follow_redirects=False, verify=settings.tls_verify, timeout=None)
-
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float) -> Response:
-        async with asyncio.timeout(timeout_s):
-            response = await self.client.request(method, url, headers=list(headers.items()), content=body)
-            content = await response.aread()
-        excerpt = None
-        if not 200 <= response.status_code < 300:
-            excerpt = content[:1024].decode(response.charset_encoding or "utf-8", errors="replace")
-        return Response(response.status_code, tuple(response.headers.items()), excerpt)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-def _retry_after_s(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
