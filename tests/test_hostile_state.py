@@ -86,6 +86,7 @@ writes = st.lists(st.tuples(keys, st.sampled_from(["string", "hash", "list", "se
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(writes=writes)
 @example(writes=[("epoch", "string", b"0\x00", b"")])  # a number to Lua's tonumber, not to INCR
+@example(writes=[("epoch", "string", b"00", b"")])  # a whole number to a pattern, not to INCR (leading zero)
 @example(writes=[("slots", "string", b"x", b"")])
 def test_any_bytes_in_any_key_never_stop_a_store_read_or_claim(redis_server, writes):
     raw = redis_server.client(decode_responses=False)

@@ -39,8 +39,10 @@ if not ok then
 end
 if not format or format < tonumber(ARGV[5]) then redis.call('HSET', KEYS[3], 'format', ARGV[5]) end
 redis.call('HSET', KEYS[3], 'writer', ARGV[6])
--- INCR takes only a whole number: tonumber would also pass '0' followed by a NUL byte.
-if not string.match(redis.call('GET', KEYS[2]) or '', '^%-?%d+$') then
+-- INCR takes only a whole number in its canonical form (no leading zero, no '-0', at most 18
+-- digits so it cannot overflow): tonumber would also pass '0' followed by a NUL byte, or '00'.
+local mark = redis.call('GET', KEYS[2]) or ''
+if not (mark == '0' or (string.match(mark, '^%-?[1-9]%d*$') and #mark <= 18)) then
   redis.call('SET', KEYS[2], now)
 end
 local epoch = redis.call('INCR', KEYS[2])
