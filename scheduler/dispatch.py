@@ -205,10 +205,7 @@ class Dispatcher:
                 on_time = attempt >= last_attempt  # RETRIES used up: RETRY_FOR alone goes on
                 if not retryable or (on_time and (until is None or now >= until)):
                     return self._outcome("failed", fire, attempt, started, status, error, result.excerpt)
-                n = min(attempt - fire.claim.attempt + 1, 16)
-                delay = self.rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1))
-                if result.retry_after_s is not None:
-                    delay = max(delay, result.retry_after_s)
+                delay = self._backoff_s(attempt - fire.claim.attempt + 1, result.retry_after_s)
                 if on_time and until is not None and now + delay > until:
                     delay = until - now  # one last attempt at the deadline
                 if fire.deadline is not None and now + delay >= fire.deadline:
@@ -223,6 +220,12 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - a fire must end with an outcome
             log.exception("fire failed inside the scheduler", extra=self._log_fields(fire))
             return self._outcome("failed", fire, attempt, started, None, f"internal error: {error_text(exc)}")
+
+    def _backoff_s(self, n: int, retry_after_s: float | None) -> float:
+        """The wait before retry `n` of a fire: full jitter over 1, 2, 4... s capped at a
+        minute, and never less than the app's Retry-After."""
+        delay = self.rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (min(n, 16) - 1))
+        return delay if retry_after_s is None else max(delay, retry_after_s)
 
     async def _attempt(self, fire: Fire, attempt: int) -> _Attempt:
         request = self.build(fire, attempt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from itertools import islice
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -33,14 +34,7 @@ def check(settings: config.Settings, args) -> int:
     unknown = say_warnings(settings, args.strict)
     start = time.time() if args.from_ is None else args.from_
     listed, source_of, rejected, states = _with_sources(settings)
-    jobs = []
-    for job in listed:
-        nxt = []
-        for slot in sched.iter_slots(job.schedule, start):
-            nxt.append(slot)
-            if len(nxt) >= args.count:
-                break
-        jobs.append((job, nxt))
+    jobs = [(job, list(islice(sched.iter_slots(job.schedule, start), args.count))) for job in listed]
     failed = [s for s in states if not s["ok"]]
     # A source that cannot be read is not "OK: 0 jobs": the daemon would start without its
     # jobs. What a readable source holds is the app's users' business: only --strict fails on it.
@@ -68,30 +62,35 @@ def check(settings: config.Settings, args) -> int:
     for r in rejected:
         print(f"rejected  {r['name']} ({r['source']}): {r['problem']}")
     for j, nxt in jobs:
-        zone = ZoneInfo(j.timezone)
-        state = _state(j, nxt)
-        flag = "" if state == "active" else f"  [{state}]"
-        print(f"\n{j.name}{flag}  (from {source_of.get(j.name, 'env')})"
-              f"\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
-        retries = "no retries" if j.retries == 0 else f"{j.retries} retr{'y' if j.retries == 1 else 'ies'}"
-        window = "unlimited" if j.catchup_window_s is None else _span(j.catchup_window_s)
-        after = sched.next_after(j.schedule, nxt[0]) if nxt else None
-        period = after - nxt[0] if after is not None else None
-        retry_for = config.retry_for_s(j, period)
-        longer = "  (longer than the period: retries stop at the next slot)" if period and retry_for > period else ""
-        print(f"  attempts  timeout {_span(j.timeout_s)} each, {retries}, "
-              f"retried for {_span(retry_for)}{'' if j.retry_for_s is not None else ' (default)'}{longer}")
-        print(f"  catch-up  {j.catchup}, window {window}")
-        print(f"  overlap   concurrency {j.concurrency}, jitter {_span(j.jitter_s)}")
-        if not nxt:
-            print("  next      (none: a one-shot whose time has passed)")
-        for s in nxt:
-            local = datetime.fromtimestamp(s, zone).isoformat()
-            print(f"  next      {local}  ({sched.format_slot(s)})")
+        _describe(j, nxt, source_of.get(j.name, "env"))
     if code == EX_CONFIG:
         print(f"--strict: {len(rejected)} rejected job(s), {len(settings.ignored)} SCHEDULER_* name(s) "
               "not read by cron-sidecar", file=sys.stderr)
     return code
+
+
+def _describe(j: config.JobSpec, nxt: list[int], source: str) -> None:
+    """One job in `check`'s text: its call, attempts, policies and next slots in its zone."""
+    zone = ZoneInfo(j.timezone)
+    state = _state(j, nxt)
+    flag = "" if state == "active" else f"  [{state}]"
+    print(f"\n{j.name}{flag}  (from {source})"
+          f"\n  schedule  {j.schedule_text}  ({j.timezone})\n  call      {j.method} {j.url}")
+    retries = "no retries" if j.retries == 0 else f"{j.retries} retr{'y' if j.retries == 1 else 'ies'}"
+    window = "unlimited" if j.catchup_window_s is None else _span(j.catchup_window_s)
+    after = sched.next_after(j.schedule, nxt[0]) if nxt else None
+    period = after - nxt[0] if after is not None else None
+    retry_for = config.retry_for_s(j, period)
+    longer = "  (longer than the period: retries stop at the next slot)" if period and retry_for > period else ""
+    print(f"  attempts  timeout {_span(j.timeout_s)} each, {retries}, "
+          f"retried for {_span(retry_for)}{'' if j.retry_for_s is not None else ' (default)'}{longer}")
+    print(f"  catch-up  {j.catchup}, window {window}")
+    print(f"  overlap   concurrency {j.concurrency}, jitter {_span(j.jitter_s)}")
+    if not nxt:
+        print("  next      (none: a one-shot whose time has passed)")
+    for s in nxt:
+        local = datetime.fromtimestamp(s, zone).isoformat()
+        print(f"  next      {local}  ({sched.format_slot(s)})")
 
 
 def check_document(settings: config.Settings, path: str, as_json: bool) -> int:

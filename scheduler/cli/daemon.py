@@ -17,6 +17,7 @@ import sys
 from .. import __version__
 from ..config import loader as config
 from ..sources.catalog import Catalog
+from ..store.protocol import Store
 from .exits import EX_CONFIG, EX_FAILURE, EX_OK
 from .port import PortProblem, serve_port
 from .signals import Hangup, on_signal
@@ -55,6 +56,8 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     from ..notify.sender import start_notifier
     from ..observe import Health, Metrics, OverdueCollector, Redactor
     from ..observe.metrics import OriginsCollector
+    from ..control.pauses import RemovedPauses
+    from .sources import start_sources
 
     raise_open_files_limit(settings.max_concurrency)
     damaged = Damaged()
@@ -77,11 +80,7 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     metrics.registry.register(OriginsCollector(dispatcher.origins.states))
     if api is not None:
         api.origins = dispatcher.origins.states
-    from ..control.pauses import RemovedPauses
-
     pauses = RemovedPauses(store)
-    from .sources import start_sources
-
     sources = await start_sources(settings, engine, catalog, metrics, store, api, pauses,
                                   None if notifier is None else source_notices(notifier, lambda: engine.is_leader))
     if sources is not None:
@@ -102,13 +101,7 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        if sources is not None:
-            await sources.aclose()
-        await pauses.aclose()
-        if notifier is not None:
-            await notifier.aclose()
-        await dispatcher.aclose()
-        await store.close()
+        await _close(sources, pauses, notifier, dispatcher, store)
         if server is not None:
             server.shutdown()
     log.info("stopped")
@@ -116,6 +109,18 @@ async def _run(settings: config.Settings, dry_run: bool, hangup: Hangup, stop_on
         print(f"config error: SCHEDULER_STATE_FILE: {damaged.problem}", file=sys.stderr)
         return EX_CONFIG
     return EX_OK
+
+
+async def _close(sources, pauses, notifier, dispatcher, store: Store) -> None:
+    """Close what the run opened, in order: the sources first (they feed the engine), the
+    store last (the others write to it); `sources` and `notifier` may not have started."""
+    if sources is not None:
+        await sources.aclose()
+    await pauses.aclose()
+    if notifier is not None:
+        await notifier.aclose()
+    await dispatcher.aclose()
+    await store.close()
 
 
 def _settle_runtime() -> None:
